@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Machine set-up for CI (and for a developer's fresh sandbox of this kind): installs the
+# engine and the tools the tests drive, and configures podman for this sandbox. None of
+# this belongs to the product: a developer's own machine already has a working engine.
+set -euo pipefail
+
+need_pkgs=()
+for pkg in podman runc debootstrap espeak-ng ffmpeg uidmap slirp4netns fuse-overlayfs \
+           catatonit python3-venv; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$pkg")
+done
+if ((${#need_pkgs[@]})); then
+  echo "installing: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# crun fails here (cgroup hybrid mode) and the sandbox forbids raising rlimits, so podman
+# gets runc and ulimits that fit inside the sandbox's own (DESIGN.md, "Facts").
+mkdir -p /etc/containers
+conf=/etc/containers/containers.conf
+if ! grep -q 'runtime = "runc"' "$conf" 2>/dev/null; then
+  cat >"$conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+CONF
+fi
+podman --version
+podman info --format '{{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}}'

@@ -1,0 +1,19 @@
+import { defineConfig } from "vite";
+
+// No @types/node dependency just for two environment lookups.
+declare const process: { env: Record<string, string | undefined> };
+
+// The backend address differs between a native run and the dev container, hence the env var.
+const backend = process.env.JARVIS_BACKEND_URL || "http://127.0.0.1:8000";
+
+export default defineConfig({
+  server: {
+    host: process.env.JARVIS_FRONTEND_HOST || "127.0.0.1",
+    port: 5173,
+    strictPort: true,
+    proxy: {
+      "/api": backend,
+      "/health": backend,
+    },
+  },
+});
