@@ -6,7 +6,7 @@ set -euo pipefail
 
 need_pkgs=()
 for pkg in podman runc debootstrap espeak-ng ffmpeg uidmap slirp4netns fuse-overlayfs \
-           catatonit python3-venv; do
+           catatonit python3-venv netavark aardvark-dns; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then
@@ -17,17 +17,22 @@ if ((${#need_pkgs[@]})); then
 fi
 
 # crun fails here (cgroup hybrid mode) and the sandbox forbids raising rlimits, so podman
-# gets runc and ulimits that fit inside the sandbox's own (DESIGN.md, "Facts").
+# gets runc and ulimits that fit inside the sandbox's own (DESIGN.md, "Facts"). netavark
+# (with aardvark-dns) rather than Debian's CNI default, so containers on a network find
+# each other by name, as on Fedora and any current podman.
 mkdir -p /etc/containers
 conf=/etc/containers/containers.conf
-if ! grep -q 'runtime = "runc"' "$conf" 2>/dev/null; then
+if ! grep -q 'network_backend = "netavark"' "$conf" 2>/dev/null; then
   cat >"$conf" <<'CONF'
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 
 [engine]
 runtime = "runc"
+
+[network]
+network_backend = "netavark"
 CONF
 fi
 podman --version
-podman info --format '{{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}}'
+podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.NetworkBackend}} {{.Store.GraphDriverName}}'

@@ -162,7 +162,8 @@ async fn bad_requests_are_400_with_a_reason() {
         assert!(error["error"].as_str().is_some_and(|e| !e.is_empty()), "{path} {body}: {error}");
     }
     let long = "a".repeat(jarvis_backend::MAX_TTS_CHARS + 1);
-    let response = client().post(format!("http://{addr}/api/tts")).json(&json!({ "text": long })).send().await.unwrap();
+    let response =
+        client().post(format!("http://{addr}/api/tts")).json(&json!({ "text": long })).send().await.unwrap();
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     assert!(error["error"].as_str().unwrap().contains("limit"), "{error}");
@@ -173,7 +174,10 @@ async fn bad_requests_are_400_with_a_reason() {
 fn espeak_available() -> bool {
     let found = std::process::Command::new("espeak-ng").arg("--version").output().is_ok();
     if !found {
-        assert!(std::env::var("CI").is_err(), "espeak-ng is missing under CI: .ci/machine-setup.sh installs it");
+        assert!(
+            std::env::var("CI").is_err(),
+            "espeak-ng is missing under CI: .ci/machine-setup.sh installs it"
+        );
         eprintln!("SKIPPED: espeak-ng is not installed (apt-get install espeak-ng / dnf install espeak-ng)");
     }
     found
@@ -211,7 +215,8 @@ async fn a_failing_piper_degrades_to_espeak() {
     for file in ["en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"] {
         std::fs::write(models.path().join(file), b"not a real model").unwrap();
     }
-    let config = Config { models_dir: models.path().into(), piper_bin: "/bin/false".into(), ..isolated_config() };
+    let config =
+        Config { models_dir: models.path().into(), piper_bin: "/bin/false".into(), ..isolated_config() };
     let addr = spawn(app(config)).await;
 
     let status: Value =
@@ -219,8 +224,12 @@ async fn a_failing_piper_degrades_to_espeak() {
     assert_eq!(status["tts"]["engine"], "piper");
     assert_eq!(status["tts"]["models"], json!(["en_US-joe-medium"]));
 
-    let response =
-        client().post(format!("http://{addr}/api/tts")).json(&json!({ "text": "fallback" })).send().await.unwrap();
+    let response = client()
+        .post(format!("http://{addr}/api/tts"))
+        .json(&json!({ "text": "fallback" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-tts-engine"], "espeak-ng");
     wav::parse(&response.bytes().await.unwrap()).unwrap();

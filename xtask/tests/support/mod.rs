@@ -1,0 +1,159 @@
+//! What the real-engine tests share: finding podman (required under CI), a scratch copy of
+//! the workspace to edit freely, containers that clean up after themselves, and HTTP.
+
+#![allow(dead_code)] // each test file uses its own part of this
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use xshell::{Shell, cmd};
+
+pub const PROJECT_LABEL: &str = "io.jarvis.project=jarvis";
+
+/// The engine, or `None` with a loud reason. Under CI a missing podman fails the test:
+/// `.ci/machine-setup.sh` installs it, so its absence there is a broken set-up.
+pub fn podman_or_skip(test: &str) -> Option<Shell> {
+    if which::which("podman").is_ok() {
+        return Some(Shell::new().unwrap());
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: podman is missing under CI (.ci/machine-setup.sh installs it)"
+    );
+    eprintln!(
+        "\n*** SKIPPED {test}: podman is not installed (apt-get install podman / dnf install podman) ***\n"
+    );
+    None
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Copies the workspace's sources (no build output, dependencies, models or secrets) to
+/// `dest`, so a test can edit them without touching the developer's tree.
+pub fn copy_workspace(dest: &Path) {
+    let root = workspace_root();
+    let skip = [".git", "target", "node_modules", "dist", ".dev-cache", ".venv", "models", ".env"];
+    let walker = walkdir::WalkDir::new(&root)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !skip.contains(&e.file_name().to_str().unwrap_or("")));
+    for entry in walker {
+        let entry = entry.unwrap();
+        let target = dest.join(entry.path().strip_prefix(&root).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A scratch directory under /var/tmp (large, and not a tmpfs), removed on drop.
+pub struct ScratchDir(pub PathBuf);
+
+impl ScratchDir {
+    pub fn new(name: &str) -> ScratchDir {
+        let dir = std::env::temp_dir().join(format!("jarvis-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        ScratchDir(dir)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Engine resources a test made, removed on drop even when the test panics.
+#[derive(Default)]
+pub struct Cleanup {
+    containers: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Cleanup {
+    pub fn container(&mut self, name: &str) -> String {
+        self.containers.push(name.to_string());
+        name.to_string()
+    }
+    pub fn network(&mut self, name: &str) -> String {
+        self.networks.push(name.to_string());
+        name.to_string()
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let sh = Shell::new().unwrap();
+        for c in &self.containers {
+            let _ = cmd!(sh, "podman rm -f -t 0 {c}").quiet().ignore_stdout().ignore_stderr().run();
+        }
+        for n in &self.networks {
+            let _ = cmd!(sh, "podman network rm -f {n}").quiet().ignore_stdout().ignore_stderr().run();
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.0 GET on loopback: the status and the body, or `None` if nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// Polls `GET path` until `done(body)` holds. On time-out, or when the container stops,
+/// fails with the container's last log lines, which say why.
+pub fn wait_for(
+    sh: &Shell,
+    container: &str,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some((200, body)) = http_get(port, path)
+            && done(&body)
+        {
+            return body;
+        }
+        let format = "{{.State.Running}}";
+        let running =
+            cmd!(sh, "podman inspect --format {format} {container}").quiet().read().unwrap_or_default();
+        if running.trim() != "true" || start.elapsed() > timeout {
+            let logs = cmd!(sh, "podman logs --tail 40 {container}")
+                .quiet()
+                .ignore_status()
+                .read_stderr()
+                .unwrap_or_default();
+            let out = cmd!(sh, "podman logs --tail 40 {container}")
+                .quiet()
+                .ignore_status()
+                .read()
+                .unwrap_or_default();
+            panic!(
+                "{path} on port {port} did not answer as expected within {:?} (container running: {running}); last logs:\n{out}\n{logs}",
+                start.elapsed()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
