@@ -1,19 +1,86 @@
-//! The Jarv1s build system. `cargo xtask --help` lists the strategies.
+//! The Jarv1s build system: `cargo xtask <strategy>`. One stack description (`stack.rs`),
+//! one observe → plan → apply core (`apply.rs`, `plan.rs`), a module per strategy.
+
+mod apply;
+mod cache;
+mod containerfile;
+mod dev_fast;
+mod engine;
+mod everyday;
+mod fingerprint;
+mod http;
+mod plan;
+mod ports;
+mod rebuild_clean;
+mod stack;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use clap::{Parser, Subcommand};
 
-/// Builds and runs Jarv1s: the strategies of `../shared/seed/build-strategies.md`.
+/// Builds and runs Jarv1s. Each strategy replaces one of the old scripts, which live on
+/// as shims: ./scripts/dev-fast.sh runs `cargo xtask dev-fast`.
 #[derive(Parser)]
-#[command(name = "cargo xtask", version, about)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Daily development: rebuild only what changed, start what is missing (was dev-fast.sh).
+    DevFast(dev_fast::Args),
+    /// Remove this project's containers and images and rebuild from scratch (was rebuild-clean.sh).
+    RebuildClean(rebuild_clean::Args),
+    /// What runs, on which ports, and what dev-fast would do now.
+    Status(everyday::StatusArgs),
+    /// Show a service's logs.
+    Logs(everyday::LogsArgs),
+    /// Stop this project's containers (volumes and images are kept).
+    Stop(everyday::StopArgs),
+}
 
-fn main() {
+/// What every command works on: the checkout and the stack's name and ports.
+pub struct Context {
+    pub project: stack::Project,
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    let result = stack::Project::from_env(workspace_root()).and_then(|project| {
+        let cx = Context { project };
+        match &cli.command {
+            Command::DevFast(args) => dev_fast::run(&cx, args),
+            Command::RebuildClean(args) => rebuild_clean::run(&cx, args),
+            Command::Status(args) => everyday::status(&cx, args),
+            Command::Logs(args) => everyday::logs(&cx, args),
+            Command::Stop(args) => everyday::stop(&cx, args),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace holding the current directory (so a scratch copy is its own project),
+/// else the one this xtask was built in.
+fn workspace_root() -> PathBuf {
+    let is_root = |dir: &Path| {
+        std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
+            && dir.join("xtask").is_dir()
+    };
+    if let Ok(cwd) = std::env::current_dir()
+        && let Some(root) = cwd.ancestors().find(|d| is_root(d))
+    {
+        return root.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }

@@ -1,0 +1,332 @@
+//! Observe the engine, and apply a plan: each action becomes one engine command, printed
+//! exactly with `--dry-run`. Image records are written only after their build succeeded.
+
+use std::{
+    io::IsTerminal,
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use xshell::Shell;
+
+use crate::{
+    cache,
+    engine::Engine,
+    fingerprint::{Inputs, sha256},
+    plan::{Action, Facts, Plan},
+    ports,
+    stack::{CONFIG_LABEL, INPUTS_LABEL, Mount, Readiness, SERVICE_LABEL, Service, ServiceImage, Stack},
+};
+
+/// Where messages go: stdout for people; stderr when stdout carries `--json`.
+#[derive(Clone, Copy, Debug)]
+pub struct Output {
+    pub json: bool,
+    pub dry_run: bool,
+}
+
+impl Output {
+    pub fn say(&self, line: impl AsRef<str>) {
+        if self.json {
+            eprintln!("{}", line.as_ref());
+        } else {
+            println!("{}", line.as_ref());
+        }
+    }
+
+    pub fn warn(&self, line: impl AsRef<str>) {
+        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        if color {
+            eprintln!("\x1b[33mwarning:\x1b[0m {}", line.as_ref());
+        } else {
+            eprintln!("warning: {}", line.as_ref());
+        }
+    }
+}
+
+/// Gathers the facts the planner needs: four engine listings, the inputs of each image,
+/// and the ports that cannot be bound.
+pub fn observe(sh: &Shell, engine: &Engine, stack: &Stack) -> Result<Facts, String> {
+    let observed = engine.observe(sh)?;
+    let inputs: Vec<(Inputs, cache::Record)> = stack
+        .images
+        .iter()
+        .map(|image| {
+            let inputs =
+                Inputs::of_image(stack.root(), image, |base| observed.image(base).map(|i| i.id.clone()));
+            (inputs, cache::load(&stack.project.cache_dir(), image.key))
+        })
+        .collect();
+    let configs = stack
+        .services
+        .iter()
+        .map(|service| {
+            let image_digest = match service.image {
+                ServiceImage::Built(i) => inputs[i].0.digest(),
+                ServiceImage::Pulled(ref reference) => reference.clone(),
+            };
+            config_digest(&run_spec(stack, engine, service), &image_digest)
+        })
+        .collect();
+    let mut busy_ports = std::collections::BTreeMap::new();
+    for service in &stack.services {
+        for (host_port, _) in &service.ports {
+            if !ports::is_free(&stack.project.publish_addr, *host_port) {
+                busy_ports.insert(*host_port, ports::holder(*host_port));
+            }
+        }
+    }
+    Ok(Facts { observed, inputs, configs, busy_ports })
+}
+
+fn config_digest(spec: &[String], image_digest: &str) -> String {
+    sha256(&format!("{image_digest}\0{}", spec.join("\0")))
+}
+
+/// The `run` arguments that define a container, bar its labels: what the config digest
+/// covers, so that any change to them recreates the container.
+pub fn run_spec(stack: &Stack, engine: &Engine, service: &Service) -> Vec<String> {
+    let mut args = vec!["--network".to_string(), stack.network.clone()];
+    for (host, container) in &service.ports {
+        args.extend(["-p".into(), format!("{}:{host}:{container}", stack.project.publish_addr)]);
+    }
+    let mut binds = false;
+    for mount in &service.mounts {
+        let spec = match mount {
+            Mount::Bind { source, target, read_only } => {
+                binds = true;
+                format!("{}:{target}{}", source.display(), if *read_only { ":ro" } else { "" })
+            }
+            Mount::Volume { name, target } => format!("{name}:{target}"),
+        };
+        args.extend(["-v".into(), spec]);
+    }
+    // Bind mounts without relabelling: `:z` would relabel the whole workspace on SELinux
+    // hosts (Fedora); a dev container is trusted with the source it edits anyway.
+    if binds {
+        args.extend(["--security-opt".into(), "label=disable".into()]);
+    }
+    for (key, value) in &service.env {
+        args.extend(["-e".into(), format!("{key}={value}")]);
+    }
+    args.extend(engine.host_alias_args());
+    args.push(match (&service.image, stack.image_of(service)) {
+        (_, Some(image)) => image.reference.clone(),
+        (ServiceImage::Pulled(reference), None) => reference.clone(),
+        (ServiceImage::Built(_), None) => unreachable!("a built service names one of the stack's images"),
+    });
+    args
+}
+
+/// The exact engine arguments of an action.
+pub fn command(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> Vec<String> {
+    let project = &stack.project;
+    let s = |v: &str| v.to_string();
+    match action {
+        Action::CreateNetwork { name } => {
+            vec![s("network"), s("create"), s("--label"), project.label(), name.clone()]
+        }
+        Action::CreateVolume { name } => {
+            vec![s("volume"), s("create"), s("--label"), project.label(), name.clone()]
+        }
+        Action::Build { image, no_cache, .. } => {
+            let img = &stack.images[*image];
+            let root = stack.root().display().to_string();
+            let mut args = vec![
+                s("build"),
+                s("-f"),
+                format!("{root}/{}", img.containerfile),
+                s("-t"),
+                img.reference.clone(),
+                s("--label"),
+                project.label(),
+                s("--label"),
+                format!("{INPUTS_LABEL}={}", facts.inputs[*image].0.digest()),
+            ];
+            if *no_cache {
+                args.push(s("--no-cache"));
+            }
+            for (k, v) in &img.build_args {
+                args.extend([s("--build-arg"), format!("{k}={v}")]);
+            }
+            args.push(root);
+            args
+        }
+        Action::Pull { service, .. } => match &stack.services[*service].image {
+            ServiceImage::Pulled(reference) => vec![s("pull"), reference.clone()],
+            ServiceImage::Built(_) => unreachable!("only pulled images are pulled"),
+        },
+        Action::Remove { container, .. } => vec![s("rm"), s("-f"), s("-t"), s("5"), container.clone()],
+        Action::Run { service, .. } => {
+            let svc = &stack.services[*service];
+            let mut args = vec![
+                s("run"),
+                s("-d"),
+                // PID 1 that forwards signals: `stop` takes 0.2 s instead of 10.
+                s("--init"),
+                s("--name"),
+                svc.container.clone(),
+                s("--label"),
+                project.label(),
+                s("--label"),
+                format!("{SERVICE_LABEL}={}", svc.key),
+                s("--label"),
+                format!("{CONFIG_LABEL}={}", facts.configs[*service]),
+            ];
+            args.extend(run_spec(stack, engine, svc));
+            args
+        }
+    }
+}
+
+/// Quotes an argument for display, so a printed command can be pasted into a shell.
+pub fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c)) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+pub fn command_line(engine: &Engine, args: &[String]) -> String {
+    std::iter::once(engine.name().to_string())
+        .chain(args.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs the plan's actions in order. A failed optional action (the LLM) is a warning;
+/// any other failure stops the run with nothing recorded for what did not build.
+pub fn apply(
+    sh: &Shell,
+    engine: &Engine,
+    stack: &Stack,
+    facts: &Facts,
+    plan: &Plan,
+    out: Output,
+) -> Result<Vec<Value>, String> {
+    let mut done = Vec::new();
+    for action in &plan.actions {
+        let args = command(stack, engine, facts, action);
+        if out.dry_run {
+            println!("{}", command_line(engine, &args));
+            done.push(json!({ "action": action.to_json(stack), "command": args, "status": "dry-run" }));
+            continue;
+        }
+        out.say(action.describe(stack));
+        let started = Instant::now();
+        let optional = match action {
+            Action::Pull { service, .. } | Action::Run { service, .. } => stack.services[*service].optional,
+            _ => false,
+        };
+        // Build output is progress worth seeing; other commands only print ids.
+        let result = match action {
+            Action::Build { .. } | Action::Pull { .. } => engine.run_to(sh, &args, out.json),
+            _ => engine.run_quiet(sh, &args),
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => {
+                if let Action::Build { image, .. } = action {
+                    cache::store(
+                        &stack.project.cache_dir(),
+                        stack.images[*image].key,
+                        &facts.inputs[*image].0,
+                    )?;
+                }
+                done.push(json!({ "action": action.to_json(stack), "status": "ok", "seconds": seconds }));
+            }
+            Err(e) if optional => {
+                out.warn(format!("{e}; going on without it"));
+                done.push(json!({ "action": action.to_json(stack), "status": "skipped", "error": e }));
+            }
+            Err(e) => {
+                let what = match action {
+                    Action::Build { image, .. } => format!(
+                        "building the {} image failed; its inputs are not recorded, so the next run retries it. \
+                         Fix {} (see the build output above) and run again",
+                        stack.images[*image].key, stack.images[*image].containerfile
+                    ),
+                    _ => e.clone(),
+                };
+                return Err(if matches!(action, Action::Build { .. }) {
+                    format!("{what}\n  ({e})")
+                } else {
+                    what
+                });
+            }
+        }
+    }
+    // Images the engine already had, built from these very inputs, get their record too,
+    // so a later change can be explained file by file.
+    if !out.dry_run {
+        for (index, image) in stack.images.iter().enumerate() {
+            let (inputs, record) = &facts.inputs[index];
+            if !plan.rebuilds(index) && *record != cache::Record::Built(inputs.clone()) {
+                cache::store(&stack.project.cache_dir(), image.key, inputs)?;
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Waits until each required service answers, or fails with its last log lines.
+pub fn wait_ready(
+    sh: &Shell,
+    engine: &Engine,
+    stack: &Stack,
+    timeout: Duration,
+    out: Output,
+) -> Result<(), String> {
+    for service in stack.services.iter().filter(|s| !s.optional) {
+        let Some(&(port, _)) = service.ports.first() else { continue };
+        let started = Instant::now();
+        let mut said = false;
+        loop {
+            if ready(&stack.project.publish_addr, port, service.readiness) {
+                break;
+            }
+            let state = engine
+                .read(sh, &["inspect", "--format", "{{.State.Status}}", &service.container])
+                .unwrap_or_else(|_| "missing".into());
+            let state = state.trim();
+            if state != "running" || started.elapsed() > timeout {
+                let logs = engine.logs_tail(sh, &service.container, 30);
+                let why = if state != "running" {
+                    format!("the {} container is {state}", service.key)
+                } else {
+                    format!(
+                        "the {} service did not answer on port {port} within {}s",
+                        service.key,
+                        timeout.as_secs()
+                    )
+                };
+                return Err(format!(
+                    "{why}. Its last log lines:\n{logs}\n(`cargo xtask logs {}` for more)",
+                    service.key
+                ));
+            }
+            if !said && started.elapsed() > Duration::from_secs(3) {
+                out.say(format!(
+                    "waiting for {} on port {port} (a first start compiles in the container; `cargo xtask logs {} -f` to watch)",
+                    service.key, service.key
+                ));
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    Ok(())
+}
+
+fn ready(addr: &str, port: u16, readiness: Readiness) -> bool {
+    let addr = if addr == "0.0.0.0" { "127.0.0.1" } else { addr };
+    match readiness {
+        Readiness::Tcp => {
+            TcpStream::connect_timeout(&format!("{addr}:{port}").parse().unwrap(), Duration::from_secs(1))
+                .is_ok()
+        }
+        Readiness::Http(path) => crate::http::get(addr, port, path).is_some_and(|(status, _)| status == 200),
+    }
+}

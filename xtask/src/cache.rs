@@ -1,0 +1,145 @@
+//! `.dev-cache/`: the per-file digests of what each image was last built from (so a rebuild
+//! can say which file changed), written atomically and only after a build succeeded, and
+//! a lock so that two runs never interleave. The image's own `io.jarvis.inputs` label
+//! stays the authority on whether it is current; this cache only explains.
+
+use std::{
+    fs::{self, File},
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use serde_json::Value;
+
+use crate::fingerprint::Inputs;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// Never built here (or the cache was cleared).
+    Missing,
+    /// There, but not something we can read: the run says so and rebuilds.
+    Unreadable(String),
+    Built(Inputs),
+}
+
+fn record_path(dir: &Path, image_key: &str) -> PathBuf {
+    dir.join("images").join(format!("{image_key}.json"))
+}
+
+pub fn load(dir: &Path, image_key: &str) -> Record {
+    let path = record_path(dir, image_key);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Record::Missing,
+        Err(e) => return Record::Unreadable(format!("{}: {e}", path.display())),
+    };
+    match serde_json::from_str::<Value>(&text).ok().as_ref().and_then(Inputs::from_json) {
+        Some(inputs) => Record::Built(inputs),
+        None => Record::Unreadable(format!("{} is corrupt or from another version", path.display())),
+    }
+}
+
+/// Records `inputs` as built. Write to a temporary file, then rename: a crash leaves
+/// either the old record or the new one, never half of one.
+pub fn store(dir: &Path, image_key: &str, inputs: &Inputs) -> Result<(), String> {
+    let path = record_path(dir, image_key);
+    let parent = path.parent().expect("record paths have a parent");
+    fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
+    let text = serde_json::to_string_pretty(&inputs.to_json()).expect("inputs serialize");
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("writing {}: {e}", path.display())
+    })
+}
+
+/// Forgets every image record (`rebuild-clean`); the lock file stays.
+pub fn clear(dir: &Path) -> Result<(), String> {
+    match fs::remove_dir_all(dir.join("images")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("clearing {}: {e}", dir.display())),
+        _ => Ok(()),
+    }
+}
+
+/// Held for the whole run; released when dropped, or by the kernel if the run is killed.
+pub struct Lock(#[allow(dead_code)] File);
+
+pub fn lock(dir: &Path) -> Result<Lock, String> {
+    fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            eprintln!("waiting for another cargo xtask run in this checkout to finish ({})", path.display());
+            file.lock().map_err(|e| format!("locking {}: {e}", path.display()))?;
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(format!("locking {}: {e}", path.display())),
+    }
+    Ok(Lock(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("jarvis-cache-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn store_load_clear() {
+        let dir = scratch("roundtrip");
+        let inputs = Inputs {
+            files: [("a".to_string(), "1".to_string())].into(),
+            bases: BTreeMap::new(),
+            args: BTreeMap::new(),
+        };
+        assert_eq!(load(&dir, "backend"), Record::Missing);
+        store(&dir, "backend", &inputs).unwrap();
+        assert_eq!(load(&dir, "backend"), Record::Built(inputs));
+        clear(&dir).unwrap();
+        assert_eq!(load(&dir, "backend"), Record::Missing);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_record_is_reported_not_trusted() {
+        let dir = scratch("corrupt");
+        fs::create_dir_all(dir.join("images")).unwrap();
+        fs::write(dir.join("images/backend.json"), "{ half a rec").unwrap();
+        assert!(matches!(load(&dir, "backend"), Record::Unreadable(why) if why.contains("corrupt")));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_lock_waits_for_the_first() {
+        let dir = scratch("lock");
+        let first = lock(&dir).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.clone();
+        let waiter = std::thread::spawn(move || {
+            let _second = lock(&d).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "second lock did not wait");
+        drop(first);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).expect("second lock acquired after release");
+        waiter.join().unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

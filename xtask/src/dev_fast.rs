@@ -1,0 +1,124 @@
+//! `cargo xtask dev-fast`: the daily command. Rebuild only the images whose inputs changed,
+//! leave running containers that are current alone, start what is missing, wait until it
+//! answers. With nothing changed it only reports.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use xshell::Shell;
+
+use crate::{
+    Context,
+    apply::{self, Output},
+    cache,
+    engine::Engine,
+    plan::{self, Options},
+    stack::{Llm, Stack},
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Rebuild every dev image even when its inputs are unchanged.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Where the backend finds its LLM: LM Studio on the host, or an Ollama container.
+    #[arg(long, value_enum, default_value_t = Llm::Lmstudio)]
+    pub llm: Llm,
+    /// Print the engine commands it would run, and run none.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the plan and the result as one JSON document on stdout (logs go to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for the services to answer (a first start compiles in the container).
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+}
+
+pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
+    let out = Output { json: args.json, dry_run: args.dry_run };
+    let started = Instant::now();
+    let mut report = json!({ "command": "dev-fast" });
+    let result = run_inner(cx, args, out, &mut report);
+    if args.json {
+        report["ok"] = json!(result.is_ok());
+        report["seconds"] = json!(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            report["error"] = json!(e);
+        }
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    }
+    result
+}
+
+fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Result<(), String> {
+    let engine = Engine::detect()?;
+    let stack = Stack::dev(&cx.project, args.llm, engine.host_alias());
+    let sh = Shell::new().map_err(|e| e.to_string())?;
+    let _lock = cache::lock(&cx.project.cache_dir())?;
+
+    let facts = apply::observe(&sh, &engine, &stack)?;
+    let plan = plan::plan(&stack, &facts, Options { rebuild: args.rebuild, no_cache: false });
+    report["engine"] = json!(engine.name());
+    report["plan"] = json!(plan.actions.iter().map(|a| a.to_json(&stack)).collect::<Vec<_>>());
+    report["unchanged"] = json!(plan.unchanged);
+    report["blockers"] = json!(plan.blockers);
+
+    if !args.dry_run {
+        for line in &plan.unchanged {
+            out.say(line);
+        }
+    }
+    if !plan.blockers.is_empty() {
+        return Err(format!("nothing was started:\n  {}", plan.blockers.join("\n  ")));
+    }
+    if plan.is_noop() {
+        out.say("nothing to do: every image is current and every container is running");
+    } else {
+        let done = apply::apply(&sh, &engine, &stack, &facts, &plan, out)?;
+        report["applied"] = json!(done);
+        if args.dry_run {
+            return Ok(());
+        }
+        apply::wait_ready(&sh, &engine, &stack, Duration::from_secs(args.timeout), out)?;
+    }
+    check_llm(&sh, &engine, &stack, args.llm, out);
+    let p = &stack.project;
+    let host = if p.publish_addr == "0.0.0.0" { "127.0.0.1" } else { &p.publish_addr };
+    let urls = json!({
+        "frontend": format!("http://{host}:{}", p.frontend_port),
+        "backend": format!("http://{host}:{}", p.backend_port),
+    });
+    out.say(format!(
+        "ready: frontend {}  backend {}",
+        urls["frontend"].as_str().unwrap(),
+        urls["backend"].as_str().unwrap()
+    ));
+    out.say("logs: cargo xtask logs [backend|frontend] -f    stop: cargo xtask stop");
+    report["urls"] = urls;
+    Ok(())
+}
+
+/// An LLM that is not there is a warning: the backend answers chat with a 503 until it is.
+fn check_llm(sh: &Shell, engine: &Engine, stack: &Stack, llm: Llm, out: Output) {
+    match llm {
+        Llm::Lmstudio => {
+            if crate::http::get("127.0.0.1", 1234, "/v1/models").is_none() {
+                out.warn(
+                    "no LLM answers at http://127.0.0.1:1234/v1: start LM Studio's local server, or use \
+                     `--llm ollama`; until then chat answers 503",
+                );
+            }
+        }
+        Llm::Ollama => {
+            let Some(service) = stack.service("llm") else { return };
+            let state = engine.read(sh, &["inspect", "--format", "{{.State.Status}}", &service.container]);
+            if state.map(|s| s.trim() != "running").unwrap_or(true) {
+                out.warn(format!(
+                    "the Ollama container {} is not running; chat answers 503 until an LLM is reachable",
+                    service.container
+                ));
+            }
+        }
+    }
+}

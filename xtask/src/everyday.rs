@@ -1,0 +1,154 @@
+//! The everyday commands over the same stack: `status`, `logs`, `stop`.
+
+use xshell::{Shell, cmd};
+
+use crate::{
+    Context,
+    apply::{self, Output},
+    engine::{Engine, Kind},
+    plan::{self, Options},
+    stack::{Llm, Stack},
+};
+
+fn setup(cx: &Context) -> Result<(Engine, Stack, Shell), String> {
+    let engine = Engine::detect()?;
+    let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
+    Ok((engine, stack, Shell::new().map_err(|e| e.to_string())?))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What runs, on which ports, and what `dev-fast` would do now (planned, not applied).
+pub fn status(cx: &Context, args: &StatusArgs) -> Result<(), String> {
+    let (engine, stack, sh) = setup(cx)?;
+    let facts = apply::observe(&sh, &engine, &stack)?;
+    let mut ours: Vec<_> =
+        facts.observed.containers.values().filter(|c| c.project() == Some(&cx.project.name)).collect();
+    ours.sort_by(|a, b| a.name.cmp(&b.name));
+    let plan = plan::plan(&stack, &facts, Options::default());
+    if args.json {
+        let containers: Vec<_> = ours
+            .iter()
+            .map(|c| serde_json::json!({ "name": c.name, "state": c.state, "ports": c.host_ports }))
+            .collect();
+        let doc = serde_json::json!({
+            "engine": engine.name(),
+            "containers": containers,
+            "dev_fast_would": plan.actions.iter().map(|a| a.to_json(&stack)).collect::<Vec<_>>(),
+            "blockers": plan.blockers,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("status serializes"));
+        return Ok(());
+    }
+    println!("engine: {}", engine.name());
+    if ours.is_empty() {
+        println!("no containers of project {}", cx.project.name);
+    }
+    for c in &ours {
+        let ports: Vec<String> =
+            c.host_ports.iter().map(|p| format!("{}:{p}", cx.project.publish_addr)).collect();
+        println!("  {:<24} {:<10} {}", c.name, c.state, ports.join(" "));
+    }
+    if plan.is_noop() {
+        println!("dev-fast would do nothing: everything is current");
+    } else {
+        println!("dev-fast would:");
+        for action in &plan.actions {
+            println!("  {}", action.describe(&stack));
+        }
+        for blocker in &plan.blockers {
+            println!("  blocked: {blocker}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// backend, frontend or llm; all of them when left out.
+    pub service: Option<String>,
+    /// Keep following new lines.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many past lines to show.
+    #[arg(long, default_value_t = 100)]
+    pub tail: usize,
+}
+
+pub fn logs(cx: &Context, args: &LogsArgs) -> Result<(), String> {
+    let (engine, stack, sh) = setup(cx)?;
+    let stack = if args.service.as_deref() == Some("llm") {
+        Stack::dev(&cx.project, Llm::Ollama, engine.host_alias())
+    } else {
+        stack
+    };
+    let containers: Vec<String> = match &args.service {
+        Some(key) => match stack.service(key) {
+            Some(s) => vec![s.container.clone()],
+            None => {
+                let keys: Vec<&str> = stack.services.iter().map(|s| s.key).collect();
+                return Err(format!("no service {key:?}; the services are {}", keys.join(", ")));
+            }
+        },
+        None => {
+            let observed = engine.observe(&sh)?;
+            stack
+                .services
+                .iter()
+                .map(|s| s.container.clone())
+                .filter(|c| observed.containers.contains_key(c))
+                .collect()
+        }
+    };
+    if containers.is_empty() {
+        return Err("no containers to show logs of; `cargo xtask dev-fast` starts them".into());
+    }
+    if containers.len() > 1 && engine.kind == Kind::Docker {
+        return Err("docker shows one container's logs at a time: name a service (backend, frontend)".into());
+    }
+    let program = &engine.program;
+    let tail = args.tail.to_string();
+    let follow = args.follow.then_some("--follow");
+    let names = (containers.len() > 1).then_some("--names");
+    cmd!(sh, "{program} logs --tail {tail} {follow...} {names...} {containers...}")
+        .quiet()
+        .run()
+        .map_err(|e| format!("showing logs failed: {e}"))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// Print the engine command it would run, and run none.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Stops this project's running containers; nothing is removed, volumes are kept.
+pub fn stop(cx: &Context, args: &StopArgs) -> Result<(), String> {
+    let (engine, _stack, sh) = setup(cx)?;
+    let observed = engine.observe(&sh)?;
+    let mut running: Vec<String> = observed
+        .containers
+        .values()
+        .filter(|c| c.running && c.project() == Some(&cx.project.name))
+        .map(|c| c.name.clone())
+        .collect();
+    running.sort();
+    if running.is_empty() {
+        println!("nothing of project {} is running", cx.project.name);
+        return Ok(());
+    }
+    let command = [vec!["stop".to_string(), "-t".into(), "5".into()], running.clone()].concat();
+    if args.dry_run {
+        println!("{}", apply::command_line(&engine, &command));
+        return Ok(());
+    }
+    engine.run(&sh, &command)?;
+    Output { json: false, dry_run: false }.say(format!("stopped {}", running.join(", ")));
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! The planner: a pure function from the stack, its inputs and what the engine has, to the
+//! actions that bring the engine to the stack, each with the reason a user reads.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::{
+    cache::Record,
+    engine::Observed,
+    fingerprint::Inputs,
+    ports::{Holder, describe_conflict},
+    stack::{CONFIG_LABEL, INPUTS_LABEL, ServiceImage, Stack},
+};
+
+/// Everything the planner needs that is not the stack itself, gathered by `observe`.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub observed: Observed,
+    /// Per image (same order as `Stack::images`): current inputs and the cache's record.
+    pub inputs: Vec<(Inputs, Record)>,
+    /// Per service (same order as `Stack::services`): the config digest it should run with.
+    pub configs: Vec<String>,
+    /// Host ports that cannot be bound right now, with whoever holds them when known.
+    pub busy_ports: BTreeMap<u16, Option<Holder>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// `--rebuild`: build every image even if its inputs match.
+    pub rebuild: bool,
+    /// Build without the engine's layer cache (`rebuild-clean`).
+    pub no_cache: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    CreateNetwork { name: String },
+    CreateVolume { name: String },
+    Build { image: usize, reason: String, no_cache: bool },
+    Pull { service: usize, reason: String },
+    Remove { container: String, reason: String },
+    Run { service: usize, reason: String },
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// What is already as it should be, as "backend image: cached" lines.
+    pub unchanged: Vec<String>,
+    /// Why the plan must not be applied (a port held by someone else, a name taken).
+    pub blockers: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_noop(&self) -> bool {
+        self.actions.is_empty() && self.blockers.is_empty()
+    }
+
+    pub fn rebuilds(&self, image: usize) -> bool {
+        self.actions.iter().any(|a| matches!(a, Action::Build { image: i, .. } if *i == image))
+    }
+}
+
+/// Why an image must be built, or `None` when the one the engine has is current.
+pub fn image_reason(stack: &Stack, facts: &Facts, options: Options, index: usize) -> Option<String> {
+    let image = &stack.images[index];
+    let (inputs, record) = &facts.inputs[index];
+    if options.rebuild {
+        return Some("--rebuild".into());
+    }
+    let Some(observed) = facts.observed.image(&image.reference) else {
+        return Some("image missing".into());
+    };
+    if let Record::Unreadable(why) = record {
+        return Some(format!("inputs unknown ({why})"));
+    }
+    let digest = inputs.digest();
+    match observed.labels.get(INPUTS_LABEL) {
+        Some(label) if *label == digest => None,
+        None => Some(format!("image has no {INPUTS_LABEL} label (not built by cargo xtask)")),
+        Some(_) => match record {
+            Record::Built(before) => {
+                let changes = inputs.changes_since(before);
+                if changes.is_empty() {
+                    Some("image was built from other inputs than .dev-cache records".into())
+                } else {
+                    Some(changes.join(", "))
+                }
+            }
+            _ => Some("inputs changed (no record of the previous ones in .dev-cache)".into()),
+        },
+    }
+}
+
+pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
+    let mut plan = Plan::default();
+    let observed = &facts.observed;
+
+    if !observed.networks.contains(&stack.network) {
+        plan.actions.push(Action::CreateNetwork { name: stack.network.clone() });
+    }
+    for volume in &stack.volumes {
+        if !observed.volumes.contains(volume) {
+            plan.actions.push(Action::CreateVolume { name: volume.clone() });
+        }
+    }
+    for (index, image) in stack.images.iter().enumerate() {
+        match image_reason(stack, facts, options, index) {
+            Some(reason) => {
+                plan.actions.push(Action::Build { image: index, reason, no_cache: options.no_cache })
+            }
+            None => plan.unchanged.push(format!("{} image: cached", image.key)),
+        }
+    }
+
+    let mut removed: Vec<&str> = Vec::new();
+    let mut runs = Vec::new();
+    for (index, service) in stack.services.iter().enumerate() {
+        let reason = match service.image {
+            ServiceImage::Built(i) if plan.rebuilds(i) => Some("image rebuilt"),
+            ServiceImage::Pulled(ref reference) if observed.image(reference).is_none() => {
+                plan.actions.push(Action::Pull { service: index, reason: "image missing".into() });
+                Some("image pulled")
+            }
+            _ => None,
+        };
+        let container = &service.container;
+        let reason = match observed.containers.get(container) {
+            None => Some("container missing".to_string()),
+            Some(c) if c.project() != Some(&stack.project.name) => {
+                plan.blockers.push(format!(
+                    "a container named {container} exists and is not this project's (no {} label); \
+                     if the old scripts made it, remove it with `podman rm -f {container}`",
+                    crate::stack::PROJECT_LABEL
+                ));
+                continue;
+            }
+            Some(c) => {
+                let expected_image = match (&service.image, stack.image_of(service)) {
+                    (_, Some(image)) => observed.image(&image.reference).map(|i| i.id.as_str()),
+                    (ServiceImage::Pulled(r), None) => observed.image(r).map(|i| i.id.as_str()),
+                    _ => None,
+                };
+                let why = if let Some(r) = reason {
+                    Some(r.to_string())
+                } else if c.labels.get(CONFIG_LABEL) != Some(&facts.configs[index]) {
+                    Some("container config changed".into())
+                } else if expected_image.is_some_and(|id| id != c.image_id) {
+                    Some("image changed".into())
+                } else if !c.running {
+                    Some(format!("container was {}", if c.state.is_empty() { "stopped" } else { &c.state }))
+                } else {
+                    None
+                };
+                if let Some(why) = &why {
+                    plan.actions.push(Action::Remove { container: container.clone(), reason: why.clone() });
+                    removed.push(container);
+                }
+                why
+            }
+        };
+        match reason {
+            Some(reason) => runs.push(Action::Run { service: index, reason }),
+            None => plan.unchanged.push(format!("{} container: running, up to date", service.key)),
+        }
+    }
+
+    // A port is ours to publish when it is free, or held by a container this plan removes.
+    for action in &runs {
+        let Action::Run { service, .. } = action else { continue };
+        for (host_port, _) in &stack.services[*service].ports {
+            let by_container =
+                observed.containers.values().find(|c| c.running && c.host_ports.contains(host_port));
+            match (by_container, facts.busy_ports.get(host_port)) {
+                (Some(c), _) if removed.contains(&c.name.as_str()) => {}
+                (Some(c), _) => plan.blockers.push(format!(
+                    "port {host_port} is published by container {}; stop it first (`cargo xtask stop` if it is ours)",
+                    c.name
+                )),
+                (None, Some(holder)) => plan.blockers.push(format!(
+                    "{}; stop it, or pick another port with JARVIS_BACKEND_PORT / JARVIS_FRONTEND_PORT",
+                    describe_conflict(*host_port, holder.as_ref())
+                )),
+                (None, None) => {}
+            }
+        }
+    }
+    plan.actions.extend(runs);
+    plan
+}
+
+impl Action {
+    pub fn describe(&self, stack: &Stack) -> String {
+        match self {
+            Action::CreateNetwork { name } => format!("network {name}: create"),
+            Action::CreateVolume { name } => format!("volume {name}: create"),
+            Action::Build { image, reason, .. } => {
+                format!("{} image: rebuilding: {reason}", stack.images[*image].key)
+            }
+            Action::Pull { service, reason } => {
+                format!("{} image: pulling: {reason}", stack.services[*service].key)
+            }
+            Action::Remove { container, reason } => format!("{container}: removing: {reason}"),
+            Action::Run { service, reason } => {
+                format!("{} container: starting: {reason}", stack.services[*service].key)
+            }
+        }
+    }
+
+    pub fn to_json(&self, stack: &Stack) -> Value {
+        let (kind, target, reason) = match self {
+            Action::CreateNetwork { name } => ("create-network", name.clone(), ""),
+            Action::CreateVolume { name } => ("create-volume", name.clone(), ""),
+            Action::Build { image, reason, .. } => {
+                ("build", stack.images[*image].reference.clone(), reason.as_str())
+            }
+            Action::Pull { service, reason } => {
+                ("pull", stack.services[*service].container.clone(), reason.as_str())
+            }
+            Action::Remove { container, reason } => ("remove", container.clone(), reason.as_str()),
+            Action::Run { service, reason } => {
+                ("run", stack.services[*service].container.clone(), reason.as_str())
+            }
+        };
+        json!({ "action": kind, "target": target, "reason": reason })
+    }
+}

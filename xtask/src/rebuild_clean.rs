@@ -1,0 +1,116 @@
+//! `cargo xtask rebuild-clean`: remove this project's containers and images (only those
+//! labelled as ours), forget the dependency cache, and rebuild without the layer cache.
+//! Named volumes (models, node_modules, LLM weights) are kept unless `--volumes`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use xshell::Shell;
+
+use crate::{
+    Context,
+    apply::{self, Output},
+    cache,
+    engine::Engine,
+    plan::{self, Action, Options},
+    stack::{Llm, PROJECT_LABEL, Stack},
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Also delete this project's named volumes: downloaded models, node_modules, LLM weights.
+    #[arg(long)]
+    pub volumes: bool,
+    /// Print the engine commands it would run, and run none.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
+    let engine = Engine::detect()?;
+    let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
+    let name = &cx.project.name;
+    if !args.yes && !args.dry_run {
+        confirm(name, args.volumes)?;
+    }
+    let out = Output { json: false, dry_run: args.dry_run };
+    let sh = Shell::new().map_err(|e| e.to_string())?;
+    let _lock = cache::lock(&cx.project.cache_dir())?;
+    let observed = engine.observe(&sh)?;
+
+    let mut containers: Vec<String> =
+        observed.containers.values().filter(|c| c.project() == Some(name)).map(|c| c.name.clone()).collect();
+    containers.sort();
+    let mut images: Vec<String> = observed
+        .images
+        .values()
+        .filter(|i| i.labels.get(PROJECT_LABEL) == Some(name))
+        .map(|i| i.id.clone())
+        .collect();
+    images.sort();
+    images.dedup();
+
+    let mut steps: Vec<Vec<String>> = Vec::new();
+    let s = |v: &str| v.to_string();
+    if !containers.is_empty() {
+        steps.push([vec![s("rm"), s("-f"), s("-t"), s("5")], containers.clone()].concat());
+    }
+    if !images.is_empty() {
+        steps.push([vec![s("rmi"), s("-f")], images.clone()].concat());
+    }
+    steps.push(vec![s("image"), s("prune"), s("-f"), s("--filter"), format!("label={}", cx.project.label())]);
+    if args.volumes {
+        let labelled = engine
+            .read(&sh, &["volume", "ls", "-q", "--filter", &format!("label={}", cx.project.label())])?;
+        let volumes: Vec<String> = labelled.lines().map(str::to_string).filter(|v| !v.is_empty()).collect();
+        if !volumes.is_empty() {
+            steps.push([vec![s("volume"), s("rm"), s("-f")], volumes].concat());
+        }
+    }
+    for step in &steps {
+        if args.dry_run {
+            println!("{}", apply::command_line(&engine, step));
+        } else {
+            out.say(format!("$ {}", apply::command_line(&engine, step)));
+            engine.run(&sh, step)?;
+        }
+    }
+    if !args.dry_run {
+        cache::clear(&cx.project.cache_dir())?;
+        out.say("cleared .dev-cache");
+        if !args.volumes {
+            out.say("kept the named volumes (models, node_modules, LLM weights); `--volumes` deletes them");
+        }
+    }
+
+    // Rebuild from scratch: the engine now has none of our images, so observe again.
+    let facts = apply::observe(&sh, &engine, &stack)?;
+    let mut plan = plan::plan(&stack, &facts, Options { rebuild: true, no_cache: true });
+    plan.actions.retain(|a| matches!(a, Action::Build { .. }));
+    plan.blockers.clear();
+    apply::apply(&sh, &engine, &stack, &facts, &plan, out)?;
+    if !args.dry_run {
+        out.say("rebuilt; `cargo xtask dev-fast` starts the stack");
+    }
+    Ok(())
+}
+
+fn confirm(project: &str, volumes: bool) -> Result<(), String> {
+    let what = if volumes { "containers, images and named volumes" } else { "containers and images" };
+    if !std::io::stdin().is_terminal() {
+        return Err(format!(
+            "rebuild-clean removes {project}'s {what}; there is no terminal to confirm, so pass --yes"
+        ));
+    }
+    print!("Remove {project}'s {what} and rebuild from scratch? [y/N] ");
+    std::io::stdout().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| e.to_string())?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err("cancelled; nothing was changed".into())
+    }
+}

@@ -1,0 +1,259 @@
+//! The one description of the stack: images, services, volumes, network, ports, env.
+//! Every strategy, the cache inputs and the generated files are derived from it.
+
+use std::path::{Path, PathBuf};
+
+/// The label every resource of ours carries; nothing without it is ever stopped or removed.
+pub const PROJECT_LABEL: &str = "io.jarvis.project";
+/// The digest of the inputs an image was built from.
+pub const INPUTS_LABEL: &str = "io.jarvis.inputs";
+/// The digest of a container's run spec (image inputs + arguments).
+pub const CONFIG_LABEL: &str = "io.jarvis.config";
+/// Which service of the stack a container is.
+pub const SERVICE_LABEL: &str = "io.jarvis.service";
+
+/// Where and under which name the stack lives. The name prefixes every resource, so a test
+/// (or a second checkout) can run its own stack beside the developer's without touching it.
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub name: String,
+    pub root: PathBuf,
+    pub backend_port: u16,
+    pub frontend_port: u16,
+    /// The host address published ports bind to: loopback unless the user asks otherwise.
+    pub publish_addr: String,
+}
+
+impl Project {
+    /// `JARVIS_PROJECT`, `JARVIS_BACKEND_PORT`, `JARVIS_FRONTEND_PORT` and
+    /// `JARVIS_PUBLISH_ADDR` override the defaults.
+    pub fn from_env(root: PathBuf) -> Result<Project, String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let port = |k: &str, default: u16| match var(k) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| format!("{k}={v:?} is not a port number")),
+        };
+        let name = var("JARVIS_PROJECT").unwrap_or_else(|| "jarvis".into());
+        if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(format!("JARVIS_PROJECT={name:?} must be lowercase letters, digits and '-'"));
+        }
+        Ok(Project {
+            name,
+            root,
+            backend_port: port("JARVIS_BACKEND_PORT", 8000)?,
+            frontend_port: port("JARVIS_FRONTEND_PORT", 5173)?,
+            publish_addr: var("JARVIS_PUBLISH_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
+        })
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join(".dev-cache")
+    }
+
+    pub fn label(&self) -> String {
+        format!("{PROJECT_LABEL}={}", self.name)
+    }
+
+    fn named(&self, what: &str) -> String {
+        format!("{}-{what}", self.name)
+    }
+}
+
+/// An image we build. What its layers copy is read from the Containerfile itself
+/// (`containerfile::copied_sources`), so it cannot drift from this description.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// Short name, used in messages and as the cache file name.
+    pub key: &'static str,
+    pub reference: String,
+    pub containerfile: &'static str,
+    pub build_args: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mount {
+    /// A path of the workspace, live in the container.
+    Bind { source: PathBuf, target: &'static str, read_only: bool },
+    /// A named volume: survives container re-creation and rebuilds.
+    Volume { name: String, target: &'static str },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Readiness {
+    /// `GET path` answers 200.
+    Http(&'static str),
+    /// The port accepts connections.
+    Tcp,
+}
+
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub key: &'static str,
+    pub container: String,
+    /// Index into `Stack::images`, or an image we only run (the LLM).
+    pub image: ServiceImage,
+    /// (host port, container port)
+    pub ports: Vec<(u16, u16)>,
+    pub mounts: Vec<Mount>,
+    pub env: Vec<(String, String)>,
+    pub readiness: Readiness,
+    /// Whether a missing or failing service is only a warning (the LLM).
+    pub optional: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServiceImage {
+    Built(usize),
+    Pulled(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Llm {
+    /// LM Studio on the host, port 1234 (nothing to start).
+    #[default]
+    Lmstudio,
+    /// An Ollama container, `<project>-lm-studio`, with its weights in a volume.
+    Ollama,
+}
+
+#[derive(Clone, Debug)]
+pub struct Stack {
+    pub project: Project,
+    pub network: String,
+    pub images: Vec<Image>,
+    pub services: Vec<Service>,
+    pub volumes: Vec<String>,
+}
+
+impl Stack {
+    /// The development stack of `dev-fast`: backend and frontend from dev images with the
+    /// source bind-mounted, and the LLM on the host or in a container.
+    pub fn dev(project: &Project, llm: Llm, host_alias: &str) -> Stack {
+        let p = project;
+        let volume = |what: &str| p.named(what);
+        let bind = |rel: &str, target, read_only| {
+            let source = if rel == "." { p.root.clone() } else { p.root.join(rel) };
+            Mount::Bind { source, target, read_only }
+        };
+        let images = vec![
+            Image {
+                key: "backend",
+                reference: format!("localhost/{}", p.named("backend-dev")),
+                containerfile: "docker/backend.dev.Containerfile",
+                build_args: vec![],
+            },
+            Image {
+                key: "frontend",
+                reference: format!("localhost/{}", p.named("frontend-dev")),
+                containerfile: "docker/frontend.dev.Containerfile",
+                build_args: vec![],
+            },
+        ];
+        let llm_container = p.named("lm-studio");
+        let llm_api_base = match llm {
+            Llm::Lmstudio => format!("http://{host_alias}:1234/v1"),
+            Llm::Ollama => format!("http://{llm_container}:11434/v1"),
+        };
+        let backend_container = p.named("backend-dev");
+        let mut services = vec![
+            Service {
+                key: "backend",
+                container: backend_container.clone(),
+                image: ServiceImage::Built(0),
+                ports: vec![(p.backend_port, 8000)],
+                mounts: vec![
+                    // The whole workspace: cargo needs every member's manifest.
+                    bind(".", "/app", false),
+                    Mount::Volume { name: volume("cargo-registry"), target: "/usr/local/cargo/registry" },
+                    Mount::Volume { name: volume("cargo-target"), target: "/cargo-target" },
+                    Mount::Volume { name: volume("models"), target: "/models" },
+                ],
+                env: vec![("LLM_API_BASE".into(), llm_api_base)],
+                readiness: Readiness::Http("/health"),
+                optional: false,
+            },
+            Service {
+                key: "frontend",
+                container: p.named("frontend-dev"),
+                image: ServiceImage::Built(1),
+                ports: vec![(p.frontend_port, 5173)],
+                mounts: vec![
+                    bind("frontend/src", "/app/src", true),
+                    bind("frontend/public", "/app/public", true),
+                    Mount::Volume { name: volume("node-modules"), target: "/app/node_modules" },
+                ],
+                env: vec![("JARVIS_BACKEND_URL".into(), format!("http://{backend_container}:8000"))],
+                readiness: Readiness::Tcp,
+                optional: false,
+            },
+        ];
+        if llm == Llm::Ollama {
+            services.push(Service {
+                key: "llm",
+                container: llm_container,
+                image: ServiceImage::Pulled("docker.io/ollama/ollama:latest".into()),
+                ports: vec![],
+                mounts: vec![Mount::Volume { name: volume("ollama-data"), target: "/root/.ollama" }],
+                env: vec![],
+                readiness: Readiness::Tcp,
+                optional: true,
+            });
+        }
+        // Every volume is declared even when its service is off, so they all exist
+        // (and are kept) whatever the flags of a given run.
+        let volumes =
+            ["models", "node-modules", "ollama-data", "cargo-registry", "cargo-target"].map(volume).to_vec();
+        Stack { project: p.clone(), network: p.named("dev-network"), images, services, volumes }
+    }
+
+    pub fn image_of(&self, service: &Service) -> Option<&Image> {
+        match service.image {
+            ServiceImage::Built(i) => Some(&self.images[i]),
+            ServiceImage::Pulled(_) => None,
+        }
+    }
+
+    pub fn service(&self, key: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.key == key)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.project.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project() -> Project {
+        Project {
+            name: "jarvis".into(),
+            root: "/src/jarvis".into(),
+            backend_port: 8000,
+            frontend_port: 5173,
+            publish_addr: "127.0.0.1".into(),
+        }
+    }
+
+    #[test]
+    fn names_follow_the_seed() {
+        let stack = Stack::dev(&project(), Llm::Ollama, "host.containers.internal");
+        assert_eq!(stack.network, "jarvis-dev-network");
+        let containers: Vec<_> = stack.services.iter().map(|s| s.container.as_str()).collect();
+        assert_eq!(containers, ["jarvis-backend-dev", "jarvis-frontend-dev", "jarvis-lm-studio"]);
+        for v in ["jarvis-models", "jarvis-node-modules", "jarvis-ollama-data"] {
+            assert!(stack.volumes.iter().any(|n| n == v), "{v}");
+        }
+        let backend = stack.service("backend").unwrap();
+        assert_eq!(backend.env[0].1, "http://jarvis-lm-studio:11434/v1");
+    }
+
+    #[test]
+    fn lm_studio_is_reached_on_the_host() {
+        let stack = Stack::dev(&project(), Llm::Lmstudio, "host.containers.internal");
+        assert!(stack.service("llm").is_none());
+        let backend = stack.service("backend").unwrap();
+        assert_eq!(backend.env[0].1, "http://host.containers.internal:1234/v1");
+    }
+}
