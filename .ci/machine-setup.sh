@@ -34,5 +34,7 @@ runtime = "runc"
 network_backend = "netavark"
 CONF
 fi
+# A bridge left by CNI holds netavark's default subnet: builds then lose their network.
+if ip link show cni-podman0 >/dev/null 2>&1; then ip link delete cni-podman0; fi
 podman --version
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.NetworkBackend}} {{.Store.GraphDriverName}}'

@@ -210,7 +210,7 @@ pub fn apply(
     for action in &plan.actions {
         let args = command(stack, engine, facts, action);
         if out.dry_run {
-            println!("{}", command_line(engine, &args));
+            out.say(command_line(engine, &args));
             done.push(json!({ "action": action.to_json(stack), "command": args, "status": "dry-run" }));
             continue;
         }

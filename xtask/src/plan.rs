@@ -226,3 +226,7 @@ impl Action {
         json!({ "action": kind, "target": target, "reason": reason })
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -29,12 +29,12 @@ pub struct Args {
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
-    let engine = Engine::detect()?;
-    let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
     let name = &cx.project.name;
     if !args.yes && !args.dry_run {
         confirm(name, args.volumes)?;
     }
+    let engine = Engine::detect()?;
+    let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
     let out = Output { json: false, dry_run: args.dry_run };
     let sh = Shell::new().map_err(|e| e.to_string())?;
     let _lock = cache::lock(&cx.project.cache_dir())?;

@@ -1,0 +1,1 @@
+//! Planner cases: written next.

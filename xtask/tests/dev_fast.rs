@@ -1,0 +1,262 @@
+//! `cargo xtask dev-fast` and `rebuild-clean` end to end, on real podman, in a scratch
+//! copy of the workspace running as its own project (own names, own free ports), so the
+//! developer's stack is never touched.
+
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+use support::*;
+use xshell::{Shell, cmd};
+
+const PROJECT: &str = "jarvis-e2e";
+
+struct Project {
+    root: PathBuf,
+    backend_port: u16,
+    frontend_port: u16,
+}
+
+impl Project {
+    fn xtask(&self, args: &[&str]) -> Output {
+        self.xtask_with(args, &[])
+    }
+
+    fn xtask_with(&self, args: &[&str], env: &[(&str, String)]) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .current_dir(&self.root)
+            .env("JARVIS_PROJECT", PROJECT)
+            .env("JARVIS_BACKEND_PORT", self.backend_port.to_string())
+            .env("JARVIS_FRONTEND_PORT", self.frontend_port.to_string())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        eprintln!(
+            "--- xtask {}: {}\n{}{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let output = self.xtask(&[args, &["--json"]].concat());
+        serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
+    }
+
+    fn record(&self, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.join(".dev-cache/images").join(format!("{key}.json"))).ok()
+    }
+
+    fn edit(&self, rel: &str, f: impl FnOnce(String) -> String) {
+        let path = self.root.join(rel);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, f(text)).unwrap();
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn planned(doc: &Value) -> Vec<(String, String, String)> {
+    doc["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let s = |k: &str| a[k].as_str().unwrap().to_string();
+            (s("action"), s("target"), s("reason"))
+        })
+        .collect()
+}
+
+/// Removes every container and image of the test project (never its volumes: the cargo
+/// target volume keeps the in-container build warm between runs).
+fn forget_project(sh: &Shell) {
+    let label = format!("label=io.jarvis.project={PROJECT}");
+    let containers = cmd!(sh, "podman ps -aq --filter {label}").quiet().read().unwrap_or_default();
+    for c in containers.lines() {
+        cmd!(sh, "podman rm -f -t 0 {c}").quiet().ignore_stdout().ignore_stderr().run().unwrap();
+    }
+    let images = cmd!(sh, "podman images -q --filter {label}").quiet().read().unwrap_or_default();
+    for i in images.lines() {
+        let _ = cmd!(sh, "podman rmi -f {i}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+}
+
+struct Forget(Shell);
+impl Drop for Forget {
+    fn drop(&mut self) {
+        forget_project(&self.0);
+    }
+}
+
+#[test]
+fn dev_fast_builds_reuses_rebuilds_what_changed_and_recovers() {
+    let Some(sh) = podman_or_skip("dev_fast_builds_reuses_rebuilds_what_changed_and_recovers") else {
+        return;
+    };
+    forget_project(&sh);
+    let _forget = Forget(Shell::new().unwrap());
+    let work = ScratchDir::new("dev-fast");
+    copy_workspace(&work.0);
+    let p = Project { root: work.0.clone(), backend_port: free_port(), frontend_port: free_port() };
+
+    // 1. The first run builds both images and starts both services.
+    let first = p.xtask(&["dev-fast"]);
+    assert!(first.status.success());
+    let text = stdout(&first);
+    assert!(text.contains("backend image: rebuilding: image missing"), "{text}");
+    assert!(text.contains("frontend image: rebuilding: image missing"), "{text}");
+    assert_eq!(http_get(p.backend_port, "/health").unwrap().0, 200);
+    assert_eq!(http_get(p.frontend_port, "/").unwrap().0, 200);
+    assert!(p.record("backend").is_some(), "a successful build is recorded");
+
+    // 2. The second run is a no-op and says so.
+    let second = p.json(&["dev-fast"]);
+    assert_eq!(second["ok"], true);
+    assert_eq!(planned(&second), vec![]);
+    assert!(
+        second["unchanged"].as_array().unwrap().contains(&"backend container: running, up to date".into())
+    );
+
+    // 3. A requirements change rebuilds the backend image only, and names the file.
+    p.edit("requirements.txt", |t| t + "# pinned again\n");
+    let third = p.json(&["dev-fast"]);
+    assert_eq!(third["ok"], true, "{third}");
+    let plan = planned(&third);
+    assert_eq!(
+        plan[0],
+        ("build".into(), format!("localhost/{PROJECT}-backend-dev"), "requirements.txt changed".into())
+    );
+    assert!(!plan.iter().any(|(a, t, _)| a == "build" && t.contains("frontend")), "{plan:?}");
+    assert!(third["unchanged"].as_array().unwrap().contains(&"frontend image: cached".into()));
+    assert_eq!(http_get(p.backend_port, "/health").unwrap().0, 200);
+
+    // 4. A failing build leaves the cache as it was, and the next run retries it.
+    let record = p.record("backend");
+    let good = std::fs::read_to_string(p.root.join("docker/backend.dev.Containerfile")).unwrap();
+    p.edit("docker/backend.dev.Containerfile", |t| t + "RUN exit 3\n");
+    let failed = p.xtask(&["dev-fast"]);
+    assert!(!failed.status.success());
+    assert!(stderr(&failed).contains("inputs are not recorded"), "{}", stderr(&failed));
+    assert_eq!(p.record("backend"), record, "a failed build must not touch the record");
+    let retried = p.xtask(&["dev-fast", "--dry-run"]);
+    assert!(stdout(&retried).contains("podman build"), "the next run retries the build");
+    std::fs::write(p.root.join("docker/backend.dev.Containerfile"), good).unwrap();
+    let restored = p.xtask(&["dev-fast"]);
+    assert!(restored.status.success());
+    assert!(stdout(&restored).contains("backend image: cached"), "restored inputs match the image");
+
+    // 5. A corrupt cache file is reported and treated as unknown: rebuild.
+    std::fs::write(p.root.join(".dev-cache/images/frontend.json"), "{ not json").unwrap();
+    let corrupt = p.json(&["dev-fast", "--dry-run"]);
+    let plan = planned(&corrupt);
+    assert!(
+        plan.iter().any(|(a, t, r)| a == "build" && t.contains("frontend") && r.contains("corrupt")),
+        "{plan:?}"
+    );
+
+    // 6. rebuild-clean refuses without a terminal, then with --yes keeps volumes and rebuilds.
+    let node_modules = format!("{PROJECT}-node-modules");
+    let marker = "/app/node_modules/.jarvis-marker";
+    let frontend = format!("{PROJECT}-frontend-dev");
+    cmd!(sh, "podman exec {frontend} touch {marker}").quiet().run().unwrap();
+    let refused = p.xtask(&["rebuild-clean"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--yes"));
+    let clean = p.xtask(&["rebuild-clean", "--yes"]);
+    assert!(clean.status.success());
+    let label = format!("label=io.jarvis.project={PROJECT}");
+    assert_eq!(cmd!(sh, "podman ps -aq --filter {label}").quiet().read().unwrap(), "", "containers removed");
+    assert_eq!(cmd!(sh, "podman images -q --filter {label}").quiet().read().unwrap().lines().count(), 2);
+    assert!(p.record("backend").is_some() && p.record("frontend").is_some(), "fresh records");
+    let kept =
+        cmd!(sh, "podman run --rm -v {node_modules}:/m docker.io/library/debian:bookworm-slim ls -a /m")
+            .quiet()
+            .read()
+            .unwrap();
+    assert!(kept.contains(".jarvis-marker"), "the node_modules volume was kept: {kept}");
+    let after = p.json(&["dev-fast"]);
+    assert_eq!(after["ok"], true);
+    assert!(!planned(&after).iter().any(|(a, _, _)| a == "build"), "rebuild-clean recorded what it built");
+}
+
+#[test]
+fn a_port_held_by_another_process_is_named_before_anything_starts() {
+    let Some(sh) = podman_or_skip("a_port_held_by_another_process_is_named_before_anything_starts") else {
+        return;
+    };
+    let port = free_port();
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while http_get(port, "/").is_none() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let project = "jarvis-e2e-ports";
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["dev-fast"])
+        .current_dir(workspace_root())
+        .env("JARVIS_PROJECT", project)
+        .env("JARVIS_BACKEND_PORT", port.to_string())
+        .env("JARVIS_FRONTEND_PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    assert!(err.contains(&format!("port {port} is in use by pid {}", server.id())), "{err}");
+    assert!(err.contains("http.server"), "{err}");
+    let label = format!("label=io.jarvis.project={project}");
+    assert_eq!(cmd!(sh, "podman ps -aq --filter {label}").quiet().read().unwrap(), "", "nothing started");
+    assert_eq!(cmd!(sh, "podman images -q --filter {label}").quiet().read().unwrap(), "", "nothing built");
+    // Its network and volumes may not exist either: the port check comes first.
+    assert_eq!(cmd!(sh, "podman volume ls -q --filter {label}").quiet().read().unwrap(), "");
+}
+
+#[test]
+fn shims_pass_arguments_and_exit_codes_from_any_directory() {
+    let root = workspace_root();
+    let shim = |name: &str, args: &[&str], dir: &Path| {
+        Command::new(root.join("scripts").join(name))
+            .args(args)
+            .current_dir(dir)
+            // Its own target dir: this test's own `cargo test` may hold the main one's lock.
+            .env("CARGO_TARGET_DIR", root.join("target/shim-test"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let elsewhere = std::env::temp_dir();
+    let help = shim("dev-fast.sh", &["--help"], &elsewhere);
+    assert!(help.status.success(), "{}", stderr(&help));
+    assert!(stdout(&help).contains("--rebuild"), "{}", stdout(&help));
+    let bogus = shim("dev-fast.sh", &["--no-such-flag"], &root);
+    assert_eq!(bogus.status.code(), Some(2), "clap's usage error code comes through");
+    // Without a terminal and without --yes, rebuild-clean refuses before touching anything.
+    let refused = shim("rebuild-clean.sh", &[], &elsewhere);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("pass --yes"), "{}", stderr(&refused));
+    let help = shim("rebuild-clean.sh", &["--help"], &root.join("crates"));
+    assert!(stdout(&help).contains("--volumes"));
+}
