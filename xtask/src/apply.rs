@@ -207,7 +207,14 @@ pub fn apply(
     out: Output,
 ) -> Result<Vec<Value>, String> {
     let mut done = Vec::new();
+    // Optional services whose image could not be pulled are not started either.
+    let mut skipped: Vec<usize> = Vec::new();
     for action in &plan.actions {
+        if let Action::Run { service, .. } = action
+            && skipped.contains(service)
+        {
+            continue;
+        }
         let args = command(stack, engine, facts, action);
         if out.dry_run {
             out.say(command_line(engine, &args));
@@ -238,6 +245,9 @@ pub fn apply(
                 done.push(json!({ "action": action.to_json(stack), "status": "ok", "seconds": seconds }));
             }
             Err(e) if optional => {
+                if let Action::Pull { service, .. } = action {
+                    skipped.push(*service);
+                }
                 out.warn(format!("{e}; going on without it"));
                 done.push(json!({ "action": action.to_json(stack), "status": "skipped", "error": e }));
             }

@@ -110,10 +110,21 @@ impl Engine {
         }
     }
 
-    /// Runs `engine args...` and returns its stdout.
+    /// Runs `engine args...` and returns its stdout; on failure, the engine's own message.
     pub fn read(&self, sh: &Shell, args: &[&str]) -> Result<String, String> {
         let program = &self.program;
-        cmd!(sh, "{program} {args...}").quiet().read().map_err(|e| short_error(e, args))
+        let output = cmd!(sh, "{program} {args...}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.name()))?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_string());
+        }
+        let message = String::from_utf8_lossy(&output.stderr);
+        let message =
+            message.lines().filter(|l| !l.contains("failed to connect to syslog")).collect::<Vec<_>>();
+        Err(format!("`{} {}` failed: {}", self.name(), args.join(" "), message.join(" ").trim()))
     }
 
     /// Everything we need to plan, in four listings.

@@ -2,6 +2,7 @@
 //! one observe → plan → apply core (`apply.rs`, `plan.rs`), a module per strategy.
 
 mod apply;
+mod bench;
 mod cache;
 mod containerfile;
 mod dev_fast;
@@ -42,6 +43,8 @@ enum Command {
     Logs(everyday::LogsArgs),
     /// Stop this project's containers (volumes and images are kept).
     Stop(everyday::StopArgs),
+    /// Time the no-op dev-fast, a warm start and fingerprinting (medians).
+    Bench(bench::Args),
 }
 
 /// What every command works on: the checkout and the stack's name and ports.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
             Command::Status(args) => everyday::status(&cx, args),
             Command::Logs(args) => everyday::logs(&cx, args),
             Command::Stop(args) => everyday::stop(&cx, args),
+            Command::Bench(args) => bench::run(&cx, args),
         }
     });
     match result {
@@ -83,4 +87,27 @@ fn workspace_root() -> PathBuf {
         return root.to_path_buf();
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// The README is where a new developer looks: every command must be there.
+    #[test]
+    fn readme_shows_every_command() {
+        let readme = std::fs::read_to_string(super::workspace_root().join("README.md")).unwrap();
+        for command in super::Cli::command().get_subcommands() {
+            let name = command.get_name();
+            assert!(
+                readme.contains(&format!("cargo xtask {name}")),
+                "README.md does not show `cargo xtask {name}`"
+            );
+        }
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }
