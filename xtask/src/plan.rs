@@ -115,12 +115,16 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     }
 
     let mut removed: Vec<&str> = Vec::new();
+    // Pulls go with the builds, before any container is removed: no downtime while
+    // an image downloads.
+    let mut pulls = Vec::new();
+    let mut removes = Vec::new();
     let mut runs = Vec::new();
     for (index, service) in stack.services.iter().enumerate() {
         let reason = match service.image {
             ServiceImage::Built(i) if plan.rebuilds(i) => Some("image rebuilt"),
             ServiceImage::Pulled(ref reference) if observed.image(reference).is_none() => {
-                plan.actions.push(Action::Pull { service: index, reason: "image missing".into() });
+                pulls.push(Action::Pull { service: index, reason: "image missing".into() });
                 Some("image pulled")
             }
             _ => None,
@@ -130,9 +134,10 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
             None => Some("container missing".to_string()),
             Some(c) if c.project() != Some(&stack.project.name) => {
                 plan.blockers.push(format!(
-                    "a container named {container} exists and is not this project's (no {} label); \
+                    "a container named {container} exists and is not this project's (its {} label is {}); \
                      if the old scripts made it, remove it with `podman rm -f {container}`",
-                    crate::stack::PROJECT_LABEL
+                    crate::stack::PROJECT_LABEL,
+                    c.project().map_or("missing".to_string(), |p| format!("{p:?}"))
                 ));
                 continue;
             }
@@ -146,7 +151,7 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
                     Some(r.to_string())
                 } else if c.labels.get(CONFIG_LABEL) != Some(&facts.configs[index]) {
                     Some("container config changed".into())
-                } else if expected_image.is_some_and(|id| id != c.image_id) {
+                } else if expected_image.is_some_and(|id| !c.image_id.is_empty() && id != c.image_id) {
                     Some("image changed".into())
                 } else if !c.running {
                     Some(format!("container was {}", if c.state.is_empty() { "stopped" } else { &c.state }))
@@ -154,7 +159,7 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
                     None
                 };
                 if let Some(why) = &why {
-                    plan.actions.push(Action::Remove { container: container.clone(), reason: why.clone() });
+                    removes.push(Action::Remove { container: container.clone(), reason: why.clone() });
                     removed.push(container);
                 }
                 why
@@ -186,6 +191,8 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
             }
         }
     }
+    plan.actions.extend(pulls);
+    plan.actions.extend(removes);
     plan.actions.extend(runs);
     plan
 }

@@ -1,1 +1,946 @@
-//! Planner cases: written next.
+//! The planner as a pure function. A baseline of facts in which everything is current and
+//! running, one small mutation per case, and the exact plan each case must give.
+
+use super::*;
+use crate::{
+    engine::{ObservedContainer, ObservedImage},
+    stack::{Llm, PROJECT_LABEL, Project, SERVICE_LABEL},
+};
+
+// The names `Stack::dev` gives the "jarvis" project (checked by `the_names_match_the_stack`).
+const BACKEND_IMAGE: &str = "localhost/jarvis-backend-dev";
+const FRONTEND_IMAGE: &str = "localhost/jarvis-frontend-dev";
+const BACKEND: &str = "jarvis-backend-dev";
+const FRONTEND: &str = "jarvis-frontend-dev";
+const NETWORK: &str = "jarvis-dev-network";
+const BACKEND_BASE: &str = "docker.io/library/rust:1.95-slim-bookworm";
+const OLLAMA_IMAGE: &str = "docker.io/ollama/ollama:latest";
+const LLM: &str = "jarvis-lm-studio";
+
+/// Index of the backend (and frontend) in `Stack::images` and in `Stack::services`.
+const BACK: usize = 0;
+const FRONT: usize = 1;
+const OLLAMA: usize = 2;
+
+const BACKEND_CACHED: &str = "backend image: cached";
+const FRONTEND_CACHED: &str = "frontend image: cached";
+const BACKEND_UP: &str = "backend container: running, up to date";
+const FRONTEND_UP: &str = "frontend container: running, up to date";
+
+const DEFAULT: Options = Options { rebuild: false, no_cache: false };
+const REBUILD: Options = Options { rebuild: true, no_cache: false };
+
+fn project() -> Project {
+    Project {
+        name: "jarvis".into(),
+        root: "/src/jarvis".into(),
+        backend_port: 8000,
+        frontend_port: 5173,
+        publish_addr: "127.0.0.1".into(),
+    }
+}
+
+fn stack() -> Stack {
+    Stack::dev(&project(), Llm::Lmstudio, "host.containers.internal")
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn backend_inputs() -> Inputs {
+    Inputs {
+        files: map(&[
+            ("docker/backend.dev.Containerfile", "c0ffee01"),
+            ("requirements.txt", "c0ffee02"),
+            ("docker/backend-dev-entrypoint.sh", "c0ffee03"),
+        ]),
+        bases: map(&[(BACKEND_BASE, "ba5e0001")]),
+        args: BTreeMap::new(),
+    }
+}
+
+fn frontend_inputs() -> Inputs {
+    Inputs {
+        files: map(&[
+            ("docker/frontend.dev.Containerfile", "f00d0001"),
+            ("frontend/package.json", "f00d0002"),
+            ("frontend/package-lock.json", "f00d0003"),
+        ]),
+        bases: map(&[("docker.io/library/node:20-bookworm-slim", "ba5e0002")]),
+        args: BTreeMap::new(),
+    }
+}
+
+fn image(id: &str, inputs: &Inputs) -> ObservedImage {
+    ObservedImage {
+        id: id.into(),
+        labels: map(&[(PROJECT_LABEL, "jarvis"), (INPUTS_LABEL, &inputs.digest())]),
+    }
+}
+
+fn container(name: &str, service: &str, image_id: &str, config: &str, port: u16) -> ObservedContainer {
+    ObservedContainer {
+        name: name.into(),
+        running: true,
+        state: "running".into(),
+        image_id: image_id.into(),
+        labels: map(&[(PROJECT_LABEL, "jarvis"), (SERVICE_LABEL, service), (CONFIG_LABEL, config)]),
+        host_ports: vec![port],
+    }
+}
+
+/// Everything current and running: both images labelled with their current inputs (and
+/// recorded as built from them), both containers ours, running that image with the current
+/// config, the network and every volume there, no port taken by anyone else.
+fn baseline() -> Facts {
+    let (backend, frontend) = (backend_inputs(), frontend_inputs());
+    let configs = vec!["cfg-backend-1".to_string(), "cfg-frontend-1".to_string()];
+    let mut observed = Observed::default();
+    observed.images.insert(BACKEND_IMAGE.into(), image("b0b0b0", &backend));
+    observed.images.insert(FRONTEND_IMAGE.into(), image("f0f0f0", &frontend));
+    observed.containers.insert(BACKEND.into(), container(BACKEND, "backend", "b0b0b0", &configs[BACK], 8000));
+    observed
+        .containers
+        .insert(FRONTEND.into(), container(FRONTEND, "frontend", "f0f0f0", &configs[FRONT], 5173));
+    observed.networks = vec!["podman".into(), NETWORK.into()];
+    observed.volumes = ["models", "node-modules", "ollama-data", "cargo-registry", "cargo-target"]
+        .map(|v| format!("jarvis-{v}"))
+        .to_vec();
+    Facts {
+        observed,
+        inputs: vec![(backend.clone(), Record::Built(backend)), (frontend.clone(), Record::Built(frontend))],
+        configs,
+        busy_ports: BTreeMap::new(),
+    }
+}
+
+// Mutations the cases share.
+
+fn observed_image<'a>(facts: &'a mut Facts, reference: &str) -> &'a mut ObservedImage {
+    facts.observed.images.get_mut(reference).expect("the baseline has this image")
+}
+
+fn observed_container<'a>(facts: &'a mut Facts, name: &str) -> &'a mut ObservedContainer {
+    facts.observed.containers.get_mut(name).expect("the baseline has this container")
+}
+
+/// Changes what a file of the image's inputs hashes to now (the label and record keep the old).
+fn set_file(facts: &mut Facts, image: usize, path: &str, digest: &str) {
+    facts.inputs[image].0.files.insert(path.into(), digest.into());
+}
+
+fn stop(facts: &mut Facts, name: &str, state: &str) {
+    let c = observed_container(facts, name);
+    c.running = false;
+    c.state = state.into();
+}
+
+// Expected actions.
+
+fn network() -> Action {
+    Action::CreateNetwork { name: NETWORK.into() }
+}
+
+fn volume(name: &str) -> Action {
+    Action::CreateVolume { name: name.into() }
+}
+
+fn build(image: usize, reason: &str) -> Action {
+    Action::Build { image, reason: reason.into(), no_cache: false }
+}
+
+fn remove(container: &str, reason: &str) -> Action {
+    Action::Remove { container: container.into(), reason: reason.into() }
+}
+
+fn run(service: usize, reason: &str) -> Action {
+    Action::Run { service, reason: reason.into() }
+}
+
+/// The backend's image rebuilt for `reason`, and its container re-created on it.
+fn backend_rebuilt(reason: &str) -> Vec<Action> {
+    vec![build(BACK, reason), remove(BACKEND, "image rebuilt"), run(BACK, "image rebuilt")]
+}
+
+/// The backend container re-created for `reason`, its image kept.
+fn backend_recreated(reason: &str) -> Vec<Action> {
+    vec![remove(BACKEND, reason), run(BACK, reason)]
+}
+
+struct Case {
+    name: &'static str,
+    options: Options,
+    mutate: fn(&mut Facts),
+    /// The exact actions, in order.
+    actions: Vec<Action>,
+    /// The exact "unchanged" lines, in order.
+    unchanged: Vec<&'static str>,
+    /// One fragment per blocker, in order; each blocker must contain its fragment.
+    blockers: Vec<&'static str>,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        // Nothing to do.
+        Case {
+            name: "baseline: everything current and running",
+            options: DEFAULT,
+            mutate: |_| {},
+            actions: vec![],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "no_cache alone builds nothing",
+            options: Options { rebuild: false, no_cache: true },
+            mutate: |_| {},
+            actions: vec![],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "no .dev-cache record but the label matches: the label is the authority, cached",
+            options: DEFAULT,
+            mutate: |f| f.inputs[BACK].1 = Record::Missing,
+            actions: vec![],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "ports held by our own up-to-date containers are not a conflict",
+            options: DEFAULT,
+            mutate: |f| f.busy_ports = [(8000, None), (5173, None)].into(),
+            actions: vec![],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec![],
+        },
+        // Options.
+        Case {
+            name: "--rebuild rebuilds both images and re-creates both containers",
+            options: REBUILD,
+            mutate: |_| {},
+            actions: vec![
+                build(BACK, "--rebuild"),
+                build(FRONT, "--rebuild"),
+                remove(BACKEND, "image rebuilt"),
+                remove(FRONTEND, "image rebuilt"),
+                run(BACK, "image rebuilt"),
+                run(FRONT, "image rebuilt"),
+            ],
+            unchanged: vec![],
+            blockers: vec![],
+        },
+        Case {
+            name: "no_cache with --rebuild: builds carry no_cache",
+            options: Options { rebuild: true, no_cache: true },
+            mutate: |_| {},
+            actions: vec![
+                Action::Build { image: BACK, reason: "--rebuild".into(), no_cache: true },
+                Action::Build { image: FRONT, reason: "--rebuild".into(), no_cache: true },
+                remove(BACKEND, "image rebuilt"),
+                remove(FRONTEND, "image rebuilt"),
+                run(BACK, "image rebuilt"),
+                run(FRONT, "image rebuilt"),
+            ],
+            unchanged: vec![],
+            blockers: vec![],
+        },
+        Case {
+            name: "--rebuild wins over every other reason (image missing, no record)",
+            options: REBUILD,
+            mutate: |f| {
+                f.observed.images.remove(BACKEND_IMAGE);
+                f.inputs[FRONT].1 = Record::Missing;
+            },
+            actions: vec![
+                build(BACK, "--rebuild"),
+                build(FRONT, "--rebuild"),
+                remove(BACKEND, "image rebuilt"),
+                remove(FRONTEND, "image rebuilt"),
+                run(BACK, "image rebuilt"),
+                run(FRONT, "image rebuilt"),
+            ],
+            unchanged: vec![],
+            blockers: vec![],
+        },
+        // Why an image is built.
+        Case {
+            name: "backend image missing: built, its container re-created, the frontend untouched",
+            options: DEFAULT,
+            mutate: |f| {
+                f.observed.images.remove(BACKEND_IMAGE);
+            },
+            actions: backend_rebuilt("image missing"),
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "frontend image missing: built, its container re-created, the backend untouched",
+            options: DEFAULT,
+            mutate: |f| {
+                f.observed.images.remove(FRONTEND_IMAGE);
+            },
+            actions: vec![
+                build(FRONT, "image missing"),
+                remove(FRONTEND, "image rebuilt"),
+                run(FRONT, "image rebuilt"),
+            ],
+            unchanged: vec![BACKEND_CACHED, BACKEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "requirements.txt content changed: only the backend image rebuilds",
+            options: DEFAULT,
+            mutate: |f| set_file(f, BACK, "requirements.txt", "c0ffee99"),
+            actions: backend_rebuilt("requirements.txt changed"),
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "a new input file: \"X added\"",
+            options: DEFAULT,
+            mutate: |f| set_file(f, FRONT, "frontend/index.html", "f00d0004"),
+            actions: vec![
+                build(FRONT, "frontend/index.html added"),
+                remove(FRONTEND, "image rebuilt"),
+                run(FRONT, "image rebuilt"),
+            ],
+            unchanged: vec![BACKEND_CACHED, BACKEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "an input file that was absent and now exists: \"X added\"",
+            options: DEFAULT,
+            mutate: |f| {
+                let absent = |i: &mut Inputs| {
+                    i.files.insert("docker/backend-dev-entrypoint.sh".into(), "absent".into());
+                };
+                absent(&mut f.inputs[BACK].0);
+                let before = f.inputs[BACK].0.clone();
+                observed_image(f, BACKEND_IMAGE).labels.insert(INPUTS_LABEL.into(), before.digest());
+                f.inputs[BACK].1 = Record::Built(before);
+                set_file(f, BACK, "docker/backend-dev-entrypoint.sh", "c0ffee03");
+            },
+            actions: backend_rebuilt("docker/backend-dev-entrypoint.sh added"),
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "an input file deleted from the checkout: \"X removed\"",
+            options: DEFAULT,
+            mutate: |f| set_file(f, BACK, "requirements.txt", "absent"),
+            actions: backend_rebuilt("requirements.txt removed"),
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "a file the Containerfile no longer copies: \"X no longer an input\"",
+            options: DEFAULT,
+            mutate: |f| {
+                f.inputs[FRONT].0.files.remove("frontend/package-lock.json");
+            },
+            actions: vec![
+                build(FRONT, "frontend/package-lock.json no longer an input"),
+                remove(FRONTEND, "image rebuilt"),
+                run(FRONT, "image rebuilt"),
+            ],
+            unchanged: vec![BACKEND_CACHED, BACKEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "base image id changed",
+            options: DEFAULT,
+            mutate: |f| {
+                f.inputs[BACK].0.bases.insert(BACKEND_BASE.into(), "ba5e0099".into());
+            },
+            actions: backend_rebuilt("base image docker.io/library/rust:1.95-slim-bookworm changed"),
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "a build arg added",
+            options: DEFAULT,
+            mutate: |f| {
+                f.inputs[BACK].0.args.insert("PROFILE".into(), "release".into());
+            },
+            actions: backend_rebuilt("build arg PROFILE added"),
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "several changes: bases, then args, then files, joined with \", \"",
+            options: DEFAULT,
+            mutate: |f| {
+                set_file(f, BACK, "requirements.txt", "c0ffee99");
+                set_file(f, BACK, "docker/backend.dev.Containerfile", "c0ffee98");
+                f.inputs[BACK].0.bases.insert(BACKEND_BASE.into(), "ba5e0099".into());
+            },
+            actions: backend_rebuilt(
+                "base image docker.io/library/rust:1.95-slim-bookworm changed, \
+                 docker/backend.dev.Containerfile changed, requirements.txt changed",
+            ),
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "label differs and no .dev-cache record",
+            options: DEFAULT,
+            mutate: |f| {
+                set_file(f, BACK, "requirements.txt", "c0ffee99");
+                f.inputs[BACK].1 = Record::Missing;
+            },
+            actions: backend_rebuilt("inputs changed (no record of the previous ones in .dev-cache)"),
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "label differs but the record equals the current inputs",
+            options: DEFAULT,
+            mutate: |f| {
+                observed_image(f, BACKEND_IMAGE).labels.insert(INPUTS_LABEL.into(), "0123abcd".into());
+            },
+            actions: backend_rebuilt("image was built from other inputs than .dev-cache records"),
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "image without the io.jarvis.inputs label (built by the old scripts)",
+            options: DEFAULT,
+            mutate: |f| {
+                observed_image(f, FRONTEND_IMAGE).labels.remove(INPUTS_LABEL);
+            },
+            actions: vec![
+                build(FRONT, "image has no io.jarvis.inputs label (not built by cargo xtask)"),
+                remove(FRONTEND, "image rebuilt"),
+                run(FRONT, "image rebuilt"),
+            ],
+            unchanged: vec![BACKEND_CACHED, BACKEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "unreadable .dev-cache record with a matching label: inputs unknown, rebuilt",
+            options: DEFAULT,
+            mutate: |f| {
+                f.inputs[BACK].1 = Record::Unreadable(
+                    "/src/jarvis/.dev-cache/images/backend.json is corrupt or from another version".into(),
+                );
+            },
+            actions: backend_rebuilt(
+                "inputs unknown (/src/jarvis/.dev-cache/images/backend.json is corrupt or from another version)",
+            ),
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "image missing wins over an unreadable record",
+            options: DEFAULT,
+            mutate: |f| {
+                f.observed.images.remove(BACKEND_IMAGE);
+                f.inputs[BACK].1 = Record::Unreadable("corrupt".into());
+            },
+            actions: backend_rebuilt("image missing"),
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        // Why a container is (re-)created.
+        Case {
+            name: "container missing: run, nothing to remove",
+            options: DEFAULT,
+            mutate: |f| {
+                f.observed.containers.remove(BACKEND);
+            },
+            actions: vec![run(BACK, "container missing")],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "container missing and image rebuilt: the reason is the missing container",
+            options: DEFAULT,
+            mutate: |f| {
+                set_file(f, BACK, "requirements.txt", "c0ffee99");
+                f.observed.containers.remove(BACKEND);
+            },
+            actions: vec![build(BACK, "requirements.txt changed"), run(BACK, "container missing")],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "container exited: removed and run again",
+            options: DEFAULT,
+            mutate: |f| stop(f, BACKEND, "exited"),
+            actions: backend_recreated("container was exited"),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "container not running, state unknown: \"container was stopped\"",
+            options: DEFAULT,
+            mutate: |f| stop(f, FRONTEND, ""),
+            actions: vec![remove(FRONTEND, "container was stopped"), run(FRONT, "container was stopped")],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "container config label differs",
+            options: DEFAULT,
+            mutate: |f| {
+                observed_container(f, BACKEND).labels.insert(CONFIG_LABEL.into(), "cfg-backend-0".into());
+            },
+            actions: backend_recreated("container config changed"),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "container without a config label",
+            options: DEFAULT,
+            mutate: |f| {
+                observed_container(f, FRONTEND).labels.remove(CONFIG_LABEL);
+            },
+            actions: vec![
+                remove(FRONTEND, "container config changed"),
+                run(FRONT, "container config changed"),
+            ],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "config changed wins over stopped",
+            options: DEFAULT,
+            mutate: |f| {
+                stop(f, BACKEND, "exited");
+                observed_container(f, BACKEND).labels.insert(CONFIG_LABEL.into(), "cfg-backend-0".into());
+            },
+            actions: backend_recreated("container config changed"),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "container runs another image than the one tagged now",
+            options: DEFAULT,
+            mutate: |f| observed_container(f, BACKEND).image_id = "b0b0b0-old".into(),
+            actions: backend_recreated("image changed"),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "a container with our name but no project label: blocker, never removed",
+            options: DEFAULT,
+            mutate: |f| {
+                observed_container(f, BACKEND).labels.clear();
+            },
+            actions: vec![],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec!["a container named jarvis-backend-dev exists and is not this project's"],
+        },
+        Case {
+            name: "a container with our name and another project's label: blocker, never removed",
+            options: DEFAULT,
+            mutate: |f| {
+                observed_container(f, FRONTEND).labels.insert(PROJECT_LABEL.into(), "other".into());
+            },
+            actions: vec![],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP],
+            blockers: vec!["podman rm -f jarvis-frontend-dev"],
+        },
+        Case {
+            name: "a foreign container with our name while our image rebuilds: built, not removed, not run",
+            options: DEFAULT,
+            mutate: |f| {
+                set_file(f, BACK, "requirements.txt", "c0ffee99");
+                observed_container(f, BACKEND).labels.remove(PROJECT_LABEL);
+            },
+            actions: vec![build(BACK, "requirements.txt changed")],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec!["a container named jarvis-backend-dev exists"],
+        },
+        // Network and volumes.
+        Case {
+            name: "network missing: created, nothing else",
+            options: DEFAULT,
+            mutate: |f| f.observed.networks.retain(|n| n != NETWORK),
+            actions: vec![network()],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "one volume missing: exactly that one created",
+            options: DEFAULT,
+            mutate: |f| f.observed.volumes.retain(|v| v != "jarvis-node-modules"),
+            actions: vec![volume("jarvis-node-modules")],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "the ollama volume is kept even with LM Studio",
+            options: DEFAULT,
+            mutate: |f| f.observed.volumes.retain(|v| v != "jarvis-ollama-data"),
+            actions: vec![volume("jarvis-ollama-data")],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec![],
+        },
+        // Ports.
+        Case {
+            name: "port taken by a known process while the backend must start",
+            options: DEFAULT,
+            mutate: |f| {
+                f.observed.containers.remove(BACKEND);
+                let holder = Holder { pid: 4242, command: "python3 -m http.server 8000".into() };
+                f.busy_ports.insert(8000, Some(holder));
+            },
+            actions: vec![run(BACK, "container missing")],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec!["port 8000 is in use by pid 4242 (python3 -m http.server 8000)"],
+        },
+        Case {
+            name: "port taken by an unknown process while the backend must start",
+            options: DEFAULT,
+            mutate: |f| {
+                stop(f, BACKEND, "exited");
+                f.busy_ports.insert(8000, None);
+            },
+            actions: backend_recreated("container was exited"),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec!["port 8000 is in use by another process (run `ss -ltnp 'sport = :8000'`"],
+        },
+        Case {
+            name: "both ports taken while both services must start: one blocker each",
+            options: DEFAULT,
+            mutate: |f| {
+                f.observed.containers.clear();
+                f.busy_ports = [(8000, None), (5173, None)].into();
+            },
+            actions: vec![run(BACK, "container missing"), run(FRONT, "container missing")],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED],
+            blockers: vec!["port 8000 is in use", "port 5173 is in use"],
+        },
+        Case {
+            name: "port held by our own container that this plan removes: no blocker",
+            options: DEFAULT,
+            mutate: |f| {
+                observed_container(f, BACKEND).labels.insert(CONFIG_LABEL.into(), "cfg-backend-0".into());
+                f.busy_ports.insert(8000, None);
+            },
+            actions: backend_recreated("container config changed"),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "port published by another running container: blocker naming it",
+            options: DEFAULT,
+            mutate: |f| {
+                f.observed.containers.remove(BACKEND);
+                let mut squatter = container("old-jarvis-backend", "backend", "0d0d0d", "x", 8000);
+                squatter.labels.clear();
+                f.observed.containers.insert(squatter.name.clone(), squatter);
+                f.busy_ports.insert(8000, None);
+            },
+            actions: vec![run(BACK, "container missing")],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec!["port 8000 is published by container old-jarvis-backend"],
+        },
+        Case {
+            name: "port published by a stopped container is not a conflict",
+            options: DEFAULT,
+            mutate: |f| {
+                f.observed.containers.remove(BACKEND);
+                let mut old = container("old-jarvis-backend", "backend", "0d0d0d", "x", 8000);
+                old.running = false;
+                old.state = "exited".into();
+                f.observed.containers.insert(old.name.clone(), old);
+            },
+            actions: vec![run(BACK, "container missing")],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        // Everything at once.
+        Case {
+            name: "action order: network, volume, build, removes, runs",
+            options: DEFAULT,
+            mutate: |f| {
+                f.observed.networks.clear();
+                f.observed.volumes.retain(|v| v != "jarvis-models");
+                set_file(f, BACK, "requirements.txt", "c0ffee99");
+                observed_container(f, FRONTEND).labels.insert(CONFIG_LABEL.into(), "cfg-frontend-0".into());
+            },
+            actions: vec![
+                network(),
+                volume("jarvis-models"),
+                build(BACK, "requirements.txt changed"),
+                remove(BACKEND, "image rebuilt"),
+                remove(FRONTEND, "container config changed"),
+                run(BACK, "image rebuilt"),
+                run(FRONT, "container config changed"),
+            ],
+            unchanged: vec![FRONTEND_CACHED],
+            blockers: vec![],
+        },
+        Case {
+            name: "a fresh machine: nothing exists, nothing recorded",
+            options: DEFAULT,
+            mutate: |f| {
+                f.observed = Observed::default();
+                f.inputs[BACK].1 = Record::Missing;
+                f.inputs[FRONT].1 = Record::Missing;
+            },
+            actions: vec![
+                network(),
+                volume("jarvis-models"),
+                volume("jarvis-node-modules"),
+                volume("jarvis-ollama-data"),
+                volume("jarvis-cargo-registry"),
+                volume("jarvis-cargo-target"),
+                build(BACK, "image missing"),
+                build(FRONT, "image missing"),
+                run(BACK, "container missing"),
+                run(FRONT, "container missing"),
+            ],
+            unchanged: vec![],
+            blockers: vec![],
+        },
+    ]
+}
+
+/// Where an action may stand: creations, then builds and pulls (which leave what runs alone),
+/// then removals, then runs.
+fn rank(action: &Action) -> u8 {
+    match action {
+        Action::CreateNetwork { .. } => 0,
+        Action::CreateVolume { .. } => 1,
+        Action::Build { .. } | Action::Pull { .. } => 2,
+        Action::Remove { .. } => 3,
+        Action::Run { .. } => 4,
+    }
+}
+
+/// What must hold for any plan, whatever the facts.
+fn invariants(stack: &Stack, facts: &Facts, plan: &Plan) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(pair) = plan.actions.windows(2).find(|w| rank(&w[0]) > rank(&w[1])) {
+        problems.push(format!("out of order: {:?} before {:?}", pair[0], pair[1]));
+    }
+    for action in &plan.actions {
+        let Action::Remove { container, .. } = action else { continue };
+        let ours = facts.observed.containers.get(container).and_then(|c| c.project()) == Some("jarvis");
+        if !ours {
+            problems.push(format!("removes {container}, which is not this project's"));
+        }
+        let runs_again = plan.actions.iter().any(
+            |a| matches!(a, Action::Run { service, .. } if stack.services[*service].container == *container),
+        );
+        if !runs_again {
+            problems.push(format!("removes {container} without running it again"));
+        }
+    }
+    if plan.is_noop() != (plan.actions.is_empty() && plan.blockers.is_empty()) {
+        problems.push("is_noop() disagrees with the actions and blockers".into());
+    }
+    problems
+}
+
+/// What is wrong with the plan of `facts`, against `case`'s expectations.
+fn check(stack: &Stack, facts: &Facts, case: &Case) -> Vec<String> {
+    let plan = plan(stack, facts, case.options);
+    let mut problems = invariants(stack, facts, &plan);
+    if plan.actions != case.actions {
+        problems.push(format!("actions:\n    got      {:?}\n    expected {:?}", plan.actions, case.actions));
+    }
+    if plan.unchanged != case.unchanged {
+        problems.push(format!(
+            "unchanged:\n    got      {:?}\n    expected {:?}",
+            plan.unchanged, case.unchanged
+        ));
+    }
+    let blockers_match = plan.blockers.len() == case.blockers.len()
+        && plan.blockers.iter().zip(&case.blockers).all(|(got, fragment)| got.contains(fragment));
+    if !blockers_match {
+        problems.push(format!(
+            "blockers:\n    got      {:?}\n    expected one containing each of {:?}",
+            plan.blockers, case.blockers
+        ));
+    }
+    problems
+}
+
+#[test]
+fn every_case_plans_as_expected() {
+    let stack = stack();
+    let cases = cases();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut facts = baseline();
+        (case.mutate)(&mut facts);
+        let problems = check(&stack, &facts, case);
+        if !problems.is_empty() {
+            failures.push(format!("case {:?}:\n  {}", case.name, problems.join("\n  ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn case_names_are_unique() {
+    let cases = cases();
+    let names: std::collections::BTreeSet<_> = cases.iter().map(|c| c.name).collect();
+    assert_eq!(names.len(), cases.len(), "two cases share a name");
+}
+
+#[test]
+fn the_names_match_the_stack() {
+    let stack = stack();
+    let images: Vec<_> = stack.images.iter().map(|i| i.reference.as_str()).collect();
+    assert_eq!(images, [BACKEND_IMAGE, FRONTEND_IMAGE]);
+    let containers: Vec<_> = stack.services.iter().map(|s| s.container.as_str()).collect();
+    assert_eq!(containers, [BACKEND, FRONTEND]);
+    assert_eq!(stack.services[BACK].image, ServiceImage::Built(BACK));
+    assert_eq!(stack.services[FRONT].image, ServiceImage::Built(FRONT));
+    assert_eq!(stack.network, NETWORK);
+    let mut volumes = stack.volumes.clone();
+    volumes.sort();
+    let mut observed = baseline().observed.volumes;
+    observed.sort();
+    assert_eq!(volumes, observed, "the baseline has exactly the stack's volumes");
+}
+
+#[test]
+fn the_baseline_is_a_noop() {
+    let (stack, facts) = (stack(), baseline());
+    let plan = plan(&stack, &facts, DEFAULT);
+    assert!(plan.is_noop(), "{plan:?}");
+    assert_eq!(image_reason(&stack, &facts, DEFAULT, BACK), None);
+    assert_eq!(image_reason(&stack, &facts, DEFAULT, FRONT), None);
+    assert!(!plan.rebuilds(BACK) && !plan.rebuilds(FRONT));
+}
+
+#[test]
+fn a_blocked_plan_is_not_a_noop() {
+    let stack = stack();
+    let mut facts = baseline();
+    observed_container(&mut facts, BACKEND).labels.clear();
+    let plan = plan(&stack, &facts, DEFAULT);
+    assert!(plan.actions.is_empty());
+    assert!(!plan.is_noop(), "a foreign container blocks: {plan:?}");
+}
+
+#[test]
+fn rebuilds_names_the_rebuilt_image() {
+    let stack = stack();
+    let mut facts = baseline();
+    set_file(&mut facts, BACK, "requirements.txt", "c0ffee99");
+    let plan = plan(&stack, &facts, DEFAULT);
+    assert!(plan.rebuilds(BACK));
+    assert!(!plan.rebuilds(FRONT));
+}
+
+#[test]
+fn actions_describe_themselves() {
+    let stack = stack();
+    let describe = |action: Action| action.describe(&stack);
+    assert_eq!(
+        describe(build(BACK, "requirements.txt changed")),
+        "backend image: rebuilding: requirements.txt changed"
+    );
+    assert_eq!(describe(network()), "network jarvis-dev-network: create");
+    assert_eq!(describe(volume("jarvis-models")), "volume jarvis-models: create");
+    assert_eq!(
+        describe(remove(FRONTEND, "container config changed")),
+        "jarvis-frontend-dev: removing: container config changed"
+    );
+    assert_eq!(describe(run(FRONT, "container missing")), "frontend container: starting: container missing");
+}
+
+#[test]
+fn actions_as_json() {
+    let stack = stack();
+    let json = |action: Action| action.to_json(&stack);
+    assert_eq!(
+        json(build(BACK, "requirements.txt changed")),
+        json!({ "action": "build", "target": BACKEND_IMAGE, "reason": "requirements.txt changed" })
+    );
+    assert_eq!(json(network()), json!({ "action": "create-network", "target": NETWORK, "reason": "" }));
+    assert_eq!(
+        json(volume("jarvis-models")),
+        json!({ "action": "create-volume", "target": "jarvis-models", "reason": "" })
+    );
+    assert_eq!(
+        json(remove(BACKEND, "image changed")),
+        json!({ "action": "remove", "target": BACKEND, "reason": "image changed" })
+    );
+    assert_eq!(
+        json(run(FRONT, "container missing")),
+        json!({ "action": "run", "target": FRONTEND, "reason": "container missing" })
+    );
+    for action in [build(BACK, "x"), network(), volume("v"), remove(BACKEND, "x"), run(BACK, "x")] {
+        let value = json(action);
+        let keys: Vec<_> = value.as_object().expect("an object").keys().cloned().collect();
+        assert_eq!(keys, ["action", "reason", "target"], "{value}");
+    }
+}
+
+// The Ollama stack: a third service whose image is pulled, not built.
+
+fn ollama_stack() -> Stack {
+    Stack::dev(&project(), Llm::Ollama, "host.containers.internal")
+}
+
+/// The baseline plus a running, current Ollama container on its pulled image.
+fn ollama_baseline() -> Facts {
+    let mut facts = baseline();
+    facts.configs.push("cfg-llm-1".into());
+    facts
+        .observed
+        .images
+        .insert(OLLAMA_IMAGE.into(), ObservedImage { id: "0a0a0a".into(), labels: map(&[]) });
+    let mut llm = container(LLM, "llm", "0a0a0a", "cfg-llm-1", 0);
+    llm.host_ports.clear();
+    facts.observed.containers.insert(LLM.into(), llm);
+    facts
+}
+
+#[test]
+fn ollama_baseline_is_a_noop() {
+    let stack = ollama_stack();
+    assert_eq!(stack.services[OLLAMA].container, LLM);
+    assert_eq!(stack.services[OLLAMA].image, ServiceImage::Pulled(OLLAMA_IMAGE.into()));
+    let plan = plan(&stack, &ollama_baseline(), DEFAULT);
+    assert!(plan.is_noop(), "{plan:?}");
+    assert_eq!(plan.unchanged.last().map(String::as_str), Some("llm container: running, up to date"));
+}
+
+#[test]
+fn ollama_image_missing_is_pulled_and_its_container_recreated() {
+    let stack = ollama_stack();
+    let mut facts = ollama_baseline();
+    facts.observed.images.remove(OLLAMA_IMAGE);
+    let plan = plan(&stack, &facts, DEFAULT);
+    assert_eq!(
+        plan.actions,
+        [
+            Action::Pull { service: OLLAMA, reason: "image missing".into() },
+            remove(LLM, "image pulled"),
+            run(OLLAMA, "image pulled"),
+        ]
+    );
+    assert_eq!(
+        plan.actions[0].to_json(&stack),
+        json!({ "action": "pull", "target": LLM, "reason": "image missing" })
+    );
+    assert_eq!(plan.actions[0].describe(&stack), "llm image: pulling: image missing");
+}
+
+#[test]
+fn pulls_happen_before_any_container_is_removed() {
+    let stack = ollama_stack();
+    let mut facts = ollama_baseline();
+    facts.observed.images.remove(OLLAMA_IMAGE);
+    set_file(&mut facts, BACK, "requirements.txt", "c0ffee99");
+    let plan = plan(&stack, &facts, DEFAULT);
+    let problems = invariants(&stack, &facts, &plan);
+    assert!(problems.is_empty(), "{problems:?} in {:#?}", plan.actions);
+}
