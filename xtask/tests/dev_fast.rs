@@ -134,6 +134,15 @@ fn dev_fast_builds_reuses_rebuilds_what_changed_and_recovers() {
         second["unchanged"].as_array().unwrap().contains(&"backend container: running, up to date".into())
     );
 
+    // The everyday commands see the same stack.
+    let status = stdout(&p.xtask(&["status"]));
+    assert!(status.contains(&format!("{PROJECT}-backend-dev")) && status.contains("running"), "{status}");
+    assert!(status.contains("dev-fast would do nothing"), "{status}");
+    let logs = p.xtask(&["logs", "backend", "--tail", "50"]);
+    assert!(logs.status.success());
+    assert!(format!("{}{}", stdout(&logs), stderr(&logs)).contains("listening on"), "backend logs");
+    assert!(!p.xtask(&["logs", "nonesuch"]).status.success());
+
     // 3. A requirements change rebuilds the backend image only, and names the file.
     p.edit("requirements.txt", |t| t + "# pinned again\n");
     let third = p.json(&["dev-fast"]);
@@ -194,6 +203,28 @@ fn dev_fast_builds_reuses_rebuilds_what_changed_and_recovers() {
     let after = p.json(&["dev-fast"]);
     assert_eq!(after["ok"], true);
     assert!(!planned(&after).iter().any(|(a, _, _)| a == "build"), "rebuild-clean recorded what it built");
+
+    // 7. stop stops (and keeps) the containers; status then plans to recreate them.
+    assert!(p.xtask(&["stop"]).status.success());
+    assert!(http_get(p.backend_port, "/health").is_none(), "backend stopped");
+    let status = stdout(&p.xtask(&["status"]));
+    assert!(status.contains("backend container: starting: container was exited"), "{status}");
+}
+
+#[test]
+fn no_engine_is_one_clear_line_pointing_at_dev_local() {
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("dev-fast")
+        .current_dir(workspace_root())
+        .env("PATH", "/nonexistent")
+        .env_remove("JARVIS_ENGINE")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("install podman") || err.contains("Install podman"), "{err}");
+    assert!(err.contains("cargo xtask dev-local"), "{err}");
 }
 
 #[test]
