@@ -148,7 +148,7 @@ pub fn stop(cx: &Context, args: &StopArgs) -> Result<(), String> {
         println!("{}", apply::command_line(&engine, &command));
         return Ok(());
     }
-    engine.run(&sh, &command)?;
+    engine.run_quiet(&sh, &command)?;
     Output { json: false, dry_run: false }.say(format!("stopped {}", running.join(", ")));
     Ok(())
 }
