@@ -252,18 +252,13 @@ pub fn apply(
                 done.push(json!({ "action": action.to_json(stack), "status": "skipped", "error": e }));
             }
             Err(e) => {
-                let what = match action {
+                return Err(match action {
                     Action::Build { image, .. } => format!(
                         "building the {} image failed; its inputs are not recorded, so the next run retries it. \
-                         Fix {} (see the build output above) and run again",
+                         Fix {} (see the build output above) and run again\n  ({e})",
                         stack.images[*image].key, stack.images[*image].containerfile
                     ),
-                    _ => e.clone(),
-                };
-                return Err(if matches!(action, Action::Build { .. }) {
-                    format!("{what}\n  ({e})")
-                } else {
-                    what
+                    _ => e,
                 });
             }
         }

@@ -28,10 +28,11 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
 
     let fingerprint = median(runs * 4, || {
+        let started = Instant::now();
         for image in &stack.images {
             Inputs::of_image(stack.root(), image, |_| None).digest();
         }
-        Ok(())
+        Ok(started.elapsed())
     })?;
 
     // Bring the stack up first, so the no-op runs have nothing to do.
@@ -74,33 +75,10 @@ fn xtask(args: &[&str]) -> Result<Duration, String> {
     Ok(started.elapsed())
 }
 
-fn median<T>(runs: usize, mut f: impl FnMut() -> Result<T, String>) -> Result<Duration, String>
-where
-    T: MaybeDuration,
-{
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let started = Instant::now();
-        let measured = f()?.duration().unwrap_or_else(|| started.elapsed());
-        times.push(measured);
-    }
+/// The median of `runs` measurements; each closure times what it means to measure
+/// (the warm start leaves out its `stop`).
+fn median(runs: usize, mut measure: impl FnMut() -> Result<Duration, String>) -> Result<Duration, String> {
+    let mut times = (0..runs).map(|_| measure()).collect::<Result<Vec<_>, _>>()?;
     times.sort();
     Ok(times[times.len() / 2])
-}
-
-/// A measurement closure may time only part of its work (the warm start excludes `stop`).
-trait MaybeDuration {
-    fn duration(&self) -> Option<Duration>;
-}
-
-impl MaybeDuration for () {
-    fn duration(&self) -> Option<Duration> {
-        None
-    }
-}
-
-impl MaybeDuration for Duration {
-    fn duration(&self) -> Option<Duration> {
-        Some(*self)
-    }
 }

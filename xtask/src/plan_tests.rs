@@ -31,13 +31,7 @@ const DEFAULT: Options = Options { rebuild: false, no_cache: false };
 const REBUILD: Options = Options { rebuild: true, no_cache: false };
 
 fn project() -> Project {
-    Project {
-        name: "jarvis".into(),
-        root: "/src/jarvis".into(),
-        backend_port: 8000,
-        frontend_port: 5173,
-        publish_addr: "127.0.0.1".into(),
-    }
+    crate::stack::test_project()
 }
 
 fn stack() -> Stack {

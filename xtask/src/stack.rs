@@ -222,18 +222,24 @@ impl Stack {
     }
 }
 
+/// The default project at a fixed path, for tests of everything derived from the stack.
+#[cfg(test)]
+pub fn test_project() -> Project {
+    Project {
+        name: "jarvis".into(),
+        root: "/src/jarvis".into(),
+        backend_port: 8000,
+        frontend_port: 5173,
+        publish_addr: "127.0.0.1".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn project() -> Project {
-        Project {
-            name: "jarvis".into(),
-            root: "/src/jarvis".into(),
-            backend_port: 8000,
-            frontend_port: 5173,
-            publish_addr: "127.0.0.1".into(),
-        }
+        test_project()
     }
 
     #[test]
