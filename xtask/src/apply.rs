@@ -11,12 +11,15 @@ use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::{
-    cache,
-    engine::Engine,
+    buildlog, cache,
+    engine::{Engine, Kind},
     fingerprint::{Inputs, sha256},
-    plan::{Action, Facts, Plan},
+    plan::{self, Action, Facts, Options, Plan},
     ports,
-    stack::{CONFIG_LABEL, INPUTS_LABEL, Mount, Readiness, SERVICE_LABEL, Service, ServiceImage, Stack},
+    stack::{
+        CONFIG_LABEL, INPUTS_LABEL, Mount, REVISION_LABEL, Readiness, SERVICE_LABEL, Service, ServiceImage,
+        Stack,
+    },
 };
 
 /// Where messages go: stdout for people; stderr when stdout carries `--json`.
@@ -132,6 +135,7 @@ pub fn command(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -
         }
         Action::Build { image, no_cache, .. } => {
             let img = &stack.images[*image];
+            let digest = facts.inputs[*image].0.digest();
             let root = stack.root().display().to_string();
             let mut args = vec![
                 s("build"),
@@ -142,8 +146,19 @@ pub fn command(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -
                 s("--label"),
                 project.label(),
                 s("--label"),
-                format!("{INPUTS_LABEL}={}", facts.inputs[*image].0.digest()),
+                format!("{INPUTS_LABEL}={}", digest),
+                s("--label"),
+                format!("{REVISION_LABEL}={}", git_revision(stack.root())),
+                s("-t"),
+                img.inputs_tag(&digest),
             ];
+            for tag in &img.extra_tags {
+                args.extend([s("-t"), tag.clone()]);
+            }
+            // The docker format keeps HEALTHCHECK, which podman's default OCI format drops.
+            if engine.kind == Kind::Podman {
+                args.extend([s("--format"), s("docker")]);
+            }
             if *no_cache {
                 args.push(s("--no-cache"));
             }
@@ -178,6 +193,33 @@ pub fn command(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -
             args
         }
     }
+}
+
+/// The checkout's commit (with "-dirty" when it has local changes), for the image label
+/// that says which source an image came from; "unknown" outside git.
+fn git_revision(root: &std::path::Path) -> String {
+    static REVISION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    REVISION
+        .get_or_init(|| {
+            let git = |args: &[&str]| {
+                std::process::Command::new("git")
+                    .arg("-C")
+                    .arg(root)
+                    .args(args)
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            };
+            match git(&["rev-parse", "--short=12", "HEAD"]) {
+                Some(rev) if git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty()) => {
+                    format!("{rev}-dirty")
+                }
+                Some(rev) => rev,
+                None => "unknown".into(),
+            }
+        })
+        .clone()
 }
 
 /// Quotes an argument for display, so a printed command can be pasted into a shell.
@@ -228,21 +270,31 @@ pub fn apply(
             _ => false,
         };
         // Build output is progress worth seeing; other commands only print ids.
+        let mut stages = Vec::new();
         let result = match action {
-            Action::Build { .. } | Action::Pull { .. } => engine.run_to(sh, &args, out.json),
+            Action::Build { .. } => {
+                engine.build(sh, &args, out.json).map(|log| stages = buildlog::stages(&log))
+            }
+            Action::Pull { .. } => engine.run_to(sh, &args, out.json),
             _ => engine.run_quiet(sh, &args),
         };
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(()) => {
+                let mut record =
+                    json!({ "action": action.to_json(stack), "status": "ok", "seconds": seconds });
                 if let Action::Build { image, .. } = action {
-                    cache::store(
-                        &stack.project.cache_dir(),
-                        stack.images[*image].key,
-                        &facts.inputs[*image].0,
-                    )?;
+                    let img = &stack.images[*image];
+                    cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*image].0)?;
+                    if stages.len() > 1 {
+                        for stage in &stages {
+                            out.say(format!("  {} stage {}", img.key, stage.describe()));
+                        }
+                    }
+                    out.say(format!("{} image: built in {seconds:.1}s", img.key));
+                    record["stages"] = stages.iter().map(buildlog::Stage::to_json).collect();
                 }
-                done.push(json!({ "action": action.to_json(stack), "status": "ok", "seconds": seconds }));
+                done.push(record);
             }
             Err(e) if optional => {
                 if let Action::Pull { service, .. } = action {
@@ -274,6 +326,43 @@ pub fn apply(
         }
     }
     Ok(done)
+}
+
+/// Brings the engine to `stack` under the cache lock: observe, plan, apply, then wait until
+/// the services answer. With nothing to do it only reports. The plan goes into `report`.
+pub fn converge(
+    sh: &Shell,
+    engine: &Engine,
+    stack: &Stack,
+    options: Options,
+    timeout: Duration,
+    out: Output,
+    report: &mut Value,
+) -> Result<(), String> {
+    let _lock = cache::lock(&stack.project.cache_dir())?;
+    let facts = observe(sh, engine, stack)?;
+    let plan = plan::plan(stack, &facts, options);
+    report["engine"] = json!(engine.name());
+    report["plan"] = json!(plan.actions.iter().map(|a| a.to_json(stack)).collect::<Vec<_>>());
+    report["unchanged"] = json!(plan.unchanged);
+    report["blockers"] = json!(plan.blockers);
+    if !out.dry_run {
+        for line in &plan.unchanged {
+            out.say(line);
+        }
+    }
+    if !plan.blockers.is_empty() {
+        return Err(format!("nothing was started:\n  {}", plan.blockers.join("\n  ")));
+    }
+    if plan.is_noop() {
+        out.say("nothing to do: every image is current and every container is running");
+        return Ok(());
+    }
+    report["applied"] = json!(apply(sh, engine, stack, &facts, &plan, out)?);
+    if out.dry_run {
+        return Ok(());
+    }
+    wait_ready(sh, engine, stack, timeout, out)
 }
 
 /// Waits until each required service answers, or fails with its last log lines.

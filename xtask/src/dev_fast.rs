@@ -10,9 +10,8 @@ use xshell::Shell;
 use crate::{
     Context,
     apply::{self, Output},
-    cache,
     engine::Engine,
-    plan::{self, Options},
+    plan::Options,
     stack::{Llm, Stack},
 };
 
@@ -55,32 +54,10 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     let engine = Engine::detect()?;
     let stack = Stack::dev(&cx.project, args.llm, engine.host_alias());
     let sh = Shell::new().map_err(|e| e.to_string())?;
-    let _lock = cache::lock(&cx.project.cache_dir())?;
-
-    let facts = apply::observe(&sh, &engine, &stack)?;
-    let plan = plan::plan(&stack, &facts, Options { rebuild: args.rebuild, no_cache: false });
-    report["engine"] = json!(engine.name());
-    report["plan"] = json!(plan.actions.iter().map(|a| a.to_json(&stack)).collect::<Vec<_>>());
-    report["unchanged"] = json!(plan.unchanged);
-    report["blockers"] = json!(plan.blockers);
-
-    if !args.dry_run {
-        for line in &plan.unchanged {
-            out.say(line);
-        }
-    }
-    if !plan.blockers.is_empty() {
-        return Err(format!("nothing was started:\n  {}", plan.blockers.join("\n  ")));
-    }
-    if plan.is_noop() {
-        out.say("nothing to do: every image is current and every container is running");
-    } else {
-        let done = apply::apply(&sh, &engine, &stack, &facts, &plan, out)?;
-        report["applied"] = json!(done);
-        if args.dry_run {
-            return Ok(());
-        }
-        apply::wait_ready(&sh, &engine, &stack, Duration::from_secs(args.timeout), out)?;
+    let options = Options { rebuild: args.rebuild, no_cache: false };
+    apply::converge(&sh, &engine, &stack, options, Duration::from_secs(args.timeout), out, report)?;
+    if args.dry_run {
+        return Ok(());
     }
     check_llm(&sh, &engine, &stack, args.llm, out);
     let p = &stack.project;
@@ -100,7 +77,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
 }
 
 /// An LLM that is not there is a warning: the backend answers chat with a 503 until it is.
-fn check_llm(sh: &Shell, engine: &Engine, stack: &Stack, llm: Llm, out: Output) {
+pub fn check_llm(sh: &Shell, engine: &Engine, stack: &Stack, llm: Llm, out: Output) {
     match llm {
         Llm::Lmstudio => {
             if crate::http::get("127.0.0.1", 1234, "/v1/models").is_none() {

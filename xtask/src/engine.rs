@@ -93,6 +93,33 @@ impl Engine {
         if status.success() { Ok(()) } else { Err(format!("`{} {}` failed: {status}", self.name(), args[0])) }
     }
 
+    /// Runs a build, passing its output through (to stderr with `to_stderr`) and keeping
+    /// its stdout, from which `buildlog` reads which stages were cached.
+    pub fn build(&self, sh: &Shell, args: &[String], to_stderr: bool) -> Result<String, String> {
+        use std::io::{BufRead, Write};
+        let program = &self.program;
+        // xshell either captures or passes through; a build needs both, so spawn it directly.
+        let mut command: std::process::Command = cmd!(sh, "{program} {args...}").quiet().into();
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.name()))?;
+        let mut kept = String::new();
+        for line in std::io::BufReader::new(child.stdout.take().expect("stdout is piped")).lines() {
+            let Ok(line) = line else { break };
+            // A closed terminal must not stop the build half-way; the lines are kept anyway.
+            let _ = if to_stderr {
+                writeln!(std::io::stderr(), "{line}")
+            } else {
+                writeln!(std::io::stdout(), "{line}")
+            };
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+        let status = child.wait().map_err(|e| format!("waiting for {}: {e}", self.name()))?;
+        if status.success() { Ok(kept) } else { Err(format!("`{} build` failed: {status}", self.name())) }
+    }
+
     /// The last `lines` lines a container logged (stdout and stderr), for error messages.
     pub fn logs_tail(&self, sh: &Shell, container: &str, lines: usize) -> String {
         let program = &self.program;

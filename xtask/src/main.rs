@@ -3,17 +3,21 @@
 
 mod apply;
 mod bench;
+mod build_prod;
+mod buildlog;
 mod cache;
 mod containerfile;
 mod dev_fast;
 mod engine;
 mod everyday;
 mod fingerprint;
+mod generate;
 mod http;
 mod plan;
 mod ports;
 mod rebuild_clean;
 mod stack;
+mod up;
 
 use std::{
     path::{Path, PathBuf},
@@ -37,6 +41,12 @@ enum Command {
     DevFast(dev_fast::Args),
     /// Remove this project's containers and images and rebuild from scratch (was rebuild-clean.sh).
     RebuildClean(rebuild_clean::Args),
+    /// Build the production image, unless one with these exact inputs exists.
+    BuildProd(build_prod::Args),
+    /// The full stack from the production image, logs followed (was podman-dev.sh).
+    Up(up::Args),
+    /// Write docker/compose.yaml and docker/kube.yaml from the stack description.
+    Gen(generate::Args),
     /// What runs, on which ports, and what dev-fast would do now.
     Status(everyday::StatusArgs),
     /// Show a service's logs.
@@ -59,6 +69,9 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::DevFast(args) => dev_fast::run(&cx, args),
             Command::RebuildClean(args) => rebuild_clean::run(&cx, args),
+            Command::BuildProd(args) => build_prod::run(&cx, args),
+            Command::Up(args) => up::run(&cx, args),
+            Command::Gen(args) => generate::run(&cx, args),
             Command::Status(args) => everyday::status(&cx, args),
             Command::Logs(args) => everyday::logs(&cx, args),
             Command::Stop(args) => everyday::stop(&cx, args),

@@ -93,6 +93,20 @@ pub fn image_reason(stack: &Stack, facts: &Facts, options: Options, index: usize
     }
 }
 
+/// Only the images: what `build-prod` does, and the first part of every plan.
+pub fn plan_builds(stack: &Stack, facts: &Facts, options: Options) -> Plan {
+    let mut plan = Plan::default();
+    for (index, image) in stack.images.iter().enumerate() {
+        match image_reason(stack, facts, options, index) {
+            Some(reason) => {
+                plan.actions.push(Action::Build { image: index, reason, no_cache: options.no_cache })
+            }
+            None => plan.unchanged.push(format!("{} image: cached", image.key)),
+        }
+    }
+    plan
+}
+
 pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     let mut plan = Plan::default();
     let observed = &facts.observed;
@@ -105,14 +119,9 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
             plan.actions.push(Action::CreateVolume { name: volume.clone() });
         }
     }
-    for (index, image) in stack.images.iter().enumerate() {
-        match image_reason(stack, facts, options, index) {
-            Some(reason) => {
-                plan.actions.push(Action::Build { image: index, reason, no_cache: options.no_cache })
-            }
-            None => plan.unchanged.push(format!("{} image: cached", image.key)),
-        }
-    }
+    let builds = plan_builds(stack, facts, options);
+    plan.actions.extend(builds.actions);
+    plan.unchanged.extend(builds.unchanged);
 
     let mut removed: Vec<&str> = Vec::new();
     // Pulls go with the builds, before any container is removed: no downtime while

@@ -9,6 +9,8 @@ pub const PROJECT_LABEL: &str = "io.jarvis.project";
 pub const INPUTS_LABEL: &str = "io.jarvis.inputs";
 /// The digest of a container's run spec (image inputs + arguments).
 pub const CONFIG_LABEL: &str = "io.jarvis.config";
+/// The git commit an image was built from (the OCI annotation's name).
+pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 /// Which service of the stack a container is.
 pub const SERVICE_LABEL: &str = "io.jarvis.service";
 
@@ -22,6 +24,8 @@ pub struct Project {
     pub frontend_port: u16,
     /// The host address published ports bind to: loopback unless the user asks otherwise.
     pub publish_addr: String,
+    /// The backend crate's version, which names the production image.
+    pub version: String,
 }
 
 impl Project {
@@ -37,13 +41,27 @@ impl Project {
         if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
             return Err(format!("JARVIS_PROJECT={name:?} must be lowercase letters, digits and '-'"));
         }
+        let version = backend_version(&root)?;
         Ok(Project {
             name,
+            version,
             root,
             backend_port: port("JARVIS_BACKEND_PORT", 8000)?,
             frontend_port: port("JARVIS_FRONTEND_PORT", 5173)?,
             publish_addr: var("JARVIS_PUBLISH_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
         })
+    }
+
+    /// The same checkout under the default name, ports and address: what the committed
+    /// generated files describe, whatever this shell's JARVIS_* variables say.
+    pub fn defaults(&self) -> Project {
+        Project {
+            name: "jarvis".into(),
+            backend_port: 8000,
+            frontend_port: 5173,
+            publish_addr: "127.0.0.1".into(),
+            ..self.clone()
+        }
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -59,6 +77,20 @@ impl Project {
     }
 }
 
+/// The `version` of `crates/jarvis-backend/Cargo.toml`'s `[package]`.
+fn backend_version(root: &Path) -> Result<String, String> {
+    let manifest = root.join("crates/jarvis-backend/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(|e| format!("cannot read {}: {e}; is this a Jarv1s checkout?", manifest.display()))?;
+    text.lines()
+        .take_while(|l| !l.starts_with('[') || l.trim() == "[package]")
+        .find_map(|l| {
+            l.strip_prefix("version")?.trim().strip_prefix('=')?.trim().strip_prefix('"')?.strip_suffix('"')
+        })
+        .map(str::to_string)
+        .ok_or_else(|| format!("{} has no version line in [package]", manifest.display()))
+}
+
 /// An image we build. What its layers copy is read from the Containerfile itself
 /// (`containerfile::copied_sources`), so it cannot drift from this description.
 #[derive(Clone, Debug)]
@@ -66,8 +98,26 @@ pub struct Image {
     /// Short name, used in messages and as the cache file name.
     pub key: &'static str,
     pub reference: String,
+    /// More names for the same image (`jarvis:0.1.0` beside `jarvis:latest`).
+    pub extra_tags: Vec<String>,
     pub containerfile: &'static str,
     pub build_args: Vec<(String, String)>,
+}
+
+impl Image {
+    /// The repository part of the reference (`localhost/jarvis` of `localhost/jarvis:latest`).
+    pub fn repository(&self) -> &str {
+        match self.reference.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => repo,
+            _ => &self.reference,
+        }
+    }
+
+    /// The tag naming the image by what it was built from, so that anyone holding the same
+    /// inputs (a teammate, CI, a registry) can recognise it.
+    pub fn inputs_tag(&self, digest: &str) -> String {
+        format!("{}:inputs-{}", self.repository(), &digest[..16.min(digest.len())])
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +166,30 @@ pub enum Llm {
     Ollama,
 }
 
+impl Llm {
+    /// What the backend's `LLM_API_BASE` is when the LLM runs as `container` or on the host.
+    fn api_base(self, host_alias: &str, container: &str) -> String {
+        match self {
+            Llm::Lmstudio => format!("http://{host_alias}:1234/v1"),
+            Llm::Ollama => format!("http://{container}:11434/v1"),
+        }
+    }
+}
+
+/// The optional Ollama container; its weights live in a volume that outlives it.
+fn ollama(p: &Project, container: String) -> Service {
+    Service {
+        key: "llm",
+        container,
+        image: ServiceImage::Pulled("docker.io/ollama/ollama:latest".into()),
+        ports: vec![],
+        mounts: vec![Mount::Volume { name: p.named("ollama-data"), target: "/root/.ollama" }],
+        env: vec![],
+        readiness: Readiness::Tcp,
+        optional: true,
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Stack {
     pub project: Project,
@@ -139,21 +213,20 @@ impl Stack {
             Image {
                 key: "backend",
                 reference: format!("localhost/{}", p.named("backend-dev")),
+                extra_tags: vec![],
                 containerfile: "docker/backend.dev.Containerfile",
                 build_args: vec![],
             },
             Image {
                 key: "frontend",
                 reference: format!("localhost/{}", p.named("frontend-dev")),
+                extra_tags: vec![],
                 containerfile: "docker/frontend.dev.Containerfile",
                 build_args: vec![],
             },
         ];
         let llm_container = p.named("lm-studio");
-        let llm_api_base = match llm {
-            Llm::Lmstudio => format!("http://{host_alias}:1234/v1"),
-            Llm::Ollama => format!("http://{llm_container}:11434/v1"),
-        };
+        let llm_api_base = llm.api_base(host_alias, &llm_container);
         let backend_container = p.named("backend-dev");
         let mut services = vec![
             Service {
@@ -188,22 +261,42 @@ impl Stack {
             },
         ];
         if llm == Llm::Ollama {
-            services.push(Service {
-                key: "llm",
-                container: llm_container,
-                image: ServiceImage::Pulled("docker.io/ollama/ollama:latest".into()),
-                ports: vec![],
-                mounts: vec![Mount::Volume { name: volume("ollama-data"), target: "/root/.ollama" }],
-                env: vec![],
-                readiness: Readiness::Tcp,
-                optional: true,
-            });
+            services.push(ollama(p, llm_container));
         }
         // Every volume is declared even when its service is off, so they all exist
         // (and are kept) whatever the flags of a given run.
         let volumes =
             ["models", "node-modules", "ollama-data", "cargo-registry", "cargo-target"].map(volume).to_vec();
         Stack { project: p.clone(), network: p.named("dev-network"), images, services, volumes }
+    }
+
+    /// The full stack of `up` and of the generated compose and kube files: the production
+    /// image (binary, built page, venv and voices in one) and the LLM as in `dev-fast`.
+    pub fn prod(project: &Project, llm: Llm, host_alias: &str) -> Stack {
+        let p = project;
+        let llm_container = p.named("llm");
+        let images = vec![Image {
+            key: "prod",
+            reference: format!("localhost/{}:latest", p.name),
+            extra_tags: vec![format!("localhost/{}:{}", p.name, p.version)],
+            containerfile: "docker/jarvis.Containerfile",
+            build_args: vec![],
+        }];
+        let mut services = vec![Service {
+            key: "app",
+            container: p.named("app"),
+            image: ServiceImage::Built(0),
+            ports: vec![(p.backend_port, 8000)],
+            mounts: vec![],
+            env: vec![("LLM_API_BASE".into(), llm.api_base(host_alias, &llm_container))],
+            readiness: Readiness::Http("/health"),
+            optional: false,
+        }];
+        if llm == Llm::Ollama {
+            services.push(ollama(p, llm_container));
+        }
+        let volumes = vec![p.named("ollama-data")];
+        Stack { project: p.clone(), network: p.named("network"), images, services, volumes }
     }
 
     pub fn image_of(&self, service: &Service) -> Option<&Image> {
@@ -231,6 +324,7 @@ pub fn test_project() -> Project {
         backend_port: 8000,
         frontend_port: 5173,
         publish_addr: "127.0.0.1".into(),
+        version: "0.1.0".into(),
     }
 }
 

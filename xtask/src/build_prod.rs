@@ -1,0 +1,99 @@
+//! `cargo xtask build-prod`: the production image, `docker/jarvis.Containerfile`. Built only
+//! when no image with these exact inputs exists; then each stage says whether it came from
+//! the layer cache, so "why was that slow" has an answer on screen.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use xshell::Shell;
+
+use crate::{
+    Context,
+    apply::{self, Output},
+    cache,
+    engine::Engine,
+    plan::{self, Options},
+    stack::{Llm, Stack},
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Build even when an image with these inputs exists (the layer cache still applies).
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Print the engine command it would run, and run none.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the plan and the result as one JSON document on stdout (logs go to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
+    let out = Output { json: args.json, dry_run: args.dry_run };
+    let started = Instant::now();
+    let mut report = json!({ "command": "build-prod" });
+    let result = (|| {
+        let engine = Engine::detect()?;
+        let sh = Shell::new().map_err(|e| e.to_string())?;
+        let _lock = cache::lock(&cx.project.cache_dir())?;
+        build(&sh, &engine, cx, Options { rebuild: args.rebuild, no_cache: false }, out, &mut report)
+    })();
+    if args.json {
+        report["ok"] = json!(result.is_ok());
+        report["seconds"] = json!(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            report["error"] = json!(e);
+        }
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    }
+    result
+}
+
+/// Builds the production image unless it is current; `up` starts with this too.
+pub fn build(
+    sh: &Shell,
+    engine: &Engine,
+    cx: &Context,
+    options: Options,
+    out: Output,
+    report: &mut Value,
+) -> Result<(), String> {
+    // Only the image: no services, so no ports are checked and nothing is started.
+    let stack = Stack { services: vec![], ..Stack::prod(&cx.project, Llm::default(), engine.host_alias()) };
+    let image = &stack.images[0];
+    let facts = apply::observe(sh, engine, &stack)?;
+    let plan = plan::plan_builds(&stack, &facts, options);
+    let digest = facts.inputs[0].0.digest();
+    report["image"] = json!(image.reference);
+    report["tags"] = json!([vec![image.inputs_tag(&digest)], image.extra_tags.clone()].concat());
+    report["inputs"] = json!(digest);
+    report["plan"] = json!(plan.actions.iter().map(|a| a.to_json(&stack)).collect::<Vec<_>>());
+    if plan.actions.is_empty() {
+        out.say(format!(
+            "prod image: cached: {} was built from these exact inputs ({}); nothing to build",
+            image.reference,
+            image.inputs_tag(&digest).rsplit(':').next().unwrap_or_default()
+        ));
+        report["built"] = json!(false);
+    } else {
+        let done = apply::apply(sh, engine, &stack, &facts, &plan, out)?;
+        report["stages"] = done.iter().find_map(|d| d.get("stages").cloned()).unwrap_or(json!([]));
+        report["built"] = json!(!out.dry_run);
+        if out.dry_run {
+            return Ok(());
+        }
+    }
+    let size = engine.read(sh, &["image", "inspect", "--format", "{{.Size}}", &image.reference])?;
+    if let Ok(bytes) = size.trim().parse::<u64>() {
+        out.say(format!(
+            "{}: {:.0} MB ({}, tagged {})",
+            image.reference,
+            bytes as f64 / 1e6,
+            cx.project.version,
+            { image.extra_tags.join(", ") }
+        ));
+        report["size_bytes"] = json!(bytes);
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Reading podman's build output: which stages came from the layer cache and which ran.
+//! This is what lets `build-prod` say "rust-build: rebuilt (2 of 5 steps)" instead of
+//! leaving the user to scroll through the log.
+//!
+//! podman prints `[i/n] STEP j/m: ...` before each step, then `--> Using cache <id>` when
+//! the step's layer is reused, and `--> <short id>` when the step is done. A stage that
+//! needs another (`COPY --from=x`) prints x's steps in the middle of its own step, so the
+//! open steps form a stack: a result belongs to the innermost open step.
+
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stage {
+    /// The `AS` name, else "stage i" (the last unnamed stage is "final").
+    pub name: String,
+    /// Steps other than `FROM`.
+    pub steps: usize,
+    pub cached: usize,
+}
+
+impl Stage {
+    pub fn is_cached(&self) -> bool {
+        self.cached == self.steps
+    }
+
+    pub fn describe(&self) -> String {
+        if self.is_cached() {
+            format!("{}: cached", self.name)
+        } else {
+            format!("{}: rebuilt ({} of {} steps ran)", self.name, self.steps - self.cached, self.steps)
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({ "stage": self.name, "cached": self.is_cached(), "steps": self.steps, "cached_steps": self.cached })
+    }
+}
+
+/// The stages of a podman build log, in the order they appear in the Containerfile.
+pub fn stages(output: &str) -> Vec<Stage> {
+    let mut stages: Vec<(usize, Stage)> = Vec::new();
+    // (stage index, whether a "Using cache" line was seen) for each step not yet done.
+    let mut open: Vec<(usize, bool)> = Vec::new();
+    for line in output.lines().map(str::trim) {
+        if let Some((index, count, step)) = step_line(line) {
+            if !stages.iter().any(|(i, _)| *i == index) {
+                let name = match from_alias(step) {
+                    Some(alias) => alias.to_string(),
+                    None if index == count => "final".to_string(),
+                    None => format!("stage {index}"),
+                };
+                stages.push((index, Stage { name, steps: 0, cached: 0 }));
+            }
+            if !step.trim_start().to_ascii_uppercase().starts_with("FROM ") {
+                open.push((index, false));
+            }
+        } else if line.starts_with("--> Using cache") {
+            if let Some(top) = open.last_mut() {
+                top.1 = true;
+            }
+        } else if line.starts_with("--> ")
+            && let Some((index, cached)) = open.pop()
+            && let Some((_, stage)) = stages.iter_mut().find(|(i, _)| *i == index)
+        {
+            stage.steps += 1;
+            stage.cached += usize::from(cached);
+        }
+    }
+    stages.sort_by_key(|(i, _)| *i);
+    stages.into_iter().map(|(_, s)| s).collect()
+}
+
+/// `[2/6] STEP 3/4: COPY x y` → (2, 6, "COPY x y").
+fn step_line(line: &str) -> Option<(usize, usize, &str)> {
+    let rest = line.strip_prefix('[')?;
+    let (stage, rest) = rest.split_once(']')?;
+    let (index, count) = stage.split_once('/')?;
+    let rest = rest.trim_start().strip_prefix("STEP ")?;
+    let (_, step) = rest.split_once(": ")?;
+    Some((index.parse().ok()?, count.parse().ok()?, step))
+}
+
+fn from_alias(step: &str) -> Option<&str> {
+    let words: Vec<&str> = step.split_whitespace().collect();
+    match words[..] {
+        [from, .., as_kw, name] if from.eq_ignore_ascii_case("FROM") && as_kw.eq_ignore_ascii_case("AS") => {
+            Some(name)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Real podman 4.3 output of a three-stage build in which stage 3 copies from stage 2.
+    const FIRST: &str = "\
+[1/3] STEP 1/2: FROM docker.io/library/debian:bookworm-slim AS one
+[1/3] STEP 2/2: RUN echo a > /a
+--> 0430937d6ce
+[3/3] STEP 1/2: FROM docker.io/library/debian:bookworm-slim
+[3/3] STEP 2/2: COPY --from=two /b /b
+[2/3] STEP 1/3: FROM 0430937d6ce9f9775495848e3599a920c0e0b8fa41a23585c1df0a05d6b5982d AS two
+[2/3] STEP 2/3: RUN echo b > /b
+--> 87b33d22feb
+[2/3] STEP 3/3: COPY x /x
+--> 655afa8370e
+[3/3] COMMIT localhost/jarvis-scratch-ms
+--> a7b26e4eae9
+Successfully tagged localhost/jarvis-scratch-ms:latest
+";
+
+    // The same after `x` changed: stage one and the RUN of stage two are reused.
+    const SECOND: &str = "\
+[1/3] STEP 1/2: FROM docker.io/library/debian:bookworm-slim AS one
+[1/3] STEP 2/2: RUN echo a > /a
+--> Using cache 0430937d6ce9f9775495848e3599a920c0e0b8fa41a23585c1df0a05d6b5982d
+--> 0430937d6ce
+[3/3] STEP 1/2: FROM docker.io/library/debian:bookworm-slim
+[3/3] STEP 2/2: COPY --from=two /b /b
+[2/3] STEP 1/3: FROM 0430937d6ce9f9775495848e3599a920c0e0b8fa41a23585c1df0a05d6b5982d AS two
+[2/3] STEP 2/3: RUN echo b > /b
+--> Using cache 87b33d22febaa12c605b9ee6de6cc800283f8336b228ebd284fe5015f1461ce1
+--> 87b33d22feb
+[2/3] STEP 3/3: COPY x /x
+--> 1627bcfa404
+--> Using cache a7b26e4eae937a4efbdf50709a2121407335b7a3a6b0b20373c66dd4d6bda180
+[3/3] COMMIT localhost/jarvis-scratch-ms
+--> a7b26e4eae9
+";
+
+    fn summary(output: &str) -> Vec<String> {
+        stages(output).iter().map(Stage::describe).collect()
+    }
+
+    #[test]
+    fn a_first_build_runs_every_stage() {
+        assert_eq!(
+            summary(FIRST),
+            [
+                "one: rebuilt (1 of 1 steps ran)",
+                "two: rebuilt (2 of 2 steps ran)",
+                "final: rebuilt (1 of 1 steps ran)"
+            ]
+        );
+    }
+
+    #[test]
+    fn nested_stages_get_their_own_results() {
+        assert_eq!(summary(SECOND), ["one: cached", "two: rebuilt (1 of 2 steps ran)", "final: cached"]);
+    }
+
+    #[test]
+    fn output_without_steps_has_no_stages() {
+        assert!(stages("#5 [backend 2/3] RUN x\n#5 CACHED\n").is_empty());
+    }
+}

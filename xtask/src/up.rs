@@ -1,0 +1,165 @@
+//! `cargo xtask up` (was podman-dev.sh): the full stack from the production image. Builds
+//! what is missing, starts what is not running (a second `up` reuses what runs), waits until
+//! the app answers, then follows the logs with a prefix per service. Ctrl-C or SIGTERM
+//! removes the stack's containers and keeps its volumes; `-d` leaves it running.
+
+use std::{
+    io::{BufRead, BufReader, IsTerminal, Read},
+    os::unix::process::CommandExt,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use serde_json::json;
+use xshell::Shell;
+
+use crate::{
+    Context,
+    apply::{self, Output},
+    dev_fast::check_llm,
+    engine::Engine,
+    plan::Options,
+    stack::{Llm, Stack},
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where the app finds its LLM: LM Studio on the host, or an Ollama container.
+    #[arg(long, value_enum, default_value_t = Llm::Lmstudio)]
+    pub llm: Llm,
+    /// Leave the stack running in the background (`cargo xtask stop` stops it).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Print the engine commands it would run, and run none.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds to wait for the app to answer.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
+    let out = Output { json: false, dry_run: args.dry_run };
+    let engine = Engine::detect()?;
+    let stack = Stack::prod(&cx.project, args.llm, engine.host_alias());
+    let sh = Shell::new().map_err(|e| e.to_string())?;
+    // Installed before anything starts, so a Ctrl-C while waiting still cleans up.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+
+    let timeout = Duration::from_secs(args.timeout);
+    let mut report = json!({});
+    if let Err(e) = apply::converge(&sh, &engine, &stack, Options::default(), timeout, out, &mut report) {
+        if interrupted.load(Ordering::SeqCst) {
+            return take_down(&sh, &engine, &stack, "interrupted");
+        }
+        return Err(e);
+    }
+    if args.dry_run {
+        return Ok(());
+    }
+    check_llm(&sh, &engine, &stack, args.llm, out);
+    let p = &stack.project;
+    let host = if p.publish_addr == "0.0.0.0" { "127.0.0.1" } else { &p.publish_addr };
+    out.say(format!("ready: http://{host}:{}", p.backend_port));
+    if args.detach {
+        out.say("running in the background; logs: cargo xtask logs app -f    stop: cargo xtask stop");
+        return Ok(());
+    }
+    out.say("following the logs; Ctrl-C stops and removes the containers (volumes are kept)");
+    let ended = follow(&engine, &stack, &interrupted);
+    take_down(&sh, &engine, &stack, "stopping")?;
+    ended
+}
+
+/// Streams every running service's logs, prefixed, until Ctrl-C/SIGTERM or until a
+/// container stops (an error naming it).
+fn follow(engine: &Engine, stack: &Stack, interrupted: &AtomicBool) -> Result<(), String> {
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let width = stack.services.iter().map(|s| s.key.len()).max().unwrap_or(0);
+    let mut followers: Vec<(String, Child)> = Vec::new();
+    for (index, service) in stack.services.iter().enumerate() {
+        let prefix = if color {
+            format!("\x1b[{}m{:>width$} |\x1b[0m ", 32 + index % 6, service.key)
+        } else {
+            format!("{:>width$} | ", service.key)
+        };
+        let mut child = Command::new(&engine.program)
+            .args(["logs", "--follow", "--tail", "20", &service.container])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: the terminal's Ctrl-C is ours to handle, not its.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot follow the logs of {}: {e}", service.container))?;
+        pipe_lines(child.stdout.take(), prefix.clone());
+        pipe_lines(child.stderr.take(), prefix);
+        followers.push((service.key.to_string(), child));
+    }
+    let mut result = Ok(());
+    'wait: while !interrupted.load(Ordering::SeqCst) {
+        for (key, child) in &mut followers {
+            // `logs --follow` ends when its container stops.
+            if let Ok(Some(_)) = child.try_wait() {
+                let service = stack.service(key).expect("followers are services");
+                if service.optional {
+                    continue;
+                }
+                result = Err(format!(
+                    "the {key} container ({}) stopped; its last lines are above",
+                    service.container
+                ));
+                break 'wait;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (_, child) in &mut followers {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    result
+}
+
+fn pipe_lines(stream: Option<impl Read + Send + 'static>, prefix: String) {
+    let Some(stream) = stream else { return };
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            println!("{prefix}{line}");
+        }
+    });
+}
+
+/// Removes the stack's containers, and only those this project made; volumes stay.
+fn take_down(sh: &Shell, engine: &Engine, stack: &Stack, why: &str) -> Result<(), String> {
+    let observed = engine.observe(sh)?;
+    let ours: Vec<String> = stack
+        .services
+        .iter()
+        .filter_map(|s| observed.containers.get(&s.container))
+        .filter(|c| c.project() == Some(&stack.project.name))
+        .map(|c| c.name.clone())
+        .collect();
+    if !ours.is_empty() {
+        let args = [vec!["rm".to_string(), "-f".into(), "-t".into(), "5".into()], ours.clone()].concat();
+        engine.run_quiet(sh, &args)?;
+    }
+    let volumes: Vec<&String> = stack.volumes.iter().filter(|v| observed.volumes.contains(v)).collect();
+    println!(
+        "{why}: removed {}; volumes kept{}",
+        if ours.is_empty() { "nothing".to_string() } else { ours.join(", ") },
+        if volumes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", volumes.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+        }
+    );
+    Ok(())
+}
