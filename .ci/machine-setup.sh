@@ -6,7 +6,7 @@ set -euo pipefail
 
 need_pkgs=()
 for pkg in podman runc debootstrap espeak-ng ffmpeg uidmap slirp4netns fuse-overlayfs \
-           catatonit python3-venv netavark aardvark-dns; do
+           catatonit python3-venv netavark aardvark-dns podman-compose; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then
@@ -38,3 +38,11 @@ fi
 if ip link show cni-podman0 >/dev/null 2>&1; then ip link delete cni-podman0; fi
 podman --version
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.NetworkBackend}} {{.Store.GraphDriverName}}'
+
+# The offline Kubernetes schema check of docker/kube.yaml (it ships the schemas).
+if ! command -v kubernetes-validate >/dev/null; then
+  python3 -m venv /opt/kubernetes-validate
+  /opt/kubernetes-validate/bin/pip install -q --disable-pip-version-check kubernetes-validate==1.37.0
+  ln -sf /opt/kubernetes-validate/bin/kubernetes-validate /usr/local/bin/kubernetes-validate
+fi
+kubernetes-validate --version

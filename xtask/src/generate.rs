@@ -108,9 +108,9 @@ fn compose(stack: &Stack) -> String {
             "extra_hosts": ["host.containers.internal:host-gateway"],
         });
         if health_path(service).is_some() {
-            let test: Vec<&str> = std::iter::once("CMD").chain(HEALTH_COMMAND).collect();
+            // CMD-SHELL with one string: podman-compose 1.0 mangles the CMD list form.
             spec["healthcheck"] = json!({
-                "test": test,
+                "test": ["CMD-SHELL", HEALTH_COMMAND.join(" ")],
                 "interval": "10s",
                 "timeout": "3s",
                 "retries": 3,

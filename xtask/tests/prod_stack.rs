@@ -1,0 +1,245 @@
+//! `build-prod`, `up` and the generated compose and kube files, on real podman, in a scratch
+//! copy of the workspace under its own project name and free ports.
+
+mod support;
+
+use std::{
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use support::*;
+use xshell::{Shell, cmd};
+
+const PROJECT: &str = "jarvis-e2e-stack";
+
+fn xtask(root: &Path, port: u16, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
+        .args(args)
+        .current_dir(root)
+        .env("JARVIS_PROJECT", PROJECT)
+        .env("JARVIS_BACKEND_PORT", port.to_string())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+fn run(root: &Path, port: u16, args: &[&str]) -> Output {
+    let output = xtask(root, port, args).output().unwrap();
+    eprintln!(
+        "--- xtask {}: {}\n{}{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn json(root: &Path, port: u16, args: &[&str]) -> Value {
+    let output = run(root, port, args);
+    assert!(output.status.success(), "xtask {args:?} failed");
+    serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
+}
+
+fn stage_cached(report: &Value, stage: &str) -> bool {
+    let stages = report["stages"].as_array().expect("a build reports its stages");
+    let entry = stages.iter().find(|s| s["stage"] == stage).unwrap_or_else(|| panic!("no stage {stage}"));
+    entry["cached"].as_bool().unwrap()
+}
+
+/// Our containers, by name, whatever their state.
+fn containers(sh: &Shell) -> Vec<String> {
+    let label = format!("label=io.jarvis.project={PROJECT}");
+    let format = "{{.Names}}";
+    cmd!(sh, "podman ps -a --filter {label} --format {format}")
+        .quiet()
+        .read()
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn wait_health(port: u16, child: &mut Child, timeout: Duration) {
+    let start = Instant::now();
+    while http_get(port, "/health").map(|(s, _)| s) != Some(200) {
+        assert!(child.try_wait().unwrap().is_none(), "`up` exited before /health answered");
+        assert!(start.elapsed() < timeout, "/health did not answer within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The production strategy end to end: build, no-op, a source change that rebuilds only
+/// the compile, `up` and Ctrl-C, a second `up` that reuses the running stack, and the
+/// generated kube file under `podman kube play`.
+#[test]
+fn production_stack_end_to_end() {
+    let Some(sh) = podman_or_skip("production_stack_end_to_end") else { return };
+    let scratch = ScratchDir::new("prod-stack");
+    let root = scratch.0.as_path();
+    copy_workspace(root);
+    let port = free_port();
+    let mut cleanup = Cleanup::default();
+    cleanup.container(&format!("{PROJECT}-app"));
+    cleanup.container(&format!("{PROJECT}-llm"));
+
+    // 1. Build (cold or from the layer cache), then nothing to do.
+    let first = json(root, port, &["build-prod", "--json"]);
+    let image = format!("localhost/{PROJECT}:latest");
+    assert_eq!(first["image"], image.as_str());
+    let second = json(root, port, &["build-prod", "--json"]);
+    assert_eq!(second["built"], false, "same inputs, yet build-prod built: {second}");
+    assert!(second["plan"].as_array().unwrap().is_empty());
+    let inputs = second["inputs"].as_str().unwrap();
+    let format = "{{index .Labels \"io.jarvis.inputs\"}}";
+    let label = cmd!(sh, "podman image inspect --format {format} {image}").quiet().read().unwrap();
+    assert_eq!(label.trim(), inputs);
+    let version_tag = format!("localhost/{PROJECT}:0.1.0");
+    let inputs_tag = format!("localhost/{PROJECT}:inputs-{}", &inputs[..16]);
+    for tag in [&version_tag, &inputs_tag] {
+        cmd!(sh, "podman image exists {tag}").quiet().run().unwrap_or_else(|_| panic!("no tag {tag}"));
+    }
+
+    // 2. One backend source file changes: only the Rust compile and the final stage rerun.
+    let lib = root.join("crates/jarvis-backend/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(
+        &lib,
+        text.replace("const HEALTH_STATUS: &str = \"ok\";", "const HEALTH_STATUS: &str = \"ok-prod\";"),
+    )
+    .unwrap();
+    let rebuilt = json(root, port, &["build-prod", "--json"]);
+    assert_eq!(rebuilt["built"], true);
+    for stage in ["base", "models", "python-deps", "frontend-build"] {
+        assert!(stage_cached(&rebuilt, stage), "stage {stage} was rebuilt: {}", rebuilt["stages"]);
+    }
+    assert!(!stage_cached(&rebuilt, "rust-build"), "the source change did not reach rust-build");
+
+    // 3. `up` serves the new build; a second `up` reuses it; Ctrl-C removes the containers
+    // and keeps the volumes.
+    let mut up = xtask(root, port, &["up", "--llm", "ollama", "--timeout", "120"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    wait_health(port, &mut up, Duration::from_secs(180));
+    let (_, body) = http_get(port, "/health").unwrap();
+    assert!(body.contains("ok-prod"), "{body}");
+    let again = run(root, port, &["up", "-d", "--llm", "ollama"]);
+    assert!(again.status.success());
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(said.contains("app container: running, up to date"), "{said}");
+    let pid = up.id().to_string();
+    cmd!(sh, "kill -INT {pid}").quiet().run().unwrap();
+    let output = up.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    eprintln!("--- up:\n{said}");
+    assert!(output.status.success(), "up after Ctrl-C: {}", output.status);
+    assert!(said.contains("app |"), "the logs were not followed with a prefix: {said}");
+    assert_eq!(containers(&sh), Vec::<String>::new(), "containers left after Ctrl-C");
+    let volume = format!("{PROJECT}-ollama-data");
+    cmd!(sh, "podman volume exists {volume}").quiet().run().expect("the volume was kept");
+    let _ = cmd!(sh, "podman volume rm {volume}").quiet().ignore_stdout().run();
+    let network = format!("{PROJECT}-network");
+    let _ = cmd!(sh, "podman network rm {network}").quiet().ignore_stdout().ignore_stderr().run();
+
+    // 4. The kube file, generated for this project and port, runs under podman kube play.
+    let out = root.join("generated");
+    let generated = run(root, port, &["gen", "--out", out.to_str().unwrap()]);
+    assert!(generated.status.success());
+    let kube = out.join("kube.yaml");
+    let kube_text = std::fs::read_to_string(&kube).unwrap();
+    assert!(kube_text.contains(&version_tag), "{kube_text}");
+    let played = cmd!(sh, "podman kube play {kube}").quiet().ignore_status().output().unwrap();
+    let _down = KubeDown(kube.clone());
+    assert!(played.status.success(), "kube play failed: {}", String::from_utf8_lossy(&played.stderr));
+    let start = Instant::now();
+    while http_get(port, "/health").map(|(s, _)| s) != Some(200) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the kube stack did not answer /health");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(_down);
+    assert!(http_get(port, "/health").is_none(), "kube down left the app answering");
+
+    // 5. The compose file, generated likewise, runs under a real compose implementation.
+    let Some(compose) =
+        tool_or_skip("podman-compose", "apt-get install podman-compose / dnf install podman-compose")
+    else {
+        return;
+    };
+    let file = out.join("compose.yaml");
+    let _down = ComposeDown(compose.clone(), file.clone());
+    let output = cmd!(sh, "{compose} -f {file} up -d --no-build").quiet().ignore_status().output().unwrap();
+    assert!(output.status.success(), "podman-compose up: {}", String::from_utf8_lossy(&output.stderr));
+    let start = Instant::now();
+    while http_get(port, "/health").map(|(s, _)| s) != Some(200) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the compose stack did not answer /health");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+struct ComposeDown(std::path::PathBuf, std::path::PathBuf);
+
+impl Drop for ComposeDown {
+    fn drop(&mut self) {
+        let sh = Shell::new().unwrap();
+        let (compose, file) = (&self.0, &self.1);
+        let _ = cmd!(sh, "{compose} -f {file} down").quiet().ignore_stdout().ignore_stderr().run();
+        let network = format!("{PROJECT}-network");
+        let _ = cmd!(sh, "podman network rm {network}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+}
+
+/// `podman kube down` on drop, so a failing test leaves no pod.
+struct KubeDown(std::path::PathBuf);
+
+impl Drop for KubeDown {
+    fn drop(&mut self) {
+        let sh = Shell::new().unwrap();
+        let file = &self.0;
+        let _ = cmd!(sh, "podman kube down {file}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+}
+
+/// A tool a test needs: found, or `None` with a loud reason; under CI its absence fails.
+fn tool_or_skip(name: &str, install: &str) -> Option<std::path::PathBuf> {
+    match which::which(name) {
+        Ok(path) => Some(path),
+        Err(_) => {
+            assert!(std::env::var_os("CI").is_none(), "{name} is missing under CI ({install})");
+            eprintln!("\n*** SKIPPED: {name} is not installed ({install}) ***\n");
+            None
+        }
+    }
+}
+
+#[test]
+fn kube_yaml_is_valid_kubernetes() {
+    let Some(validate) =
+        tool_or_skip("kubernetes-validate", "pip install kubernetes-validate; .ci/machine-setup.sh does")
+    else {
+        return;
+    };
+    let sh = Shell::new().unwrap();
+    let kube = workspace_root().join("docker/kube.yaml");
+    let output = cmd!(sh, "{validate} --strict {kube}").quiet().ignore_status().output().unwrap();
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "kubernetes-validate rejected docker/kube.yaml:\n{said}");
+    assert!(
+        said.contains("deployment/jarvis-app") && said.contains("service/jarvis-app"),
+        "nothing was validated: {said}"
+    );
+
+    // And it can fail: a Deployment without its selector is not Kubernetes.
+    let scratch = ScratchDir::new("kube-invalid");
+    let broken = scratch.0.join("kube.yaml");
+    let text = std::fs::read_to_string(&kube).unwrap().replacen("selector:", "selectr:", 1);
+    std::fs::write(&broken, text).unwrap();
+    let output = cmd!(sh, "{validate} --strict {broken}").quiet().ignore_status().output().unwrap();
+    assert!(!output.status.success(), "kubernetes-validate accepted a broken file");
+}
