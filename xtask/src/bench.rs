@@ -20,10 +20,17 @@ pub struct Args {
     /// Runs per measurement (the median is printed).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
+    /// Benchmark the production image instead: a cold build, the no-op build-prod and the
+    /// rebuild after a one-line backend change, in a scratch copy (project `<name>-bench`).
+    #[arg(long)]
+    pub prod: bool,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let runs = args.runs.max(1);
+    if args.prod {
+        return prod(cx, runs);
+    }
     let engine = Engine::detect()?;
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
 
@@ -54,6 +61,85 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     println!("  no-op dev-fast              {:>9.1} ms", ms(noop));
     println!("  warm start (stop, dev-fast) {:>9.1} ms", ms(warm));
     Ok(())
+}
+
+/// The production image's build times and size, measured on a scratch copy of this
+/// checkout under its own project name, so the developer's images are not replaced.
+fn prod(cx: &Context, runs: usize) -> Result<(), String> {
+    let scratch = std::env::temp_dir().join(format!("jarvis-bench-{}", std::process::id()));
+    copy_sources(&cx.project.root, &scratch)?;
+    let project = format!("{}-bench", cx.project.name);
+    let env = [("JARVIS_PROJECT", project.as_str())];
+    let result = (|| {
+        let build = |extra: &[&str]| {
+            let args = [&["build-prod", "--json"][..], extra].concat();
+            let started = Instant::now();
+            let report = xtask_in(&scratch, &env, &args)?;
+            Ok::<_, String>((started.elapsed(), report))
+        };
+        let (cold, report) = build(&["--rebuild", "--no-cache"])?;
+        let size = report["size_bytes"].as_u64().unwrap_or(0);
+        let noop = median(runs, || build(&[]).map(|(d, _)| d))?;
+        let lib = scratch.join("crates/jarvis-backend/src/lib.rs");
+        let source = std::fs::read_to_string(&lib).map_err(|e| e.to_string())?;
+        let one_line = median(runs.min(3), || {
+            let stamp = format!("\n// bench {:?}\n", Instant::now());
+            std::fs::write(&lib, format!("{source}{stamp}")).map_err(|e| e.to_string())?;
+            build(&[]).map(|(d, _)| d)
+        })?;
+        println!(
+            "build-prod benchmark ({} engine; project {project}, a scratch copy)",
+            Engine::detect()?.name()
+        );
+        println!("  cold build (--no-cache)          {:>8.1} s", cold.as_secs_f64());
+        println!("  no-op build-prod (median of {runs})  {:>8.1} ms", ms(noop));
+        println!("  one-line backend change (median of {}) {:>5.1} s", runs.min(3), one_line.as_secs_f64());
+        println!("  final image size                 {:>8.0} MB", size as f64 / 1e6);
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// This checkout's sources, without build output, installed dependencies or secrets.
+fn copy_sources(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    let skip = [".git", "target", "node_modules", "dist", ".dev-cache", ".venv", "models", ".env"];
+    let walker = walkdir::WalkDir::new(from)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !skip.contains(&e.file_name().to_str().unwrap_or("")));
+    for entry in walker {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let target = to.join(entry.path().strip_prefix(from).expect("walked under from"));
+        let copied = if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target)
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &target).map(drop)
+        } else {
+            Ok(())
+        };
+        copied.map_err(|e| format!("copying {}: {e}", entry.path().display()))?;
+    }
+    Ok(())
+}
+
+/// Runs this xtask in `dir` with `env`, and returns its `--json` document.
+fn xtask_in(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Result<serde_json::Value, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let output = Command::new(exe)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(format!(
+            "`cargo xtask {}` failed during the benchmark:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("`cargo xtask {}`: {e}", args.join(" ")))
 }
 
 fn ms(d: Duration) -> f64 {

@@ -21,6 +21,9 @@ pub struct Args {
     /// Build even when an image with these inputs exists (the layer cache still applies).
     #[arg(long)]
     pub rebuild: bool,
+    /// Build without the engine's layer cache: every stage runs (a cold build).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Print the engine command it would run, and run none.
     #[arg(long)]
     pub dry_run: bool,
@@ -37,7 +40,14 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         let engine = Engine::detect()?;
         let sh = Shell::new().map_err(|e| e.to_string())?;
         let _lock = cache::lock(&cx.project.cache_dir())?;
-        build(&sh, &engine, cx, Options { rebuild: args.rebuild, no_cache: false }, out, &mut report)
+        build(
+            &sh,
+            &engine,
+            cx,
+            Options { rebuild: args.rebuild || args.no_cache, no_cache: args.no_cache },
+            out,
+            &mut report,
+        )
     })();
     if args.json {
         report["ok"] = json!(result.is_ok());
