@@ -4,6 +4,7 @@
 mod apply;
 mod bench;
 mod cache;
+mod ci;
 mod containerfile;
 mod dev_fast;
 mod engine;
@@ -45,6 +46,8 @@ enum Command {
     Stop(everyday::StopArgs),
     /// Time the no-op dev-fast, a warm start and fingerprinting (medians).
     Bench(bench::Args),
+    /// Run a CI step (`all`: every step, then a summary), or list them as a CI matrix.
+    Ci(ci::Args),
 }
 
 /// What every command works on: the checkout and the stack's name and ports.
@@ -54,6 +57,10 @@ pub struct Context {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A CI step exits with its own code (the failing test's), not just failure.
+    if let Command::Ci(args) = &cli.command {
+        return ci::run(&workspace_root(), args);
+    }
     let result = stack::Project::from_env(workspace_root()).and_then(|project| {
         let cx = Context { project };
         match &cli.command {
@@ -63,6 +70,7 @@ fn main() -> ExitCode {
             Command::Logs(args) => everyday::logs(&cx, args),
             Command::Stop(args) => everyday::stop(&cx, args),
             Command::Bench(args) => bench::run(&cx, args),
+            Command::Ci(_) => unreachable!("handled above"),
         }
     });
     match result {
