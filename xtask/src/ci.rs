@@ -46,7 +46,8 @@ pub const STEPS: &[Step] = &[
             &["cargo", "test", "-p", "xtask", "--bins", "--test", "ci"],
             &["cargo", "test", "-p", "jarvis-backend"],
         ],
-        tools: &["espeak-ng"],
+        // rustfmt: tests/ci.rs runs a real failing fmt step.
+        tools: &["espeak-ng", "rustfmt"],
     },
     Step {
         name: "frontend",

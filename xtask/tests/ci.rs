@@ -76,7 +76,11 @@ fn a_failing_step_fails_the_run_with_its_exit_code() {
         command.env("GITHUB_ACTIONS", if github { "true" } else { "false" });
         command.output().unwrap()
     };
-    // The copy as it is passes, so what fails below is the edit.
+    // Formatted first, so this test does not fail for the tree's own formatting (the fmt
+    // step reports that), and passing, so what fails below is the edit.
+    let sh = xshell::Shell::new().unwrap();
+    sh.change_dir(&work.0);
+    xshell::cmd!(sh, "cargo fmt --all").run().unwrap();
     let clean = fmt(false);
     assert!(clean.status.success(), "{}\n{}", text(&clean.stdout), text(&clean.stderr));
     assert!(text(&clean.stdout).contains("==> ci fmt"), "{}", text(&clean.stdout));
