@@ -6,6 +6,7 @@ mod bench;
 mod build_prod;
 mod buildlog;
 mod cache;
+mod ci;
 mod containerfile;
 mod dev_fast;
 mod engine;
@@ -55,6 +56,8 @@ enum Command {
     Stop(everyday::StopArgs),
     /// Time the no-op dev-fast, a warm start and fingerprinting (medians).
     Bench(bench::Args),
+    /// Run a CI step (`all`: every step, then a summary), or list them as a CI matrix.
+    Ci(ci::Args),
 }
 
 /// What every command works on: the checkout and the stack's name and ports.
@@ -64,6 +67,10 @@ pub struct Context {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A CI step exits with its own code (the failing test's), not just failure.
+    if let Command::Ci(args) = &cli.command {
+        return ci::run(&workspace_root(), args);
+    }
     let result = stack::Project::from_env(workspace_root()).and_then(|project| {
         let cx = Context { project };
         match &cli.command {
@@ -76,6 +83,7 @@ fn main() -> ExitCode {
             Command::Logs(args) => everyday::logs(&cx, args),
             Command::Stop(args) => everyday::stop(&cx, args),
             Command::Bench(args) => bench::run(&cx, args),
+            Command::Ci(_) => unreachable!("handled above"),
         }
     });
     match result {
