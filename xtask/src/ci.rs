@@ -67,6 +67,12 @@ pub const STEPS: &[Step] = &[
         commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_fast"]],
         tools: &["podman", "python3"],
     },
+    Step {
+        name: "prod",
+        about: "build-prod, up, and the generated compose and kube files, run for real (podman)",
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "prod_stack"]],
+        tools: &["podman", "podman-compose", "kubernetes-validate"],
+    },
 ];
 
 /// How the GitHub workflow gets a tool onto ubuntu-latest; each one is a field of the matrix.
@@ -79,6 +85,8 @@ enum Source {
     Apt,
     /// actions/setup-node, with the npm cache.
     Node,
+    /// `pip install` of this requirement (not packaged for Debian).
+    Pip(&'static str),
 }
 
 struct Tool {
@@ -104,6 +112,18 @@ const TOOLS: &[Tool] = &[
     Tool::new("node", &["node", "--version"], ("nodejs", "nodejs"), Source::Node),
     Tool::new("podman", &["podman", "--version"], ("podman", "podman"), Source::Apt),
     Tool::new("python3", &["python3", "--version"], ("python3", "python3"), Source::Apt),
+    Tool::new(
+        "podman-compose",
+        &["podman-compose", "version"],
+        ("podman-compose", "podman-compose"),
+        Source::Apt,
+    ),
+    Tool::new(
+        "kubernetes-validate",
+        &["kubernetes-validate", "--version"],
+        ("python3-pip", "python3-pip"),
+        Source::Pip("kubernetes-validate==1.37.0"),
+    ),
 ];
 
 impl Tool {
@@ -126,6 +146,7 @@ impl Tool {
             Source::Rustup(component) => {
                 format!("rustup component add {component}; without rustup: {packages}")
             }
+            Source::Pip(requirement) => format!("pip install '{requirement}' (it needs {packages})"),
             Source::Apt | Source::Node => packages,
         }
     }
@@ -164,6 +185,14 @@ impl Step {
             "apt": apt.join(" "),
             "rustup": rustup.join(" "),
             "node": needs.iter().any(|t| t.source == Source::Node),
+            "pip": needs
+                .iter()
+                .filter_map(|t| match t.source {
+                    Source::Pip(requirement) => Some(requirement),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
             "podman": needs.iter().any(|t| t.name == "podman"),
         })
     }
