@@ -10,6 +10,7 @@ mod engine;
 mod everyday;
 mod fingerprint;
 mod http;
+mod models;
 mod plan;
 mod ports;
 mod rebuild_clean;
