@@ -57,7 +57,9 @@ pub fn store_step(dir: &Path, step: &str, inputs: &Inputs) -> Result<(), String>
 pub fn forget_step(dir: &Path, step: &str) -> Result<(), String> {
     let path = record_path(dir, SETUP, step);
     match fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("removing {}: {e}", path.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("removing {}: {e}", path.display()))
+        }
         _ => Ok(()),
     }
 }

