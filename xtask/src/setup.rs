@@ -35,13 +35,19 @@ pub struct Ready {
     pub models_dir: PathBuf,
     /// Whether any step did work (pip, npm, a download, `.env`).
     pub worked: bool,
+    /// Voice files that could not be downloaded (offline): TTS uses espeak-ng.
+    pub voices_missing: usize,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let started = Instant::now();
     let _lock = cache::lock(&cx.project.cache_dir())?;
     let ready = steps(cx, args)?;
-    let what = if ready.worked { "done" } else { "nothing to do, everything is current" };
+    let what = match (ready.worked, ready.voices_missing) {
+        (_, 0) if ready.worked => "done".to_string(),
+        (_, 0) => "nothing to do, everything is current".to_string(),
+        (_, n) => format!("done, except {n} voice file(s) that could not be downloaded (see the warnings)"),
+    };
     println!("setup: {what} ({:.2} s)", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -56,12 +62,15 @@ pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
     worked |= venv(&sh, cx, &python, out)?;
     worked |= node_modules(&sh, cx, &node, out)?;
     let models_dir = models_dir(root);
+    let mut voices_missing = 0;
     if args.no_models {
         out.say("models: skipped (--no-models); TTS uses espeak-ng");
     } else {
-        worked |= voices(root, &models_dir, &python.path, out)?;
+        let voices = voices(root, &models_dir, &python.path, out)?;
+        worked |= voices.downloaded;
+        voices_missing = voices.missing;
     }
-    Ok(Ready { venv_bin: root.join(".venv/bin"), models_dir, worked })
+    Ok(Ready { venv_bin: root.join(".venv/bin"), models_dir, worked, voices_missing })
 }
 
 /// The Python that makes the venv.
@@ -295,7 +304,7 @@ fn node_modules(sh: &Shell, cx: &Context, node: &str, out: Output) -> Result<boo
 
 /// Downloads what models.json lists and is missing. Unreachable sources are a warning:
 /// the backend then speaks with espeak-ng.
-fn voices(root: &Path, dir: &Path, python: &Path, out: Output) -> Result<bool, String> {
+fn voices(root: &Path, dir: &Path, python: &Path, out: Output) -> Result<Voices, String> {
     let specs = models::manifest(root)?;
     let mut downloader = models::Downloader::new(python.to_path_buf());
     let summary = downloader.ensure(&specs, dir, &|line: &str| out.say(format!("models: {line}")))?;
@@ -307,11 +316,20 @@ fn voices(root: &Path, dir: &Path, python: &Path, out: Output) -> Result<bool, S
         out.say(format!("models: {file} downloaded and verified, from {from}"));
     }
     for (file, why) in &summary.unavailable {
-        out.warn(format!(
-            "could not download {file} ({why}); TTS will use espeak-ng until `cargo xtask setup` can fetch it"
-        ));
+        out.warn(format!("could not download {file}: {why}"));
     }
-    Ok(!summary.downloaded.is_empty())
+    if !summary.unavailable.is_empty() {
+        out.warn(
+            "TTS will use espeak-ng until the voice is there: run `cargo xtask setup` again when the \
+             network is back (a partial download resumes)",
+        );
+    }
+    Ok(Voices { downloaded: !summary.downloaded.is_empty(), missing: summary.unavailable.len() })
+}
+
+struct Voices {
+    downloaded: bool,
+    missing: usize,
 }
 
 /// Where the backend finds its voices: `MODELS_DIR` from the environment or `.env`

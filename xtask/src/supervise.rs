@@ -83,6 +83,13 @@ pub fn spawn(
     stdout: Stdout,
 ) -> Result<Child, String> {
     command.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Children see a pipe, not our terminal: tell them whether to color (Vite would
+    // otherwise color under CI=true and not on a terminal).
+    if log.color {
+        command.env("FORCE_COLOR", "1").env_remove("NO_COLOR");
+    } else {
+        command.env("NO_COLOR", "1").env_remove("FORCE_COLOR");
+    }
     let mut child =
         command.spawn().map_err(|e| format!("starting {name} ({:?}): {e}", command.get_program()))?;
     let mut readers = Vec::new();
