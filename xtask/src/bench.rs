@@ -2,8 +2,15 @@
 //! median of several runs: fingerprinting the inputs, a no-op `dev-fast` (everything
 //! current), and a warm start (containers stopped, images cached). It drives the real
 //! binary and the real engine on this checkout's stack, which it leaves running.
+//! `--dev-local` measures the container-less path instead: a no-op `setup` on this
+//! checkout, and, in a scratch copy under the target directory (so this checkout's
+//! sources are never edited), the time from a backend source change to `/health`
+//! answering with the new code under `dev-local`. `--prod` times the production image:
+//! a cold build, the no-op `build-prod` and a one-line backend change, with its size.
 
 use std::{
+    fs,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -12,6 +19,7 @@ use crate::{
     Context,
     engine::Engine,
     fingerprint::Inputs,
+    http, setup,
     stack::{Llm, Stack},
 };
 
@@ -20,7 +28,10 @@ pub struct Args {
     /// Runs per measurement (the median is printed).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
-    /// Benchmark the production image instead: a cold build, the no-op build-prod and the
+    /// Measure dev-local instead: a no-op setup, and a backend source change until served.
+    #[arg(long, conflicts_with = "prod")]
+    pub dev_local: bool,
+    /// Measure the production image instead: a cold build, the no-op build-prod and the
     /// rebuild after a one-line backend change, in a scratch copy (project `<name>-bench`).
     #[arg(long)]
     pub prod: bool,
@@ -28,6 +39,9 @@ pub struct Args {
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let runs = args.runs.max(1);
+    if args.dev_local {
+        return dev_local(cx, runs);
+    }
     if args.prod {
         return prod(cx, runs);
     }
@@ -60,6 +74,106 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     println!("  fingerprint of {} images   {:>9.1} ms", stack.images.len(), ms(fingerprint));
     println!("  no-op dev-fast              {:>9.1} ms", ms(noop));
     println!("  warm start (stop, dev-fast) {:>9.1} ms", ms(warm));
+    Ok(())
+}
+
+fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
+    let root = &cx.project.root;
+    // Set up once (may download and install), then time the runs with nothing to do.
+    xtask(&["setup"])?;
+    let setup_noop = median(runs * 2, || xtask(&["setup"]))?;
+
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bench = target.join("xtask-bench/dev-local");
+    let ws = bench.join("ws");
+    copy_sources(root, &ws)?;
+    let lib = ws.join("crates/jarvis-backend/src/lib.rs");
+    let original = fs::read_to_string(&lib).map_err(|e| e.to_string())?;
+    let line = "const HEALTH_STATUS: &str = \"ok\";";
+    if !original.contains(line) {
+        return Err(format!("{} no longer holds `{line}`, which the benchmark edits", lib.display()));
+    }
+    let port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+    let (backend_port, frontend_port) =
+        (port().map_err(|e| e.to_string())?, port().map_err(|e| e.to_string())?);
+    let log_path = bench.join("dev-local.log");
+    let log = fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut session = Command::new(exe)
+        .arg("dev-local")
+        .current_dir(&ws)
+        .env("JARVIS_BACKEND_PORT", backend_port.to_string())
+        .env("JARVIS_FRONTEND_PORT", frontend_port.to_string())
+        .env("CARGO_TARGET_DIR", bench.join("target"))
+        // The voices of this checkout: the copy needs no second download.
+        .env("MODELS_DIR", setup::models_dir(root))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let failed = |what: &str| {
+        let text = fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+        format!("{what}; the last lines of {}:\n{}", log_path.display(), tail.join("\n"))
+    };
+    let serves = |status: &str, timeout: Duration| {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some((200, body)) = http::get("127.0.0.1", backend_port, "/health")
+                && body.contains(&format!("\"status\":\"{status}\""))
+            {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    };
+    let result = (|| {
+        // The first start in a fresh copy runs setup and compiles the backend once.
+        serves("ok", Duration::from_secs(900)).ok_or_else(|| failed("dev-local did not start"))?;
+        let mut i = 0;
+        median(runs, || {
+            i += 1;
+            let status = format!("bench-{i}");
+            fs::write(&lib, original.replace(line, &format!("const HEALTH_STATUS: &str = \"{status}\";")))
+                .map_err(|e| e.to_string())?;
+            serves(&status, Duration::from_secs(300)).ok_or_else(|| failed("the change was not served"))
+        })
+    })();
+    let _ = fs::write(&lib, &original);
+    let pid = nix::unistd::Pid::from_raw(session.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let _ = session.wait();
+    let change = result?;
+
+    println!("dev-local benchmark (median of {runs} runs; no-op setup of {})", runs * 2);
+    println!("  no-op setup                           {:>9.1} ms", ms(setup_noop));
+    println!("  backend source change → new code      {:>9.1} ms", ms(change));
+    println!("  (log of the dev-local session: {})", log_path.display());
+    Ok(())
+}
+
+/// Copies the workspace's sources (no build output, dependencies, voices or secrets) over
+/// `dest`, keeping what dest already installed (.venv, node_modules, .dev-cache).
+fn copy_sources(root: &Path, dest: &Path) -> Result<(), String> {
+    let skip = [".git", "target", "node_modules", "dist", ".dev-cache", ".venv", "models", ".env"];
+    let walker = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !skip.contains(&e.file_name().to_str().unwrap_or("")));
+    for entry in walker {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let to = dest.join(entry.path().strip_prefix(root).expect("walked under root"));
+        let copied = if entry.file_type().is_dir() {
+            fs::create_dir_all(&to)
+        } else if fs::read(entry.path()).ok() != fs::read(&to).ok() {
+            // Only what differs: an unchanged file keeps its mtime, so nothing rebuilds.
+            fs::copy(entry.path(), &to).map(drop)
+        } else {
+            Ok(())
+        };
+        copied.map_err(|e| format!("copying to {}: {e}", to.display()))?;
+    }
     Ok(())
 }
 
@@ -99,27 +213,6 @@ fn prod(cx: &Context, runs: usize) -> Result<(), String> {
     })();
     let _ = std::fs::remove_dir_all(&scratch);
     result
-}
-
-/// This checkout's sources, without build output, installed dependencies or secrets.
-fn copy_sources(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
-    let skip = [".git", "target", "node_modules", "dist", ".dev-cache", ".venv", "models", ".env"];
-    let walker = walkdir::WalkDir::new(from)
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !skip.contains(&e.file_name().to_str().unwrap_or("")));
-    for entry in walker {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let target = to.join(entry.path().strip_prefix(from).expect("walked under from"));
-        let copied = if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target)
-        } else if entry.file_type().is_file() {
-            std::fs::copy(entry.path(), &target).map(drop)
-        } else {
-            Ok(())
-        };
-        copied.map_err(|e| format!("copying {}: {e}", entry.path().display()))?;
-    }
-    Ok(())
 }
 
 /// Runs this xtask in `dir` with `env`, and returns its `--json` document.

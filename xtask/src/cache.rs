@@ -1,7 +1,9 @@
 //! `.dev-cache/`: the per-file digests of what each image was last built from (so a rebuild
 //! can say which file changed), written atomically and only after a build succeeded, and
 //! a lock so that two runs never interleave. The image's own `io.jarvis.inputs` label
-//! stays the authority on whether it is current; this cache only explains.
+//! stays the authority on whether it is current; this cache only explains. `setup`'s
+//! host steps (the venv, `node_modules`) keep their records here too, under `setup/`:
+//! there the record is the authority, since a directory carries no label.
 
 use std::{
     fs::{self, File},
@@ -22,12 +24,48 @@ pub enum Record {
     Built(Inputs),
 }
 
-fn record_path(dir: &Path, image_key: &str) -> PathBuf {
-    dir.join("images").join(format!("{image_key}.json"))
+/// Image records; `rebuild-clean` clears them.
+const IMAGES: &str = "images";
+/// Records of `setup`'s host steps; kept by `rebuild-clean`, which removes no venv.
+const SETUP: &str = "setup";
+
+fn record_path(dir: &Path, kind: &str, key: &str) -> PathBuf {
+    dir.join(kind).join(format!("{key}.json"))
 }
 
 pub fn load(dir: &Path, image_key: &str) -> Record {
-    let path = record_path(dir, image_key);
+    load_in(dir, IMAGES, image_key)
+}
+
+/// Records `inputs` as built. Write to a temporary file, then rename: a crash leaves
+/// either the old record or the new one, never half of one.
+pub fn store(dir: &Path, image_key: &str, inputs: &Inputs) -> Result<(), String> {
+    store_in(dir, IMAGES, image_key, inputs)
+}
+
+/// What a `setup` step (`venv`, `node-modules`) last completed with.
+pub fn load_step(dir: &Path, step: &str) -> Record {
+    load_in(dir, SETUP, step)
+}
+
+/// Records a `setup` step as done; call only after it succeeded.
+pub fn store_step(dir: &Path, step: &str, inputs: &Inputs) -> Result<(), String> {
+    store_in(dir, SETUP, step, inputs)
+}
+
+/// Forgets a `setup` step, before redoing it: an interrupted redo must not look done.
+pub fn forget_step(dir: &Path, step: &str) -> Result<(), String> {
+    let path = record_path(dir, SETUP, step);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("removing {}: {e}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn load_in(dir: &Path, kind: &str, key: &str) -> Record {
+    let path = record_path(dir, kind, key);
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Record::Missing,
@@ -39,10 +77,8 @@ pub fn load(dir: &Path, image_key: &str) -> Record {
     }
 }
 
-/// Records `inputs` as built. Write to a temporary file, then rename: a crash leaves
-/// either the old record or the new one, never half of one.
-pub fn store(dir: &Path, image_key: &str, inputs: &Inputs) -> Result<(), String> {
-    let path = record_path(dir, image_key);
+fn store_in(dir: &Path, kind: &str, key: &str, inputs: &Inputs) -> Result<(), String> {
+    let path = record_path(dir, kind, key);
     let parent = path.parent().expect("record paths have a parent");
     fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
     let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
@@ -61,7 +97,7 @@ pub fn store(dir: &Path, image_key: &str, inputs: &Inputs) -> Result<(), String>
 
 /// Forgets every image record (`rebuild-clean`); the lock file stays.
 pub fn clear(dir: &Path) -> Result<(), String> {
-    match fs::remove_dir_all(dir.join("images")) {
+    match fs::remove_dir_all(dir.join(IMAGES)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("clearing {}: {e}", dir.display())),
         _ => Ok(()),
     }
@@ -111,9 +147,15 @@ mod tests {
         };
         assert_eq!(load(&dir, "backend"), Record::Missing);
         store(&dir, "backend", &inputs).unwrap();
-        assert_eq!(load(&dir, "backend"), Record::Built(inputs));
+        assert_eq!(load(&dir, "backend"), Record::Built(inputs.clone()));
+        store_step(&dir, "venv", &inputs).unwrap();
+        assert_eq!(load_step(&dir, "backend"), Record::Missing, "steps and images are apart");
         clear(&dir).unwrap();
         assert_eq!(load(&dir, "backend"), Record::Missing);
+        assert_eq!(load_step(&dir, "venv"), Record::Built(inputs), "rebuild-clean keeps setup's records");
+        forget_step(&dir, "venv").unwrap();
+        forget_step(&dir, "venv").unwrap();
+        assert_eq!(load_step(&dir, "venv"), Record::Missing);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -56,6 +56,12 @@ pub const STEPS: &[Step] = &[
         tools: &["npm", "node"],
     },
     Step {
+        name: "dev-local",
+        about: "setup and dev-local with real pip, npm, cargo and the voice download (no engine)",
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_local"]],
+        tools: &["python3", "npm", "node", "espeak-ng", "ffmpeg"],
+    },
+    Step {
         name: "dev-images",
         about: "the dev images build, serve and reload a source change (podman)",
         commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_images"]],
@@ -112,6 +118,7 @@ const TOOLS: &[Tool] = &[
     Tool::new("node", &["node", "--version"], ("nodejs", "nodejs"), Source::Node),
     Tool::new("podman", &["podman", "--version"], ("podman", "podman"), Source::Apt),
     Tool::new("python3", &["python3", "--version"], ("python3", "python3"), Source::Apt),
+    Tool::new("ffmpeg", &["ffmpeg", "-version"], ("ffmpeg", "ffmpeg-free"), Source::Apt),
     Tool::new(
         "podman-compose",
         &["podman-compose", "version"],

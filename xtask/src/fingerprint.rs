@@ -44,6 +44,17 @@ impl Inputs {
         Inputs { files, bases, args: image.build_args.iter().cloned().collect() }
     }
 
+    /// The inputs of a host step of `setup` (the venv, `node_modules`): some files of the
+    /// workspace and the facts about the tools that act on them (`python 3.11`).
+    pub fn of_files(root: &Path, paths: &[&str], args: &[(&str, String)]) -> Inputs {
+        let mut files = BTreeMap::new();
+        for path in paths {
+            hash_path(root, path, &mut files);
+        }
+        let args = args.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        Inputs { files, bases: BTreeMap::new(), args }
+    }
+
     pub fn digest(&self) -> String {
         let mut listing = format!("schema {SCHEMA}\n");
         for (k, v) in &self.bases {

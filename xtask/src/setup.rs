@@ -1,0 +1,415 @@
+//! `cargo xtask setup`: what a new developer runs first (was setup.py). Checks the tools,
+//! creates `.env` from `.env.example` (never overwriting it), fills `.venv` from
+//! requirements.txt and `frontend/node_modules` from package-lock.json, and downloads the
+//! TTS voices of models.json. The pip and npm steps run only when their inputs changed:
+//! their records live in `.dev-cache/setup/`, written only after the step succeeded, so
+//! an interrupted install is redone next time. With nothing to do it only reports.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use xshell::{Shell, cmd};
+
+use crate::{
+    Context,
+    apply::Output,
+    cache::{self, Record},
+    fingerprint::Inputs,
+    models,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Do not download the TTS voices (speech then comes from espeak-ng).
+    #[arg(long)]
+    pub no_models: bool,
+}
+
+/// What the later commands need from a finished setup.
+pub struct Ready {
+    /// `.venv/bin`, to put first on the backend's PATH (piper lives there).
+    pub venv_bin: PathBuf,
+    pub models_dir: PathBuf,
+    /// Whether any step did work (pip, npm, a download, `.env`).
+    pub worked: bool,
+    /// Voice files that could not be downloaded (offline): TTS uses espeak-ng.
+    pub voices_missing: usize,
+}
+
+pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
+    let started = Instant::now();
+    let _lock = cache::lock(&cx.project.cache_dir())?;
+    let ready = steps(cx, args)?;
+    let what = match (ready.worked, ready.voices_missing) {
+        (_, 0) if ready.worked => "done".to_string(),
+        (_, 0) => "nothing to do, everything is current".to_string(),
+        (_, n) => format!("done, except {n} voice file(s) that could not be downloaded (see the warnings)"),
+    };
+    println!("setup: {what} ({:.2} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Every step, in order; the caller holds the cache lock.
+pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
+    let out = Output { json: false, dry_run: false };
+    let root = &cx.project.root;
+    let sh = Shell::new().map_err(|e| e.to_string())?;
+    let (python, node) = check_tools(&sh, root, out)?;
+    let mut worked = env_file(root, out)?;
+    worked |= venv(&sh, cx, &python, out)?;
+    worked |= node_modules(&sh, cx, &node, out)?;
+    let models_dir = models_dir(root);
+    let mut voices_missing = 0;
+    if args.no_models {
+        out.say("models: skipped (--no-models); TTS uses espeak-ng");
+    } else {
+        let voices = voices(root, &models_dir, &python.path, out)?;
+        worked |= voices.downloaded;
+        voices_missing = voices.missing;
+    }
+    Ok(Ready { venv_bin: root.join(".venv/bin"), models_dir, worked, voices_missing })
+}
+
+/// The Python that makes the venv.
+pub struct Python {
+    pub path: PathBuf,
+    pub version: String,
+}
+
+struct Tool {
+    name: &'static str,
+    why: &'static str,
+    debian: &'static str,
+    fedora: &'static str,
+}
+
+const PYTHON: Tool = Tool {
+    name: "python3 (3.11 or newer, with venv)",
+    why: "the venv for piper",
+    debian: "sudo apt-get install python3 python3-venv",
+    fedora: "sudo dnf install python3",
+};
+const REQUIRED: [Tool; 5] = [
+    Tool {
+        name: "cargo",
+        why: "builds the backend",
+        debian: "install Rust with rustup (https://rustup.rs); Debian's cargo is too old for edition 2024",
+        fedora: "sudo dnf install rust cargo (or rustup)",
+    },
+    Tool {
+        name: "node",
+        why: "the Vite dev server (Node 20.19 or newer)",
+        debian: "Node 20.19+ from https://nodejs.org or NodeSource (bookworm's nodejs is too old)",
+        fedora: "sudo dnf install nodejs npm",
+    },
+    Tool {
+        name: "npm",
+        why: "installs the frontend",
+        debian: "comes with Node",
+        fedora: "sudo dnf install npm",
+    },
+    Tool {
+        name: "espeak-ng",
+        why: "speech when no piper voice is installed",
+        debian: "sudo apt-get install espeak-ng",
+        fedora: "sudo dnf install espeak-ng",
+    },
+    Tool {
+        name: "ffmpeg",
+        why: "audio conversion",
+        debian: "sudo apt-get install ffmpeg",
+        fedora: "sudo dnf install ffmpeg-free",
+    },
+];
+const PODMAN: Tool = Tool {
+    name: "podman",
+    why: "only `cargo xtask dev-fast` and the other container commands need it",
+    debian: "sudo apt-get install podman",
+    fedora: "sudo dnf install podman",
+};
+
+fn hint(tool: &Tool) -> String {
+    format!("{} ({}): Debian/Ubuntu: {}; Fedora: {}", tool.name, tool.why, tool.debian, tool.fedora)
+}
+
+/// Every missing tool is named with its install hint, all at once, before anything is done.
+/// Returns the Python to make the venv with, and Node's version.
+fn check_tools(sh: &Shell, root: &Path, out: Output) -> Result<(Python, String), String> {
+    let mut missing = Vec::new();
+    let python = venv_python(root).or_else(|| find_python(sh));
+    if python.is_none() {
+        missing.push(hint(&PYTHON));
+    }
+    for tool in &REQUIRED {
+        if which::which(tool.name).is_err() {
+            missing.push(hint(tool));
+        }
+    }
+    let mut node = String::new();
+    if which::which("node").is_ok() {
+        node = cmd!(sh, "node --version").quiet().read().unwrap_or_default().trim().to_string();
+        if !node_is_recent(&node) {
+            missing.push(format!("{} (found {node})", hint(&REQUIRED[1])));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(format!("missing tools; nothing was changed:\n  {}", missing.join("\n  ")));
+    }
+    if which::which(PODMAN.name).is_err() {
+        out.say(format!("note: podman is not installed; {}", hint(&PODMAN)));
+    }
+    Ok((python.expect("checked above"), node))
+}
+
+/// Vite 8 needs Node 20.19+ (or 22.12+).
+fn node_is_recent(version: &str) -> bool {
+    let mut parts = version.trim().trim_start_matches('v').split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    major > 22 || (major == 22 && minor >= 12) || (major == 20 && minor >= 19)
+}
+
+/// The venv's own Python, when it works and is recent enough: then the system's Python
+/// does not matter (and is not started, which saves 50-100 ms on every run).
+fn venv_python(root: &Path) -> Option<Python> {
+    let venv = root.join(".venv");
+    let version = venv_version(&venv)?;
+    let path = venv.join("bin/python");
+    fs::metadata(&path).ok()?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next()? == 3 && parts.next()? >= 11).then_some(Python { path, version })
+}
+
+/// The first of python3, python3.13, ... that is 3.11 or newer and can make a venv.
+fn find_python(sh: &Shell) -> Option<Python> {
+    // Prints the version first, so that a Python without venv/ensurepip (Debian without
+    // python3-venv) still says which version it is before the import fails.
+    let probe = "import sys; print('%d.%d.%d' % sys.version_info[:3]); import ensurepip, venv";
+    ["python3", "python3.14", "python3.13", "python3.12", "python3.11"].iter().find_map(|name| {
+        let path = which::which(name).ok()?;
+        let version = cmd!(sh, "{path} -c {probe}").quiet().ignore_stderr().read().ok()?;
+        let mut parts = version.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next()?, parts.next()?);
+        (major == 3 && minor >= 11).then(|| Python { path, version: version.trim().to_string() })
+    })
+}
+
+/// Creates `.env` from `.env.example` when it is missing; never overwrites it.
+fn env_file(root: &Path, out: Output) -> Result<bool, String> {
+    let (env, example) = (root.join(".env"), root.join(".env.example"));
+    if env.exists() {
+        return Ok(false);
+    }
+    let text = fs::read(&example).map_err(|e| format!("reading {}: {e}", example.display()))?;
+    // create_new: if someone made a .env in the meantime, theirs stays.
+    match fs::File::options().write(true).create_new(true).open(&env) {
+        Ok(mut file) => {
+            use std::io::Write as _;
+            file.write_all(&text).map_err(|e| format!("writing {}: {e}", env.display()))?;
+            out.say(".env: created from .env.example (edit it; setup never overwrites it)");
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(format!("creating {}: {e}", env.display())),
+    }
+}
+
+/// `.venv` with requirements.txt installed, redone only when requirements.txt or the
+/// Python changed, or the venv is gone.
+fn venv(sh: &Shell, cx: &Context, python: &Python, out: Output) -> Result<bool, String> {
+    let root = &cx.project.root;
+    let cache_dir = cx.project.cache_dir();
+    let venv = root.join(".venv");
+    let inputs = Inputs::of_files(root, &["requirements.txt"], &[("python", python.version.clone())]);
+    let venv_python = venv.join("bin/python");
+    // metadata follows the symlink: a venv whose interpreter was removed is not usable.
+    let venv_version = venv_version(&venv);
+    let usable =
+        fs::metadata(&venv_python).is_ok() && venv_version.as_deref() == Some(python.version.as_str());
+    let record = cache::load_step(&cache_dir, "venv");
+    let why = match (&record, usable) {
+        (Record::Built(before), true) if *before == inputs => {
+            out.say("python: .venv is current (requirements.txt unchanged)");
+            return Ok(false);
+        }
+        (_, false) if !venv.exists() => "no .venv yet".to_string(),
+        (_, false) => format!(
+            ".venv was made by another Python ({}), or is broken",
+            venv_version.as_deref().unwrap_or("unknown")
+        ),
+        (Record::Built(before), true) => inputs.changes_since(before).join(", "),
+        (Record::Missing, true) => "never installed by setup".into(),
+        (Record::Unreadable(why), true) => why.clone(),
+    };
+    cache::forget_step(&cache_dir, "venv")?;
+    let py = &python.path;
+    if !usable {
+        out.say(format!("python: creating .venv with Python {} ({why})", python.version));
+        cmd!(sh, "{py} -m venv --clear {venv}").run().map_err(|e| {
+            format!("creating {}: {e}\n  check that Python's venv module works", venv.display())
+        })?;
+    }
+    out.say(format!("python: pip install -r requirements.txt into .venv ({why})"));
+    let requirements = root.join("requirements.txt");
+    cmd!(sh, "{venv_python} -m pip install --disable-pip-version-check -r {requirements}").run().map_err(
+        |e| format!("{e}\n  pip failed (see above); nothing was recorded, so the next setup retries"),
+    )?;
+    cache::store_step(&cache_dir, "venv", &inputs)?;
+    Ok(true)
+}
+
+/// The Python version a venv was made with, from its pyvenv.cfg (no interpreter start).
+fn venv_version(venv: &Path) -> Option<String> {
+    let cfg = fs::read_to_string(venv.join("pyvenv.cfg")).ok()?;
+    cfg.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        matches!(key.trim(), "version" | "version_info").then(|| value.trim().to_string())
+    })
+}
+
+/// `frontend/node_modules` from package-lock.json with `npm ci`, redone only when
+/// package.json, package-lock.json or Node's major version changed, or node_modules is gone.
+fn node_modules(sh: &Shell, cx: &Context, node: &str, out: Output) -> Result<bool, String> {
+    let root = &cx.project.root;
+    let cache_dir = cx.project.cache_dir();
+    let major = node.trim_start_matches('v').split('.').next().unwrap_or("").to_string();
+    let inputs = Inputs::of_files(
+        root,
+        &["frontend/package.json", "frontend/package-lock.json"],
+        &[("node major", major)],
+    );
+    // npm writes this hidden lock file last; without it node_modules is not complete.
+    let complete = root.join("frontend/node_modules/.package-lock.json").is_file();
+    let why = match cache::load_step(&cache_dir, "node-modules") {
+        Record::Built(before) if before == inputs && complete => {
+            out.say("frontend: node_modules is current (package-lock.json unchanged)");
+            return Ok(false);
+        }
+        _ if !complete => "no complete frontend/node_modules".to_string(),
+        Record::Built(before) => inputs.changes_since(&before).join(", "),
+        Record::Missing => "never installed by setup".into(),
+        Record::Unreadable(why) => why,
+    };
+    cache::forget_step(&cache_dir, "node-modules")?;
+    out.say(format!("frontend: npm ci ({why})"));
+    let _dir = sh.push_dir(root.join("frontend"));
+    cmd!(sh, "npm ci --no-audit --no-fund").run().map_err(|e| {
+        format!("{e}\n  npm ci failed (see above); nothing was recorded, so the next setup retries")
+    })?;
+    cache::store_step(&cache_dir, "node-modules", &inputs)?;
+    Ok(true)
+}
+
+/// Downloads what models.json lists and is missing. Unreachable sources are a warning:
+/// the backend then speaks with espeak-ng.
+fn voices(root: &Path, dir: &Path, python: &Path, out: Output) -> Result<Voices, String> {
+    let specs = models::manifest(root)?;
+    let mut downloader = models::Downloader::new(python.to_path_buf());
+    let summary = downloader.ensure(&specs, dir, &|line: &str| out.say(format!("models: {line}")))?;
+    let shown = dir.strip_prefix(root).unwrap_or(dir).display();
+    if summary.downloaded.is_empty() && summary.unavailable.is_empty() {
+        out.say(format!("models: {} files present and verified in {shown}", summary.present.len()));
+    }
+    for (file, from) in &summary.downloaded {
+        out.say(format!("models: {file} downloaded and verified, from {from}"));
+    }
+    for (file, why) in &summary.unavailable {
+        out.warn(format!("could not download {file}: {why}"));
+    }
+    if !summary.unavailable.is_empty() {
+        out.warn(
+            "TTS will use espeak-ng until the voice is there: run `cargo xtask setup` again when the \
+             network is back (a partial download resumes)",
+        );
+    }
+    Ok(Voices { downloaded: !summary.downloaded.is_empty(), missing: summary.unavailable.len() })
+}
+
+struct Voices {
+    downloaded: bool,
+    missing: usize,
+}
+
+/// Where the backend finds its voices: `MODELS_DIR` from the environment or `.env`
+/// (as the backend reads it), else `models`; relative to the workspace root.
+pub fn models_dir(root: &Path) -> PathBuf {
+    let dir = PathBuf::from(env_value(root, "MODELS_DIR").unwrap_or_else(|| "models".into()));
+    if dir.is_absolute() { dir } else { root.join(dir) }
+}
+
+/// A setting as the backend sees it: the environment first, then `.env`.
+pub fn env_value(root: &Path, key: &str) -> Option<String> {
+    if let Ok(v) = std::env::var(key)
+        && !v.trim().is_empty()
+    {
+        return Some(v);
+    }
+    let text = fs::read_to_string(root.join(".env")).ok()?;
+    dotenv_lookup(&text, key)
+}
+
+/// `KEY=value` from a .env text: `export` prefixes, quotes and comments handled; the last
+/// assignment wins, as in dotenvy.
+fn dotenv_lookup(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .rev()
+        .find_map(|line| {
+            let line = line.trim();
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == key).then_some(v.trim())
+        })
+        .map(|v| {
+            let quoted = v.len() >= 2
+                && (v.starts_with('"') && v.ends_with('"') || v.starts_with('\'') && v.ends_with('\''));
+            if quoted {
+                v[1..v.len() - 1].to_string()
+            } else {
+                v.split(" #").next().unwrap_or(v).trim().to_string()
+            }
+        })
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotenv_values() {
+        let text = "# comment\nMODELS_DIR=models\nexport LLM_API_BASE=\"http://x:1/v1\"\nA=1 # note\nMODELS_DIR=/m\nE=\n";
+        assert_eq!(dotenv_lookup(text, "MODELS_DIR").as_deref(), Some("/m"));
+        assert_eq!(dotenv_lookup(text, "LLM_API_BASE").as_deref(), Some("http://x:1/v1"));
+        assert_eq!(dotenv_lookup(text, "A").as_deref(), Some("1"));
+        assert_eq!(dotenv_lookup(text, "E"), None);
+        assert_eq!(dotenv_lookup(text, "NOPE"), None);
+    }
+
+    #[test]
+    fn node_versions() {
+        for ok in ["v20.19.0", "v20.20.2", "v22.12.0", "v24.1.0"] {
+            assert!(node_is_recent(ok), "{ok}");
+        }
+        for old in ["v18.19.0", "v20.18.1", "v22.11.0", "", "garbage"] {
+            assert!(!node_is_recent(old), "{old}");
+        }
+    }
+
+    #[test]
+    fn env_file_is_created_once_and_never_overwritten() {
+        let dir = std::env::temp_dir().join(format!("jarvis-setup-env-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let out = Output { json: false, dry_run: false };
+        assert!(env_file(&dir, out).is_err(), "no .env.example is an error that says so");
+        fs::write(dir.join(".env.example"), "PORT=8000\n").unwrap();
+        assert!(env_file(&dir, out).unwrap());
+        assert_eq!(fs::read_to_string(dir.join(".env")).unwrap(), "PORT=8000\n");
+        fs::write(dir.join(".env"), "PORT=9000\n").unwrap();
+        assert!(!env_file(&dir, out).unwrap());
+        assert_eq!(fs::read_to_string(dir.join(".env")).unwrap(), "PORT=9000\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
