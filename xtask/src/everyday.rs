@@ -7,7 +7,7 @@ use crate::{
     apply::{self, Output},
     engine::{Engine, Kind},
     plan::{self, Options},
-    stack::{Llm, Stack},
+    stack::{Llm, Service, Stack},
 };
 
 fn setup(cx: &Context) -> Result<(Engine, Stack, Shell), String> {
@@ -70,7 +70,7 @@ pub fn status(cx: &Context, args: &StatusArgs) -> Result<(), String> {
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
-    /// backend, frontend or llm; all of them when left out.
+    /// backend, frontend, llm (dev-fast) or app (up); all of them when left out.
     pub service: Option<String>,
     /// Keep following new lines.
     #[arg(short, long)]
@@ -81,35 +81,36 @@ pub struct LogsArgs {
 }
 
 pub fn logs(cx: &Context, args: &LogsArgs) -> Result<(), String> {
-    let (engine, stack, sh) = setup(cx)?;
-    let stack = if args.service.as_deref() == Some("llm") {
-        Stack::dev(&cx.project, Llm::Ollama, engine.host_alias())
-    } else {
-        stack
-    };
+    let (engine, _, sh) = setup(cx)?;
+    // The services of both stacks, dev-fast's and up's, with every optional one.
+    let stacks = [
+        Stack::dev(&cx.project, Llm::Ollama, engine.host_alias()),
+        Stack::prod(&cx.project, Llm::Ollama, engine.host_alias()),
+    ];
+    let services: Vec<&Service> = stacks.iter().flat_map(|s| &s.services).collect();
+    let observed = engine.observe(&sh)?;
+    let exists = |s: &&Service| observed.containers.contains_key(&s.container);
     let containers: Vec<String> = match &args.service {
-        Some(key) => match stack.service(key) {
-            Some(s) => vec![s.container.clone()],
-            None => {
-                let keys: Vec<&str> = stack.services.iter().map(|s| s.key).collect();
+        Some(key) => {
+            let named: Vec<&Service> = services.iter().copied().filter(|s| s.key == key).collect();
+            if named.is_empty() {
+                let keys: std::collections::BTreeSet<&str> = services.iter().map(|s| s.key).collect();
+                let keys: Vec<&str> = keys.into_iter().collect();
                 return Err(format!("no service {key:?}; the services are {}", keys.join(", ")));
             }
-        },
-        None => {
-            let observed = engine.observe(&sh)?;
-            stack
-                .services
-                .iter()
-                .map(|s| s.container.clone())
-                .filter(|c| observed.containers.contains_key(c))
-                .collect()
+            named.into_iter().filter(exists).map(|s| s.container.clone()).collect()
         }
+        None => services.into_iter().filter(|s| exists(s)).map(|s| s.container.clone()).collect(),
     };
     if containers.is_empty() {
-        return Err("no containers to show logs of; `cargo xtask dev-fast` starts them".into());
+        return Err(
+            "no containers to show logs of; `cargo xtask dev-fast` or `cargo xtask up` starts them".into()
+        );
     }
     if containers.len() > 1 && engine.kind == Kind::Docker {
-        return Err("docker shows one container's logs at a time: name a service (backend, frontend)".into());
+        return Err(
+            "docker shows one container's logs at a time: name a service (backend, frontend, app)".into()
+        );
     }
     let program = &engine.program;
     let tail = args.tail.to_string();
