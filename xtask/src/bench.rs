@@ -24,12 +24,19 @@ pub struct Args {
     /// rebuild after a one-line backend change, in a scratch copy (project `<name>-bench`).
     #[arg(long)]
     pub prod: bool,
+    /// Benchmark the shared image cache instead: for each dev image, a cold build against a
+    /// pull from this registry (HOST[:PORT]/PATH), in time and bytes, on a scratch copy.
+    #[arg(long, value_name = "REF")]
+    pub registry: Option<String>,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let runs = args.runs.max(1);
     if args.prod {
         return prod(cx, runs);
+    }
+    if let Some(registry) = &args.registry {
+        return crate::registry_bench::run(cx, registry);
     }
     let engine = Engine::detect()?;
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
@@ -102,7 +109,7 @@ fn prod(cx: &Context, runs: usize) -> Result<(), String> {
 }
 
 /// This checkout's sources, without build output, installed dependencies or secrets.
-fn copy_sources(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+pub fn copy_sources(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
     let skip = [".git", "target", "node_modules", "dist", ".dev-cache", ".venv", "models", ".env"];
     let walker = walkdir::WalkDir::new(from)
         .into_iter()

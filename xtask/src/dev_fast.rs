@@ -12,6 +12,7 @@ use crate::{
     apply::{self, Output},
     engine::Engine,
     plan::Options,
+    registry::RegistryArgs,
     stack::{Llm, Stack},
 };
 
@@ -32,6 +33,8 @@ pub struct Args {
     /// Seconds to wait for the services to answer (a first start compiles in the container).
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
@@ -55,7 +58,10 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     let stack = Stack::dev(&cx.project, args.llm, engine.host_alias());
     let sh = Shell::new().map_err(|e| e.to_string())?;
     let options = Options { rebuild: args.rebuild, no_cache: false };
-    apply::converge(&sh, &engine, &stack, options, Duration::from_secs(args.timeout), out, report)?;
+    // `--rebuild` asks for a build: nothing is pulled instead (what it builds is pushed).
+    let registry = args.registry.registry(!args.rebuild, false)?;
+    let timeout = Duration::from_secs(args.timeout);
+    apply::converge(&sh, &engine, &stack, options, timeout, out, registry.as_ref(), report)?;
     if args.dry_run {
         return Ok(());
     }

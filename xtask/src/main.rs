@@ -16,6 +16,8 @@ mod http;
 mod plan;
 mod ports;
 mod rebuild_clean;
+mod registry;
+mod registry_bench;
 mod stack;
 mod up;
 

@@ -207,6 +207,16 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
 }
 
 impl Action {
+    pub fn reason(&self) -> &str {
+        match self {
+            Action::CreateNetwork { .. } | Action::CreateVolume { .. } => "",
+            Action::Build { reason, .. }
+            | Action::Pull { reason, .. }
+            | Action::Remove { reason, .. }
+            | Action::Run { reason, .. } => reason,
+        }
+    }
+
     pub fn describe(&self, stack: &Stack) -> String {
         match self {
             Action::CreateNetwork { name } => format!("network {name}: create"),
