@@ -284,7 +284,7 @@ pub fn apply(
             && r.pull
         {
             out.say(format!(
-                "{} image: {}; looking for {} in {r}",
+                "{} image: needed ({}); looking for {} in {r}",
                 img.key,
                 action.reason(),
                 r.remote(img, digest).rsplit('/').next().unwrap_or_default()

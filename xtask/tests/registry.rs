@@ -268,3 +268,35 @@ fn registry_is_a_shared_cache() {
     assert!(said.contains("warning: pushing ") && said.contains("only not shared"), "{said}");
     assert_eq!(label(&sh, &names[0]), inputs);
 }
+
+/// dev-fast takes the same options: its dry run shows, for each dev image to build, the
+/// pull tried first and the push after (nothing runs, so no registry is needed).
+#[test]
+fn dev_fast_dry_run_shows_pull_and_push() {
+    let Some(_sh) = podman_or_skip("dev_fast_dry_run_shows_pull_and_push") else { return };
+    let scratch = ScratchDir::new("registry-dev");
+    copy_workspace(&scratch.0);
+    let (backend, frontend) = (free_port().to_string(), free_port().to_string());
+    // A project of its own whose images are never built, so both are planned.
+    let env = [
+        ("JARVIS_PROJECT", "jarvis-e2e-reg-dev"),
+        ("JARVIS_BACKEND_PORT", backend.as_str()),
+        ("JARVIS_FRONTEND_PORT", frontend.as_str()),
+        ("JARVIS_REGISTRY", "localhost:5999/team"),
+    ];
+    let output = run(&scratch.0, &env, &["dev-fast", "--dry-run", "--push"]);
+    assert!(output.status.success());
+    let printed = String::from_utf8_lossy(&output.stdout);
+    for image in ["jarvis-e2e-reg-dev-backend-dev", "jarvis-e2e-reg-dev-frontend-dev"] {
+        let pull = format!("podman pull --tls-verify=false localhost:5999/team/{image}:inputs-");
+        let push = format!("localhost:5999/team/{image}:inputs-");
+        let lines: Vec<&str> = printed.lines().collect();
+        let at = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix));
+        let pull_at = at(&pull);
+        let build = format!("-t localhost/{image} ");
+        let build_at = lines.iter().position(|l| l.starts_with("podman build ") && l.contains(&build));
+        let push_at = lines.iter().position(|l| l.starts_with("podman push") && l.contains(&push));
+        assert!(pull_at.is_some() && build_at.is_some() && push_at.is_some(), "{image}:\n{printed}");
+        assert!(pull_at < build_at && build_at < push_at, "{image}: out of order:\n{printed}");
+    }
+}
