@@ -6,7 +6,7 @@ set -euo pipefail
 
 need_pkgs=()
 for pkg in podman runc debootstrap espeak-ng ffmpeg uidmap slirp4netns fuse-overlayfs \
-           catatonit python3-venv netavark aardvark-dns podman-compose; do
+           catatonit python3-venv netavark aardvark-dns podman-compose docker-registry; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then
@@ -14,6 +14,15 @@ if ((${#need_pkgs[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# The registry tests start their own docker-registry on a free port with scratch storage;
+# the packaged service (on :5000, with htpasswd auth) is not wanted, and would hold the port.
+if systemctl is-enabled --quiet docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry 2>/dev/null || systemctl disable docker-registry
+fi
+if pgrep -x docker-registry >/dev/null && command -v service >/dev/null; then
+  service docker-registry stop || true
 fi
 
 # crun fails here (cgroup hybrid mode) and the sandbox forbids raising rlimits, so podman

@@ -16,6 +16,7 @@ use crate::{
     fingerprint::{Inputs, sha256},
     plan::{self, Action, Facts, Options, Plan},
     ports,
+    registry::{self, Registry},
     stack::{
         CONFIG_LABEL, INPUTS_LABEL, Mount, REVISION_LABEL, Readiness, SERVICE_LABEL, Service, ServiceImage,
         Stack,
@@ -239,7 +240,8 @@ pub fn command_line(engine: &Engine, args: &[String]) -> String {
 }
 
 /// Runs the plan's actions in order. A failed optional action (the LLM) is a warning;
-/// any other failure stops the run with nothing recorded for what did not build.
+/// any other failure stops the run with nothing recorded for what did not build. With a
+/// registry, an image to build is first looked for there, and pushed after its build.
 pub fn apply(
     sh: &Shell,
     engine: &Engine,
@@ -247,6 +249,7 @@ pub fn apply(
     facts: &Facts,
     plan: &Plan,
     out: Output,
+    registry: Option<&Registry>,
 ) -> Result<Vec<Value>, String> {
     let mut done = Vec::new();
     // Optional services whose image could not be pulled are not started either.
@@ -258,10 +261,49 @@ pub fn apply(
             continue;
         }
         let args = command(stack, engine, facts, action);
+        // The image a build action makes, with the registry to look in and push to.
+        let shared = match action {
+            Action::Build { image, .. } => {
+                registry.map(|r| (r, *image, &stack.images[*image], facts.inputs[*image].0.digest()))
+            }
+            _ => None,
+        };
         if out.dry_run {
-            out.say(command_line(engine, &args));
+            let (before, after) = match &shared {
+                Some((r, _, img, digest)) => registry::dry_run_lines(engine, r, img, digest),
+                None => (vec![], vec![]),
+            };
+            for line in before.iter().chain([&command_line(engine, &args)]).chain(&after) {
+                out.say(line);
+            }
             done.push(json!({ "action": action.to_json(stack), "command": args, "status": "dry-run" }));
             continue;
+        }
+        let mut registry_report = Value::Null;
+        if let Some((r, index, img, digest)) = &shared
+            && r.pull
+        {
+            out.say(format!(
+                "{} image: needed ({}); looking for {} in {r}",
+                img.key,
+                action.reason(),
+                r.remote(img, digest).rsplit('/').next().unwrap_or_default()
+            ));
+            match registry::pull(sh, engine, r, img, digest) {
+                Ok(pulled) => {
+                    cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*index].0)?;
+                    out.say(format!(
+                        "{} image: pulled from {r} in {:.1}s (inputs label verified)",
+                        img.key, pulled.seconds
+                    ));
+                    done.push(json!({
+                        "action": action.to_json(stack), "status": "ok", "outcome": "pulled",
+                        "seconds": pulled.seconds, "registry": { "remote": pulled.remote, "pull": "hit" },
+                    }));
+                    continue;
+                }
+                Err(miss) => registry_report = registry::report_miss(out, &miss, r, img, digest),
+            }
         }
         out.say(action.describe(stack));
         let started = Instant::now();
@@ -293,6 +335,12 @@ pub fn apply(
                     }
                     out.say(format!("{} image: built in {seconds:.1}s", img.key));
                     record["stages"] = stages.iter().map(buildlog::Stage::to_json).collect();
+                    record["outcome"] = json!("built");
+                    if let Some((r, _, img, digest)) = &shared {
+                        record["registry"] = registry_report;
+                        // A push is sharing, not building: its failure never fails the build.
+                        record["pushed"] = json!(r.push && push(sh, engine, r, img, digest, out));
+                    }
                 }
                 done.push(record);
             }
@@ -328,8 +376,32 @@ pub fn apply(
     Ok(done)
 }
 
+/// Pushes a built image's inputs tag; a failure is a warning. Whether it was pushed.
+fn push(
+    sh: &Shell,
+    engine: &Engine,
+    r: &Registry,
+    img: &crate::stack::Image,
+    digest: &str,
+    out: Output,
+) -> bool {
+    let started = Instant::now();
+    match registry::push(sh, engine, r, img, digest) {
+        Ok(remote) => {
+            out.say(format!("{} image: pushed {remote} in {:.1}s", img.key, started.elapsed().as_secs_f64()));
+            true
+        }
+        Err(e) => {
+            out.warn(e);
+            false
+        }
+    }
+}
+
 /// Brings the engine to `stack` under the cache lock: observe, plan, apply, then wait until
 /// the services answer. With nothing to do it only reports. The plan goes into `report`.
+// Each argument is its own concern (what, how to plan, wait, print, share, report).
+#[allow(clippy::too_many_arguments)]
 pub fn converge(
     sh: &Shell,
     engine: &Engine,
@@ -337,6 +409,7 @@ pub fn converge(
     options: Options,
     timeout: Duration,
     out: Output,
+    registry: Option<&Registry>,
     report: &mut Value,
 ) -> Result<(), String> {
     let _lock = cache::lock(&stack.project.cache_dir())?;
@@ -358,7 +431,7 @@ pub fn converge(
         out.say("nothing to do: every image is current and every container is running");
         return Ok(());
     }
-    report["applied"] = json!(apply(sh, engine, stack, &facts, &plan, out)?);
+    report["applied"] = json!(apply(sh, engine, stack, &facts, &plan, out, registry)?);
     if out.dry_run {
         return Ok(());
     }

@@ -35,6 +35,10 @@ pub struct Args {
     /// rebuild after a one-line backend change, in a scratch copy (project `<name>-bench`).
     #[arg(long)]
     pub prod: bool,
+    /// Benchmark the shared image cache instead: for each dev image, a cold build against a
+    /// pull from this registry (HOST[:PORT]/PATH), in time and bytes, on a scratch copy.
+    #[arg(long, value_name = "REF")]
+    pub registry: Option<String>,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
@@ -44,6 +48,9 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     }
     if args.prod {
         return prod(cx, runs);
+    }
+    if let Some(registry) = &args.registry {
+        return crate::registry_bench::run(cx, registry);
     }
     let engine = Engine::detect()?;
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
@@ -156,7 +163,7 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
 
 /// Copies the workspace's sources (no build output, dependencies, voices or secrets) over
 /// `dest`, keeping what dest already installed (.venv, node_modules, .dev-cache).
-fn copy_sources(root: &Path, dest: &Path) -> Result<(), String> {
+pub fn copy_sources(root: &Path, dest: &Path) -> Result<(), String> {
     let skip = [".git", "target", "node_modules", "dist", ".dev-cache", ".venv", "models", ".env"];
     let walker = walkdir::WalkDir::new(root)
         .into_iter()

@@ -13,6 +13,7 @@ use crate::{
     cache,
     engine::Engine,
     plan::{self, Options},
+    registry::{Registry, RegistryArgs},
     stack::{Llm, Stack},
 };
 
@@ -30,6 +31,8 @@ pub struct Args {
     /// Print the plan and the result as one JSON document on stdout (logs go to stderr).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
@@ -37,17 +40,14 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let started = Instant::now();
     let mut report = json!({ "command": "build-prod" });
     let result = (|| {
+        let rebuild = args.rebuild || args.no_cache;
+        // A forced build pulls nothing instead (what it builds is still pushed if asked).
+        let registry = args.registry.registry(!rebuild, false)?;
         let engine = Engine::detect()?;
         let sh = Shell::new().map_err(|e| e.to_string())?;
         let _lock = cache::lock(&cx.project.cache_dir())?;
-        build(
-            &sh,
-            &engine,
-            cx,
-            Options { rebuild: args.rebuild || args.no_cache, no_cache: args.no_cache },
-            out,
-            &mut report,
-        )
+        let options = Options { rebuild, no_cache: args.no_cache };
+        build(&sh, &engine, cx, options, out, registry.as_ref(), &mut report)
     })();
     if args.json {
         report["ok"] = json!(result.is_ok());
@@ -67,6 +67,7 @@ pub fn build(
     cx: &Context,
     options: Options,
     out: Output,
+    registry: Option<&Registry>,
     report: &mut Value,
 ) -> Result<(), String> {
     // Only the image: no services, so no ports are checked and nothing is started.
@@ -86,10 +87,15 @@ pub fn build(
             image.inputs_tag(&digest).rsplit(':').next().unwrap_or_default()
         ));
         report["built"] = json!(false);
+        report["outcome"] = json!("cached");
     } else {
-        let done = apply::apply(sh, engine, &stack, &facts, &plan, out)?;
-        report["stages"] = done.iter().find_map(|d| d.get("stages").cloned()).unwrap_or(json!([]));
-        report["built"] = json!(!out.dry_run);
+        let done = apply::apply(sh, engine, &stack, &facts, &plan, out, registry)?;
+        let build = done.first().cloned().unwrap_or_default();
+        report["stages"] = build.get("stages").cloned().unwrap_or(json!([]));
+        report["outcome"] = build.get("outcome").cloned().unwrap_or(json!("dry-run"));
+        report["built"] = json!(report["outcome"] == "built");
+        report["pushed"] = build.get("pushed").cloned().unwrap_or(json!(false));
+        report["registry"] = build.get("registry").cloned().unwrap_or_default();
         if out.dry_run {
             return Ok(());
         }

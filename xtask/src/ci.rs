@@ -22,6 +22,9 @@ pub struct Step {
     pub commands: &'static [&'static [&'static str]],
     /// Tools the tests drive, beyond the programs the commands start (checked as well).
     pub tools: &'static [&'static str],
+    /// Whether it builds the project's own images, which `--registry` then pulls or pushes.
+    /// Every other step runs without a registry: a test that pulled would prove nothing.
+    pub shares_images: bool,
 }
 
 /// Every step, in the order `ci all` runs them: cheap checks first. Every test target of
@@ -32,12 +35,14 @@ pub const STEPS: &[Step] = &[
         about: "formatting (rustfmt.toml)",
         commands: &[&["cargo", "fmt", "--all", "--", "--check"]],
         tools: &["rustfmt"],
+        shares_images: false,
     },
     Step {
         name: "clippy",
         about: "clippy over every target, warnings are errors",
         commands: &[&["cargo", "clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]],
         tools: &["clippy"],
+        shares_images: false,
     },
     Step {
         name: "unit",
@@ -48,36 +53,56 @@ pub const STEPS: &[Step] = &[
         ],
         // rustfmt: tests/ci.rs runs a real failing fmt step.
         tools: &["espeak-ng", "rustfmt"],
+        shares_images: false,
     },
     Step {
         name: "frontend",
         about: "the frontend builds from its lock file with npm",
         commands: &[&["cargo", "test", "-p", "xtask", "--test", "frontend_build"]],
         tools: &["npm", "node"],
+        shares_images: false,
     },
     Step {
         name: "dev-local",
         about: "setup and dev-local with real pip, npm, cargo and the voice download (no engine)",
         commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_local"]],
         tools: &["python3", "npm", "node", "espeak-ng", "ffmpeg"],
+        shares_images: false,
     },
     Step {
         name: "dev-images",
         about: "the dev images build, serve and reload a source change (podman)",
         commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_images"]],
         tools: &["podman"],
+        shares_images: false,
     },
     Step {
         name: "e2e",
         about: "dev-fast and rebuild-clean end to end (podman)",
         commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_fast"]],
         tools: &["podman", "python3"],
+        shares_images: false,
     },
     Step {
         name: "prod",
         about: "build-prod, up, and the generated compose and kube files, run for real (podman)",
         commands: &[&["cargo", "test", "-p", "xtask", "--test", "prod_stack"]],
         tools: &["podman", "podman-compose", "kubernetes-validate"],
+        shares_images: false,
+    },
+    Step {
+        name: "registry",
+        about: "the shared image cache against a real registry on loopback (podman, docker-registry)",
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "registry"]],
+        tools: &["podman", "docker-registry"],
+        shares_images: false,
+    },
+    Step {
+        name: "images",
+        about: "the dev and production images of this checkout, pulled from or pushed to --registry",
+        commands: &[&["cargo", "xtask", "dev-fast", "--build-only"], &["cargo", "xtask", "build-prod"]],
+        tools: &["podman"],
+        shares_images: true,
     },
 ];
 
@@ -118,6 +143,12 @@ const TOOLS: &[Tool] = &[
     Tool::new("node", &["node", "--version"], ("nodejs", "nodejs"), Source::Node),
     Tool::new("podman", &["podman", "--version"], ("podman", "podman"), Source::Apt),
     Tool::new("python3", &["python3", "--version"], ("python3", "python3"), Source::Apt),
+    Tool::new(
+        "docker-registry",
+        &["docker-registry", "--version"],
+        ("docker-registry", "docker-distribution"),
+        Source::Apt,
+    ),
     Tool::new("ffmpeg", &["ffmpeg", "-version"], ("ffmpeg", "ffmpeg-free"), Source::Apt),
     Tool::new(
         "podman-compose",
@@ -221,6 +252,10 @@ pub struct Args {
     /// With `all`: stop at the first failing step instead of running the rest.
     #[arg(long)]
     pub fail_fast: bool,
+    /// A registry shared as an image cache (HOST[:PORT]/PATH): the `images` step pulls
+    /// what it holds for these inputs and pushes what it builds.
+    #[arg(long, value_name = "REF", env = "JARVIS_REGISTRY")]
+    pub registry: Option<String>,
 }
 
 fn step_names() -> PossibleValuesParser {
@@ -286,7 +321,7 @@ pub fn run(root: &Path, args: &Args) -> ExitCode {
             continue;
         }
         let started = Instant::now();
-        let status = run_step(&sh, step, github);
+        let status = run_step(&sh, step, github, args.registry.as_deref());
         let elapsed = started.elapsed();
         if github && status.exit_code().is_some() {
             // An annotation on the run's page, outside the folded output.
@@ -306,20 +341,20 @@ pub fn run(root: &Path, args: &Args) -> ExitCode {
     }
 }
 
-fn run_step(sh: &Shell, step: &Step, github: bool) -> Status {
+fn run_step(sh: &Shell, step: &Step, github: bool, registry: Option<&str>) -> Status {
     if github {
         println!("::group::{}", step.name);
     } else {
         println!("{}", paint(&format!("==> ci {}: {}", step.name, step.about), BOLD, stdout_color()));
     }
-    let status = run_commands(sh, step);
+    let status = run_commands(sh, step, registry.filter(|_| step.shares_images));
     if github {
         println!("::endgroup::");
     }
     status
 }
 
-fn run_commands(sh: &Shell, step: &Step) -> Status {
+fn run_commands(sh: &Shell, step: &Step, registry: Option<&str>) -> Status {
     // Checked before anything runs, so a missing tool costs seconds, not a half-done step.
     let missing: Vec<&Tool> = step.needs().into_iter().filter(|t| !works(sh, t)).collect();
     if !missing.is_empty() {
@@ -338,7 +373,12 @@ fn run_commands(sh: &Shell, step: &Step) -> Status {
     }
     for argv in step.commands {
         let (program, args) = argv.split_first().expect("a command has a program");
-        let cmd = sh.cmd(program).args(args);
+        let cmd = match registry {
+            Some(registry) => {
+                sh.cmd(program).args(args).env("JARVIS_REGISTRY", registry).env("JARVIS_PUSH", "true")
+            }
+            None => sh.cmd(program).args(args).env_remove("JARVIS_REGISTRY").env_remove("JARVIS_PUSH"),
+        };
         println!("$ {cmd}");
         // stdin is closed: nothing a step runs can stop and wait for an answer.
         let status = std::process::Command::from(cmd).stdin(Stdio::null()).status();

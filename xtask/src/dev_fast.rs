@@ -12,6 +12,7 @@ use crate::{
     apply::{self, Output},
     engine::Engine,
     plan::Options,
+    registry::RegistryArgs,
     stack::{Llm, Stack},
 };
 
@@ -32,6 +33,11 @@ pub struct Args {
     /// Seconds to wait for the services to answer (a first start compiles in the container).
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
+    /// Build (or pull) the dev images and start nothing: what CI's `images` step runs.
+    #[arg(long)]
+    pub build_only: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
@@ -52,11 +58,19 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
 
 fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Result<(), String> {
     let engine = Engine::detect()?;
-    let stack = Stack::dev(&cx.project, args.llm, engine.host_alias());
+    let mut stack = Stack::dev(&cx.project, args.llm, engine.host_alias());
+    if args.build_only {
+        // Without services the plan holds only the images: no network, volume or container.
+        stack.services.clear();
+        stack.volumes.clear();
+    }
     let sh = Shell::new().map_err(|e| e.to_string())?;
     let options = Options { rebuild: args.rebuild, no_cache: false };
-    apply::converge(&sh, &engine, &stack, options, Duration::from_secs(args.timeout), out, report)?;
-    if args.dry_run {
+    // `--rebuild` asks for a build: nothing is pulled instead (what it builds is pushed).
+    let registry = args.registry.registry(!args.rebuild, false)?;
+    let timeout = Duration::from_secs(args.timeout);
+    apply::converge(&sh, &engine, &stack, options, timeout, out, registry.as_ref(), report)?;
+    if args.dry_run || args.build_only {
         return Ok(());
     }
     check_llm(&sh, &engine, &stack, args.llm, out);

@@ -19,6 +19,8 @@ mod models;
 mod plan;
 mod ports;
 mod rebuild_clean;
+mod registry;
+mod registry_bench;
 mod setup;
 mod stack;
 mod supervise;

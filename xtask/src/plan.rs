@@ -111,7 +111,7 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     let mut plan = Plan::default();
     let observed = &facts.observed;
 
-    if !observed.networks.contains(&stack.network) {
+    if !stack.services.is_empty() && !observed.networks.contains(&stack.network) {
         plan.actions.push(Action::CreateNetwork { name: stack.network.clone() });
     }
     for volume in &stack.volumes {
@@ -207,6 +207,16 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
 }
 
 impl Action {
+    pub fn reason(&self) -> &str {
+        match self {
+            Action::CreateNetwork { .. } | Action::CreateVolume { .. } => "",
+            Action::Build { reason, .. }
+            | Action::Pull { reason, .. }
+            | Action::Remove { reason, .. }
+            | Action::Run { reason, .. } => reason,
+        }
+    }
+
     pub fn describe(&self, stack: &Stack) -> String {
         match self {
             Action::CreateNetwork { name } => format!("network {name}: create"),

@@ -90,7 +90,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let mut plan = plan::plan(&stack, &facts, Options { rebuild: true, no_cache: true });
     plan.actions.retain(|a| matches!(a, Action::Build { .. }));
     plan.blockers.clear();
-    apply::apply(&sh, &engine, &stack, &facts, &plan, out)?;
+    apply::apply(&sh, &engine, &stack, &facts, &plan, out, None)?;
     if !args.dry_run {
         out.say("rebuilt; `cargo xtask dev-fast` starts the stack");
     }

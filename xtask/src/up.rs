@@ -23,6 +23,7 @@ use crate::{
     dev_fast::check_llm,
     engine::Engine,
     plan::Options,
+    registry::RegistryArgs,
     stack::{Llm, Stack},
 };
 
@@ -40,6 +41,8 @@ pub struct Args {
     /// Seconds to wait for the app to answer.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
@@ -53,9 +56,20 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
 
+    let registry = args.registry.registry(true, false)?;
     let timeout = Duration::from_secs(args.timeout);
     let mut report = json!({});
-    if let Err(e) = apply::converge(&sh, &engine, &stack, Options::default(), timeout, out, &mut report) {
+    let converged = apply::converge(
+        &sh,
+        &engine,
+        &stack,
+        Options::default(),
+        timeout,
+        out,
+        registry.as_ref(),
+        &mut report,
+    );
+    if let Err(e) = converged {
         if interrupted.load(Ordering::SeqCst) {
             return take_down(&sh, &engine, &stack, "interrupted");
         }

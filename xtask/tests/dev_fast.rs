@@ -32,6 +32,9 @@ impl Project {
             .args(args)
             .current_dir(&self.root)
             .env("JARVIS_PROJECT", PROJECT)
+            // What these tests prove is a build; a shared cache would turn it into a pull.
+            .env_remove("JARVIS_REGISTRY")
+            .env_remove("JARVIS_PUSH")
             .env("JARVIS_BACKEND_PORT", self.backend_port.to_string())
             .env("JARVIS_FRONTEND_PORT", self.frontend_port.to_string())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
