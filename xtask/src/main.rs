@@ -5,6 +5,7 @@ mod apply;
 mod bench;
 mod cache;
 mod containerfile;
+mod context;
 mod dev_fast;
 mod engine;
 mod everyday;
