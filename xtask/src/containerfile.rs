@@ -232,7 +232,9 @@ COPY --from=build /out /out
             ]
         );
         let sources = copied_sources(&text);
-        for wanted in ["models.json", "requirements.txt", "Cargo.lock", "crates/jarvis-backend/src", "frontend/src"] {
+        for wanted in
+            ["models.json", "requirements.txt", "Cargo.lock", "crates/jarvis-backend/src", "frontend/src"]
+        {
             assert!(sources.iter().any(|s| s == wanted), "{wanted} missing from {sources:?}");
         }
         // The build system's own source is no input of the product image.

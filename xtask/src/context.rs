@@ -122,7 +122,10 @@ impl Ignore {
         let walker = walkdir::WalkDir::new(root.join(start)).sort_by_file_name().into_iter();
         let entries = walker.filter_entry(|e| {
             let rel = rel_of(e.path());
-            rel.is_empty() || !e.file_type().is_dir() || !self.excluded(&rel) || self.may_reinclude_below(&rel)
+            rel.is_empty()
+                || !e.file_type().is_dir()
+                || !self.excluded(&rel)
+                || self.may_reinclude_below(&rel)
         });
         for entry in entries.filter_map(Result::ok) {
             let rel = rel_of(entry.path());
@@ -246,6 +249,8 @@ mod tests {
         for path in [
             ".env",
             ".env.local",
+            "crates/jarvis-backend/src/.env",
+            "frontend/.env.production",
             ".git/HEAD",
             "target/release/jarvis-backend",
             "crates/jarvis-backend/target/debug/x",
@@ -259,6 +264,7 @@ mod tests {
         }
         for path in [
             ".env.example",
+            "frontend/.env.example",
             "Cargo.toml",
             "crates/jarvis-backend/src/lib.rs",
             "frontend/src/main.ts",
@@ -273,7 +279,8 @@ mod tests {
 
     #[test]
     fn last_match_wins_and_directories_cover_their_contents() {
-        let ignore = Ignore::parse("# comment\n  docs/  \n!docs/keep.md\n*.log\n!important.log\nbuild/**/*.o\n");
+        let ignore =
+            Ignore::parse("# comment\n  docs/  \n!docs/keep.md\n*.log\n!important.log\nbuild/**/*.o\n");
         assert!(ignore.excluded("docs/a.md"));
         assert!(ignore.excluded("docs/sub/b.md"));
         assert!(!ignore.excluded("docs/keep.md"));
@@ -329,7 +336,10 @@ mod tests {
                 "keep/target/x"
             ]
         );
-        assert_eq!(ignore.files(&dir, "crates/*/Cargo.toml"), ["crates/app/Cargo.toml", "crates/other/Cargo.toml"]);
+        assert_eq!(
+            ignore.files(&dir, "crates/*/Cargo.toml"),
+            ["crates/app/Cargo.toml", "crates/other/Cargo.toml"]
+        );
         assert!(ignore.files(&dir, ".env").is_empty(), "an excluded file is not sent");
         assert!(ignore.files(&dir, "target").is_empty());
         assert!(ignore.files(&dir, "missing").is_empty());
