@@ -168,6 +168,39 @@ fn a_backend_edit_rebuilds_only_the_compile_and_the_final_stage() {
     wait_for(&sh, &container, port, "/health", Duration::from_secs(60), |b| b.contains(&edited));
 }
 
+/// The models stage's script refuses a voice whose bytes differ from the pin, whichever
+/// source answered, and keeps nothing of it.
+#[test]
+fn a_voice_that_does_not_match_its_pin_fails_the_models_stage() {
+    if which::which("python3").is_err() {
+        assert!(std::env::var_os("CI").is_none(), "python3 is missing under CI (.ci/machine-setup.sh)");
+        eprintln!("\n*** SKIPPED: python3 is not installed ***\n");
+        return;
+    }
+    let work = ScratchDir::new("prod-models-pin");
+    let root = workspace_root();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("models.json")).unwrap()).unwrap();
+    // Only the small .onnx.json file, with a digest that nothing has.
+    let files = manifest["voices"][0]["files"].as_array_mut().unwrap();
+    files.retain(|f| f["path"].as_str().unwrap().ends_with(".onnx.json"));
+    files[0]["sha256"] = "0".repeat(64).into();
+    let bad = work.0.join("models.json");
+    std::fs::write(&bad, manifest.to_string()).unwrap();
+    let out_dir = work.0.join("models");
+    let output = Command::new("python3")
+        .arg(root.join("docker/fetch-models.py"))
+        .args([&bad, &out_dir])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "a wrong digest was accepted:\n{stdout}\n{stderr}");
+    assert!(stderr.contains("models.json pins") && stderr.contains(&"0".repeat(64)), "{stderr}");
+    let kept: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert!(kept.is_empty(), "a rejected file was kept: {kept:?}");
+}
+
 /// Lists the image's filesystem (a created, never started, container, exported) and checks
 /// that the product is there and nothing else is: no source, toolchain, build output or secret.
 fn image_filesystem_holds_only_the_product(sh: &Shell, image: &str, scratch: &Path, secret: &str) {
