@@ -85,8 +85,8 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         name: "prod",
-        about: "build-prod, up, and the generated compose and kube files, run for real (podman)",
-        commands: &[&["cargo", "test", "-p", "xtask", "--test", "prod_stack"]],
+        about: "the production image, build-prod, up, and the generated compose and kube files (podman)",
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "prod_image", "--test", "prod_stack"]],
         tools: &["podman", "podman-compose", "kubernetes-validate"],
         shares_images: false,
     },

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::{containerfile, stack::Image};
+use crate::{containerfile, context::Ignore, stack::Image};
 
 /// Bump when the listing below changes meaning: every image then rebuilds once.
 pub const SCHEMA: u64 = 1;
@@ -26,13 +26,15 @@ pub struct Inputs {
 impl Inputs {
     /// The inputs of `image`: its Containerfile, whatever its `COPY` lines copy from the
     /// context (read from the Containerfile, never restated), its bases and build args.
+    /// Copied paths are exactly what the context sends: `.containerignore` applies.
     pub fn of_image(root: &Path, image: &Image, base_id: impl Fn(&str) -> Option<String>) -> Inputs {
         let text = std::fs::read_to_string(root.join(image.containerfile)).unwrap_or_default();
-        let mut paths = vec![image.containerfile.to_string()];
-        paths.extend(containerfile::copied_sources(&text));
         let mut files = BTreeMap::new();
-        for path in paths {
-            hash_path(root, &path, &mut files);
+        // Given with -f, the Containerfile is read whatever the ignore file says.
+        files.insert(image.containerfile.to_string(), hash_file(&root.join(image.containerfile)));
+        let ignore = Ignore::load(root);
+        for src in containerfile::copied_sources(&text) {
+            hash_source(root, &src, &ignore, &mut files);
         }
         let bases = containerfile::bases(&text)
             .into_iter()
@@ -48,8 +50,10 @@ impl Inputs {
     /// workspace and the facts about the tools that act on them (`python 3.11`).
     pub fn of_files(root: &Path, paths: &[&str], args: &[(&str, String)]) -> Inputs {
         let mut files = BTreeMap::new();
+        // On the host nothing is ignored: every listed path counts.
+        let nothing_ignored = Ignore::parse("");
         for path in paths {
-            hash_path(root, path, &mut files);
+            hash_source(root, path, &nothing_ignored, &mut files);
         }
         let args = args.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         Inputs { files, bases: BTreeMap::new(), args }
@@ -118,20 +122,22 @@ fn diff(
     }
 }
 
-/// Adds `rel` (a file, or every file under a directory) to `files`.
-fn hash_path(root: &Path, rel: &str, files: &mut BTreeMap<String, String>) {
-    let path = root.join(rel);
-    if path.is_dir() {
-        for entry in walkdir::WalkDir::new(&path).sort_by_file_name().into_iter().filter_map(Result::ok) {
-            if entry.file_type().is_file()
-                && let Ok(rel) = entry.path().strip_prefix(root)
-            {
-                let rel = rel.to_string_lossy().replace('\\', "/");
-                files.insert(rel, hash_file(entry.path()));
-            }
-        }
-    } else {
-        files.insert(rel.trim_start_matches("./").to_string(), hash_file(&path));
+/// Adds what `COPY <src>` sends (a file, every file under a directory, or a glob's
+/// matches) to `files`. A source that sends nothing is recorded as "absent", so that the
+/// build's failure to find it, and its later appearance, both show.
+fn hash_source(root: &Path, src: &str, ignore: &Ignore, files: &mut BTreeMap<String, String>) {
+    let sent = ignore.files(root, src);
+    if sent.is_empty() {
+        files.insert(src.to_string(), ABSENT.into());
+    }
+    for rel in sent {
+        let path = root.join(&rel);
+        let digest = match std::fs::read_link(&path) {
+            // A symlink is copied as a link: its target is what it holds.
+            Ok(target) => format!("symlink {}", target.to_string_lossy()),
+            Err(_) => hash_file(&path),
+        };
+        files.insert(rel, digest);
     }
 }
 

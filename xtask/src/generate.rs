@@ -312,6 +312,18 @@ mod tests {
         }
     }
 
+    /// compose.yaml's healthcheck and the image's HEALTHCHECK are one command.
+    #[test]
+    fn the_image_checks_its_health_as_compose_does() {
+        let root = crate::workspace_root();
+        let containerfile = std::fs::read_to_string(root.join("docker/jarvis.Containerfile")).unwrap();
+        let json = serde_json::to_string(&HEALTH_COMMAND).unwrap().replace(",", ", ");
+        assert!(
+            containerfile.lines().any(|l| l.trim() == format!("CMD {json}")),
+            "docker/jarvis.Containerfile's HEALTHCHECK must run CMD {json}"
+        );
+    }
+
     #[test]
     fn yaml_nests_maps_and_lists() {
         let doc = json!({ "a": { "b": [ { "c": 1, "d": "x" }, "e" ], "f": [], "g": {} }, "h": "true" });

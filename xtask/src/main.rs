@@ -8,6 +8,7 @@ mod buildlog;
 mod cache;
 mod ci;
 mod containerfile;
+mod context;
 mod dev_fast;
 mod dev_local;
 mod engine;
