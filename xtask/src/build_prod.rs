@@ -102,13 +102,9 @@ pub fn build(
     }
     let size = engine.read(sh, &["image", "inspect", "--format", "{{.Size}}", &image.reference])?;
     if let Ok(bytes) = size.trim().parse::<u64>() {
-        out.say(format!(
-            "{}: {:.0} MB ({}, tagged {})",
-            image.reference,
-            bytes as f64 / 1e6,
-            cx.project.version,
-            { image.extra_tags.join(", ") }
-        ));
+        let also: Vec<&str> =
+            image.extra_tags.iter().filter_map(|t| t.rsplit_once(':').map(|(_, tag)| tag)).collect();
+        out.say(format!("{} (also :{}): {:.0} MB", image.reference, also.join(", :"), bytes as f64 / 1e6));
         report["size_bytes"] = json!(bytes);
     }
     Ok(())

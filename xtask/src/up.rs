@@ -87,18 +87,23 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         return Ok(());
     }
     out.say("following the logs; Ctrl-C stops and removes the containers (volumes are kept)");
-    let ended = follow(&engine, &stack, &interrupted);
+    let ended = follow(&sh, &engine, &stack, &interrupted);
     take_down(&sh, &engine, &stack, "stopping")?;
     ended
 }
 
 /// Streams every running service's logs, prefixed, until Ctrl-C/SIGTERM or until a
 /// container stops (an error naming it).
-fn follow(engine: &Engine, stack: &Stack, interrupted: &AtomicBool) -> Result<(), String> {
+fn follow(sh: &Shell, engine: &Engine, stack: &Stack, interrupted: &AtomicBool) -> Result<(), String> {
+    // An optional service that could not start (no LLM image) has nothing to follow.
+    let observed = engine.observe(sh)?;
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let width = stack.services.iter().map(|s| s.key.len()).max().unwrap_or(0);
     let mut followers: Vec<(String, Child)> = Vec::new();
     for (index, service) in stack.services.iter().enumerate() {
+        if !observed.containers.contains_key(&service.container) {
+            continue;
+        }
         let prefix = if color {
             format!("\x1b[{}m{:>width$} |\x1b[0m ", 32 + index % 6, service.key)
         } else {

@@ -110,9 +110,14 @@ fn production_stack_end_to_end() {
     // 2. One backend source file changes: only the Rust compile and the final stage rerun.
     let lib = root.join("crates/jarvis-backend/src/lib.rs");
     let text = std::fs::read_to_string(&lib).unwrap();
+    // Unique per run, so the layer cache of an earlier run cannot hold this very edit.
+    let status = format!("ok-prod-{}", std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_nanos());
     std::fs::write(
         &lib,
-        text.replace("const HEALTH_STATUS: &str = \"ok\";", "const HEALTH_STATUS: &str = \"ok-prod\";"),
+        text.replace(
+            "const HEALTH_STATUS: &str = \"ok\";",
+            &format!("const HEALTH_STATUS: &str = \"{status}\";"),
+        ),
     )
     .unwrap();
     let rebuilt = json(root, port, &["build-prod", "--json"]);
@@ -131,7 +136,7 @@ fn production_stack_end_to_end() {
         .unwrap();
     wait_health(port, &mut up, Duration::from_secs(180));
     let (_, body) = http_get(port, "/health").unwrap();
-    assert!(body.contains("ok-prod"), "{body}");
+    assert!(body.contains(&status), "{body}");
     let again = run(root, port, &["up", "-d", "--llm", "ollama"]);
     assert!(again.status.success());
     let said = String::from_utf8_lossy(&again.stdout);
@@ -143,6 +148,7 @@ fn production_stack_end_to_end() {
     eprintln!("--- up:\n{said}");
     assert!(output.status.success(), "up after Ctrl-C: {}", output.status);
     assert!(said.contains("app |"), "the logs were not followed with a prefix: {said}");
+    assert!(!said.contains("no such container"), "followed a container that does not exist: {said}");
     assert_eq!(containers(&sh), Vec::<String>::new(), "containers left after Ctrl-C");
     let volume = format!("{PROJECT}-ollama-data");
     cmd!(sh, "podman volume exists {volume}").quiet().run().expect("the volume was kept");
