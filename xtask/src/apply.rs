@@ -49,6 +49,27 @@ impl Output {
     }
 }
 
+/// Runs a command's body; with `--json` its report, with `ok`, `seconds` and any `error`,
+/// is printed as one document on stdout, whatever happened.
+pub fn reporting(
+    command: &str,
+    json_out: bool,
+    body: impl FnOnce(&mut Value) -> Result<(), String>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut report = json!({ "command": command });
+    let result = body(&mut report);
+    if json_out {
+        report["ok"] = json!(result.is_ok());
+        report["seconds"] = json!(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            report["error"] = json!(e);
+        }
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    }
+    result
+}
+
 /// Gathers the facts the planner needs: four engine listings, the inputs of each image,
 /// and the ports that cannot be bound.
 pub fn observe(sh: &Shell, engine: &Engine, stack: &Stack) -> Result<Facts, String> {

@@ -2,8 +2,6 @@
 //! when no image with these exact inputs exists; then each stage says whether it came from
 //! the layer cache, so "why was that slow" has an answer on screen.
 
-use std::time::Instant;
-
 use serde_json::{Value, json};
 use xshell::Shell;
 
@@ -37,9 +35,7 @@ pub struct Args {
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let out = Output { json: args.json, dry_run: args.dry_run };
-    let started = Instant::now();
-    let mut report = json!({ "command": "build-prod" });
-    let result = (|| {
+    apply::reporting("build-prod", args.json, |report| {
         let rebuild = args.rebuild || args.no_cache;
         // A forced build pulls nothing instead (what it builds is still pushed if asked).
         let registry = args.registry.registry(!rebuild, false)?;
@@ -47,17 +43,8 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         let sh = Shell::new().map_err(|e| e.to_string())?;
         let _lock = cache::lock(&cx.project.cache_dir())?;
         let options = Options { rebuild, no_cache: args.no_cache };
-        build(&sh, &engine, cx, options, out, registry.as_ref(), &mut report)
-    })();
-    if args.json {
-        report["ok"] = json!(result.is_ok());
-        report["seconds"] = json!(started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            report["error"] = json!(e);
-        }
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
-    }
-    result
+        build(&sh, &engine, cx, options, out, registry.as_ref(), report)
+    })
 }
 
 /// Builds the production image unless it is current; `up` starts with this too.

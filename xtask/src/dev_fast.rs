@@ -2,7 +2,7 @@
 //! leave running containers that are current alone, start what is missing, wait until it
 //! answers. With nothing changed it only reports.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use xshell::Shell;
@@ -42,18 +42,7 @@ pub struct Args {
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let out = Output { json: args.json, dry_run: args.dry_run };
-    let started = Instant::now();
-    let mut report = json!({ "command": "dev-fast" });
-    let result = run_inner(cx, args, out, &mut report);
-    if args.json {
-        report["ok"] = json!(result.is_ok());
-        report["seconds"] = json!(started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            report["error"] = json!(e);
-        }
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
-    }
-    result
+    apply::reporting("dev-fast", args.json, |report| run_inner(cx, args, out, report))
 }
 
 fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Result<(), String> {

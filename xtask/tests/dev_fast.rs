@@ -28,27 +28,12 @@ impl Project {
     }
 
     fn xtask_with(&self, args: &[&str], env: &[(&str, String)]) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
-            .current_dir(&self.root)
-            .env("JARVIS_PROJECT", PROJECT)
-            // What these tests prove is a build; a shared cache would turn it into a pull.
-            .env_remove("JARVIS_REGISTRY")
-            .env_remove("JARVIS_PUSH")
+        let mut command = xtask_command(&self.root, PROJECT, args);
+        command
             .env("JARVIS_BACKEND_PORT", self.backend_port.to_string())
             .env("JARVIS_FRONTEND_PORT", self.frontend_port.to_string())
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        eprintln!(
-            "--- xtask {}: {}\n{}{}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        run_logged(command, usize::MAX)
     }
 
     fn json(&self, args: &[&str]) -> Value {

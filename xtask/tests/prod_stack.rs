@@ -16,30 +16,13 @@ use xshell::{Shell, cmd};
 const PROJECT: &str = "jarvis-e2e-stack";
 
 fn xtask(root: &Path, port: u16, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    command
-        .args(args)
-        .current_dir(root)
-        .env("JARVIS_PROJECT", PROJECT)
-        // What these tests prove is a build; a shared cache would turn it into a pull.
-        .env_remove("JARVIS_REGISTRY")
-        .env_remove("JARVIS_PUSH")
-        .env("JARVIS_BACKEND_PORT", port.to_string())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
+    let mut command = xtask_command(root, PROJECT, args);
+    command.env("JARVIS_BACKEND_PORT", port.to_string());
     command
 }
 
 fn run(root: &Path, port: u16, args: &[&str]) -> Output {
-    let output = xtask(root, port, args).output().unwrap();
-    eprintln!(
-        "--- xtask {}: {}\n{}{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    run_logged(xtask(root, port, args), usize::MAX)
 }
 
 fn json(root: &Path, port: u16, args: &[&str]) -> Value {
@@ -175,9 +158,8 @@ fn production_stack_end_to_end() {
     assert!(http_get(port, "/health").is_none(), "kube down left the app answering");
 
     // 5. The compose file, generated likewise, runs under a real compose implementation.
-    let Some(compose) =
-        tool_or_skip("podman-compose", "apt-get install podman-compose / dnf install podman-compose")
-    else {
+    let install = "apt-get install podman-compose / dnf install podman-compose";
+    let Some(compose) = tool_or_skip("production_stack_end_to_end", &["podman-compose"], install) else {
         return;
     };
     let file = out.join("compose.yaml");
@@ -214,23 +196,11 @@ impl Drop for KubeDown {
     }
 }
 
-/// A tool a test needs: found, or `None` with a loud reason; under CI its absence fails.
-fn tool_or_skip(name: &str, install: &str) -> Option<std::path::PathBuf> {
-    match which::which(name) {
-        Ok(path) => Some(path),
-        Err(_) => {
-            assert!(std::env::var_os("CI").is_none(), "{name} is missing under CI ({install})");
-            eprintln!("\n*** SKIPPED: {name} is not installed ({install}) ***\n");
-            None
-        }
-    }
-}
-
 #[test]
 fn kube_yaml_is_valid_kubernetes() {
-    let Some(validate) =
-        tool_or_skip("kubernetes-validate", "pip install kubernetes-validate; .ci/machine-setup.sh does")
-    else {
+    let test = "kube_yaml_is_valid_kubernetes";
+    let install = "pip install kubernetes-validate; .ci/machine-setup.sh does";
+    let Some(validate) = tool_or_skip(test, &["kubernetes-validate"], install) else {
         return;
     };
     let sh = Shell::new().unwrap();

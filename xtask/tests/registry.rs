@@ -19,17 +19,8 @@ const PROJECT: &str = "jarvis-e2e-reg";
 /// The registry binary (Debian names it docker-registry, upstream registry), or `None`
 /// with a loud reason; under CI its absence fails.
 fn registry_or_skip(test: &str) -> Option<PathBuf> {
-    if let Some(path) = ["docker-registry", "registry"].iter().find_map(|n| which::which(n).ok()) {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: docker-registry is missing under CI (.ci/machine-setup.sh installs it: apt-get install docker-registry)"
-    );
-    eprintln!(
-        "\n*** SKIPPED {test}: docker-registry is not installed (apt-get install docker-registry) ***\n"
-    );
-    None
+    let install = ".ci/machine-setup.sh installs it: apt-get install docker-registry";
+    tool_or_skip(test, &["docker-registry", "registry"], install)
 }
 
 /// A registry of our own on loopback, killed on drop.
@@ -97,30 +88,9 @@ impl Drop for LocalRegistry {
 }
 
 fn run(root: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(root)
-        .env("JARVIS_PROJECT", PROJECT)
-        .env_remove("JARVIS_REGISTRY")
-        .env("NO_COLOR", "1")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    eprintln!(
-        "--- xtask {}: {}\n{}{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        tail(&String::from_utf8_lossy(&output.stderr), 40)
-    );
-    output
-}
-
-/// The last lines of a build's output: enough to see what happened, not the whole log.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n") + "\n"
+    let mut command = xtask_command(root, PROJECT, args);
+    command.envs(env.iter().copied());
+    run_logged(command, 40)
 }
 
 /// Runs build-prod with `--json`; its report and its stderr (messages and warnings).

@@ -7,6 +7,7 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
@@ -28,6 +29,49 @@ pub fn podman_or_skip(test: &str) -> Option<Shell> {
         "\n*** SKIPPED {test}: podman is not installed (apt-get install podman / dnf install podman) ***\n"
     );
     None
+}
+
+/// A tool a test drives: found, or `None` with a loud reason; under CI its absence fails.
+pub fn tool_or_skip(test: &str, names: &[&str], install: &str) -> Option<PathBuf> {
+    if let Some(path) = names.iter().find_map(|n| which::which(n).ok()) {
+        return Some(path);
+    }
+    let name = names[0];
+    assert!(std::env::var_os("CI").is_none(), "{test}: {name} is missing under CI ({install})");
+    eprintln!("\n*** SKIPPED {test}: {name} is not installed ({install}) ***\n");
+    None
+}
+
+/// This xtask as a user runs it in `root`, under its own project name: no terminal, no
+/// color, and no shared image cache from the caller's environment (what a test proves is
+/// a build; a pull would prove nothing).
+pub fn xtask_command(root: &Path, project: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
+        .args(args)
+        .current_dir(root)
+        .env("JARVIS_PROJECT", project)
+        .env_remove("JARVIS_REGISTRY")
+        .env_remove("JARVIS_PUSH")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs it and echoes what it said, with the last `tail` lines of its stderr (a test's
+/// output is shown when it fails).
+pub fn run_logged(mut command: Command, tail: usize) -> Output {
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    eprintln!(
+        "--- xtask {}: {}\n{}{}",
+        command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        lines[lines.len().saturating_sub(tail)..].join("\n")
+    );
+    output
 }
 
 pub fn workspace_root() -> PathBuf {
