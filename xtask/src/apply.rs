@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::{
-    buildlog, cache,
+    buildlog, cache, containerfile,
     engine::{Engine, Kind},
     fingerprint::{Inputs, sha256},
     plan::{self, Action, Facts, Options, Plan},
@@ -70,10 +70,30 @@ pub fn reporting(
     result
 }
 
+/// Every image the plan asks about: ours, the bases they are built from (their ids are
+/// inputs), and those only pulled.
+fn image_references(stack: &Stack) -> Vec<String> {
+    let mut references: Vec<String> = Vec::new();
+    for image in &stack.images {
+        references.push(image.reference.clone());
+        let text = std::fs::read_to_string(stack.root().join(image.containerfile)).unwrap_or_default();
+        references.extend(containerfile::bases(&text));
+    }
+    for service in &stack.services {
+        if let ServiceImage::Pulled(reference) = &service.image {
+            references.push(reference.clone());
+        }
+    }
+    references.sort();
+    references.dedup();
+    references
+}
+
 /// Gathers the facts the planner needs: four engine listings, the inputs of each image,
 /// and the ports that cannot be bound.
 pub fn observe(sh: &Shell, engine: &Engine, stack: &Stack) -> Result<Facts, String> {
-    let observed = engine.observe(sh)?;
+    let references = image_references(stack);
+    let observed = engine.observe(sh, &references.iter().map(String::as_str).collect::<Vec<_>>())?;
     let inputs: Vec<(Inputs, cache::Record)> = stack
         .images
         .iter()

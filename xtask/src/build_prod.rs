@@ -75,6 +75,8 @@ pub fn build(
         ));
         report["built"] = json!(false);
         report["outcome"] = json!("cached");
+        // No size: inspecting it costs the engine a walk of every layer, the no-op's whole budget.
+        return Ok(());
     } else {
         let done = apply::apply(sh, engine, &stack, &facts, &plan, out, registry)?;
         let build = done.first().cloned().unwrap_or_default();

@@ -154,9 +154,11 @@ impl Engine {
         Err(format!("`{} {}` failed: {}", self.name(), args.join(" "), message.join(" ").trim()))
     }
 
-    /// Everything we need to plan, in four listings.
-    pub fn observe(&self, sh: &Shell) -> Result<Observed, String> {
-        let images = self.read(sh, &["images", "--format", "json"])?;
+    /// Everything we need to plan: the images we name (inspected, not listed: a listing
+    /// costs time in proportion to every image on the machine, intermediate build stages
+    /// included), then one listing each of containers, volumes and networks.
+    pub fn observe(&self, sh: &Shell, images: &[&str]) -> Result<Observed, String> {
+        let images = self.inspect_images(sh, images)?;
         let containers = self.read(sh, &["ps", "-a", "--format", "json"])?;
         let volumes = self.read(sh, &["volume", "ls", "--format", "json"])?;
         let networks = self.read(sh, &["network", "ls", "--format", "json"])?;
@@ -166,6 +168,30 @@ impl Engine {
             volumes: names(&json_items(&volumes)),
             networks: names(&json_items(&networks)),
         })
+    }
+
+    /// `image inspect` of `references`: those the engine has, as JSON; the missing ones
+    /// are left out (the engine fails the call, yet prints what it found).
+    fn inspect_images(&self, sh: &Shell, references: &[&str]) -> Result<String, String> {
+        if references.is_empty() {
+            return Ok(String::new());
+        }
+        let program = &self.program;
+        let output = cmd!(sh, "{program} image inspect {references...}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.name()))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let unexpected: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.contains("failed to connect to syslog"))
+            .filter(|l| !l.contains("image not known") && !l.contains("No such image"))
+            .collect();
+        if !output.status.success() && !unexpected.is_empty() {
+            return Err(format!("`{} image inspect` failed: {}", self.name(), unexpected.join(" ").trim()));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 }
 
@@ -246,23 +272,33 @@ fn str_list(value: &Value) -> Vec<String> {
     }
 }
 
+/// Images by every name they go by: `localhost/x:latest` and `localhost/x` alike, and
+/// docker's short `debian:tag` also as `docker.io/library/debian:tag`.
 fn parse_images(items: &[Value]) -> HashMap<String, ObservedImage> {
     let mut images = HashMap::new();
     for item in items {
         let id = item.get("Id").or_else(|| item.get("ID")).and_then(Value::as_str).unwrap_or("").to_string();
-        let image = ObservedImage {
-            id: id.trim_start_matches("sha256:").to_string(),
-            labels: labels(&item["Labels"]),
+        let labels = match &item["Labels"] {
+            Value::Null => labels(&item["Config"]["Labels"]),
+            given => labels(given),
         };
+        let image = ObservedImage { id: id.trim_start_matches("sha256:").to_string(), labels };
         let mut refs = str_list(&item["Names"]);
+        refs.extend(str_list(&item["RepoTags"]));
         if let (Some(repo), Some(tag)) = (item["Repository"].as_str(), item["Tag"].as_str()) {
             refs.push(format!("{repo}:{tag}"));
         }
         for reference in refs {
-            if let Some(untagged) = reference.strip_suffix(":latest") {
+            let domain = reference.split_once('/').map(|(d, _)| d);
+            let full = match domain {
+                None => format!("docker.io/library/{reference}"),
+                Some(d) if !d.contains(['.', ':']) && d != "localhost" => format!("docker.io/{reference}"),
+                Some(_) => reference,
+            };
+            if let Some(untagged) = full.strip_suffix(":latest") {
                 images.insert(untagged.to_string(), image.clone());
             }
-            images.insert(reference, image.clone());
+            images.insert(full, image.clone());
         }
     }
     images
@@ -321,6 +357,24 @@ mod tests {
         assert!(c.running);
         assert_eq!(c.project(), Some("jarvis"));
         assert_eq!(c.host_ports, [8000]);
+    }
+
+    #[test]
+    fn inspected_images_are_found_by_the_names_the_stack_uses() {
+        let podman = json_items(
+            r#"[{"Id":"abc","RepoTags":["localhost/jarvis:latest","localhost/jarvis:0.1.0"],
+                 "Labels":{"io.jarvis.inputs":"d1"},"Config":{"Labels":{"io.jarvis.inputs":"d1"}}}]"#,
+        );
+        let images = parse_images(&podman);
+        assert_eq!(images["localhost/jarvis"].labels["io.jarvis.inputs"], "d1");
+        assert_eq!(images["localhost/jarvis:0.1.0"].id, "abc");
+        // docker: labels under Config, short names for Docker Hub.
+        let docker = json_items(
+            r#"[{"Id":"sha256:def","RepoTags":["debian:bookworm-slim"],"Config":{"Labels":{"a":"b"}}}]"#,
+        );
+        let images = parse_images(&docker);
+        assert_eq!(images["docker.io/library/debian:bookworm-slim"].id, "def");
+        assert_eq!(images["docker.io/library/debian:bookworm-slim"].labels["a"], "b");
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub fn logs(cx: &Context, args: &LogsArgs) -> Result<(), String> {
         Stack::prod(&cx.project, Llm::Ollama, engine.host_alias()),
     ];
     let services: Vec<&Service> = stacks.iter().flat_map(|s| &s.services).collect();
-    let observed = engine.observe(&sh)?;
+    let observed = engine.observe(&sh, &[])?;
     let exists = |s: &&Service| observed.containers.contains_key(&s.container);
     let containers: Vec<String> = match &args.service {
         Some(key) => {
@@ -132,7 +132,7 @@ pub struct StopArgs {
 /// Stops this project's running containers; nothing is removed, volumes are kept.
 pub fn stop(cx: &Context, args: &StopArgs) -> Result<(), String> {
     let (engine, _stack, sh) = setup(cx)?;
-    let observed = engine.observe(&sh)?;
+    let observed = engine.observe(&sh, &[])?;
     let mut running: Vec<String> = observed
         .containers
         .values()

@@ -12,7 +12,7 @@ use crate::{
     cache,
     engine::Engine,
     plan::{self, Action, Options},
-    stack::{Llm, PROJECT_LABEL, Stack},
+    stack::{Llm, Stack},
 };
 
 #[derive(Debug, clap::Args)]
@@ -38,16 +38,17 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let out = Output { json: false, dry_run: args.dry_run };
     let sh = Shell::new().map_err(|e| e.to_string())?;
     let _lock = cache::lock(&cx.project.cache_dir())?;
-    let observed = engine.observe(&sh)?;
+    let observed = engine.observe(&sh, &[])?;
 
     let mut containers: Vec<String> =
         observed.containers.values().filter(|c| c.project() == Some(name)).map(|c| c.name.clone()).collect();
     containers.sort();
-    let mut images: Vec<String> = observed
-        .images
-        .values()
-        .filter(|i| i.labels.get(PROJECT_LABEL) == Some(name))
-        .map(|i| i.id.clone())
+    let label = format!("label={}", cx.project.label());
+    let mut images: Vec<String> = engine
+        .read(&sh, &["images", "-q", "--no-trunc", "--filter", &label])?
+        .lines()
+        .map(|id| id.trim_start_matches("sha256:").to_string())
+        .filter(|id| !id.is_empty())
         .collect();
     images.sort();
     images.dedup();

@@ -96,7 +96,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
 /// container stops (an error naming it).
 fn follow(sh: &Shell, engine: &Engine, stack: &Stack, interrupted: &AtomicBool) -> Result<(), String> {
     // An optional service that could not start (no LLM image) has nothing to follow.
-    let observed = engine.observe(sh)?;
+    let observed = engine.observe(sh, &[])?;
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let width = stack.services.iter().map(|s| s.key.len()).max().unwrap_or(0);
     let mut followers: Vec<(String, Child)> = Vec::new();
@@ -158,7 +158,7 @@ fn pipe_lines(stream: Option<impl Read + Send + 'static>, prefix: String) {
 
 /// Removes the stack's containers, and only those this project made; volumes stay.
 fn take_down(sh: &Shell, engine: &Engine, stack: &Stack, why: &str) -> Result<(), String> {
-    let observed = engine.observe(sh)?;
+    let observed = engine.observe(sh, &[])?;
     let ours: Vec<String> = stack
         .services
         .iter()
