@@ -479,6 +479,10 @@ pub fn converge(
     wait_ready(sh, engine, stack, timeout, out)
 }
 
+/// Set by a command that handles Ctrl-C itself (`up`), so that waiting gives up at once
+/// instead of ignoring the user until its time-out.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Waits until each required service answers, or fails with its last log lines.
 pub fn wait_ready(
     sh: &Shell,
@@ -492,6 +496,9 @@ pub fn wait_ready(
         let started = Instant::now();
         let mut said = false;
         loop {
+            if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(format!("interrupted while waiting for {}", service.key));
+            }
             if ready(&stack.project.publish_addr, port, service.readiness) {
                 break;
             }

@@ -7,10 +7,7 @@ use std::{
     io::{BufRead, BufReader, IsTerminal, Read},
     os::unix::process::CommandExt,
     process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
@@ -51,9 +48,8 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let stack = Stack::prod(&cx.project, args.llm, engine.host_alias());
     let sh = Shell::new().map_err(|e| e.to_string())?;
     // Installed before anything starts, so a Ctrl-C while waiting still cleans up.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+    let interrupted = &apply::INTERRUPTED;
+    ctrlc::set_handler(|| apply::INTERRUPTED.store(true, Ordering::SeqCst))
         .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
 
     let registry = args.registry.registry(true, false)?;
@@ -87,7 +83,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         return Ok(());
     }
     out.say("following the logs; Ctrl-C stops and removes the containers (volumes are kept)");
-    let ended = follow(&sh, &engine, &stack, &interrupted);
+    let ended = follow(&sh, &engine, &stack, interrupted);
     take_down(&sh, &engine, &stack, "stopping")?;
     ended
 }
