@@ -140,6 +140,25 @@ mod tests {
         }
     }
 
+    /// Every old script of the seed lives on as a shim that runs its command.
+    #[test]
+    fn every_old_script_has_a_shim() {
+        let shims = super::workspace_root().join("scripts-compat");
+        for (script, command) in [
+            ("dev-fast.sh", "dev-fast"),
+            ("rebuild-clean.sh", "rebuild-clean"),
+            ("dev-local.sh", "dev-local"),
+            ("podman-dev.sh", "up"),
+            ("setup.py", "setup"),
+        ] {
+            let text = std::fs::read_to_string(shims.join(script)).unwrap_or_default();
+            assert!(
+                text.contains(&format!("\"{command}\"")) || text.contains(&format!("xtask {command} ")),
+                "scripts-compat/{script} must run `cargo xtask {command}`"
+            );
+        }
+    }
+
     #[test]
     fn cli_is_well_formed() {
         super::Cli::command().debug_assert();

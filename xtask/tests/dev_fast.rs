@@ -278,4 +278,7 @@ fn shims_pass_arguments_and_exit_codes_from_any_directory() {
     assert!(stderr(&refused).contains("pass --yes"), "{}", stderr(&refused));
     let help = shim("rebuild-clean.sh", &["--help"], &root.join("crates"));
     assert!(stdout(&help).contains("--volumes"));
+    let help = shim("podman-dev.sh", &["--help"], &elsewhere);
+    assert!(help.status.success() && stdout(&help).contains("--detach"), "{}", stdout(&help));
+    assert!(stderr(&help).contains("runs `cargo xtask up`"), "{}", stderr(&help));
 }
