@@ -66,6 +66,10 @@ def fetch(entry, out_dir, wheels):
     if os.path.basename(entry["path"]) != entry["path"] or entry["path"].startswith("."):
         sys.exit(f"error: models.json path {entry['path']!r} must be a plain file name")
     dest = os.path.join(out_dir, entry["path"])
+    # Refilling a volume that holds the voices already costs a hash, not a download.
+    if os.path.isfile(dest) and os.path.getsize(dest) == entry["size"] and sha256(dest) == entry["sha256"]:
+        print(f"  {entry['path']}: already there, sha256 verified", flush=True)
+        return
     partial = dest + ".partial"
     tried = []
     for source in entry["sources"]:

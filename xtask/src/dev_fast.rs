@@ -10,10 +10,12 @@ use xshell::Shell;
 use crate::{
     Context,
     apply::{self, Output},
+    cache::{self, Record},
     engine::Engine,
+    fingerprint::Inputs,
     plan::Options,
     registry::RegistryArgs,
-    stack::{Llm, Stack},
+    stack::{Llm, Mount, Stack},
 };
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +64,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     if args.dry_run || args.build_only {
         return Ok(());
     }
+    fill_models(&sh, &engine, &stack, report, out);
     check_llm(&sh, &engine, &stack, args.llm, out);
     let p = &stack.project;
     let host = if p.publish_addr == "0.0.0.0" { "127.0.0.1" } else { &p.publish_addr };
@@ -77,6 +80,69 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     out.say("logs: cargo xtask logs [backend|frontend] -f    stop: cargo xtask stop");
     report["urls"] = urls;
     Ok(())
+}
+
+/// Puts the piper voices into the backend's models volume, so dev-fast speaks as the
+/// production image does. They are fetched inside the backend image by the script of the
+/// production image's models stage (`docker/fetch-models.py`: every source in order, each
+/// file checked against its pinned digest), so the host needs nothing but the engine.
+/// Once per manifest and volume: a record in `.dev-cache` keeps the no-op free. Offline
+/// it is a warning: speech then comes from espeak-ng.
+fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: Output) {
+    let Some(backend) = stack.service("backend") else { return };
+    let Some(volume) = backend.mounts.iter().find_map(|m| match m {
+        Mount::Volume { name, target: "/models" } => Some(name.clone()),
+        _ => None,
+    }) else {
+        return;
+    };
+    let root = stack.root();
+    let sources = ["models.json", "docker/fetch-models.py"];
+    let inputs = Inputs::of_files(root, &sources, &[("volume", volume.clone())]);
+    let dir = stack.project.cache_dir();
+    let created = report["plan"]
+        .as_array()
+        .is_some_and(|plan| plan.iter().any(|a| a["action"] == "create-volume" && a["target"] == *volume));
+    if !created && cache::load_step(&dir, "models-volume") == Record::Built(inputs.clone()) {
+        return;
+    }
+    let image = stack.image_of(backend).expect("the backend is built").reference.clone();
+    let bind =
+        |rel: &str| format!("{}:/src/{}:ro", root.join(rel).display(), rel.rsplit('/').next().unwrap_or(rel));
+    let args: Vec<String> = [
+        "run",
+        "--rm",
+        "--label",
+        &stack.project.label(),
+        "--entrypoint",
+        "/opt/venv/bin/python",
+        "-v",
+        &format!("{volume}:/models"),
+        "-v",
+        &bind(sources[0]),
+        "-v",
+        &bind(sources[1]),
+        "--security-opt",
+        "label=disable",
+        &image,
+        "/src/fetch-models.py",
+        "/src/models.json",
+        "/models",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    out.say(format!("models volume {volume}: fetching the voices of models.json (once per manifest)"));
+    match engine.run_to(sh, &args, out.json) {
+        Ok(()) => {
+            if let Err(e) = cache::store_step(&dir, "models-volume", &inputs) {
+                out.warn(e);
+            }
+        }
+        Err(e) => out.warn(format!(
+            "the voices could not be fetched into {volume} ({e}); the backend speaks with espeak-ng \
+             until they are: the next dev-fast tries again"
+        )),
+    }
 }
 
 /// An LLM that is not there is a warning: the backend answers chat with a 503 until it is.

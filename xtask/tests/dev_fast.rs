@@ -113,8 +113,17 @@ fn dev_fast_builds_reuses_rebuilds_what_changed_and_recovers() {
     assert_eq!(http_get(p.backend_port, "/health").unwrap().0, 200);
     assert_eq!(http_get(p.frontend_port, "/").unwrap().0, 200);
     assert!(p.record("backend").is_some(), "a successful build is recorded");
+    // The voices are fetched into the models volume, checked, and spoken with.
+    assert!(text.contains("fetching the voices of models.json"), "{text}");
+    let (_, status) = http_get(p.backend_port, "/api/status").unwrap();
+    assert!(
+        status.contains("\"engine\":\"piper\""),
+        "dev-fast's backend does not speak with piper: {status}"
+    );
 
-    // 2. The second run is a no-op and says so.
+    // 2. The second run is a no-op and says so, and fetches nothing.
+    let second_text = stdout(&p.xtask(&["dev-fast"]));
+    assert!(!second_text.contains("fetching the voices"), "{second_text}");
     let second = p.json(&["dev-fast"]);
     assert_eq!(second["ok"], true);
     assert_eq!(planned(&second), vec![]);
