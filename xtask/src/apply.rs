@@ -499,7 +499,7 @@ pub fn wait_ready(
             if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(format!("interrupted while waiting for {}", service.key));
             }
-            if ready(&stack.project.publish_addr, port, service.readiness) {
+            if ready(stack.project.reach_addr(), port, service.readiness) {
                 break;
             }
             let state = engine
@@ -536,7 +536,6 @@ pub fn wait_ready(
 }
 
 fn ready(addr: &str, port: u16, readiness: Readiness) -> bool {
-    let addr = if addr == "0.0.0.0" { "127.0.0.1" } else { addr };
     match readiness {
         Readiness::Tcp => {
             TcpStream::connect_timeout(&format!("{addr}:{port}").parse().unwrap(), Duration::from_secs(1))

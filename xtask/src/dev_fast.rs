@@ -67,7 +67,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     fill_models(&sh, &engine, &stack, report, out);
     check_llm(&sh, &engine, &stack, args.llm, out);
     let p = &stack.project;
-    let host = if p.publish_addr == "0.0.0.0" { "127.0.0.1" } else { &p.publish_addr };
+    let host = p.reach_addr();
     let urls = json!({
         "frontend": format!("http://{host}:{}", p.frontend_port),
         "backend": format!("http://{host}:{}", p.backend_port),

@@ -118,11 +118,6 @@ fn check_llm(root: &Path, log: Log) {
     }
 }
 
-/// The address to reach a server bound to `addr` on this machine.
-fn reach(addr: &str) -> &str {
-    if addr == "0.0.0.0" || addr == "::" { "127.0.0.1" } else { addr }
-}
-
 /// Paths, sizes and mtimes of the backend's sources: a change to any of them rebuilds.
 /// Polling rather than inotify: a few dozen files, works on every file system and mount.
 #[derive(PartialEq, Eq, Debug, Default)]
@@ -276,7 +271,7 @@ impl<'a> Session<'a> {
 
     /// Says when the backend (after each start) and the page (once) answer.
     fn check_ready(&mut self, started: Instant) {
-        let host = reach(&self.p.publish_addr);
+        let host = self.p.reach_addr();
         if let Some(trigger) = self.starting
             && let Some((200, _)) = http::get(host, self.p.backend_port, "/health")
         {
@@ -355,7 +350,7 @@ impl<'a> Session<'a> {
             .current_dir(p.root.join("frontend"))
             .env("JARVIS_FRONTEND_HOST", &p.publish_addr)
             .env("JARVIS_FRONTEND_PORT", p.frontend_port.to_string())
-            .env("JARVIS_BACKEND_URL", format!("http://{}:{}", reach(&p.publish_addr), p.backend_port))
+            .env("JARVIS_BACKEND_URL", format!("http://{}:{}", p.reach_addr(), p.backend_port))
             .env("NPM_CONFIG_UPDATE_NOTIFIER", "false");
         supervise::spawn("frontend", Color::Magenta, vite, self.log, Stdout::Log)
     }

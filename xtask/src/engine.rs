@@ -148,20 +148,21 @@ impl Engine {
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_string());
         }
-        let message = String::from_utf8_lossy(&output.stderr);
-        let message =
-            message.lines().filter(|l| !l.contains("failed to connect to syslog")).collect::<Vec<_>>();
-        Err(format!("`{} {}` failed: {}", self.name(), args.join(" "), message.join(" ").trim()))
+        Err(format!("`{} {}` failed: {}", self.name(), args.join(" "), engine_message(&output.stderr, &[])))
     }
 
     /// Everything we need to plan: the images we name (inspected, not listed: a listing
     /// costs time in proportion to every image on the machine, intermediate build stages
     /// included), then one listing each of containers, volumes and networks.
     pub fn observe(&self, sh: &Shell, images: &[&str]) -> Result<Observed, String> {
-        let images = self.inspect_images(sh, images)?;
-        let containers = self.read(sh, &["ps", "-a", "--format", "json"])?;
-        let volumes = self.read(sh, &["volume", "ls", "--format", "json"])?;
-        let networks = self.read(sh, &["network", "ls", "--format", "json"])?;
+        // The first engine calls of every command: when they fail, the engine is broken.
+        let broken = |e: String| {
+            format!("{e}\n  (the engine does not answer: check that `{} info` works)", self.name())
+        };
+        let images = self.inspect_images(sh, images).map_err(broken)?;
+        let containers = self.read(sh, &["ps", "-a", "--format", "json"]).map_err(broken)?;
+        let volumes = self.read(sh, &["volume", "ls", "--format", "json"]).map_err(broken)?;
+        let networks = self.read(sh, &["network", "ls", "--format", "json"]).map_err(broken)?;
         Ok(Observed {
             images: parse_images(&json_items(&images)),
             containers: parse_containers(&json_items(&containers)),
@@ -182,17 +183,27 @@ impl Engine {
             .ignore_status()
             .output()
             .map_err(|e| format!("cannot run {}: {e}", self.name()))?;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let unexpected: Vec<&str> = stderr
-            .lines()
-            .filter(|l| !l.contains("failed to connect to syslog"))
-            .filter(|l| !l.contains("image not known") && !l.contains("No such image"))
-            .collect();
+        // A missing image is an answer, not a failure.
+        let unexpected = engine_message(&output.stderr, &["image not known", "No such image"]);
         if !output.status.success() && !unexpected.is_empty() {
-            return Err(format!("`{} image inspect` failed: {}", self.name(), unexpected.join(" ").trim()));
+            return Err(format!("`{} image inspect` failed: {unexpected}", self.name()));
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
+}
+
+/// What the engine said on stderr, on one line, without the lines containing `expected`
+/// and without podman's syslog noise (printed in sandboxes that have no syslog).
+fn engine_message(stderr: &[u8], expected: &[&str]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("failed to connect to syslog"))
+        .filter(|l| !expected.iter().any(|e| l.contains(e)))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" ")
 }
 
 fn short_error(e: xshell::Error, args: &[impl AsRef<str>]) -> String {

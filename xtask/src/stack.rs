@@ -64,6 +64,15 @@ impl Project {
         }
     }
 
+    /// Where this machine reaches what is published on `publish_addr` (a wildcard address
+    /// accepts connections on loopback too).
+    pub fn reach_addr(&self) -> &str {
+        match self.publish_addr.as_str() {
+            "0.0.0.0" | "::" => "127.0.0.1",
+            addr => addr,
+        }
+    }
+
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join(".dev-cache")
     }

@@ -76,7 +76,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     }
     check_llm(&sh, &engine, &stack, args.llm, out);
     let p = &stack.project;
-    let host = if p.publish_addr == "0.0.0.0" { "127.0.0.1" } else { &p.publish_addr };
+    let host = p.reach_addr();
     out.say(format!("ready: http://{host}:{}", p.backend_port));
     if args.detach {
         out.say("running in the background; logs: cargo xtask logs app -f    stop: cargo xtask stop");
