@@ -2,11 +2,23 @@
 # Machine set-up for CI (and for a developer's fresh sandbox of this kind): installs the
 # engine and the tools the tests drive, and configures podman for this sandbox. None of
 # this belongs to the product: a developer's own machine already has a working engine.
+# It ends with .ci/smoke.sh, which proves the engine can do what the tests rely on.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 
+# Checked against a minimal Debian (debootstrap --variant=minbase bookworm, then
+# `apt-get install --simulate --no-install-recommends` of this list): everything a
+# program below or a test runs is named here, not left to Recommends or to what this
+# machine happened to have. netavark calls iptables to set up every bridge and build
+# network, but only Recommends it: without it, builds fail "netavark: No such file".
+pkgs=(
+  podman runc netavark aardvark-dns iptables uidmap slirp4netns fuse-overlayfs catatonit
+  debootstrap busybox-static ca-certificates curl iproute2 procps
+  espeak-ng ffmpeg python3-venv
+  podman-compose docker-registry
+)
 need_pkgs=()
-for pkg in podman runc debootstrap espeak-ng ffmpeg uidmap slirp4netns fuse-overlayfs \
-           catatonit python3-venv netavark aardvark-dns podman-compose docker-registry; do
+for pkg in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then
@@ -55,3 +67,5 @@ if ! command -v kubernetes-validate >/dev/null; then
   ln -sf /opt/kubernetes-validate/bin/kubernetes-validate /usr/local/bin/kubernetes-validate
 fi
 kubernetes-validate --version
+
+bash "$here/smoke.sh"
