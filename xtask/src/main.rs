@@ -1,38 +1,14 @@
-//! The Jarv1s build system: `cargo xtask <strategy>`. One stack description (`stack.rs`),
-//! one observe → plan → apply core (`apply.rs`, `plan.rs`), a module per strategy.
+//! `cargo xtask <command>`: parses the command line and runs the command from the library
+//! (`lib.rs`). Nothing else lives here.
 
-mod apply;
-mod bench;
-mod build_prod;
-mod buildlog;
-mod cache;
-mod ci;
-mod containerfile;
-mod context;
-mod dev_fast;
-mod dev_local;
-mod engine;
-mod everyday;
-mod fingerprint;
-mod generate;
-mod http;
-mod models;
-mod plan;
-mod ports;
-mod rebuild_clean;
-mod registry;
-mod registry_bench;
-mod setup;
-mod stack;
-mod supervise;
-mod up;
-
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use xtask::{
+    Context,
+    commands::{bench, build_prod, ci, dev_fast, dev_local, everyday, generate, rebuild_clean, setup, up},
+    stack, workspace_root,
+};
 
 /// Builds and runs Jarv1s. Each strategy replaces one of the old scripts, which live on
 /// as shims: ./scripts/dev-fast.sh runs `cargo xtask dev-fast`.
@@ -71,11 +47,6 @@ enum Command {
     Ci(ci::Args),
 }
 
-/// What every command works on: the checkout and the stack's name and ports.
-pub struct Context {
-    pub project: stack::Project,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A CI step exits with its own code (the failing test's), not just failure.
@@ -108,21 +79,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The workspace holding the current directory (so a scratch copy is its own project),
-/// else the one this xtask was built in.
-fn workspace_root() -> PathBuf {
-    let is_root = |dir: &Path| {
-        std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
-            && dir.join("xtask").is_dir()
-    };
-    if let Ok(cwd) = std::env::current_dir()
-        && let Some(root) = cwd.ancestors().find(|d| is_root(d))
-    {
-        return root.to_path_buf();
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -130,7 +86,7 @@ mod tests {
     /// The README is where a new developer looks: every command must be there.
     #[test]
     fn readme_shows_every_command() {
-        let readme = std::fs::read_to_string(super::workspace_root().join("README.md")).unwrap();
+        let readme = std::fs::read_to_string(xtask::workspace_root().join("README.md")).unwrap();
         for command in super::Cli::command().get_subcommands() {
             let name = command.get_name();
             assert!(
@@ -143,7 +99,7 @@ mod tests {
     /// Every old script of the seed lives on as a shim that runs its command.
     #[test]
     fn every_old_script_has_a_shim() {
-        let shims = super::workspace_root().join("scripts-compat");
+        let shims = xtask::workspace_root().join("scripts-compat");
         for (script, command) in [
             ("dev-fast.sh", "dev-fast"),
             ("rebuild-clean.sh", "rebuild-clean"),

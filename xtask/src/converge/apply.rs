@@ -11,12 +11,14 @@ use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::{
-    buildlog, cache, containerfile,
+    converge::plan::{self, Action, Facts, Options, Plan},
+    converge::registry::{self, Registry},
+    engine::buildlog,
     engine::{Engine, Kind},
-    fingerprint::{Inputs, sha256},
-    plan::{self, Action, Facts, Options, Plan},
-    ports,
-    registry::{self, Registry},
+    host::ports,
+    inputs::cache,
+    inputs::containerfile,
+    inputs::fingerprint::{Inputs, sha256},
     stack::{
         CONFIG_LABEL, INPUTS_LABEL, Mount, REVISION_LABEL, Readiness, SERVICE_LABEL, Service, ServiceImage,
         Stack,
@@ -541,6 +543,8 @@ fn ready(addr: &str, port: u16, readiness: Readiness) -> bool {
             TcpStream::connect_timeout(&format!("{addr}:{port}").parse().unwrap(), Duration::from_secs(1))
                 .is_ok()
         }
-        Readiness::Http(path) => crate::http::get(addr, port, path).is_some_and(|(status, _)| status == 200),
+        Readiness::Http(path) => {
+            crate::host::http::get(addr, port, path).is_some_and(|(status, _)| status == 200)
+        }
     }
 }

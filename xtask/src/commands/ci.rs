@@ -48,7 +48,7 @@ pub const STEPS: &[Step] = &[
         name: "unit",
         about: "unit tests of both crates and the backend over loopback HTTP (no engine)",
         commands: &[
-            &["cargo", "test", "-p", "xtask", "--bins", "--test", "ci"],
+            &["cargo", "test", "-p", "xtask", "--lib", "--bins", "--test", "ci"],
             &["cargo", "test", "-p", "jarvis-backend"],
         ],
         // rustfmt: tests/ci.rs runs a real failing fmt step.
@@ -527,7 +527,7 @@ mod tests {
                     [_] => {}
                     [] => problems.push(format!(
                         "{src} ({package}'s {kind} target {name}) is run by no step: add it to a step's \
-                         commands in xtask/src/ci.rs (e.g. `--test {name}`)"
+                         commands in xtask/src/commands/ci.rs (e.g. `--test {name}`)"
                     )),
                     many => problems
                         .push(format!("{src} ({package}'s {kind} {name}) runs in several steps: {many:?}")),

@@ -8,10 +8,10 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    apply::{self, Output},
-    cache,
+    converge::apply::{self, Output},
+    converge::plan::{self, Action, Options},
     engine::Engine,
-    plan::{self, Action, Options},
+    inputs::cache,
     stack::{Llm, Stack},
 };
 

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::{
-    cache::Record,
     engine::Observed,
-    fingerprint::Inputs,
-    ports::{Holder, describe_conflict},
+    host::ports::{Holder, describe_conflict},
+    inputs::cache::Record,
+    inputs::fingerprint::Inputs,
     stack::{CONFIG_LABEL, INPUTS_LABEL, ServiceImage, Stack},
 };
 

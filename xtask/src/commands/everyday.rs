@@ -4,9 +4,9 @@ use xshell::{Shell, cmd};
 
 use crate::{
     Context,
-    apply::{self, Output},
+    converge::apply::{self, Output},
+    converge::plan::{self, Options},
     engine::{Engine, Kind},
-    plan::{self, Options},
     stack::{Llm, Service, Stack},
 };
 

@@ -20,10 +20,13 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    Context, cache, http, ports,
-    setup::{self, Ready},
+    Context,
+    commands::setup::{self, Ready},
+    host::http,
+    host::ports,
+    host::supervise::{self, Child, Color, Log, Stdout},
+    inputs::cache,
     stack::Project,
-    supervise::{self, Child, Color, Log, Stdout},
 };
 
 #[derive(Debug, clap::Args)]

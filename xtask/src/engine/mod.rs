@@ -2,6 +2,8 @@
 //! volumes and networks), and running its commands. podman by default; docker where podman
 //! is absent or `JARVIS_ENGINE=docker`.
 
+pub mod buildlog;
+
 use std::{
     collections::{BTreeMap, HashMap},
     os::fd::AsFd,

@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::fingerprint::Inputs;
+use crate::inputs::fingerprint::Inputs;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {

@@ -18,10 +18,13 @@ use serde_json::Value;
 use xshell::Shell;
 
 use crate::{
-    Context, apply, bench, containerfile,
+    Context,
+    commands::bench,
+    converge::apply,
+    converge::plan::{Action, Facts},
+    converge::registry::{self, Registry},
     engine::Engine,
-    plan::{Action, Facts},
-    registry::{self, Registry},
+    inputs::containerfile,
     stack::{Llm, Project, Stack},
 };
 

@@ -15,10 +15,10 @@ use xshell::{Shell, cmd};
 
 use crate::{
     Context,
-    apply::Output,
-    cache::{self, Record},
-    fingerprint::Inputs,
-    models,
+    converge::apply::Output,
+    host::models,
+    inputs::cache::{self, Record},
+    inputs::fingerprint::Inputs,
 };
 
 #[derive(Debug, clap::Args)]

@@ -16,11 +16,11 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    apply::{self, Output},
-    dev_fast::check_llm,
+    commands::dev_fast::check_llm,
+    converge::apply::{self, Output},
+    converge::plan::Options,
+    converge::registry::RegistryArgs,
     engine::Engine,
-    plan::Options,
-    registry::RegistryArgs,
     stack::{Llm, Stack},
 };
 

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::{containerfile, context::Ignore, stack::Image};
+use crate::{inputs::build_context::Ignore, inputs::containerfile, stack::Image};
 
 /// Bump when the listing below changes meaning: every image then rebuilds once.
 pub const SCHEMA: u64 = 1;

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
-use crate::fingerprint::hex;
+use crate::inputs::fingerprint::hex;
 
 /// The manifest schema this code reads.
 const SCHEMA: u64 = 1;

@@ -8,6 +8,8 @@
 //! answering with the new code under `dev-local`. `--prod` times the production image:
 //! a cold build, the no-op `build-prod` and a one-line backend change, with its size.
 
+mod registry;
+
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -17,9 +19,10 @@ use std::{
 
 use crate::{
     Context,
+    commands::setup,
     engine::Engine,
-    fingerprint::Inputs,
-    http, setup,
+    host::http,
+    inputs::fingerprint::Inputs,
     stack::{Llm, Stack},
 };
 
@@ -50,7 +53,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         return prod(cx, runs);
     }
     if let Some(registry) = &args.registry {
-        return crate::registry_bench::run(cx, registry);
+        return registry::run(cx, registry);
     }
     let engine = Engine::detect()?;
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());

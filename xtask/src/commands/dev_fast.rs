@@ -9,12 +9,12 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    apply::{self, Output},
-    cache::{self, Record},
+    converge::apply::{self, Output},
+    converge::plan::Options,
+    converge::registry::RegistryArgs,
     engine::Engine,
-    fingerprint::Inputs,
-    plan::Options,
-    registry::RegistryArgs,
+    inputs::cache::{self, Record},
+    inputs::fingerprint::Inputs,
     stack::{Llm, Mount, Stack},
 };
 
@@ -149,7 +149,7 @@ fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: 
 pub fn check_llm(sh: &Shell, engine: &Engine, stack: &Stack, llm: Llm, out: Output) {
     match llm {
         Llm::Lmstudio => {
-            if crate::http::get("127.0.0.1", 1234, "/v1/models").is_none() {
+            if crate::host::http::get("127.0.0.1", 1234, "/v1/models").is_none() {
                 out.warn(
                     "no LLM answers at http://127.0.0.1:1234/v1: start LM Studio's local server, or use \
                      `--llm ollama`; until then chat answers 503",

@@ -7,11 +7,11 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    apply::{self, Output},
-    cache,
+    converge::apply::{self, Output},
+    converge::plan::{self, Options},
+    converge::registry::{Registry, RegistryArgs},
     engine::Engine,
-    plan::{self, Options},
-    registry::{Registry, RegistryArgs},
+    inputs::cache,
     stack::{Llm, Stack},
 };
 

@@ -1,0 +1,6 @@
+//! Bringing the engine to the stack: observe what it has, plan the actions (a pure
+//! function), apply them, wait until the services answer.
+
+pub mod apply;
+pub mod plan;
+pub mod registry;

@@ -1,0 +1,7 @@
+//! What an image is built from: the Containerfile's bases and copies, the build context
+//! after the ignore file, their fingerprint, and `.dev-cache/`'s records of it.
+
+pub mod build_context;
+pub mod cache;
+pub mod containerfile;
+pub mod fingerprint;

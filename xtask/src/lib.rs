@@ -1,0 +1,32 @@
+//! The Jarv1s build system as a library: `main.rs` parses the command line and calls a
+//! command here; the integration tests use the same stack, engine and helpers.
+//! `ARCHITECTURE.md` at the workspace root is the map of these modules.
+
+pub mod commands;
+pub mod converge;
+pub mod engine;
+pub mod host;
+pub mod inputs;
+pub mod stack;
+
+use std::path::{Path, PathBuf};
+
+/// What every command works on: the checkout and the stack's name and ports.
+pub struct Context {
+    pub project: stack::Project,
+}
+
+/// The workspace holding the current directory (so a scratch copy is its own project),
+/// else the one this xtask was built in.
+pub fn workspace_root() -> PathBuf {
+    let is_root = |dir: &Path| {
+        std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
+            && dir.join("xtask").is_dir()
+    };
+    if let Ok(cwd) = std::env::current_dir()
+        && let Some(root) = cwd.ancestors().find(|d| is_root(d))
+    {
+        return root.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
