@@ -7,6 +7,7 @@ pub mod converge;
 pub mod engine;
 pub mod host;
 pub mod inputs;
+pub mod output;
 pub mod stack;
 
 use std::path::{Path, PathBuf};

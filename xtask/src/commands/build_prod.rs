@@ -7,11 +7,12 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    converge::apply::{self, Output},
+    converge::apply,
     converge::plan::{self, Options},
     converge::registry::{Registry, RegistryArgs},
     engine::Engine,
     inputs::cache,
+    output::{self, Output},
     stack::{Llm, Stack},
 };
 
@@ -35,7 +36,7 @@ pub struct Args {
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let out = Output { json: args.json, dry_run: args.dry_run };
-    apply::reporting("build-prod", args.json, |report| {
+    output::reporting("build-prod", args.json, |report| {
         let rebuild = args.rebuild || args.no_cache;
         // A forced build pulls nothing instead (what it builds is still pushed if asked).
         let registry = args.registry.registry(!rebuild, false)?;

@@ -4,7 +4,6 @@
 //! and a developer run the same commands.
 
 use std::{
-    io::IsTerminal,
     os::unix::process::ExitStatusExt,
     path::Path,
     process::{ExitCode, ExitStatus, Stdio},
@@ -14,6 +13,8 @@ use std::{
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use serde_json::{Value, json};
 use xshell::Shell;
+
+use crate::output::{self, BOLD, GREEN, RED, Stream, YELLOW, paint};
 
 pub struct Step {
     pub name: &'static str,
@@ -345,7 +346,10 @@ fn run_step(sh: &Shell, step: &Step, github: bool, registry: Option<&str>) -> St
     if github {
         println!("::group::{}", step.name);
     } else {
-        println!("{}", paint(&format!("==> ci {}: {}", step.name, step.about), BOLD, stdout_color()));
+        println!(
+            "{}",
+            paint(&format!("==> ci {}: {}", step.name, step.about), BOLD, output::color(Stream::Stdout))
+        );
     }
     let status = run_commands(sh, step, registry.filter(|_| step.shares_images));
     if github {
@@ -358,7 +362,7 @@ fn run_commands(sh: &Shell, step: &Step, registry: Option<&str>) -> Status {
     // Checked before anything runs, so a missing tool costs seconds, not a half-done step.
     let missing: Vec<&Tool> = step.needs().into_iter().filter(|t| !works(sh, t)).collect();
     if !missing.is_empty() {
-        let color = std::io::stderr().is_terminal() && color_allowed();
+        let color = output::color(Stream::Stderr);
         for tool in &missing {
             eprintln!(
                 "{} step {} needs {}, which is missing (`{}` did not run).\n  install it: {}",
@@ -407,7 +411,7 @@ fn exit_code(status: ExitStatus) -> u8 {
 }
 
 fn print_summary(results: &[(&Step, Status, Duration)]) {
-    let color = stdout_color();
+    let color = output::color(Stream::Stdout);
     let width = results.iter().map(|(s, ..)| s.name.len()).max().unwrap_or(4).max(5);
     println!("\n{}", paint("ci summary", BOLD, color));
     println!("  {:<width$}  {:<32} {:>9}", "step", "status", "time");
@@ -422,24 +426,6 @@ fn print_summary(results: &[(&Step, Status, Duration)]) {
     }
     let total: Duration = results.iter().map(|(_, _, d)| *d).sum();
     println!("  {:<width$}  {:<32} {:>8.1}s", "total", "", total.as_secs_f64());
-}
-
-const BOLD: &str = "1";
-const RED: &str = "31";
-const GREEN: &str = "32";
-const YELLOW: &str = "33";
-
-/// Color only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
-fn color_allowed() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-fn stdout_color() -> bool {
-    std::io::stdout().is_terminal() && color_allowed()
-}
-
-fn paint(text: &str, code: &str, color: bool) -> String {
-    if color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
 }
 
 #[cfg(test)]

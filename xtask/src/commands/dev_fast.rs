@@ -9,12 +9,13 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    converge::apply::{self, Output},
+    converge::apply,
     converge::plan::Options,
     converge::registry::RegistryArgs,
     engine::Engine,
     inputs::cache::{self, Record},
     inputs::fingerprint::Inputs,
+    output::{self, Output},
     stack::{Llm, Mount, Stack},
 };
 
@@ -44,7 +45,7 @@ pub struct Args {
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let out = Output { json: args.json, dry_run: args.dry_run };
-    apply::reporting("dev-fast", args.json, |report| run_inner(cx, args, out, report))
+    output::reporting("dev-fast", args.json, |report| run_inner(cx, args, out, report))
 }
 
 fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Result<(), String> {

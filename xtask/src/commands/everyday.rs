@@ -4,9 +4,10 @@ use xshell::{Shell, cmd};
 
 use crate::{
     Context,
-    converge::apply::{self, Output},
+    converge::apply,
     converge::plan::{self, Options},
     engine::{Engine, Kind},
+    output::{self, Output},
     stack::{Llm, Service, Stack},
 };
 
@@ -146,7 +147,7 @@ pub fn stop(cx: &Context, args: &StopArgs) -> Result<(), String> {
     }
     let command = [vec!["stop".to_string(), "-t".into(), "5".into()], running.clone()].concat();
     if args.dry_run {
-        println!("{}", apply::command_line(&engine, &command));
+        println!("{}", output::command_line(engine.name(), &command));
         return Ok(());
     }
     engine.run_quiet(&sh, &command)?;

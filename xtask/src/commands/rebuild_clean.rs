@@ -8,10 +8,11 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    converge::apply::{self, Output},
+    converge::apply,
     converge::plan::{self, Action, Options},
     engine::Engine,
     inputs::cache,
+    output::{self, Output},
     stack::{Llm, Stack},
 };
 
@@ -72,9 +73,9 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     }
     for step in &steps {
         if args.dry_run {
-            println!("{}", apply::command_line(&engine, step));
+            println!("{}", output::command_line(engine.name(), step));
         } else {
-            out.say(format!("$ {}", apply::command_line(&engine, step)));
+            out.say(format!("$ {}", output::command_line(engine.name(), step)));
             engine.run(&sh, step)?;
         }
     }

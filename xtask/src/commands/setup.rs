@@ -15,10 +15,10 @@ use xshell::{Shell, cmd};
 
 use crate::{
     Context,
-    converge::apply::Output,
     host::models,
     inputs::cache::{self, Record},
     inputs::fingerprint::Inputs,
+    output::Output,
 };
 
 #[derive(Debug, clap::Args)]

@@ -4,7 +4,7 @@
 //! removes the stack's containers and keeps its volumes; `-d` leaves it running.
 
 use std::{
-    io::{BufRead, BufReader, IsTerminal, Read},
+    io::{BufRead, BufReader, Read},
     os::unix::process::CommandExt,
     process::{Child, Command, Stdio},
     sync::atomic::{AtomicBool, Ordering},
@@ -17,10 +17,11 @@ use xshell::Shell;
 use crate::{
     Context,
     commands::dev_fast::check_llm,
-    converge::apply::{self, Output},
+    converge::apply,
     converge::plan::Options,
     converge::registry::RegistryArgs,
     engine::Engine,
+    output::{self, Output},
     stack::{Llm, Stack},
 };
 
@@ -93,7 +94,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
 fn follow(sh: &Shell, engine: &Engine, stack: &Stack, interrupted: &AtomicBool) -> Result<(), String> {
     // An optional service that could not start (no LLM image) has nothing to follow.
     let observed = engine.observe(sh, &[])?;
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = output::color(output::Stream::Stdout);
     let width = stack.services.iter().map(|s| s.key.len()).max().unwrap_or(0);
     let mut followers: Vec<(String, Child)> = Vec::new();
     for (index, service) in stack.services.iter().enumerate() {

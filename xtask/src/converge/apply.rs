@@ -2,7 +2,6 @@
 //! exactly with `--dry-run`. Image records are written only after their build succeeded.
 
 use std::{
-    io::IsTerminal,
     net::TcpStream,
     time::{Duration, Instant},
 };
@@ -19,58 +18,12 @@ use crate::{
     inputs::cache,
     inputs::containerfile,
     inputs::fingerprint::{Inputs, sha256},
+    output::{Output, command_line},
     stack::{
         CONFIG_LABEL, INPUTS_LABEL, Mount, REVISION_LABEL, Readiness, SERVICE_LABEL, Service, ServiceImage,
         Stack,
     },
 };
-
-/// Where messages go: stdout for people; stderr when stdout carries `--json`.
-#[derive(Clone, Copy, Debug)]
-pub struct Output {
-    pub json: bool,
-    pub dry_run: bool,
-}
-
-impl Output {
-    pub fn say(&self, line: impl AsRef<str>) {
-        if self.json {
-            eprintln!("{}", line.as_ref());
-        } else {
-            println!("{}", line.as_ref());
-        }
-    }
-
-    pub fn warn(&self, line: impl AsRef<str>) {
-        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        if color {
-            eprintln!("\x1b[33mwarning:\x1b[0m {}", line.as_ref());
-        } else {
-            eprintln!("warning: {}", line.as_ref());
-        }
-    }
-}
-
-/// Runs a command's body; with `--json` its report, with `ok`, `seconds` and any `error`,
-/// is printed as one document on stdout, whatever happened.
-pub fn reporting(
-    command: &str,
-    json_out: bool,
-    body: impl FnOnce(&mut Value) -> Result<(), String>,
-) -> Result<(), String> {
-    let started = Instant::now();
-    let mut report = json!({ "command": command });
-    let result = body(&mut report);
-    if json_out {
-        report["ok"] = json!(result.is_ok());
-        report["seconds"] = json!(started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            report["error"] = json!(e);
-        }
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
-    }
-    result
-}
 
 /// Every image the plan asks about: ours, the bases they are built from (their ids are
 /// inputs), and those only pulled.
@@ -266,22 +219,6 @@ fn git_revision(root: &std::path::Path) -> String {
         .clone()
 }
 
-/// Quotes an argument for display, so a printed command can be pasted into a shell.
-pub fn shell_quote(arg: &str) -> String {
-    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c)) {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
-}
-
-pub fn command_line(engine: &Engine, args: &[String]) -> String {
-    std::iter::once(engine.name().to_string())
-        .chain(args.iter().map(|a| shell_quote(a)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Runs the plan's actions in order. A failed optional action (the LLM) is a warning;
 /// any other failure stops the run with nothing recorded for what did not build. With a
 /// registry, an image to build is first looked for there, and pushed after its build.
@@ -316,7 +253,7 @@ pub fn apply(
                 Some((r, _, img, digest)) => registry::dry_run_lines(engine, r, img, digest),
                 None => (vec![], vec![]),
             };
-            for line in before.iter().chain([&command_line(engine, &args)]).chain(&after) {
+            for line in before.iter().chain([&command_line(engine.name(), &args)]).chain(&after) {
                 out.say(line);
             }
             done.push(json!({ "action": action.to_json(stack), "command": args, "status": "dry-run" }));

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
 use crate::{
-    converge::apply::Output,
     engine::{Engine, Kind},
+    output::Output,
     stack::{INPUTS_LABEL, Image},
 };
 
@@ -341,7 +341,7 @@ pub fn dry_run_lines(
     digest: &str,
 ) -> (Vec<String>, Vec<String>) {
     let remote = registry.remote(image, digest);
-    let line = |args: &[String]| crate::converge::apply::command_line(engine, args);
+    let line = |args: &[String]| crate::output::command_line(engine.name(), args);
     let before = if registry.pull {
         vec![format!(
             "{}   # tried first; the build below runs only if this misses",

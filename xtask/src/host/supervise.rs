@@ -5,7 +5,7 @@
 //! commands run to completion, these run for the whole session and end by signal.
 
 use std::{
-    io::{BufRead, BufReader, IsTerminal, Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     os::unix::process::{CommandExt, ExitStatusExt},
     process::{Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
@@ -25,11 +25,15 @@ pub struct Log {
     color: bool,
 }
 
+impl Default for Log {
+    fn default() -> Log {
+        Log::new()
+    }
+}
+
 impl Log {
-    /// Colors only on a terminal, and never with `NO_COLOR` set (https://no-color.org).
     pub fn new() -> Log {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Log { color: std::io::stdout().is_terminal() && !no_color }
+        Log { color: crate::output::color(crate::output::Stream::Stdout) }
     }
 
     pub fn color(&self) -> bool {
