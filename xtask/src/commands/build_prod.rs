@@ -61,7 +61,7 @@ pub fn build(
     // Only the image: no services, so no ports are checked and nothing is started.
     let stack = Stack { services: vec![], ..Stack::prod(&cx.project, Llm::default(), engine.host_alias()) };
     let image = &stack.images[0];
-    let facts = apply::observe(sh, engine, &stack)?;
+    let facts = crate::converge::observe::observe(sh, engine, &stack)?;
     let plan = plan::plan_builds(&stack, &facts, options);
     let digest = facts.inputs[0].0.digest();
     report["image"] = json!(image.reference);
@@ -90,8 +90,7 @@ pub fn build(
             return Ok(());
         }
     }
-    let size = engine.read(sh, &["image", "inspect", "--format", "{{.Size}}", &image.reference])?;
-    if let Ok(bytes) = size.trim().parse::<u64>() {
+    if let Ok(bytes) = engine.image_size(sh, &image.reference) {
         let also: Vec<&str> =
             image.extra_tags.iter().filter_map(|t| t.rsplit_once(':').map(|(_, tag)| tag)).collect();
         out.say(format!("{} (also :{}): {:.0} MB", image.reference, also.join(", :"), bytes as f64 / 1e6));

@@ -11,8 +11,9 @@ use crate::{
     Context,
     converge::apply,
     converge::plan::Options,
+    converge::ready::Cancel,
     converge::registry::RegistryArgs,
-    engine::Engine,
+    engine::{Call, Engine, Progress, Run},
     inputs::cache::{self, Record},
     inputs::fingerprint::Inputs,
     output::{self, Output},
@@ -61,7 +62,17 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     // `--rebuild` asks for a build: nothing is pulled instead (what it builds is pushed).
     let registry = args.registry.registry(!args.rebuild, false)?;
     let timeout = Duration::from_secs(args.timeout);
-    apply::converge(&sh, &engine, &stack, options, timeout, out, registry.as_ref(), report)?;
+    apply::converge(
+        &sh,
+        &engine,
+        &stack,
+        options,
+        timeout,
+        out,
+        registry.as_ref(),
+        report,
+        &Cancel::default(),
+    )?;
     if args.dry_run || args.build_only {
         return Ok(());
     }
@@ -110,31 +121,31 @@ fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: 
     let image = stack.image_of(backend).expect("the backend is built").reference.clone();
     let bind =
         |rel: &str| format!("{}:/src/{}:ro", root.join(rel).display(), rel.rsplit('/').next().unwrap_or(rel));
-    let args: Vec<String> = [
-        "run",
-        "--rm",
-        "--label",
-        &stack.project.label(),
-        "--entrypoint",
-        "/opt/venv/bin/python",
-        "-v",
-        &format!("{volume}:/models"),
-        "-v",
-        &bind(sources[0]),
-        "-v",
-        &bind(sources[1]),
-        "--security-opt",
-        "label=disable",
-        &image,
-        "/src/fetch-models.py",
-        "/src/models.json",
-        "/models",
-    ]
-    .map(str::to_string)
-    .to_vec();
+    let run = Run {
+        name: None,
+        labels: vec![stack.project.label()],
+        spec: [
+            "--entrypoint",
+            "/opt/venv/bin/python",
+            "-v",
+            &format!("{volume}:/models"),
+            "-v",
+            &bind(sources[0]),
+            "-v",
+            &bind(sources[1]),
+            "--security-opt",
+            "label=disable",
+            &image,
+            "/src/fetch-models.py",
+            "/src/models.json",
+            "/models",
+        ]
+        .map(str::to_string)
+        .to_vec(),
+    };
     out.say(format!("models volume {volume}: fetching the voices of models.json (once per manifest)"));
-    match engine.run_to(sh, &args, out.json) {
-        Ok(()) => {
+    match engine.call(sh, &Call::Run(run), Progress::Shown { to_stderr: out.json }) {
+        Ok(_) => {
             if let Err(e) = cache::store_step(&dir, "models-volume", &inputs) {
                 out.warn(e);
             }
@@ -159,8 +170,7 @@ pub fn check_llm(sh: &Shell, engine: &Engine, stack: &Stack, llm: Llm, out: Outp
         }
         Llm::Ollama => {
             let Some(service) = stack.service("llm") else { return };
-            let state = engine.read(sh, &["inspect", "--format", "{{.State.Status}}", &service.container]);
-            if state.map(|s| s.trim() != "running").unwrap_or(true) {
+            if engine.container_state(sh, &service.container) != "running" {
                 out.warn(format!(
                     "the Ollama container {} is not running; chat answers 503 until an LLM is reachable",
                     service.container

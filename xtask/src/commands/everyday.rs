@@ -1,13 +1,12 @@
 //! The everyday commands over the same stack: `status`, `logs`, `stop`.
 
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
 use crate::{
     Context,
-    converge::apply,
     converge::plan::{self, Options},
-    engine::{Engine, Kind},
-    output::{self, Output},
+    engine::{Call, Engine, Kind, Progress},
+    output::Output,
     stack::{Llm, Service, Stack},
 };
 
@@ -27,7 +26,7 @@ pub struct StatusArgs {
 /// What runs, on which ports, and what `dev-fast` would do now (planned, not applied).
 pub fn status(cx: &Context, args: &StatusArgs) -> Result<(), String> {
     let (engine, stack, sh) = setup(cx)?;
-    let facts = apply::observe(&sh, &engine, &stack)?;
+    let facts = crate::converge::observe::observe(&sh, &engine, &stack)?;
     let mut ours: Vec<_> =
         facts.observed.containers.values().filter(|c| c.project() == Some(&cx.project.name)).collect();
     ours.sort_by(|a, b| a.name.cmp(&b.name));
@@ -113,14 +112,7 @@ pub fn logs(cx: &Context, args: &LogsArgs) -> Result<(), String> {
             "docker shows one container's logs at a time: name a service (backend, frontend, app)".into()
         );
     }
-    let program = &engine.program;
-    let tail = args.tail.to_string();
-    let follow = args.follow.then_some("--follow");
-    let names = (containers.len() > 1).then_some("--names");
-    cmd!(sh, "{program} logs --tail {tail} {follow...} {names...} {containers...}")
-        .quiet()
-        .run()
-        .map_err(|e| format!("showing logs failed: {e}"))
+    engine.logs(&sh, &containers, args.tail, args.follow)
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,12 +137,12 @@ pub fn stop(cx: &Context, args: &StopArgs) -> Result<(), String> {
         println!("nothing of project {} is running", cx.project.name);
         return Ok(());
     }
-    let command = [vec!["stop".to_string(), "-t".into(), "5".into()], running.clone()].concat();
+    let stop = Call::Stop(running.clone());
     if args.dry_run {
-        println!("{}", output::command_line(engine.name(), &command));
+        println!("{}", engine.command_lines(&stop).join("\n"));
         return Ok(());
     }
-    engine.run_quiet(&sh, &command)?;
+    engine.call(&sh, &stop, Progress::Quiet)?;
     Output { json: false, dry_run: false }.say(format!("stopped {}", running.join(", ")));
     Ok(())
 }

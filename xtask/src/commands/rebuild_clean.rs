@@ -10,9 +10,9 @@ use crate::{
     Context,
     converge::apply,
     converge::plan::{self, Action, Options},
-    engine::Engine,
+    engine::{Call, Engine, Progress},
     inputs::cache,
-    output::{self, Output},
+    output::Output,
     stack::{Llm, Stack},
 };
 
@@ -44,39 +44,32 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let mut containers: Vec<String> =
         observed.containers.values().filter(|c| c.project() == Some(name)).map(|c| c.name.clone()).collect();
     containers.sort();
-    let label = format!("label={}", cx.project.label());
-    let mut images: Vec<String> = engine
-        .read(&sh, &["images", "-q", "--no-trunc", "--filter", &label])?
-        .lines()
-        .map(|id| id.trim_start_matches("sha256:").to_string())
-        .filter(|id| !id.is_empty())
-        .collect();
-    images.sort();
-    images.dedup();
+    let images = engine.images_labelled(&sh, &cx.project.label())?;
 
-    let mut steps: Vec<Vec<String>> = Vec::new();
-    let s = |v: &str| v.to_string();
+    let mut steps: Vec<Call> = Vec::new();
     if !containers.is_empty() {
-        steps.push([vec![s("rm"), s("-f"), s("-t"), s("5")], containers.clone()].concat());
+        steps.push(Call::RemoveContainers(containers.clone()));
     }
     if !images.is_empty() {
-        steps.push([vec![s("rmi"), s("-f")], images.clone()].concat());
+        steps.push(Call::RemoveImagesForce(images.clone()));
     }
-    steps.push(vec![s("image"), s("prune"), s("-f"), s("--filter"), format!("label={}", cx.project.label())]);
+    steps.push(Call::PruneImages { label: cx.project.label() });
     if args.volumes {
-        let labelled = engine
-            .read(&sh, &["volume", "ls", "-q", "--filter", &format!("label={}", cx.project.label())])?;
-        let volumes: Vec<String> = labelled.lines().map(str::to_string).filter(|v| !v.is_empty()).collect();
+        let volumes = engine.volumes_labelled(&sh, &cx.project.label())?;
         if !volumes.is_empty() {
-            steps.push([vec![s("volume"), s("rm"), s("-f")], volumes].concat());
+            steps.push(Call::RemoveVolumes(volumes));
         }
     }
     for step in &steps {
-        if args.dry_run {
-            println!("{}", output::command_line(engine.name(), step));
-        } else {
-            out.say(format!("$ {}", output::command_line(engine.name(), step)));
-            engine.run(&sh, step)?;
+        for line in engine.command_lines(step) {
+            if args.dry_run {
+                println!("{line}");
+            } else {
+                out.say(format!("$ {line}"));
+            }
+        }
+        if !args.dry_run {
+            engine.call(&sh, step, Progress::Shown { to_stderr: false })?;
         }
     }
     if !args.dry_run {
@@ -88,7 +81,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     }
 
     // Rebuild from scratch: the engine now has none of our images, so observe again.
-    let facts = apply::observe(&sh, &engine, &stack)?;
+    let facts = crate::converge::observe::observe(&sh, &engine, &stack)?;
     let mut plan = plan::plan(&stack, &facts, Options { rebuild: true, no_cache: true });
     plan.actions.retain(|a| matches!(a, Action::Build { .. }));
     plan.blockers.clear();

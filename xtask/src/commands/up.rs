@@ -5,9 +5,7 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
-    os::unix::process::CommandExt,
-    process::{Child, Command, Stdio},
-    sync::atomic::{AtomicBool, Ordering},
+    process::Child,
     time::Duration,
 };
 
@@ -19,8 +17,9 @@ use crate::{
     commands::dev_fast::check_llm,
     converge::apply,
     converge::plan::Options,
+    converge::ready::Cancel,
     converge::registry::RegistryArgs,
-    engine::Engine,
+    engine::{Call, Engine, Progress},
     output::{self, Output},
     stack::{Llm, Stack},
 };
@@ -49,9 +48,9 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let stack = Stack::prod(&cx.project, args.llm, engine.host_alias());
     let sh = Shell::new().map_err(|e| e.to_string())?;
     // Installed before anything starts, so a Ctrl-C while waiting still cleans up.
-    let interrupted = &apply::INTERRUPTED;
-    ctrlc::set_handler(|| apply::INTERRUPTED.store(true, Ordering::SeqCst))
-        .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    let cancel = Cancel::default();
+    let on_signal = cancel.clone();
+    ctrlc::set_handler(move || on_signal.cancel()).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
 
     let registry = args.registry.registry(true, false)?;
     let timeout = Duration::from_secs(args.timeout);
@@ -65,9 +64,10 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         out,
         registry.as_ref(),
         &mut report,
+        &cancel,
     );
     if let Err(e) = converged {
-        if interrupted.load(Ordering::SeqCst) {
+        if cancel.is_cancelled() {
             return take_down(&sh, &engine, &stack, "interrupted");
         }
         return Err(e);
@@ -84,14 +84,14 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         return Ok(());
     }
     out.say("following the logs; Ctrl-C stops and removes the containers (volumes are kept)");
-    let ended = follow(&sh, &engine, &stack, interrupted);
+    let ended = follow(&sh, &engine, &stack, &cancel);
     take_down(&sh, &engine, &stack, "stopping")?;
     ended
 }
 
 /// Streams every running service's logs, prefixed, until Ctrl-C/SIGTERM or until a
 /// container stops (an error naming it).
-fn follow(sh: &Shell, engine: &Engine, stack: &Stack, interrupted: &AtomicBool) -> Result<(), String> {
+fn follow(sh: &Shell, engine: &Engine, stack: &Stack, cancel: &Cancel) -> Result<(), String> {
     // An optional service that could not start (no LLM image) has nothing to follow.
     let observed = engine.observe(sh, &[])?;
     let color = output::color(output::Stream::Stdout);
@@ -106,21 +106,13 @@ fn follow(sh: &Shell, engine: &Engine, stack: &Stack, interrupted: &AtomicBool) 
         } else {
             format!("{:>width$} | ", service.key)
         };
-        let mut child = Command::new(&engine.program)
-            .args(["logs", "--follow", "--tail", "20", &service.container])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: the terminal's Ctrl-C is ours to handle, not its.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot follow the logs of {}: {e}", service.container))?;
+        let mut child = engine.follow_logs(&service.container, 20)?;
         pipe_lines(child.stdout.take(), prefix.clone());
         pipe_lines(child.stderr.take(), prefix);
         followers.push((service.key.to_string(), child));
     }
     let mut result = Ok(());
-    'wait: while !interrupted.load(Ordering::SeqCst) {
+    'wait: while !cancel.is_cancelled() {
         for (key, child) in &mut followers {
             // `logs --follow` ends when its container stops.
             if let Ok(Some(_)) = child.try_wait() {
@@ -164,8 +156,7 @@ fn take_down(sh: &Shell, engine: &Engine, stack: &Stack, why: &str) -> Result<()
         .map(|c| c.name.clone())
         .collect();
     if !ours.is_empty() {
-        let args = [vec!["rm".to_string(), "-f".into(), "-t".into(), "5".into()], ours.clone()].concat();
-        engine.run_quiet(sh, &args)?;
+        engine.call(sh, &Call::RemoveContainers(ours.clone()), Progress::Quiet)?;
     }
     let volumes: Vec<&String> = stack.volumes.iter().filter(|v| observed.volumes.contains(v)).collect();
     println!(

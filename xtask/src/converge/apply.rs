@@ -1,193 +1,63 @@
-//! Observe the engine, and apply a plan: each action becomes one engine command, printed
-//! exactly with `--dry-run`. Image records are written only after their build succeeded.
+//! Apply a plan: each action becomes one engine call, printed exactly with `--dry-run`.
+//! Image records are written only after their build succeeded. `converge` is the whole
+//! loop: observe, plan, apply, wait until ready.
 
-use std::{
-    net::TcpStream,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::{
-    converge::plan::{self, Action, Facts, Options, Plan},
-    converge::registry::{self, Registry},
-    engine::buildlog,
-    engine::{Engine, Kind},
-    host::ports,
-    inputs::cache,
-    inputs::containerfile,
-    inputs::fingerprint::{Inputs, sha256},
-    output::{Output, command_line},
-    stack::{
-        CONFIG_LABEL, INPUTS_LABEL, Mount, REVISION_LABEL, Readiness, SERVICE_LABEL, Service, ServiceImage,
-        Stack,
+    converge::{
+        observe::observe,
+        plan::{self, Action, Facts, Options, Plan},
+        ready::{self, Cancel},
+        registry::{self, Registry},
+        spec,
     },
+    engine::{Build, Call, Engine, Progress, buildlog},
+    inputs::cache,
+    output::Output,
+    stack::{INPUTS_LABEL, REVISION_LABEL, ServiceImage, Stack},
 };
 
-/// Every image the plan asks about: ours, the bases they are built from (their ids are
-/// inputs), and those only pulled.
-fn image_references(stack: &Stack) -> Vec<String> {
-    let mut references: Vec<String> = Vec::new();
-    for image in &stack.images {
-        references.push(image.reference.clone());
-        let text = std::fs::read_to_string(stack.root().join(image.containerfile)).unwrap_or_default();
-        references.extend(containerfile::bases(&text));
-    }
-    for service in &stack.services {
-        if let ServiceImage::Pulled(reference) = &service.image {
-            references.push(reference.clone());
-        }
-    }
-    references.sort();
-    references.dedup();
-    references
-}
-
-/// Gathers the facts the planner needs: four engine listings, the inputs of each image,
-/// and the ports that cannot be bound.
-pub fn observe(sh: &Shell, engine: &Engine, stack: &Stack) -> Result<Facts, String> {
-    let references = image_references(stack);
-    let observed = engine.observe(sh, &references.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let inputs: Vec<(Inputs, cache::Record)> = stack
-        .images
-        .iter()
-        .map(|image| {
-            let inputs =
-                Inputs::of_image(stack.root(), image, |base| observed.image(base).map(|i| i.id.clone()));
-            (inputs, cache::load(&stack.project.cache_dir(), image.key))
-        })
-        .collect();
-    let configs = stack
-        .services
-        .iter()
-        .map(|service| {
-            let image_digest = match service.image {
-                ServiceImage::Built(i) => inputs[i].0.digest(),
-                ServiceImage::Pulled(ref reference) => reference.clone(),
-            };
-            config_digest(&run_spec(stack, engine, service), &image_digest)
-        })
-        .collect();
-    let mut busy_ports = std::collections::BTreeMap::new();
-    for service in &stack.services {
-        for (host_port, _) in &service.ports {
-            if !ports::is_free(&stack.project.publish_addr, *host_port) {
-                busy_ports.insert(*host_port, ports::holder(*host_port));
-            }
-        }
-    }
-    Ok(Facts { observed, inputs, configs, busy_ports })
-}
-
-fn config_digest(spec: &[String], image_digest: &str) -> String {
-    sha256(&format!("{image_digest}\0{}", spec.join("\0")))
-}
-
-/// The `run` arguments that define a container, bar its labels: what the config digest
-/// covers, so that any change to them recreates the container.
-pub fn run_spec(stack: &Stack, engine: &Engine, service: &Service) -> Vec<String> {
-    let mut args = vec!["--network".to_string(), stack.network.clone()];
-    for (host, container) in &service.ports {
-        args.extend(["-p".into(), format!("{}:{host}:{container}", stack.project.publish_addr)]);
-    }
-    let mut binds = false;
-    for mount in &service.mounts {
-        let spec = match mount {
-            Mount::Bind { source, target, read_only } => {
-                binds = true;
-                format!("{}:{target}{}", source.display(), if *read_only { ":ro" } else { "" })
-            }
-            Mount::Volume { name, target } => format!("{name}:{target}"),
-        };
-        args.extend(["-v".into(), spec]);
-    }
-    // Bind mounts without relabelling: `:z` would relabel the whole workspace on SELinux
-    // hosts (Fedora); a dev container is trusted with the source it edits anyway.
-    if binds {
-        args.extend(["--security-opt".into(), "label=disable".into()]);
-    }
-    for (key, value) in &service.env {
-        args.extend(["-e".into(), format!("{key}={value}")]);
-    }
-    args.extend(engine.host_alias_args());
-    args.push(match (&service.image, stack.image_of(service)) {
-        (_, Some(image)) => image.reference.clone(),
-        (ServiceImage::Pulled(reference), None) => reference.clone(),
-        (ServiceImage::Built(_), None) => unreachable!("a built service names one of the stack's images"),
-    });
-    args
-}
-
-/// The exact engine arguments of an action.
-pub fn command(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> Vec<String> {
+/// The engine call of an action.
+pub fn call(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> Call {
     let project = &stack.project;
-    let s = |v: &str| v.to_string();
     match action {
         Action::CreateNetwork { name } => {
-            vec![s("network"), s("create"), s("--label"), project.label(), name.clone()]
+            Call::CreateNetwork { name: name.clone(), labels: vec![project.label()] }
         }
         Action::CreateVolume { name } => {
-            vec![s("volume"), s("create"), s("--label"), project.label(), name.clone()]
+            Call::CreateVolume { name: name.clone(), labels: vec![project.label()] }
         }
         Action::Build { image, no_cache, .. } => {
             let img = &stack.images[*image];
             let digest = facts.inputs[*image].0.digest();
             let root = stack.root().display().to_string();
-            let mut args = vec![
-                s("build"),
-                s("-f"),
-                format!("{root}/{}", img.containerfile),
-                s("-t"),
-                img.reference.clone(),
-                s("--label"),
-                project.label(),
-                s("--label"),
-                format!("{INPUTS_LABEL}={}", digest),
-                s("--label"),
-                format!("{REVISION_LABEL}={}", git_revision(stack.root())),
-                s("-t"),
-                img.inputs_tag(&digest),
-            ];
-            for tag in &img.extra_tags {
-                args.extend([s("-t"), tag.clone()]);
-            }
-            // The docker format keeps HEALTHCHECK, which podman's default OCI format drops.
-            if engine.kind == Kind::Podman {
-                args.extend([s("--format"), s("docker")]);
-            }
-            if *no_cache {
-                args.push(s("--no-cache"));
-            }
-            for (k, v) in &img.build_args {
-                args.extend([s("--build-arg"), format!("{k}={v}")]);
-            }
-            args.push(root);
-            args
+            let mut tags = vec![img.reference.clone(), img.inputs_tag(&digest)];
+            tags.extend(img.extra_tags.iter().cloned());
+            Call::Build(Build {
+                containerfile: format!("{root}/{}", img.containerfile),
+                context: root,
+                tags,
+                labels: vec![
+                    project.label(),
+                    format!("{INPUTS_LABEL}={digest}"),
+                    format!("{REVISION_LABEL}={}", git_revision(stack.root())),
+                ],
+                build_args: img.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                no_cache: *no_cache,
+            })
         }
         Action::Pull { service, .. } => match &stack.services[*service].image {
-            ServiceImage::Pulled(reference) => vec![s("pull"), reference.clone()],
+            ServiceImage::Pulled(reference) => Call::Pull { reference: reference.clone(), tls_verify: true },
             ServiceImage::Built(_) => unreachable!("only pulled images are pulled"),
         },
-        Action::Remove { container, .. } => vec![s("rm"), s("-f"), s("-t"), s("5"), container.clone()],
+        Action::Remove { container, .. } => Call::RemoveContainers(vec![container.clone()]),
         Action::Run { service, .. } => {
             let svc = &stack.services[*service];
-            let mut args = vec![
-                s("run"),
-                s("-d"),
-                // PID 1 that forwards signals: `stop` takes 0.2 s instead of 10.
-                s("--init"),
-                s("--name"),
-                svc.container.clone(),
-                s("--label"),
-                project.label(),
-                s("--label"),
-                format!("{SERVICE_LABEL}={}", svc.key),
-                s("--label"),
-                format!("{CONFIG_LABEL}={}", facts.configs[*service]),
-            ];
-            args.extend(run_spec(stack, engine, svc));
-            args
+            Call::Run(spec::service_run(stack, engine, svc, &facts.configs[*service]))
         }
     }
 }
@@ -240,7 +110,7 @@ pub fn apply(
         {
             continue;
         }
-        let args = command(stack, engine, facts, action);
+        let call = call(stack, engine, facts, action);
         // The image a build action makes, with the registry to look in and push to.
         let shared = match action {
             Action::Build { image, .. } => {
@@ -253,10 +123,11 @@ pub fn apply(
                 Some((r, _, img, digest)) => registry::dry_run_lines(engine, r, img, digest),
                 None => (vec![], vec![]),
             };
-            for line in before.iter().chain([&command_line(engine.name(), &args)]).chain(&after) {
+            for line in before.iter().chain(&engine.command_lines(&call)).chain(&after) {
                 out.say(line);
             }
-            done.push(json!({ "action": action.to_json(stack), "command": args, "status": "dry-run" }));
+            let command = engine.calls(&call).concat();
+            done.push(json!({ "action": action.to_json(stack), "command": command, "status": "dry-run" }));
             continue;
         }
         let mut registry_report = Value::Null;
@@ -293,13 +164,15 @@ pub fn apply(
         };
         // Build output is progress worth seeing; other commands only print ids.
         let mut stages = Vec::new();
-        let result = match action {
-            Action::Build { .. } => {
-                engine.build(sh, &args, out.json).map(|log| stages = buildlog::stages(&log))
-            }
-            Action::Pull { .. } => engine.run_to(sh, &args, out.json),
-            _ => engine.run_quiet(sh, &args),
+        let progress = match action {
+            Action::Build { .. } | Action::Pull { .. } => Progress::Shown { to_stderr: out.json },
+            _ => Progress::Quiet,
         };
+        let result = engine.call(sh, &call, progress).map(|log| {
+            if let Action::Build { .. } = action {
+                stages = buildlog::stages(&log);
+            }
+        });
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(()) => {
@@ -391,6 +264,7 @@ pub fn converge(
     out: Output,
     registry: Option<&Registry>,
     report: &mut Value,
+    cancel: &Cancel,
 ) -> Result<(), String> {
     let _lock = cache::lock(&stack.project.cache_dir())?;
     let facts = observe(sh, engine, stack)?;
@@ -415,73 +289,5 @@ pub fn converge(
     if out.dry_run {
         return Ok(());
     }
-    wait_ready(sh, engine, stack, timeout, out)
-}
-
-/// Set by a command that handles Ctrl-C itself (`up`), so that waiting gives up at once
-/// instead of ignoring the user until its time-out.
-pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Waits until each required service answers, or fails with its last log lines.
-pub fn wait_ready(
-    sh: &Shell,
-    engine: &Engine,
-    stack: &Stack,
-    timeout: Duration,
-    out: Output,
-) -> Result<(), String> {
-    for service in stack.services.iter().filter(|s| !s.optional) {
-        let Some(&(port, _)) = service.ports.first() else { continue };
-        let started = Instant::now();
-        let mut said = false;
-        loop {
-            if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(format!("interrupted while waiting for {}", service.key));
-            }
-            if ready(stack.project.reach_addr(), port, service.readiness) {
-                break;
-            }
-            let state = engine
-                .read(sh, &["inspect", "--format", "{{.State.Status}}", &service.container])
-                .unwrap_or_else(|_| "missing".into());
-            let state = state.trim();
-            if state != "running" || started.elapsed() > timeout {
-                let logs = engine.logs_tail(sh, &service.container, 30);
-                let why = if state != "running" {
-                    format!("the {} container is {state}", service.key)
-                } else {
-                    format!(
-                        "the {} service did not answer on port {port} within {}s",
-                        service.key,
-                        timeout.as_secs()
-                    )
-                };
-                return Err(format!(
-                    "{why}. Its last log lines:\n{logs}\n(`cargo xtask logs {}` for more)",
-                    service.key
-                ));
-            }
-            if !said && started.elapsed() > Duration::from_secs(3) {
-                out.say(format!(
-                    "waiting for {} on port {port} (a first start compiles in the container; `cargo xtask logs {} -f` to watch)",
-                    service.key, service.key
-                ));
-                said = true;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-    Ok(())
-}
-
-fn ready(addr: &str, port: u16, readiness: Readiness) -> bool {
-    match readiness {
-        Readiness::Tcp => {
-            TcpStream::connect_timeout(&format!("{addr}:{port}").parse().unwrap(), Duration::from_secs(1))
-                .is_ok()
-        }
-        Readiness::Http(path) => {
-            crate::host::http::get(addr, port, path).is_some_and(|(status, _)| status == 200)
-        }
-    }
+    ready::wait(sh, engine, stack, timeout, out, cancel)
 }

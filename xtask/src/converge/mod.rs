@@ -2,5 +2,8 @@
 //! function), apply them, wait until the services answer.
 
 pub mod apply;
+pub mod observe;
 pub mod plan;
+pub mod ready;
 pub mod registry;
+pub mod spec;

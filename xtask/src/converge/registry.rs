@@ -9,10 +9,10 @@
 use std::{net::IpAddr, time::Instant};
 
 use serde_json::{Value, json};
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
 use crate::{
-    engine::{Engine, Kind},
+    engine::{Call, Engine, Progress},
     output::Output,
     stack::{INPUTS_LABEL, Image},
 };
@@ -113,32 +113,13 @@ impl Registry {
     /// A loopback registry is the one a developer or a test starts with no certificate;
     /// docker talks plain HTTP to loopback registries without being asked, podman only
     /// with `--tls-verify=false`. Every other registry is reached over verified TLS.
-    fn tls_args(&self, engine: &Engine) -> Vec<String> {
-        if engine.kind == Kind::Podman && self.is_loopback() {
-            vec!["--tls-verify=false".into()]
-        } else {
-            vec![]
-        }
+    /// A loopback registry (the test one, a local cache) speaks plain HTTP.
+    pub fn pull_call(&self, remote: &str) -> Call {
+        Call::Pull { reference: remote.to_string(), tls_verify: !self.is_loopback() }
     }
 
-    pub fn pull_command(&self, engine: &Engine, remote: &str) -> Vec<String> {
-        [vec!["pull".to_string()], self.tls_args(engine), vec![remote.to_string()]].concat()
-    }
-
-    /// podman pushes a local name to a remote one directly; docker needs the remote name
-    /// as a tag first (removed again after).
-    pub fn push_commands(&self, engine: &Engine, local: &str, remote: &str) -> Vec<Vec<String>> {
-        let s = |v: &str| v.to_string();
-        match engine.kind {
-            Kind::Podman => {
-                vec![[vec![s("push")], self.tls_args(engine), vec![s(local), s(remote)]].concat()]
-            }
-            Kind::Docker => vec![
-                vec![s("tag"), s(local), s(remote)],
-                vec![s("push"), s(remote)],
-                vec![s("rmi"), s(remote)],
-            ],
-        }
+    pub fn push_call(&self, local: &str, remote: &str) -> Call {
+        Call::Push { local: local.to_string(), remote: remote.to_string(), tls_verify: !self.is_loopback() }
     }
 }
 
@@ -253,35 +234,30 @@ pub fn pull(
 ) -> Result<Pulled, Miss> {
     let remote = registry.remote(image, digest);
     let started = Instant::now();
-    let args = registry.pull_command(engine, &remote);
-    let program = &engine.program;
-    let output = cmd!(sh, "{program} {args...}")
-        .quiet()
-        .ignore_status()
-        .output()
-        .map_err(|e| Miss::Failed(format!("cannot run {}: {e}", engine.name())))?;
-    if !output.status.success() {
-        return Err(Miss::of_pull_error(&engine_error(&String::from_utf8_lossy(&output.stderr))));
+    let pulled = engine.call(sh, &registry.pull_call(&remote), Progress::Quiet);
+    if let Err(e) = pulled {
+        return Err(Miss::of_pull_error(&e));
     }
     let discard = || {
-        let _ = engine.run_quiet(sh, &["rmi".into(), remote.clone()]);
+        let _ = engine.call(sh, &Call::RemoveImages(vec![remote.clone()]), Progress::Quiet);
     };
-    let labels = engine.read(sh, &["image", "inspect", "--format", "{{json .Config.Labels}}", &remote]);
-    let labels: Value = match labels {
-        Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+    let labels = match engine.image_labels(sh, &remote) {
+        Ok(labels) => labels,
         Err(e) => {
             discard();
             return Err(Miss::Failed(e));
         }
     };
-    if let Err(miss) = verify(labels[INPUTS_LABEL].as_str(), digest) {
+    if let Err(miss) = verify(labels.get(INPUTS_LABEL).map(String::as_str), digest) {
         discard();
         return Err(miss);
     }
     let mut names = vec![image.reference.clone(), image.inputs_tag(digest)];
     names.extend(image.extra_tags.iter().cloned());
     for name in &names {
-        if let Err(e) = engine.run_quiet(sh, &["tag".into(), remote.clone(), name.clone()]) {
+        if let Err(e) =
+            engine.call(sh, &Call::Tag { from: remote.clone(), to: name.clone() }, Progress::Quiet)
+        {
             discard();
             return Err(Miss::Failed(e));
         }
@@ -300,37 +276,17 @@ pub fn push(
     digest: &str,
 ) -> Result<String, String> {
     let remote = registry.remote(image, digest);
-    let program = &engine.program;
-    for args in registry.push_commands(engine, &image.inputs_tag(digest), &remote) {
-        let output = cmd!(sh, "{program} {args...}")
-            .quiet()
-            .ignore_status()
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", engine.name()))?;
-        if !output.status.success() {
-            let e = engine_error(&String::from_utf8_lossy(&output.stderr));
-            let hint = match Miss::of_pull_error(&e) {
-                Miss::Refused(_) => format!("; log in with `podman login {}`", registry.host()),
-                _ => String::new(),
-            };
-            return Err(format!(
-                "pushing {remote} failed{hint}; the image is built and kept here, only not shared ({e})"
-            ));
-        }
+    if let Err(e) = engine.call(sh, &registry.push_call(&image.inputs_tag(digest), &remote), Progress::Quiet)
+    {
+        let hint = match Miss::of_pull_error(&e) {
+            Miss::Refused(_) => format!("; log in with `podman login {}`", registry.host()),
+            _ => String::new(),
+        };
+        return Err(format!(
+            "pushing {remote} failed{hint}; the image is built and kept here, only not shared ({e})"
+        ));
     }
     Ok(remote)
-}
-
-/// The engine's final error line, without its progress and retry chatter.
-fn engine_error(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    lines
-        .iter()
-        .rev()
-        .find_map(|l| l.strip_prefix("Error: ").or_else(|| l.strip_prefix("Error response from daemon: ")))
-        .or(lines.last().copied())
-        .unwrap_or("no message")
-        .to_string()
 }
 
 /// The `--dry-run` lines around a build: the pull tried first, the push after.
@@ -341,17 +297,17 @@ pub fn dry_run_lines(
     digest: &str,
 ) -> (Vec<String>, Vec<String>) {
     let remote = registry.remote(image, digest);
-    let line = |args: &[String]| crate::output::command_line(engine.name(), args);
     let before = if registry.pull {
-        vec![format!(
-            "{}   # tried first; the build below runs only if this misses",
-            line(&registry.pull_command(engine, &remote))
-        )]
+        engine
+            .command_lines(&registry.pull_call(&remote))
+            .into_iter()
+            .map(|line| format!("{line}   # tried first; the build below runs only if this misses"))
+            .collect()
     } else {
         vec![]
     };
     let after = if registry.push {
-        registry.push_commands(engine, &image.inputs_tag(digest), &remote).iter().map(|a| line(a)).collect()
+        engine.command_lines(&registry.push_call(&image.inputs_tag(digest), &remote))
     } else {
         vec![]
     };
@@ -374,6 +330,7 @@ pub fn report_miss(out: Output, miss: &Miss, registry: &Registry, image: &Image,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Kind;
     use crate::stack::{Llm, Stack, test_project};
 
     const DIGEST: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -437,13 +394,14 @@ mod tests {
         let (backend, _) = images();
         let r = registry("127.0.0.1:5000/j");
         let remote = r.remote(&backend, DIGEST);
-        assert_eq!(r.pull_command(&podman(), &remote), ["pull", "--tls-verify=false", remote.as_str()]);
+        let pull = |engine: &Engine, r: &Registry, remote: &str| engine.calls(&r.pull_call(remote)).concat();
+        assert_eq!(pull(&podman(), &r, &remote), ["pull", "--tls-verify=false", remote.as_str()]);
         let tls = registry("ghcr.io/j");
-        assert_eq!(tls.pull_command(&podman(), "x"), ["pull", "x"]);
+        assert_eq!(pull(&podman(), &tls, "x"), ["pull", "x"]);
         let docker = Engine { kind: Kind::Docker, program: "docker".into() };
-        assert_eq!(r.pull_command(&docker, "x"), ["pull", "x"], "docker has no --tls-verify");
-        assert_eq!(r.push_commands(&docker, "l", "x").len(), 3);
-        assert_eq!(r.push_commands(&podman(), "l", "x"), [["push", "--tls-verify=false", "l", "x"]]);
+        assert_eq!(pull(&docker, &r, "x"), ["pull", "x"], "docker has no --tls-verify");
+        assert_eq!(docker.calls(&r.push_call("l", "x")).len(), 3);
+        assert_eq!(podman().calls(&r.push_call("l", "x")), [["push", "--tls-verify=false", "l", "x"]]);
     }
 
     #[test]
@@ -490,14 +448,5 @@ mod tests {
         assert!(say(&Miss::Rejected { found: None }).contains("label is missing"));
         let m = say(&Miss::of_pull_error("disk full"));
         assert!(Miss::Failed(String::new()).is_warning() && m.contains("disk full"), "{m}");
-    }
-
-    #[test]
-    fn the_engine_error_is_its_last_error_line() {
-        let stderr = "Trying to pull x...\ntime=\"..\" level=warning msg=\"Failed, retrying in 1s ... (1/3)\"\n\
-                      Error: initializing source docker://x: connection refused\n";
-        assert_eq!(engine_error(stderr), "initializing source docker://x: connection refused");
-        assert_eq!(engine_error("odd\n"), "odd");
-        assert_eq!(engine_error(""), "no message");
     }
 }

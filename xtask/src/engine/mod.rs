@@ -1,19 +1,26 @@
-//! The container engine: which one, what it has (one listing each of images, containers,
-//! volumes and networks), and running its commands. podman by default; docker where podman
-//! is absent or `JARVIS_ENGINE=docker`.
+//! The container engine, and the only code that starts it: which one (podman by default,
+//! docker where podman is absent or `JARVIS_ENGINE=docker`), what it has (`observe`), and
+//! its commands, typed (`Call`, `call`, and the read-only methods below). A tidy test fails
+//! when any other module spawns podman or docker.
 
 pub mod buildlog;
+pub mod call;
+pub mod error;
+pub mod listing;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    os::fd::AsFd,
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    os::unix::process::CommandExt,
     path::PathBuf,
+    process::{Child, Stdio},
+    sync::{Arc, Mutex},
 };
 
-use serde_json::Value;
 use xshell::{Shell, cmd};
 
-use crate::stack::PROJECT_LABEL;
+pub use call::{Build, Call, Run};
+pub use listing::{Observed, ObservedContainer, ObservedImage};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -27,6 +34,15 @@ pub struct Engine {
     pub program: PathBuf,
 }
 
+/// What a user sees of an engine command while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing: output is kept for the error message only.
+    Quiet,
+    /// Its output as it comes, on stderr when our stdout carries a `--json` document.
+    Shown { to_stderr: bool },
+}
+
 impl Engine {
     pub fn detect() -> Result<Engine, String> {
         let wanted = std::env::var("JARVIS_ENGINE").ok().filter(|v| !v.is_empty());
@@ -37,12 +53,20 @@ impl Engine {
             Some(other) => return Err(format!("JARVIS_ENGINE={other:?}: use \"podman\" or \"docker\"")),
             None => find(Kind::Podman, "podman").or_else(|| find(Kind::Docker, "docker")),
         };
-        engine.ok_or_else(|| {
-            let which = wanted.unwrap_or_else(|| "podman or docker".into());
-            format!(
-                "no container engine: {which} is not on PATH. Install podman (apt-get install podman / \
-                 dnf install podman), or run `cargo xtask dev-local`, which needs no containers."
-            )
+        engine.ok_or_else(|| match wanted.as_deref() {
+            Some("docker") => {
+                "no container engine: JARVIS_ENGINE=docker, but docker is not on PATH. Install \
+                 docker (apt-get install docker.io / dnf install moby-engine), or unset JARVIS_ENGINE to use \
+                 podman, or run `cargo xtask dev-local`, which needs no containers."
+                    .to_string()
+            }
+            _ => {
+                let which = wanted.unwrap_or_else(|| "podman or docker".into());
+                format!(
+                    "no container engine: {which} is not on PATH. Install podman (apt-get install podman / \
+                     dnf install podman), or run `cargo xtask dev-local`, which needs no containers."
+                )
+            }
         })
     }
 
@@ -69,88 +93,18 @@ impl Engine {
         }
     }
 
-    /// Runs `engine args...`, output passed through. The error says which command failed.
-    pub fn run(&self, sh: &Shell, args: &[String]) -> Result<(), String> {
-        let program = &self.program;
-        cmd!(sh, "{program} {args...}").quiet().run().map_err(|e| short_error(e, args))
-    }
-
-    /// Runs `engine args...`, dropping its stdout (the ids `create` and `run` print).
-    pub fn run_quiet(&self, sh: &Shell, args: &[String]) -> Result<(), String> {
-        let program = &self.program;
-        cmd!(sh, "{program} {args...}").quiet().ignore_stdout().run().map_err(|e| short_error(e, args))
-    }
-
-    /// Runs `engine args...`; with `to_stderr` its stdout goes to our stderr, keeping our
-    /// stdout for the `--json` document.
-    pub fn run_to(&self, sh: &Shell, args: &[String], to_stderr: bool) -> Result<(), String> {
-        if !to_stderr {
-            return self.run(sh, args);
-        }
-        let program = &self.program;
-        let mut command: std::process::Command = cmd!(sh, "{program} {args...}").quiet().into();
-        let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(|e| e.to_string())?;
-        let status =
-            command.stdout(stderr).status().map_err(|e| format!("cannot run {}: {e}", self.name()))?;
-        if status.success() { Ok(()) } else { Err(format!("`{} {}` failed: {status}", self.name(), args[0])) }
-    }
-
-    /// Runs a build, passing its output through (to stderr with `to_stderr`) and keeping
-    /// its stdout, from which `buildlog` reads which stages were cached.
-    pub fn build(&self, sh: &Shell, args: &[String], to_stderr: bool) -> Result<String, String> {
-        use std::io::{BufRead, Write};
-        let program = &self.program;
-        // xshell either captures or passes through; a build needs both, so spawn it directly.
-        let mut command: std::process::Command = cmd!(sh, "{program} {args...}").quiet().into();
-        let mut child = command
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.name()))?;
-        let mut kept = String::new();
-        for line in std::io::BufReader::new(child.stdout.take().expect("stdout is piped")).lines() {
-            let Ok(line) = line else { break };
-            // A closed terminal must not stop the build half-way; the lines are kept anyway.
-            let _ = if to_stderr {
-                writeln!(std::io::stderr(), "{line}")
-            } else {
-                writeln!(std::io::stdout(), "{line}")
+    /// Runs a call: each of its engine commands in turn. Returns what the last one printed
+    /// on stdout (a build's log, from which `buildlog` reads the stages). The error is
+    /// the engine's own message, with the remedy when it is a known one.
+    pub fn call(&self, sh: &Shell, call: &Call, progress: Progress) -> Result<String, String> {
+        let mut printed = String::new();
+        for args in self.calls(call) {
+            printed = match progress {
+                Progress::Quiet => self.capture(sh, &args)?,
+                Progress::Shown { to_stderr } => self.stream(sh, &args, to_stderr)?,
             };
-            kept.push_str(&line);
-            kept.push('\n');
         }
-        let status = child.wait().map_err(|e| format!("waiting for {}: {e}", self.name()))?;
-        if status.success() { Ok(kept) } else { Err(format!("`{} build` failed: {status}", self.name())) }
-    }
-
-    /// The last `lines` lines a container logged (stdout and stderr), for error messages.
-    pub fn logs_tail(&self, sh: &Shell, container: &str, lines: usize) -> String {
-        let program = &self.program;
-        let lines = lines.to_string();
-        match cmd!(sh, "{program} logs --tail {lines} {container}").quiet().ignore_status().output() {
-            Ok(out) => {
-                let text = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
-            }
-            Err(e) => format!("    (no logs: {e})"),
-        }
-    }
-
-    /// Runs `engine args...` and returns its stdout; on failure, the engine's own message.
-    pub fn read(&self, sh: &Shell, args: &[&str]) -> Result<String, String> {
-        let program = &self.program;
-        let output = cmd!(sh, "{program} {args...}")
-            .quiet()
-            .ignore_status()
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.name()))?;
-        if output.status.success() {
-            return Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_string());
-        }
-        Err(format!("`{} {}` failed: {}", self.name(), args.join(" "), engine_message(&output.stderr, &[])))
+        Ok(printed)
     }
 
     /// Everything we need to plan: the images we name (inspected, not listed: a listing
@@ -166,11 +120,179 @@ impl Engine {
         let volumes = self.read(sh, &["volume", "ls", "--format", "json"]).map_err(broken)?;
         let networks = self.read(sh, &["network", "ls", "--format", "json"]).map_err(broken)?;
         Ok(Observed {
-            images: parse_images(&json_items(&images)),
-            containers: parse_containers(&json_items(&containers)),
-            volumes: names(&json_items(&volumes)),
-            networks: names(&json_items(&networks)),
+            images: listing::parse_images(&listing::json_items(&images)),
+            containers: listing::parse_containers(&listing::json_items(&containers)),
+            volumes: listing::names(&listing::json_items(&volumes)),
+            networks: listing::names(&listing::json_items(&networks)),
         })
+    }
+
+    /// A container's state ("running", "exited", ...), or "missing".
+    pub fn container_state(&self, sh: &Shell, container: &str) -> String {
+        self.read(sh, &["inspect", "--format", "{{.State.Status}}", container])
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "missing".into())
+    }
+
+    /// An image's labels.
+    pub fn image_labels(&self, sh: &Shell, reference: &str) -> Result<BTreeMap<String, String>, String> {
+        let text = self.read(sh, &["image", "inspect", "--format", "{{json .Config.Labels}}", reference])?;
+        Ok(listing::labels(&serde_json::from_str(&text).unwrap_or_default()))
+    }
+
+    /// An image's size in bytes, as the engine counts it.
+    pub fn image_size(&self, sh: &Shell, reference: &str) -> Result<u64, String> {
+        let size = self.read(sh, &["image", "inspect", "--format", "{{.Size}}", reference])?;
+        size.trim().parse().map_err(|_| format!("{} reported size {size:?} for {reference}", self.name()))
+    }
+
+    /// How many layers an image has, if the engine has it.
+    pub fn image_layers(&self, sh: &Shell, reference: &str) -> Option<usize> {
+        self.read(sh, &["image", "inspect", "--format", "{{len .RootFS.Layers}}", reference])
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The ids of the images carrying `label` (`k=v`).
+    pub fn images_labelled(&self, sh: &Shell, label: &str) -> Result<Vec<String>, String> {
+        let filter = format!("label={label}");
+        let ids = self.read(sh, &["images", "-q", "--no-trunc", "--filter", &filter])?;
+        let mut ids: Vec<String> = ids
+            .lines()
+            .map(|id| id.trim().trim_start_matches("sha256:").to_string())
+            .filter(|id| !id.is_empty())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// The names of the volumes carrying `label` (`k=v`).
+    pub fn volumes_labelled(&self, sh: &Shell, label: &str) -> Result<Vec<String>, String> {
+        let filter = format!("label={label}");
+        let names = self.read(sh, &["volume", "ls", "-q", "--filter", &filter])?;
+        Ok(names.lines().map(str::to_string).filter(|v| !v.is_empty()).collect())
+    }
+
+    /// The last `lines` lines a container logged (stdout and stderr), for error messages.
+    pub fn logs_tail(&self, sh: &Shell, container: &str, lines: usize) -> String {
+        let lines = lines.to_string();
+        match self.command(sh, &["logs", "--tail", &lines, container]).output() {
+            Ok(out) => {
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+            }
+            Err(e) => format!("    (no logs: {e})"),
+        }
+    }
+
+    /// Shows containers' logs on our stdout and stderr, following them with `follow`.
+    pub fn logs(&self, sh: &Shell, containers: &[String], tail: usize, follow: bool) -> Result<(), String> {
+        let program = &self.program;
+        let tail = tail.to_string();
+        let follow = follow.then_some("--follow");
+        let names = (containers.len() > 1).then_some("--names");
+        cmd!(sh, "{program} logs --tail {tail} {follow...} {names...} {containers...}")
+            .quiet()
+            .run()
+            .map_err(|e| format!("showing logs failed: {e}"))
+    }
+
+    /// Follows one container's logs in a child of its own process group (the terminal's
+    /// Ctrl-C is the caller's to handle), its output piped to the caller.
+    pub fn follow_logs(&self, container: &str, tail: usize) -> Result<Child, String> {
+        std::process::Command::new(&self.program)
+            .args(["logs", "--follow", "--tail", &tail.to_string(), container])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot follow the logs of {container}: {e}"))
+    }
+
+    /// The one place an engine process is made.
+    fn command(&self, sh: &Shell, args: &[&str]) -> std::process::Command {
+        let program = &self.program;
+        let mut command: std::process::Command = cmd!(sh, "{program} {args...}").quiet().into();
+        command.stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `engine args...` and returns its stdout; on failure, the engine's own message.
+    fn read(&self, sh: &Shell, args: &[&str]) -> Result<String, String> {
+        let output =
+            self.command(sh, args).output().map_err(|e| format!("cannot run {}: {e}", self.name()))?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_string());
+        }
+        let verb = args.iter().take(2).copied().collect::<Vec<_>>().join(" ");
+        Err(error::failed(self.name(), &verb, &error::message(&output.stderr, &[])))
+    }
+
+    /// `read` of a command given as owned arguments, its stdout dropped.
+    fn capture(&self, sh: &Shell, args: &[String]) -> Result<String, String> {
+        self.read(sh, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Runs a command with its output passed through (stdout to stderr with `to_stderr`,
+    /// keeping our stdout for `--json`) and kept: stdout whole, stderr's last lines for
+    /// the error message.
+    fn stream(&self, sh: &Shell, args: &[String], to_stderr: bool) -> Result<String, String> {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = self
+            .command(sh, &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.name()))?;
+        let tail = Arc::new(Mutex::new(Vec::<String>::new()));
+        let stderr_thread = {
+            let tail = Arc::clone(&tail);
+            let stderr = child.stderr.take().expect("stderr is piped");
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = writeln!(std::io::stderr(), "{line}");
+                    let mut tail = tail.lock().expect("no panics while holding it");
+                    tail.push(line);
+                    if tail.len() > 40 {
+                        tail.remove(0);
+                    }
+                }
+            })
+        };
+        let mut kept = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut line = String::new();
+        // A closed terminal must not stop a build half-way; the lines are kept anyway.
+        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+            let _ = if to_stderr {
+                std::io::stderr().write_all(line.as_bytes())
+            } else {
+                std::io::stdout().write_all(line.as_bytes())
+            };
+            kept.push_str(&line);
+            line.clear();
+        }
+        let mut rest = Vec::new();
+        let _ = stdout.read_to_end(&mut rest);
+        let status = child.wait().map_err(|e| format!("waiting for {}: {e}", self.name()))?;
+        let _ = stderr_thread.join();
+        if status.success() {
+            return Ok(kept);
+        }
+        let tail = tail.lock().expect("the reader has ended").join("\n");
+        let mut message = error::message(tail.as_bytes(), &[]);
+        if message.is_empty() {
+            message = status.to_string();
+        }
+        Err(error::failed(self.name(), args[0], &message))
     }
 
     /// `image inspect` of `references`: those the engine has, as JSON; the missing ones
@@ -179,228 +301,14 @@ impl Engine {
         if references.is_empty() {
             return Ok(String::new());
         }
-        let program = &self.program;
-        let output = cmd!(sh, "{program} image inspect {references...}")
-            .quiet()
-            .ignore_status()
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.name()))?;
+        let args = [&["image", "inspect"], references].concat();
+        let output =
+            self.command(sh, &args).output().map_err(|e| format!("cannot run {}: {e}", self.name()))?;
         // A missing image is an answer, not a failure.
-        let unexpected = engine_message(&output.stderr, &["image not known", "No such image"]);
+        let unexpected = error::message(&output.stderr, &["image not known", "No such image"]);
         if !output.status.success() && !unexpected.is_empty() {
-            return Err(format!("`{} image inspect` failed: {unexpected}", self.name()));
+            return Err(error::failed(self.name(), "image inspect", &unexpected));
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-}
-
-/// What the engine said on stderr, on one line, without the lines containing `expected`
-/// and without podman's syslog noise (printed in sandboxes that have no syslog).
-fn engine_message(stderr: &[u8], expected: &[&str]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.contains("failed to connect to syslog"))
-        .filter(|l| !expected.iter().any(|e| l.contains(e)))
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    lines.join(" ")
-}
-
-fn short_error(e: xshell::Error, args: &[impl AsRef<str>]) -> String {
-    let first: Vec<&str> = args.iter().take(2).map(AsRef::as_ref).collect();
-    format!("`{} ...` failed: {e}", first.join(" "))
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ObservedImage {
-    pub id: String,
-    pub labels: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ObservedContainer {
-    pub name: String,
-    pub running: bool,
-    pub state: String,
-    pub image_id: String,
-    pub labels: BTreeMap<String, String>,
-    /// Host ports it publishes.
-    pub host_ports: Vec<u16>,
-}
-
-impl ObservedContainer {
-    pub fn project(&self) -> Option<&str> {
-        self.labels.get(PROJECT_LABEL).map(String::as_str)
-    }
-}
-
-/// What the engine has, by name.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Observed {
-    /// Image reference (`localhost/x:latest` and `localhost/x` alike) → image.
-    pub images: HashMap<String, ObservedImage>,
-    pub containers: HashMap<String, ObservedContainer>,
-    pub volumes: Vec<String>,
-    pub networks: Vec<String>,
-}
-
-impl Observed {
-    pub fn image(&self, reference: &str) -> Option<&ObservedImage> {
-        self.images.get(reference)
-    }
-}
-
-/// podman prints one JSON array; docker prints one object per line.
-fn json_items(text: &str) -> Vec<Value> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Array(items)) => items,
-        Ok(Value::Null) => vec![],
-        Ok(item) => vec![item],
-        Err(_) => text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
-    }
-}
-
-fn labels(value: &Value) -> BTreeMap<String, String> {
-    match value {
-        Value::Object(map) => {
-            map.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect()
-        }
-        // docker: "k=v,k2=v2"
-        Value::String(s) => s
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        _ => BTreeMap::new(),
-    }
-}
-
-fn str_list(value: &Value) -> Vec<String> {
-    match value {
-        Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-        Value::String(s) => s.split(',').map(str::to_string).collect(),
-        _ => vec![],
-    }
-}
-
-/// Images by every name they go by: `localhost/x:latest` and `localhost/x` alike, and
-/// docker's short `debian:tag` also as `docker.io/library/debian:tag`.
-fn parse_images(items: &[Value]) -> HashMap<String, ObservedImage> {
-    let mut images = HashMap::new();
-    for item in items {
-        let id = item.get("Id").or_else(|| item.get("ID")).and_then(Value::as_str).unwrap_or("").to_string();
-        let labels = match &item["Labels"] {
-            Value::Null => labels(&item["Config"]["Labels"]),
-            given => labels(given),
-        };
-        let image = ObservedImage { id: id.trim_start_matches("sha256:").to_string(), labels };
-        let mut refs = str_list(&item["Names"]);
-        refs.extend(str_list(&item["RepoTags"]));
-        if let (Some(repo), Some(tag)) = (item["Repository"].as_str(), item["Tag"].as_str()) {
-            refs.push(format!("{repo}:{tag}"));
-        }
-        for reference in refs {
-            let domain = reference.split_once('/').map(|(d, _)| d);
-            let full = match domain {
-                None => format!("docker.io/library/{reference}"),
-                Some(d) if !d.contains(['.', ':']) && d != "localhost" => format!("docker.io/{reference}"),
-                Some(_) => reference,
-            };
-            if let Some(untagged) = full.strip_suffix(":latest") {
-                images.insert(untagged.to_string(), image.clone());
-            }
-            images.insert(full, image.clone());
-        }
-    }
-    images
-}
-
-fn parse_containers(items: &[Value]) -> HashMap<String, ObservedContainer> {
-    let mut containers = HashMap::new();
-    for item in items {
-        let Some(name) = str_list(&item["Names"]).into_iter().next() else { continue };
-        let state = item["State"].as_str().unwrap_or("").to_string();
-        let host_ports = match &item["Ports"] {
-            Value::Array(ports) => {
-                ports.iter().filter_map(|p| p["host_port"].as_u64()).map(|p| p as u16).collect()
-            }
-            _ => vec![],
-        };
-        let container = ObservedContainer {
-            name: name.clone(),
-            running: state == "running",
-            state,
-            image_id: item["ImageID"].as_str().unwrap_or("").trim_start_matches("sha256:").to_string(),
-            labels: labels(&item["Labels"]),
-            host_ports,
-        };
-        containers.insert(name, container);
-    }
-    containers
-}
-
-/// podman's network listing says "name", its volume listing and docker's say "Name".
-fn names(items: &[Value]) -> Vec<String> {
-    items
-        .iter()
-        .filter_map(|v| v.get("Name").or_else(|| v.get("name"))?.as_str().map(str::to_string))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn podman_listings_are_read() {
-        let images = json_items(
-            r#"[{"Id":"abc","Names":["localhost/jarvis-backend-dev:latest"],"Labels":{"io.jarvis.inputs":"d1"}}]"#,
-        );
-        let images = parse_images(&images);
-        assert_eq!(images["localhost/jarvis-backend-dev"].labels["io.jarvis.inputs"], "d1");
-        assert_eq!(images["localhost/jarvis-backend-dev:latest"].id, "abc");
-
-        let containers = json_items(
-            r#"[{"Names":["jarvis-backend-dev"],"State":"running","ImageID":"abc","Labels":{"io.jarvis.project":"jarvis"},
-                "Ports":[{"host_ip":"127.0.0.1","container_port":8000,"host_port":8000,"range":1,"protocol":"tcp"}]}]"#,
-        );
-        let c = &parse_containers(&containers)["jarvis-backend-dev"];
-        assert!(c.running);
-        assert_eq!(c.project(), Some("jarvis"));
-        assert_eq!(c.host_ports, [8000]);
-    }
-
-    #[test]
-    fn inspected_images_are_found_by_the_names_the_stack_uses() {
-        let podman = json_items(
-            r#"[{"Id":"abc","RepoTags":["localhost/jarvis:latest","localhost/jarvis:0.1.0"],
-                 "Labels":{"io.jarvis.inputs":"d1"},"Config":{"Labels":{"io.jarvis.inputs":"d1"}}}]"#,
-        );
-        let images = parse_images(&podman);
-        assert_eq!(images["localhost/jarvis"].labels["io.jarvis.inputs"], "d1");
-        assert_eq!(images["localhost/jarvis:0.1.0"].id, "abc");
-        // docker: labels under Config, short names for Docker Hub.
-        let docker = json_items(
-            r#"[{"Id":"sha256:def","RepoTags":["debian:bookworm-slim"],"Config":{"Labels":{"a":"b"}}}]"#,
-        );
-        let images = parse_images(&docker);
-        assert_eq!(images["docker.io/library/debian:bookworm-slim"].id, "def");
-        assert_eq!(images["docker.io/library/debian:bookworm-slim"].labels["a"], "b");
-    }
-
-    #[test]
-    fn docker_listings_are_read() {
-        let images =
-            json_items("{\"ID\":\"sha256:abc\",\"Repository\":\"localhost/x\",\"Tag\":\"latest\"}\n");
-        assert_eq!(parse_images(&images)["localhost/x"].id, "abc");
-        let containers = json_items(
-            "{\"Names\":\"c1\",\"State\":\"exited\",\"Labels\":\"io.jarvis.project=jarvis,a=b\"}\n",
-        );
-        let c = &parse_containers(&containers)["c1"];
-        assert!(!c.running);
-        assert_eq!(c.labels["a"], "b");
-        assert_eq!(json_items("null"), Vec::<Value>::new());
     }
 }

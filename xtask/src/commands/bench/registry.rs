@@ -21,9 +21,10 @@ use crate::{
     Context,
     commands::bench,
     converge::apply,
+    converge::observe::observe,
     converge::plan::{Action, Facts},
     converge::registry::{self, Registry},
-    engine::Engine,
+    engine::{Call, Engine, Progress},
     inputs::containerfile,
     stack::{Llm, Project, Stack},
 };
@@ -38,7 +39,7 @@ pub fn run(cx: &Context, reference: &str) -> Result<(), String> {
         Project { name: format!("{}-bench", cx.project.name), root: scratch.clone(), ..cx.project.clone() };
     let stack = Stack::dev(&project, Llm::default(), engine.host_alias());
     let result = (|| {
-        let facts = apply::observe(&sh, &engine, &stack)?;
+        let facts = observe(&sh, &engine, &stack)?;
         println!(
             "registry benchmark: cold build (--no-cache) against a pull from {registry} ({} engine; project {}, a scratch copy)",
             engine.name(),
@@ -68,11 +69,11 @@ fn measure(
     // A cold build: no layer cache (the cache mounts of apt, pip and npm stay, as they do
     // for a developer's `rebuild-clean`).
     let action = Action::Build { image: index, reason: "bench".into(), no_cache: true };
-    let args = apply::command(stack, engine, facts, &action);
+    let call = apply::call(stack, engine, facts, &action);
     eprintln!("building the {} image without the layer cache...", image.key);
     let net_before = iface.as_deref().and_then(rx_bytes);
     let started = Instant::now();
-    let log = engine.build(sh, &args, true)?;
+    let log = engine.call(sh, &call, Progress::Shown { to_stderr: true })?;
     let build_time = started.elapsed();
     let net = net_before.and_then(|b| Some(rx_bytes(iface.as_deref()?)? - b));
     let downloads = Downloads::of_log(&log);
@@ -83,21 +84,16 @@ fn measure(
 
     // A teammate without the image: every local name goes, then it is pulled back.
     let names = [vec![image.reference.clone(), image.inputs_tag(&digest)], image.extra_tags.clone()].concat();
-    engine.run_quiet(sh, &[vec!["rmi".to_string()], names].concat())?;
+    engine.call(sh, &Call::RemoveImages(names), Progress::Quiet)?;
     let lo_before = if registry.is_loopback() { rx_bytes("lo") } else { None };
     let pulled = registry::pull(sh, engine, registry, image, &digest)
         .map_err(|miss| miss.message(registry, image, &remote, &digest))?;
     let lo = lo_before.and_then(|b| Some(rx_bytes("lo")? - b));
     let layers = if registry.is_loopback() { manifest_layers(registry, &remote) } else { None };
     let base_layers = base_layer_count(sh, engine, stack, image);
-    let size = engine.read(sh, &["image", "inspect", "--format", "{{.Size}}", &image.reference])?;
+    let size = engine.image_size(sh, &image.reference)?;
 
-    println!(
-        "{} ({}, {:.0} MB)",
-        image.key,
-        image.reference,
-        size.trim().parse::<f64>().unwrap_or(0.0) / 1e6
-    );
+    println!("{} ({}, {:.0} MB)", image.key, image.reference, size as f64 / 1e6);
     println!("  cold build {:>8.1} s   {}", build_time.as_secs_f64(), downloads.describe());
     match net {
         Some(bytes) => println!(
@@ -128,7 +124,7 @@ fn measure(
     }
     println!("  push       {:>8.1} s   (once, by whoever built it first)", push_time.as_secs_f64());
     let names = [vec![image.reference.clone(), image.inputs_tag(&digest)], image.extra_tags.clone()].concat();
-    let _ = engine.run_quiet(sh, &[vec!["rmi".to_string()], names].concat());
+    let _ = engine.call(sh, &Call::RemoveImages(names), Progress::Quiet);
     Ok(())
 }
 
@@ -234,8 +230,7 @@ fn base_layer_count(
 ) -> Option<usize> {
     let text = std::fs::read_to_string(stack.root().join(image.containerfile)).ok()?;
     let base = containerfile::bases(&text).into_iter().next()?;
-    let count = engine.read(sh, &["image", "inspect", "--format", "{{len .RootFS.Layers}}", &base]).ok()?;
-    count.trim().parse().ok()
+    engine.image_layers(sh, &base)
 }
 
 /// The compressed size of each layer of `remote`, from the registry's manifest (plain HTTP:

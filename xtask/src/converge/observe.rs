@@ -1,0 +1,68 @@
+//! Observe: the facts the planner needs, gathered in as few engine calls as there are
+//! kinds of fact (one image inspection, one listing each of containers, volumes and
+//! networks), plus each image's inputs and the host ports that cannot be bound.
+
+use xshell::Shell;
+
+use crate::{
+    converge::{plan::Facts, spec},
+    engine::Engine,
+    host::ports,
+    inputs::{cache, containerfile, fingerprint::Inputs},
+    stack::{ServiceImage, Stack},
+};
+
+/// Every image the plan asks about: ours, the bases they are built from (their ids are
+/// inputs), and those only pulled.
+fn image_references(stack: &Stack) -> Vec<String> {
+    let mut references: Vec<String> = Vec::new();
+    for image in &stack.images {
+        references.push(image.reference.clone());
+        let text = std::fs::read_to_string(stack.root().join(image.containerfile)).unwrap_or_default();
+        references.extend(containerfile::bases(&text));
+    }
+    for service in &stack.services {
+        if let ServiceImage::Pulled(reference) = &service.image {
+            references.push(reference.clone());
+        }
+    }
+    references.sort();
+    references.dedup();
+    references
+}
+
+/// Gathers the facts the planner needs: four engine listings, the inputs of each image,
+/// and the ports that cannot be bound.
+pub fn observe(sh: &Shell, engine: &Engine, stack: &Stack) -> Result<Facts, String> {
+    let references = image_references(stack);
+    let observed = engine.observe(sh, &references.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let inputs: Vec<(Inputs, cache::Record)> = stack
+        .images
+        .iter()
+        .map(|image| {
+            let inputs =
+                Inputs::of_image(stack.root(), image, |base| observed.image(base).map(|i| i.id.clone()));
+            (inputs, cache::load(&stack.project.cache_dir(), image.key))
+        })
+        .collect();
+    let configs = stack
+        .services
+        .iter()
+        .map(|service| {
+            let image_digest = match service.image {
+                ServiceImage::Built(i) => inputs[i].0.digest(),
+                ServiceImage::Pulled(ref reference) => reference.clone(),
+            };
+            spec::config_digest(engine, &spec::service_run(stack, engine, service, ""), &image_digest)
+        })
+        .collect();
+    let mut busy_ports = std::collections::BTreeMap::new();
+    for service in &stack.services {
+        for (host_port, _) in &service.ports {
+            if !ports::is_free(&stack.project.publish_addr, *host_port) {
+                busy_ports.insert(*host_port, ports::holder(*host_port));
+            }
+        }
+    }
+    Ok(Facts { observed, inputs, configs, busy_ports })
+}

@@ -1,0 +1,97 @@
+//! Waiting until the services answer on their published ports, from the host: what a user
+//! would try next. A cancel token lets the caller (Ctrl-C in `up`) end the wait at once.
+
+use std::{
+    net::TcpStream,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use xshell::Shell;
+
+use crate::{
+    engine::Engine,
+    output::Output,
+    stack::{Readiness, Stack},
+};
+
+/// Set by whoever handles Ctrl-C; a wait gives up at once instead of ignoring the user
+/// until its time-out. Clones share one flag.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits until each required service answers, or fails with its last log lines.
+pub fn wait(
+    sh: &Shell,
+    engine: &Engine,
+    stack: &Stack,
+    timeout: Duration,
+    out: Output,
+    cancel: &Cancel,
+) -> Result<(), String> {
+    for service in stack.services.iter().filter(|s| !s.optional) {
+        let Some(&(port, _)) = service.ports.first() else { continue };
+        let started = Instant::now();
+        let mut said = false;
+        loop {
+            if cancel.is_cancelled() {
+                return Err(format!("interrupted while waiting for {}", service.key));
+            }
+            if ready(stack.project.reach_addr(), port, service.readiness) {
+                break;
+            }
+            let state = engine.container_state(sh, &service.container);
+            let state = state.as_str();
+            if state != "running" || started.elapsed() > timeout {
+                let logs = engine.logs_tail(sh, &service.container, 30);
+                let why = if state != "running" {
+                    format!("the {} container is {state}", service.key)
+                } else {
+                    format!(
+                        "the {} service did not answer on port {port} within {}s",
+                        service.key,
+                        timeout.as_secs()
+                    )
+                };
+                return Err(format!(
+                    "{why}. Its last log lines:\n{logs}\n(`cargo xtask logs {}` for more)",
+                    service.key
+                ));
+            }
+            if !said && started.elapsed() > Duration::from_secs(3) {
+                out.say(format!(
+                    "waiting for {} on port {port} (a first start compiles in the container; `cargo xtask logs {} -f` to watch)",
+                    service.key, service.key
+                ));
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    Ok(())
+}
+
+fn ready(addr: &str, port: u16, readiness: Readiness) -> bool {
+    match readiness {
+        Readiness::Tcp => {
+            TcpStream::connect_timeout(&format!("{addr}:{port}").parse().unwrap(), Duration::from_secs(1))
+                .is_ok()
+        }
+        Readiness::Http(path) => {
+            crate::host::http::get(addr, port, path).is_some_and(|(status, _)| status == 200)
+        }
+    }
+}
