@@ -10,6 +10,9 @@ pub mod inputs;
 pub mod output;
 pub mod stack;
 
+#[cfg(test)]
+mod tidy;
+
 use std::path::{Path, PathBuf};
 
 /// What every command works on: the checkout and the stack's name and ports.

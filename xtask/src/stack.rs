@@ -14,6 +14,17 @@ pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 /// Which service of the stack a container is.
 pub const SERVICE_LABEL: &str = "io.jarvis.service";
 
+/// The backend's port, in its container and (by default) on the host.
+pub const BACKEND_PORT: u16 = 8000;
+/// Vite's dev server port, in its container and (by default) on the host.
+pub const FRONTEND_PORT: u16 = 5173;
+/// LM Studio's local server on the host.
+pub const LMSTUDIO_PORT: u16 = 1234;
+/// Ollama's API port in its container.
+pub const OLLAMA_PORT: u16 = 11434;
+/// How the production image checks its own health (HEALTHCHECK, compose and kube probes).
+pub const HEALTH_COMMAND: [&str; 2] = ["/usr/local/bin/jarvis-backend", "--health-check"];
+
 /// Where and under which name the stack lives. The name prefixes every resource, so a test
 /// (or a second checkout) can run its own stack beside the developer's without touching it.
 #[derive(Clone, Debug)]
@@ -46,8 +57,8 @@ impl Project {
             name,
             version,
             root,
-            backend_port: port("JARVIS_BACKEND_PORT", 8000)?,
-            frontend_port: port("JARVIS_FRONTEND_PORT", 5173)?,
+            backend_port: port("JARVIS_BACKEND_PORT", BACKEND_PORT)?,
+            frontend_port: port("JARVIS_FRONTEND_PORT", FRONTEND_PORT)?,
             publish_addr: var("JARVIS_PUBLISH_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
         })
     }
@@ -57,8 +68,8 @@ impl Project {
     pub fn defaults(&self) -> Project {
         Project {
             name: "jarvis".into(),
-            backend_port: 8000,
-            frontend_port: 5173,
+            backend_port: BACKEND_PORT,
+            frontend_port: FRONTEND_PORT,
             publish_addr: "127.0.0.1".into(),
             ..self.clone()
         }
@@ -134,7 +145,19 @@ pub enum Mount {
     /// A path of the workspace, live in the container.
     Bind { source: PathBuf, target: &'static str, read_only: bool },
     /// A named volume: survives container re-creation and rebuilds.
-    Volume { name: String, target: &'static str },
+    Volume { name: String, target: &'static str, holds: Holds },
+}
+
+/// What a named volume holds: downloads and caches that are slow to remake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holds {
+    /// The TTS voices of models.json.
+    Models,
+    CargoRegistry,
+    CargoTarget,
+    NodeModules,
+    /// The LLM's weights.
+    LlmData,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -179,9 +202,14 @@ impl Llm {
     /// What the backend's `LLM_API_BASE` is when the LLM runs as `container` or on the host.
     fn api_base(self, host_alias: &str, container: &str) -> String {
         match self {
-            Llm::Lmstudio => format!("http://{host_alias}:1234/v1"),
-            Llm::Ollama => format!("http://{container}:11434/v1"),
+            Llm::Lmstudio => format!("http://{host_alias}:{LMSTUDIO_PORT}/v1"),
+            Llm::Ollama => format!("http://{container}:{OLLAMA_PORT}/v1"),
         }
+    }
+
+    /// LM Studio as the host itself reaches it (dev-local, and the warning when it is off).
+    pub fn host_api_base() -> String {
+        format!("http://localhost:{LMSTUDIO_PORT}/v1")
     }
 }
 
@@ -192,7 +220,11 @@ fn ollama(p: &Project, container: String) -> Service {
         container,
         image: ServiceImage::Pulled("docker.io/ollama/ollama:latest".into()),
         ports: vec![],
-        mounts: vec![Mount::Volume { name: p.named("ollama-data"), target: "/root/.ollama" }],
+        mounts: vec![Mount::Volume {
+            name: p.named("ollama-data"),
+            target: "/root/.ollama",
+            holds: Holds::LlmData,
+        }],
         env: vec![],
         readiness: Readiness::Tcp,
         optional: true,
@@ -242,13 +274,21 @@ impl Stack {
                 key: "backend",
                 container: backend_container.clone(),
                 image: ServiceImage::Built(0),
-                ports: vec![(p.backend_port, 8000)],
+                ports: vec![(p.backend_port, BACKEND_PORT)],
                 mounts: vec![
                     // The whole workspace: cargo needs every member's manifest.
                     bind(".", "/app", false),
-                    Mount::Volume { name: volume("cargo-registry"), target: "/usr/local/cargo/registry" },
-                    Mount::Volume { name: volume("cargo-target"), target: "/cargo-target" },
-                    Mount::Volume { name: volume("models"), target: "/models" },
+                    Mount::Volume {
+                        name: volume("cargo-registry"),
+                        target: "/usr/local/cargo/registry",
+                        holds: Holds::CargoRegistry,
+                    },
+                    Mount::Volume {
+                        name: volume("cargo-target"),
+                        target: "/cargo-target",
+                        holds: Holds::CargoTarget,
+                    },
+                    Mount::Volume { name: volume("models"), target: "/models", holds: Holds::Models },
                 ],
                 env: vec![("LLM_API_BASE".into(), llm_api_base)],
                 readiness: Readiness::Http("/health"),
@@ -258,13 +298,20 @@ impl Stack {
                 key: "frontend",
                 container: p.named("frontend-dev"),
                 image: ServiceImage::Built(1),
-                ports: vec![(p.frontend_port, 5173)],
+                ports: vec![(p.frontend_port, FRONTEND_PORT)],
                 mounts: vec![
                     bind("frontend/src", "/app/src", true),
                     bind("frontend/public", "/app/public", true),
-                    Mount::Volume { name: volume("node-modules"), target: "/app/node_modules" },
+                    Mount::Volume {
+                        name: volume("node-modules"),
+                        target: "/app/node_modules",
+                        holds: Holds::NodeModules,
+                    },
                 ],
-                env: vec![("JARVIS_BACKEND_URL".into(), format!("http://{backend_container}:8000"))],
+                env: vec![(
+                    "JARVIS_BACKEND_URL".into(),
+                    format!("http://{backend_container}:{BACKEND_PORT}"),
+                )],
                 readiness: Readiness::Tcp,
                 optional: false,
             },
@@ -272,11 +319,7 @@ impl Stack {
         if llm == Llm::Ollama {
             services.push(ollama(p, llm_container));
         }
-        // Every volume is declared even when its service is off, so they all exist
-        // (and are kept) whatever the flags of a given run.
-        let volumes =
-            ["models", "node-modules", "ollama-data", "cargo-registry", "cargo-target"].map(volume).to_vec();
-        Stack { project: p.clone(), network: p.named("dev-network"), images, services, volumes }
+        Stack::new(p, p.named("dev-network"), images, services)
     }
 
     /// The full stack of `up` and of the generated compose and kube files: the production
@@ -295,7 +338,7 @@ impl Stack {
             key: "app",
             container: p.named("app"),
             image: ServiceImage::Built(0),
-            ports: vec![(p.backend_port, 8000)],
+            ports: vec![(p.backend_port, BACKEND_PORT)],
             mounts: vec![],
             env: vec![("LLM_API_BASE".into(), llm.api_base(host_alias, &llm_container))],
             readiness: Readiness::Http("/health"),
@@ -304,8 +347,29 @@ impl Stack {
         if llm == Llm::Ollama {
             services.push(ollama(p, llm_container));
         }
-        let volumes = vec![p.named("ollama-data")];
-        Stack { project: p.clone(), network: p.named("network"), images, services, volumes }
+        Stack::new(p, p.named("network"), images, services)
+    }
+
+    /// The volumes are those the services mount: a volume no service of this run uses
+    /// is neither created nor needed (the LLM's, without `--llm ollama`).
+    fn new(p: &Project, network: String, images: Vec<Image>, services: Vec<Service>) -> Stack {
+        let mut volumes: Vec<String> = Vec::new();
+        for mount in services.iter().flat_map(|s| &s.mounts) {
+            if let Mount::Volume { name, .. } = mount
+                && !volumes.contains(name)
+            {
+                volumes.push(name.clone());
+            }
+        }
+        Stack { project: p.clone(), network, images, services, volumes }
+    }
+
+    /// The volume that holds `what` and where it is mounted, if a service mounts one.
+    pub fn volume(&self, what: Holds) -> Option<(&str, &'static str)> {
+        self.services.iter().flat_map(|s| &s.mounts).find_map(|m| match m {
+            Mount::Volume { name, target, holds } if *holds == what => Some((name.as_str(), *target)),
+            _ => None,
+        })
     }
 
     pub fn image_of(&self, service: &Service) -> Option<&Image> {

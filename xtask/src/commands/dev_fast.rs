@@ -17,7 +17,7 @@ use crate::{
     inputs::cache::{self, Record},
     inputs::fingerprint::Inputs,
     output::{self, Output},
-    stack::{Llm, Mount, Stack},
+    stack::{Holds, LMSTUDIO_PORT, Llm, Stack},
 };
 
 #[derive(Debug, clap::Args)]
@@ -102,15 +102,10 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
 /// it is a warning: speech then comes from espeak-ng.
 fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: Output) {
     let Some(backend) = stack.service("backend") else { return };
-    let Some(volume) = backend.mounts.iter().find_map(|m| match m {
-        Mount::Volume { name, target: "/models" } => Some(name.clone()),
-        _ => None,
-    }) else {
-        return;
-    };
+    let Some((volume, target)) = stack.volume(Holds::Models) else { return };
     let root = stack.root();
     let sources = ["models.json", "docker/fetch-models.py"];
-    let inputs = Inputs::of_files(root, &sources, &[("volume", volume.clone())]);
+    let inputs = Inputs::of_files(root, &sources, &[("volume", volume.to_string())]);
     let dir = stack.project.cache_dir();
     let created = report["plan"]
         .as_array()
@@ -128,7 +123,7 @@ fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: 
             "--entrypoint",
             "/opt/venv/bin/python",
             "-v",
-            &format!("{volume}:/models"),
+            &format!("{volume}:{target}"),
             "-v",
             &bind(sources[0]),
             "-v",
@@ -138,7 +133,7 @@ fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: 
             &image,
             "/src/fetch-models.py",
             "/src/models.json",
-            "/models",
+            target,
         ]
         .map(str::to_string)
         .to_vec(),
@@ -161,11 +156,11 @@ fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: 
 pub fn check_llm(sh: &Shell, engine: &Engine, stack: &Stack, llm: Llm, out: Output) {
     match llm {
         Llm::Lmstudio => {
-            if crate::host::http::get("127.0.0.1", 1234, "/v1/models").is_none() {
-                out.warn(
-                    "no LLM answers at http://127.0.0.1:1234/v1: start LM Studio's local server, or use \
-                     `--llm ollama`; until then chat answers 503",
-                );
+            if crate::host::http::get("127.0.0.1", LMSTUDIO_PORT, "/v1/models").is_none() {
+                out.warn(format!(
+                    "no LLM answers at http://127.0.0.1:{LMSTUDIO_PORT}/v1: start LM Studio's local server, or use \
+                     `--llm ollama`; until then chat answers 503"
+                ));
             }
         }
         Llm::Ollama => {

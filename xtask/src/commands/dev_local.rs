@@ -106,7 +106,7 @@ fn check_ports(p: &Project) -> Result<(), String> {
 
 /// An LLM that is not there is a warning: the backend answers chat with a 503 until it is.
 fn check_llm(root: &Path, log: Log) {
-    let base = setup::env_value(root, "LLM_API_BASE").unwrap_or_else(|| "http://localhost:1234/v1".into());
+    let base = setup::env_value(root, "LLM_API_BASE").unwrap_or_else(crate::stack::Llm::host_api_base);
     let answered = base.strip_prefix("http://").and_then(|rest| {
         let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
         let (host, port) =

@@ -9,11 +9,10 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     Context,
-    stack::{Llm, Mount, PROJECT_LABEL, Project, Readiness, Service, Stack},
+    stack::{HEALTH_COMMAND, Llm, Mount, PROJECT_LABEL, Project, Readiness, Service, Stack},
 };
 
 /// How the production image checks itself; the Containerfile's HEALTHCHECK runs the same.
-pub const HEALTH_COMMAND: [&str; 2] = ["/usr/local/bin/jarvis-backend", "--health-check"];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -146,7 +145,7 @@ fn compose(stack: &Stack) -> String {
 
 fn volume_mounts(service: &Service) -> impl Iterator<Item = (&str, &'static str)> {
     service.mounts.iter().filter_map(|m| match m {
-        Mount::Volume { name, target } => Some((name.as_str(), *target)),
+        Mount::Volume { name, target, .. } => Some((name.as_str(), *target)),
         Mount::Bind { .. } => None,
     })
 }
@@ -344,7 +343,11 @@ mod tests {
         assert!(kube.contains("kind: \"Deployment\"") && kube.contains("kind: \"Service\""), "{kube}");
         // A service with a volume gets a claim; the optional LLM is left to the user.
         let mut stack = stack;
-        stack.services[0].mounts.push(Mount::Volume { name: "jarvis-data".into(), target: "/data" });
+        stack.services[0].mounts.push(Mount::Volume {
+            name: "jarvis-data".into(),
+            target: "/data",
+            holds: crate::stack::Holds::Models,
+        });
         let kube = super::kube(&stack);
         assert!(
             kube.contains("kind: \"PersistentVolumeClaim\"") && kube.contains("claimName: \"jarvis-data\"")

@@ -98,9 +98,8 @@ fn baseline() -> Facts {
         .containers
         .insert(FRONTEND.into(), container(FRONTEND, "frontend", "f0f0f0", &configs[FRONT], 5173));
     observed.networks = vec!["podman".into(), NETWORK.into()];
-    observed.volumes = ["models", "node-modules", "ollama-data", "cargo-registry", "cargo-target"]
-        .map(|v| format!("jarvis-{v}"))
-        .to_vec();
+    observed.volumes =
+        ["models", "node-modules", "cargo-registry", "cargo-target"].map(|v| format!("jarvis-{v}")).to_vec();
     Facts {
         observed,
         inputs: vec![(backend.clone(), Record::Built(backend)), (frontend.clone(), Record::Built(frontend))],
@@ -566,10 +565,11 @@ fn cases() -> Vec<Case> {
             blockers: vec![],
         },
         Case {
-            name: "the ollama volume is kept even with LM Studio",
+            // Only `--llm ollama` mounts it: without, it is neither made nor missed.
+            name: "the ollama volume is not created with LM Studio",
             options: DEFAULT,
             mutate: |f| f.observed.volumes.retain(|v| v != "jarvis-ollama-data"),
-            actions: vec![volume("jarvis-ollama-data")],
+            actions: vec![],
             unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
             blockers: vec![],
         },
@@ -679,11 +679,10 @@ fn cases() -> Vec<Case> {
             },
             actions: vec![
                 network(),
-                volume("jarvis-models"),
-                volume("jarvis-node-modules"),
-                volume("jarvis-ollama-data"),
                 volume("jarvis-cargo-registry"),
                 volume("jarvis-cargo-target"),
+                volume("jarvis-models"),
+                volume("jarvis-node-modules"),
                 build(BACK, "image missing"),
                 build(FRONT, "image missing"),
                 run(BACK, "container missing"),
@@ -886,6 +885,7 @@ fn ollama_stack() -> Stack {
 /// The baseline plus a running, current Ollama container on its pulled image.
 fn ollama_baseline() -> Facts {
     let mut facts = baseline();
+    facts.observed.volumes.push("jarvis-ollama-data".into());
     facts.configs.push("cfg-llm-1".into());
     facts
         .observed

@@ -44,7 +44,7 @@ pub fn run_spec(stack: &Stack, engine: &Engine, service: &Service) -> Vec<String
                 binds = true;
                 format!("{}:{target}{}", source.display(), if *read_only { ":ro" } else { "" })
             }
-            Mount::Volume { name, target } => format!("{name}:{target}"),
+            Mount::Volume { name, target, .. } => format!("{name}:{target}"),
         };
         args.extend(["-v".into(), spec]);
     }
@@ -63,4 +63,49 @@ pub fn run_spec(stack: &Stack, engine: &Engine, service: &Service) -> Vec<String
         (ServiceImage::Built(_), None) => unreachable!("a built service names one of the stack's images"),
     });
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        engine::Kind,
+        stack::{Llm, test_project},
+    };
+
+    /// Whether a change to the backend service gives its container another config digest.
+    #[test]
+    fn what_recreates_a_container() {
+        let engine = Engine { kind: Kind::Podman, program: "podman".into() };
+        let digest = |stack: &Stack, labels: &[&str]| {
+            let mut run = service_run(stack, &engine, &stack.services[0], "");
+            run.labels.extend(labels.iter().map(|l| l.to_string()));
+            config_digest(&engine, &run, "inputs-1")
+        };
+        let base = Stack::dev(&test_project(), Llm::default(), engine.host_alias());
+        let before = digest(&base, &[]);
+        type Change = fn(&mut Stack);
+        let cases: [(&str, Change, bool); 5] = [
+            ("a port change recreates it", |s| s.services[0].ports[0].0 += 1, true),
+            ("an env change recreates it", |s| s.services[0].env.push(("X".into(), "1".into())), true),
+            (
+                "a mount change recreates it",
+                |s| {
+                    s.services[0].mounts.pop();
+                },
+                true,
+            ),
+            ("another network recreates it", |s| s.network.push_str("-2"), true),
+            ("nothing changed keeps it", |_| {}, false),
+        ];
+        for (name, change, recreates) in cases {
+            let mut stack = base.clone();
+            change(&mut stack);
+            assert_eq!(digest(&stack, &[]) != before, recreates, "{name}");
+        }
+        assert_eq!(digest(&base, &["io.jarvis.extra=1"]), before, "a label-only change keeps it");
+        let other_image =
+            config_digest(&engine, &service_run(&base, &engine, &base.services[0], ""), "inputs-2");
+        assert_ne!(other_image, before, "other image inputs recreate it");
+    }
 }

@@ -1,0 +1,111 @@
+//! Tests that keep the code base honest about its own rules (rust-analyzer's `tidy`): only
+//! the engine layer starts the engine, the stack's names live in the stack, and the map
+//! in ARCHITECTURE.md names modules that exist.
+
+use std::path::{Path, PathBuf};
+
+fn sources() -> Vec<(PathBuf, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    walkdir::WalkDir::new(&src)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
+        .map(|e| {
+            let rel = e.path().strip_prefix(&src).unwrap().to_path_buf();
+            (rel, std::fs::read_to_string(e.path()).unwrap())
+        })
+        .collect()
+}
+
+/// The code of a file without its unit tests (which may name anything).
+fn code(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or(text)
+}
+
+#[test]
+fn only_the_engine_layer_spawns_the_engine() {
+    let mut offenders = Vec::new();
+    for (path, text) in sources() {
+        if path.starts_with("engine") || path == Path::new("tidy.rs") {
+            continue;
+        }
+        for (n, line) in code(&text).lines().enumerate() {
+            let spawns = line.contains(".program")
+                || ((line.contains("cmd!(") || line.contains("Command::new("))
+                    && (line.contains("podman") || line.contains("docker")));
+            if spawns {
+                offenders.push(format!("src/{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "only xtask/src/engine/ may start podman or docker; add a typed method there instead:\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
+fn ports_and_volume_names_live_in_the_stack() {
+    // Ports, a mount target, and `Project::named`, which makes every resource name.
+    let literals = ["8000", "5173", "1234", "11434", "\"/models\"", "named(\""];
+    let mut offenders = Vec::new();
+    for (path, text) in sources() {
+        if path == Path::new("stack.rs")
+            || path == Path::new("tidy.rs")
+            || path.to_string_lossy().ends_with("_tests.rs")
+        {
+            continue;
+        }
+        for (n, line) in code(&text).lines().enumerate() {
+            let comment = line.trim_start().starts_with("//");
+            if let Some(literal) = literals.iter().find(|l| line.contains(*l))
+                && !comment
+            {
+                offenders.push(format!("src/{}:{}: {literal} in {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "name these through stack.rs, not again:\n{}", offenders.join("\n"));
+}
+
+#[test]
+fn the_architecture_map_names_modules_that_exist() {
+    let root = crate::workspace_root();
+    let map = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md at the root");
+    assert!(map.lines().count() < 150, "ARCHITECTURE.md stays short (under 150 lines)");
+    // Every file and folder of xtask/src, as "commands/dev_fast.rs" and "commands/".
+    let mut known: Vec<String> = Vec::new();
+    for (path, _) in sources() {
+        known.push(path.display().to_string());
+        known.extend(
+            path.ancestors()
+                .skip(1)
+                .filter(|a| !a.as_os_str().is_empty())
+                .map(|a| format!("{}/", a.display())),
+        );
+    }
+    let exists = |quoted: &str| {
+        known.iter().any(|k| k == quoted || k.ends_with(&format!("/{quoted}")))
+            || root.join(quoted).exists()
+            || root.join("xtask").join(quoted).exists()
+    };
+    let mut missing = Vec::new();
+    // Every `path.rs` or `folder/` in backticks must exist (a file may be named within
+    // its folder's entry, `dev_fast.rs` for `commands/dev_fast.rs`).
+    for quoted in map.split('`').skip(1).step_by(2) {
+        let looks_like_module = (quoted.ends_with(".rs") || quoted.ends_with('/'))
+            && !quoted.contains(' ')
+            && !quoted.starts_with('.');
+        if looks_like_module && !exists(quoted) {
+            missing.push(quoted.to_string());
+        }
+    }
+    assert!(missing.is_empty(), "ARCHITECTURE.md names what does not exist: {missing:?}");
+    // And every module folder is on the map.
+    for (path, _) in sources() {
+        let top = path.components().next().unwrap().as_os_str().to_string_lossy().to_string();
+        let entry = if path.components().count() > 1 { format!("{top}/") } else { top.clone() };
+        assert!(map.contains(&format!("`{entry}`")), "ARCHITECTURE.md does not show `{entry}`");
+    }
+}
