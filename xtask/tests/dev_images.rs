@@ -17,20 +17,17 @@ fn dev_images_build_serve_and_reload_a_source_change() {
     let src = work.0.display().to_string();
     let id = std::process::id();
     let mut cleanup = Cleanup::default();
+    let label: &str = &PROJECT_LABEL;
 
     for (image, file) in [
         ("localhost/jarvis-backend-dev:e2e", "docker/backend.dev.Containerfile"),
         ("localhost/jarvis-frontend-dev:e2e", "docker/frontend.dev.Containerfile"),
     ] {
-        cmd!(sh, "podman build --label {PROJECT_LABEL} -t {image} -f {src}/{file} {src}").run().unwrap();
+        cmd!(sh, "podman build --label {label} -t {image} -f {src}/{file} {src}").run().unwrap();
     }
 
     let network = cleanup.network(&format!("jarvis-e2e-{id}"));
-    cmd!(sh, "podman network create --label {PROJECT_LABEL} {network}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .unwrap();
+    cmd!(sh, "podman network create --label {label} {network}").quiet().ignore_stdout().run().unwrap();
     // The cargo volumes are kept between runs (they are labelled as ours): a second run
     // then compiles only what changed, like a developer's second day.
     let backend = cleanup.container(&format!("jarvis-e2e-backend-{id}"));
@@ -38,7 +35,7 @@ fn dev_images_build_serve_and_reload_a_source_change() {
     let publish = format!("127.0.0.1:{backend_port}:8000");
     cmd!(
         sh,
-        "podman run -d --init --name {backend} --label {PROJECT_LABEL} --network {network} --network-alias jarvis-backend-dev
+        "podman run -d --init --name {backend} --label {label} --network {network} --network-alias jarvis-backend-dev
             -p {publish} -v {src}:/app -v jarvis-e2e-cargo-registry:/usr/local/cargo/registry
             -v jarvis-e2e-cargo-target:/cargo-target localhost/jarvis-backend-dev:e2e"
     )
@@ -65,7 +62,7 @@ fn dev_images_build_serve_and_reload_a_source_change() {
     let node_modules = format!("jarvis-e2e-node-modules-{id}");
     cmd!(
         sh,
-        "podman run -d --init --name {frontend} --label {PROJECT_LABEL} --network {network} -p {publish}
+        "podman run -d --init --name {frontend} --label {label} --network {network} -p {publish}
             -v {src}/frontend/src:/app/src -v {src}/frontend/public:/app/public -v {node_modules}:/app/node_modules
             localhost/jarvis-frontend-dev:e2e"
     )

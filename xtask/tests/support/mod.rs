@@ -4,8 +4,6 @@
 #![allow(dead_code)] // each test file uses its own part of this
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
@@ -13,7 +11,9 @@ use std::{
 
 use xshell::{Shell, cmd};
 
-pub const PROJECT_LABEL: &str = "io.jarvis.project=jarvis";
+/// The label of the default project, as the library writes it.
+pub static PROJECT_LABEL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{}=jarvis", xtask::stack::PROJECT_LABEL));
 
 /// The engine, or `None` with a loud reason. Under CI a missing podman fails the test:
 /// `.ci/machine-setup.sh` installs it, so its absence there is a broken set-up.
@@ -79,22 +79,10 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Copies the workspace's sources (no build output, dependencies, models or secrets) to
-/// `dest`, so a test can edit them without touching the developer's tree.
+/// `dest`, so a test can edit them without touching the developer's tree: the library's
+/// own copy, which `cargo xtask bench` uses too.
 pub fn copy_workspace(dest: &Path) {
-    let root = workspace_root();
-    let skip = [".git", "target", "node_modules", "dist", ".dev-cache", ".venv", "models", ".env"];
-    let walker = walkdir::WalkDir::new(&root)
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !skip.contains(&e.file_name().to_str().unwrap_or("")));
-    for entry in walker {
-        let entry = entry.unwrap();
-        let target = dest.join(entry.path().strip_prefix(&root).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else if entry.file_type().is_file() {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
+    xtask::commands::bench::copy_sources(&workspace_root(), dest).unwrap();
 }
 
 /// A scratch directory under /var/tmp (large, and not a tmpfs), removed on drop.
@@ -150,16 +138,10 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A plain HTTP/1.0 GET on loopback: the status and the body, or `None` if nothing answers.
+/// A plain HTTP/1.0 GET on loopback: the status and the body, or `None` if nothing answers
+/// (the library's readiness check).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((status, body))
+    xtask::host::http::get("127.0.0.1", port, path)
 }
 
 /// Polls `GET path` until `done(body)` holds. On time-out, or when the container stops,
@@ -179,23 +161,13 @@ pub fn wait_for(
         {
             return body;
         }
-        let format = "{{.State.Running}}";
-        let running =
-            cmd!(sh, "podman inspect --format {format} {container}").quiet().read().unwrap_or_default();
-        if running.trim() != "true" || start.elapsed() > timeout {
-            let logs = cmd!(sh, "podman logs --tail 40 {container}")
-                .quiet()
-                .ignore_status()
-                .read_stderr()
-                .unwrap_or_default();
-            let out = cmd!(sh, "podman logs --tail 40 {container}")
-                .quiet()
-                .ignore_status()
-                .read()
-                .unwrap_or_default();
+        let engine = xtask::engine::Engine { kind: xtask::engine::Kind::Podman, program: "podman".into() };
+        let state = engine.container_state(sh, container);
+        if state != "running" || start.elapsed() > timeout {
             panic!(
-                "{path} on port {port} did not answer as expected within {:?} (container running: {running}); last logs:\n{out}\n{logs}",
-                start.elapsed()
+                "{path} on port {port} did not answer as expected within {:?} (container {state}); last logs:\n{}",
+                start.elapsed(),
+                engine.logs_tail(sh, container, 40)
             );
         }
         std::thread::sleep(Duration::from_millis(500));
