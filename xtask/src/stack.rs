@@ -42,25 +42,55 @@ pub struct Project {
 impl Project {
     /// `JARVIS_PROJECT`, `JARVIS_BACKEND_PORT`, `JARVIS_FRONTEND_PORT` and
     /// `JARVIS_PUBLISH_ADDR` override the defaults.
+    /// Each is checked before anything runs: a bad value is one clear error, never a
+    /// default taken silently (an empty JARVIS_PROJECT would mean another checkout's stack).
     pub fn from_env(root: PathBuf) -> Result<Project, String> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let port = |k: &str, default: u16| match var(k) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("{k}={v:?} is not a port number")),
+        Project::from_vars(root, |k| std::env::var(k).ok())
+    }
+
+    /// `from_env` over any source of variables (the tests give their own).
+    pub fn from_vars(root: PathBuf, var: impl Fn(&str) -> Option<String>) -> Result<Project, String> {
+        let set = |k: &str| match var(k) {
+            Some(v) if v.trim().is_empty() => {
+                Err(format!("{k} is set but empty: unset it for the default, or give it a value"))
+            }
+            v => Ok(v),
         };
-        let name = var("JARVIS_PROJECT").unwrap_or_else(|| "jarvis".into());
-        if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-            return Err(format!("JARVIS_PROJECT={name:?} must be lowercase letters, digits and '-'"));
+        let port = |k: &str, default: u16| match set(k)? {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<u16>() {
+                Ok(0) => Err(format!("{k}=0: port 0 would publish on a random port; give one in 1-65535")),
+                Ok(port) => Ok(port),
+                Err(_) => Err(format!("{k}={v:?} is not a port number (1-65535)")),
+            },
+        };
+        let name = set("JARVIS_PROJECT")?.unwrap_or_else(|| "jarvis".into());
+        let name_ok = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.len() <= 48;
+        if !name_ok {
+            return Err(format!(
+                "JARVIS_PROJECT={name:?} must be lowercase letters, digits and '-', starting with a letter or \
+                 digit, at most 48 characters (it prefixes every container, image and volume name)"
+            ));
+        }
+        let backend_port = port("JARVIS_BACKEND_PORT", BACKEND_PORT)?;
+        let frontend_port = port("JARVIS_FRONTEND_PORT", FRONTEND_PORT)?;
+        if backend_port == frontend_port {
+            return Err(format!(
+                "JARVIS_BACKEND_PORT and JARVIS_FRONTEND_PORT are both {backend_port}: each service needs its \
+                 own host port; change one of them"
+            ));
+        }
+        let publish_addr = set("JARVIS_PUBLISH_ADDR")?.unwrap_or_else(|| "127.0.0.1".into());
+        if publish_addr.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!(
+                "JARVIS_PUBLISH_ADDR={publish_addr:?} is not an IP address: use 127.0.0.1 (the default), or \
+                 0.0.0.0 to publish on every interface"
+            ));
         }
         let version = backend_version(&root)?;
-        Ok(Project {
-            name,
-            version,
-            root,
-            backend_port: port("JARVIS_BACKEND_PORT", BACKEND_PORT)?,
-            frontend_port: port("JARVIS_FRONTEND_PORT", FRONTEND_PORT)?,
-            publish_addr: var("JARVIS_PUBLISH_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
-        })
+        Ok(Project { name, version, root, backend_port, frontend_port, publish_addr })
     }
 
     /// The same checkout under the default name, ports and address: what the committed
@@ -428,5 +458,34 @@ mod tests {
         assert!(stack.service("llm").is_none());
         let backend = stack.service("backend").unwrap();
         assert_eq!(backend.env[0].1, "http://host.containers.internal:1234/v1");
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Project, String> {
+        let root = crate::workspace_root();
+        Project::from_vars(root, |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_variable_named() {
+        for (vars, says) in [
+            (&[("JARVIS_PROJECT", "")][..], "JARVIS_PROJECT is set but empty"),
+            (&[("JARVIS_PROJECT", "Jarvis")], "JARVIS_PROJECT=\"Jarvis\""),
+            (&[("JARVIS_PROJECT", "-x")], "starting with a letter"),
+            (&[("JARVIS_BACKEND_PORT", "0")], "JARVIS_BACKEND_PORT=0"),
+            (&[("JARVIS_FRONTEND_PORT", "70000")], "JARVIS_FRONTEND_PORT=\"70000\" is not a port"),
+            (&[("JARVIS_FRONTEND_PORT", "8000")], "are both 8000"),
+            (&[("JARVIS_BACKEND_PORT", "5173")], "are both 5173"),
+            (&[("JARVIS_PUBLISH_ADDR", "localhost:1")], "JARVIS_PUBLISH_ADDR=\"localhost:1\""),
+        ] {
+            let error = from(vars).expect_err(says);
+            assert!(error.contains(says), "{vars:?}: {error}");
+        }
+        let p = from(&[("JARVIS_PROJECT", "jarvis-2"), ("JARVIS_BACKEND_PORT", "18000")]).unwrap();
+        assert_eq!((p.name.as_str(), p.backend_port, p.frontend_port), ("jarvis-2", 18000, FRONTEND_PORT));
     }
 }

@@ -185,11 +185,36 @@ fn dev_fast_builds_reuses_rebuilds_what_changed_and_recovers() {
     let refused = p.xtask(&["rebuild-clean"]);
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("--yes"));
+    // What the user made from ours inherits our project label, and is still not ours: a
+    // debug container run from our image, an image built FROM ours, another name on ours.
+    let image = format!("localhost/{frontend}");
+    let debug = format!("{PROJECT}-debug");
+    cmd!(sh, "podman run -d --init --name {debug} --entrypoint sleep {image} 600")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .unwrap();
+    let mine = format!("localhost/{PROJECT}-mine:latest");
+    let second = format!("localhost/{PROJECT}-second-name:kept");
+    std::fs::write(p.root.join("Mine.Containerfile"), format!("FROM {image}\nLABEL mine=yes\n")).unwrap();
+    let root = p.root.display().to_string();
+    cmd!(sh, "podman build -q -t {mine} -f {root}/Mine.Containerfile {root}/frontend/public")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .unwrap();
+    cmd!(sh, "podman tag {image} {second}").quiet().run().unwrap();
     let clean = p.xtask(&["rebuild-clean", "--yes"]);
     assert!(clean.status.success());
     let label = format!("label=io.jarvis.project={PROJECT}");
-    assert_eq!(cmd!(sh, "podman ps -aq --filter {label}").quiet().read().unwrap(), "", "containers removed");
-    assert_eq!(cmd!(sh, "podman images -q --filter {label}").quiet().read().unwrap().lines().count(), 2);
+    let (names, tags, status) = ("{{.Names}}", "{{.Repository}}:{{.Tag}}", "{{.State.Status}}");
+    let left = cmd!(sh, "podman ps -a --format {names} --filter {label}").quiet().read().unwrap();
+    assert_eq!(left, debug, "our containers removed, the user's kept");
+    let images = cmd!(sh, "podman images --format {tags} --filter {label}").quiet().read().unwrap();
+    for survivor in [&mine, &second] {
+        assert!(images.lines().any(|l| l == survivor), "{survivor} survives rebuild-clean: {images}");
+    }
+    assert_eq!(images.lines().filter(|l| l.ends_with("-dev:latest")).count(), 2, "ours rebuilt: {images}");
     assert!(p.record("backend").is_some() && p.record("frontend").is_some(), "fresh records");
     let kept =
         cmd!(sh, "podman run --rm -v {node_modules}:/m docker.io/library/debian:bookworm-slim ls -a /m")
@@ -201,8 +226,11 @@ fn dev_fast_builds_reuses_rebuilds_what_changed_and_recovers() {
     assert_eq!(after["ok"], true);
     assert!(!planned(&after).iter().any(|(a, _, _)| a == "build"), "rebuild-clean recorded what it built");
 
-    // 7. stop stops (and keeps) the containers; status then plans to recreate them.
+    // 7. stop stops (and keeps) the containers; status then plans to recreate them. The
+    // user's container is not ours to stop.
     assert!(p.xtask(&["stop"]).status.success());
+    let running = cmd!(sh, "podman inspect --format {status} {debug}").quiet().read().unwrap();
+    assert_eq!(running, "running", "stop left the user's container alone");
     assert!(http_get(p.backend_port, "/health").is_none(), "backend stopped");
     let status = stdout(&p.xtask(&["status"]));
     assert!(status.contains("backend container: starting: container was exited"), "{status}");

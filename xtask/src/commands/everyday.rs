@@ -28,7 +28,7 @@ pub fn status(cx: &Context, args: &StatusArgs) -> Result<(), String> {
     let (engine, stack, sh) = setup(cx)?;
     let facts = crate::converge::observe::observe(&sh, &engine, &stack)?;
     let mut ours: Vec<_> =
-        facts.observed.containers.values().filter(|c| c.project() == Some(&cx.project.name)).collect();
+        facts.observed.containers.values().filter(|c| c.is_ours(&cx.project.name)).collect();
     ours.sort_by(|a, b| a.name.cmp(&b.name));
     let plan = plan::plan(&stack, &facts, Options::default());
     if args.json {
@@ -129,7 +129,7 @@ pub fn stop(cx: &Context, args: &StopArgs) -> Result<(), String> {
     let mut running: Vec<String> = observed
         .containers
         .values()
-        .filter(|c| c.running && c.project() == Some(&cx.project.name))
+        .filter(|c| c.running && c.is_ours(&cx.project.name))
         .map(|c| c.name.clone())
         .collect();
     running.sort();

@@ -42,16 +42,28 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let observed = engine.observe(&sh, &[])?;
 
     let mut containers: Vec<String> =
-        observed.containers.values().filter(|c| c.project() == Some(name)).map(|c| c.name.clone()).collect();
+        observed.containers.values().filter(|c| c.is_ours(name)).map(|c| c.name.clone()).collect();
     containers.sort();
-    let images = engine.images_labelled(&sh, &cx.project.label())?;
+    // Ours are the names this tool gives: each image's reference, its extra tags and its
+    // inputs tags. Never an id: that would take every other name of the image with it.
+    let mut images: Vec<String> = Vec::new();
+    let prod = Stack::prod(&cx.project, Llm::default(), engine.host_alias());
+    for image in [&stack, &prod].into_iter().flat_map(|s| &s.images) {
+        let tag = image.reference.strip_prefix(&format!("{}:", image.repository())).unwrap_or("latest");
+        for name in engine.image_names(&sh, image.repository())? {
+            let other_tag = name.rsplit_once(':').map_or("", |(_, t)| t);
+            if other_tag == tag || other_tag.starts_with("inputs-") || image.extra_tags.contains(&name) {
+                images.push(name);
+            }
+        }
+    }
 
     let mut steps: Vec<Call> = Vec::new();
     if !containers.is_empty() {
         steps.push(Call::RemoveContainers(containers.clone()));
     }
     if !images.is_empty() {
-        steps.push(Call::RemoveImagesForce(images.clone()));
+        steps.push(Call::Untag(images.clone()));
     }
     steps.push(Call::PruneImages { label: cx.project.label() });
     if args.volumes {

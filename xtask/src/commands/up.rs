@@ -152,7 +152,7 @@ fn take_down(sh: &Shell, engine: &Engine, stack: &Stack, why: &str) -> Result<()
         .services
         .iter()
         .filter_map(|s| observed.containers.get(&s.container))
-        .filter(|c| c.project() == Some(&stack.project.name))
+        .filter(|c| c.is_ours(&stack.project.name))
         .map(|c| c.name.clone())
         .collect();
     if !ours.is_empty() {

@@ -10,7 +10,7 @@ use crate::{
     host::ports::{Holder, describe_conflict},
     inputs::cache::Record,
     inputs::fingerprint::Inputs,
-    stack::{CONFIG_LABEL, INPUTS_LABEL, ServiceImage, Stack},
+    stack::{CONFIG_LABEL, INPUTS_LABEL, PROJECT_LABEL, SERVICE_LABEL, ServiceImage, Stack},
 };
 
 /// Everything the planner needs that is not the stack itself, gathered by `observe`.
@@ -141,12 +141,17 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
         let container = &service.container;
         let reason = match observed.containers.get(container) {
             None => Some("container missing".to_string()),
-            Some(c) if c.project() != Some(&stack.project.name) => {
+            Some(c) if !c.is_ours(&stack.project.name) => {
+                let whose = match c.project() {
+                    Some(p) if p == stack.project.name => {
+                        format!("it was started by hand from this project's image (no {SERVICE_LABEL} label)")
+                    }
+                    Some(p) => format!("its {PROJECT_LABEL} label is {p:?}"),
+                    None => format!("its {PROJECT_LABEL} label is missing"),
+                };
                 plan.blockers.push(format!(
-                    "a container named {container} exists and is not this project's (its {} label is {}); \
-                     if the old scripts made it, remove it with `podman rm -f {container}`",
-                    crate::stack::PROJECT_LABEL,
-                    c.project().map_or("missing".to_string(), |p| format!("{p:?}"))
+                    "a container named {container} exists and is not this project's ({whose}); \
+                     if the old scripts made it, remove it with `podman rm -f {container}`"
                 ));
                 continue;
             }

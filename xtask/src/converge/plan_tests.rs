@@ -537,6 +537,19 @@ fn cases() -> Vec<Case> {
             blockers: vec!["podman rm -f jarvis-frontend-dev"],
         },
         Case {
+            // A debug container run by hand from our image inherits its project label.
+            name: "a container with our name and only the inherited project label: blocker, never removed",
+            options: DEFAULT,
+            mutate: |f| {
+                let c = observed_container(f, FRONTEND);
+                c.labels.remove(SERVICE_LABEL);
+                c.labels.remove(CONFIG_LABEL);
+            },
+            actions: vec![],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP],
+            blockers: vec!["started by hand from this project's image"],
+        },
+        Case {
             name: "a foreign container with our name while our image rebuilds: built, not removed, not run",
             options: DEFAULT,
             mutate: |f| {

@@ -23,8 +23,10 @@ pub enum Call {
     Stop(Vec<String>),
     /// `rmi`: removes image references; an image goes when its last reference does.
     RemoveImages(Vec<String>),
-    /// `rmi -f` by image id: every tag of the image goes with it.
-    RemoveImagesForce(Vec<String>),
+    /// Takes these names off their images; an image left without a name and without a
+    /// container is then dangling, for `PruneImages`. Another name on the same image, or
+    /// a container using it, keeps it.
+    Untag(Vec<String>),
     /// Removes dangling images carrying this label (`k=v`).
     PruneImages {
         label: String,
@@ -133,7 +135,12 @@ impl Engine {
             }
             Call::Stop(names) => vec![[vec![s("stop"), s("-t"), s("5")], names.clone()].concat()],
             Call::RemoveImages(references) => vec![[vec![s("rmi")], references.clone()].concat()],
-            Call::RemoveImagesForce(ids) => vec![[vec![s("rmi"), s("-f")], ids.clone()].concat()],
+            Call::Untag(names) => match self.kind {
+                Kind::Podman => names.iter().map(|n| vec![s("untag"), n.clone(), n.clone()]).collect(),
+                // docker has no untag: `rmi -f NAME` removes just that name from an image
+                // that has another name or a container (never the container).
+                Kind::Docker => vec![[vec![s("rmi"), s("-f")], names.clone()].concat()],
+            },
             Call::PruneImages { label } => {
                 vec![vec![s("image"), s("prune"), s("-f"), s("--filter"), format!("label={label}")]]
             }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use crate::stack::PROJECT_LABEL;
+use crate::stack::{PROJECT_LABEL, SERVICE_LABEL};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedImage {
@@ -28,6 +28,13 @@ pub struct ObservedContainer {
 impl ObservedContainer {
     pub fn project(&self) -> Option<&str> {
         self.labels.get(PROJECT_LABEL).map(String::as_str)
+    }
+
+    /// Whether `project`'s tool made it: the project label alone is not enough, since a
+    /// container inherits it from our image (`podman run` of it by hand). Only our `run`
+    /// sets the service label.
+    pub fn is_ours(&self, project: &str) -> bool {
+        self.project() == Some(project) && self.labels.contains_key(SERVICE_LABEL)
     }
 }
 

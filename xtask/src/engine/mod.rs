@@ -155,18 +155,18 @@ impl Engine {
             .ok()
     }
 
-    /// The ids of the images carrying `label` (`k=v`).
-    pub fn images_labelled(&self, sh: &Shell, label: &str) -> Result<Vec<String>, String> {
-        let filter = format!("label={label}");
-        let ids = self.read(sh, &["images", "-q", "--no-trunc", "--filter", &filter])?;
-        let mut ids: Vec<String> = ids
+    /// Every `repository:tag` name the engine has in `repository`.
+    pub fn image_names(&self, sh: &Shell, repository: &str) -> Result<Vec<String>, String> {
+        let names = self.read(sh, &["images", "--format", "{{.Repository}}:{{.Tag}}", repository])?;
+        let mut names: Vec<String> = names
             .lines()
-            .map(|id| id.trim().trim_start_matches("sha256:").to_string())
-            .filter(|id| !id.is_empty())
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && !n.ends_with(":<none>"))
+            .map(str::to_string)
             .collect();
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
     /// The names of the volumes carrying `label` (`k=v`).
