@@ -176,6 +176,19 @@ fn dev_fast_builds_reuses_rebuilds_what_changed_and_recovers() {
         plan.iter().any(|(a, t, r)| a == "build" && t.contains("frontend") && r.contains("corrupt")),
         "{plan:?}"
     );
+    // Rebuilt from the layer cache, the image is the same: its running container is kept.
+    let frontend_container = format!("{PROJECT}-frontend-dev");
+    let id_format = "{{.Id}}";
+    let before = cmd!(sh, "podman inspect --format {id_format} {frontend_container}").quiet().read().unwrap();
+    let rebuilt = p.xtask(&["dev-fast"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    assert!(
+        stdout(&rebuilt).contains("frontend container: kept (the rebuild made the same image)"),
+        "{}",
+        stdout(&rebuilt)
+    );
+    let after = cmd!(sh, "podman inspect --format {id_format} {frontend_container}").quiet().read().unwrap();
+    assert_eq!(before, after, "the frontend container was not recreated");
 
     // 6. rebuild-clean refuses without a terminal, then with --yes keeps volumes and rebuilds.
     let node_modules = format!("{PROJECT}-node-modules");

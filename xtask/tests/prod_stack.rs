@@ -154,6 +154,10 @@ fn production_stack_end_to_end() {
         assert!(start.elapsed() < Duration::from_secs(60), "the kube stack did not answer /health");
         std::thread::sleep(Duration::from_millis(300));
     }
+    // Played again, as the file's header says: `--replace` swaps the running pod.
+    assert!(kube_text.contains("podman kube play --replace"), "the header documents --replace");
+    let replayed = cmd!(sh, "podman kube play --replace {kube}").quiet().ignore_status().output().unwrap();
+    assert!(replayed.status.success(), "kube play --replace: {}", String::from_utf8_lossy(&replayed.stderr));
     drop(_down);
     assert!(http_get(port, "/health").is_none(), "kube down left the app answering");
 
@@ -163,6 +167,9 @@ fn production_stack_end_to_end() {
         return;
     };
     let file = out.join("compose.yaml");
+    // Written outside docker/, its build context still names this checkout.
+    let compose_text = std::fs::read_to_string(&file).unwrap();
+    assert!(compose_text.contains(&format!("context: {}", root.display())), "{compose_text}");
     let _down = ComposeDown(compose.clone(), file.clone());
     let output = cmd!(sh, "{compose} -f {file} up -d --no-build").quiet().ignore_status().output().unwrap();
     assert!(output.status.success(), "podman-compose up: {}", String::from_utf8_lossy(&output.stderr));

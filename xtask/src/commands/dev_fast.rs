@@ -73,10 +73,13 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
         report,
         &Cancel::default(),
     )?;
-    if args.dry_run || args.build_only {
+    if args.build_only {
         return Ok(());
     }
     fill_models(&sh, &engine, &stack, report, out);
+    if args.dry_run {
+        return Ok(());
+    }
     check_llm(&sh, &engine, &stack, args.llm, out);
     let p = &stack.project;
     let host = p.reach_addr();
@@ -138,8 +141,15 @@ fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: 
         .map(str::to_string)
         .to_vec(),
     };
+    let run = Call::Run(run);
+    if out.dry_run {
+        for line in engine.command_lines(&run) {
+            out.say(format!("{line}   # the voices of models.json, once per manifest"));
+        }
+        return;
+    }
     out.say(format!("models volume {volume}: fetching the voices of models.json (once per manifest)"));
-    match engine.call(sh, &Call::Run(run), Progress::Shown { to_stderr: out.json }) {
+    match engine.call(sh, &run, Progress::Shown { to_stderr: out.json }) {
         Ok(_) => {
             if let Err(e) = cache::store_step(&dir, "models-volume", &inputs) {
                 out.warn(e);

@@ -104,10 +104,22 @@ pub fn apply(
     let mut done = Vec::new();
     // Optional services whose image could not be pulled are not started either.
     let mut skipped: Vec<usize> = Vec::new();
+    // Images built in this run, by index: their new ids, to keep a container on an image
+    // the build left as it was (a lost cache record, rebuilt to the same layers).
+    let mut rebuilt: std::collections::HashMap<usize, String> = std::collections::HashMap::new();
     for action in &plan.actions {
         if let Action::Run { service, .. } = action
             && skipped.contains(service)
         {
+            continue;
+        }
+        if !out.dry_run
+            && let Some(service) = unchanged_by_rebuild(stack, facts, action, &rebuilt)
+        {
+            if let Action::Run { .. } = action {
+                out.say(format!("{} container: kept (the rebuild made the same image)", service.key));
+            }
+            done.push(json!({ "action": action.to_json(stack), "status": "skipped", "why": "same image" }));
             continue;
         }
         let call = call(stack, engine, facts, action);
@@ -181,6 +193,9 @@ pub fn apply(
                 if let Action::Build { image, .. } = action {
                     let img = &stack.images[*image];
                     cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*image].0)?;
+                    if let Some(id) = engine.image_id(sh, &img.reference) {
+                        rebuilt.insert(*image, id);
+                    }
                     if stages.len() > 1 {
                         for stage in &stages {
                             out.say(format!("  {} stage {}", img.key, stage.describe()));
@@ -227,6 +242,29 @@ pub fn apply(
         }
     }
     Ok(done)
+}
+
+/// The service of a remove or run planned only because its image was rebuilt, when the
+/// build made the very image its running container already has, with the same config.
+fn unchanged_by_rebuild<'a>(
+    stack: &'a Stack,
+    facts: &Facts,
+    action: &Action,
+    rebuilt: &std::collections::HashMap<usize, String>,
+) -> Option<&'a crate::stack::Service> {
+    let (index, service) = match action {
+        Action::Run { service, reason } if reason == plan::IMAGE_REBUILT => {
+            (*service, &stack.services[*service])
+        }
+        Action::Remove { container, reason } if reason == plan::IMAGE_REBUILT => {
+            stack.services.iter().enumerate().find(|(_, s)| s.container == *container)?
+        }
+        _ => return None,
+    };
+    let ServiceImage::Built(image) = service.image else { return None };
+    let c = facts.observed.containers.get(&service.container)?;
+    let same_config = c.labels.get(crate::stack::CONFIG_LABEL) == Some(&facts.configs[index]);
+    (c.running && same_config && rebuilt.get(&image) == Some(&c.image_id)).then_some(service)
 }
 
 /// Pushes a built image's inputs tag; a failure is a warning. Whether it was pushed.
@@ -282,7 +320,11 @@ pub fn converge(
         return Err(format!("nothing was started:\n  {}", plan.blockers.join("\n  ")));
     }
     if plan.is_noop() {
-        out.say("nothing to do: every image is current and every container is running");
+        out.say(if stack.services.is_empty() {
+            "nothing to do: every image is current"
+        } else {
+            "nothing to do: every image is current and every container is running"
+        });
         return Ok(());
     }
     report["applied"] = json!(apply(sh, engine, stack, &facts, &plan, out, registry)?);

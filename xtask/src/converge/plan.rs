@@ -25,6 +25,10 @@ pub struct Facts {
     pub busy_ports: BTreeMap<u16, Option<Holder>>,
 }
 
+/// The reason of a container planned anew because its image is rebuilt; apply keeps the
+/// container when the build makes the image it already runs.
+pub const IMAGE_REBUILT: &str = "image rebuilt";
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// `--rebuild`: build every image even if its inputs match.
@@ -131,7 +135,7 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     let mut runs = Vec::new();
     for (index, service) in stack.services.iter().enumerate() {
         let reason = match service.image {
-            ServiceImage::Built(i) if plan.rebuilds(i) => Some("image rebuilt"),
+            ServiceImage::Built(i) if plan.rebuilds(i) => Some(IMAGE_REBUILT),
             ServiceImage::Pulled(ref reference) if observed.image(reference).is_none() => {
                 pulls.push(Action::Pull { service: index, reason: "image missing".into() });
                 Some("image pulled")

@@ -45,7 +45,8 @@ pub fn wait(
     for service in stack.services.iter().filter(|s| !s.optional) {
         let Some(&(port, _)) = service.ports.first() else { continue };
         let started = Instant::now();
-        let mut said = false;
+        // When the user was last told what is being waited on (at 3 s, then every 5 s).
+        let mut said: Option<Instant> = None;
         loop {
             if cancel.is_cancelled() {
                 return Err(format!("interrupted while waiting for {}", service.key));
@@ -71,12 +72,28 @@ pub fn wait(
                     service.key
                 ));
             }
-            if !said && started.elapsed() > Duration::from_secs(3) {
-                out.say(format!(
-                    "waiting for {} on port {port} (a first start compiles in the container; `cargo xtask logs {} -f` to watch)",
-                    service.key, service.key
-                ));
-                said = true;
+            let waited = started.elapsed();
+            match said {
+                None if waited > Duration::from_secs(3) => {
+                    out.say(format!(
+                        "waiting for {} on port {port} (a first start compiles in the container; `cargo xtask logs {} -f` to watch)",
+                        service.key, service.key
+                    ));
+                    said = Some(Instant::now());
+                }
+                Some(at) if at.elapsed() >= Duration::from_secs(5) => {
+                    let last = engine.logs_tail(sh, &service.container, 1);
+                    out.say(format!(
+                        "still waiting for {} on {}:{port}: {}s of {}s, container {state}; last log line: {}",
+                        service.key,
+                        stack.project.reach_addr(),
+                        waited.as_secs(),
+                        timeout.as_secs(),
+                        last.trim()
+                    ));
+                    said = Some(Instant::now());
+                }
+                _ => {}
             }
             std::thread::sleep(Duration::from_millis(300));
         }

@@ -134,6 +134,12 @@ impl Engine {
             .unwrap_or_else(|_| "missing".into())
     }
 
+    /// An image's id (without `sha256:`), if the engine has it.
+    pub fn image_id(&self, sh: &Shell, reference: &str) -> Option<String> {
+        let id = self.read(sh, &["image", "inspect", "--format", "{{.Id}}", reference]).ok()?;
+        Some(id.trim().trim_start_matches("sha256:").to_string())
+    }
+
     /// An image's labels.
     pub fn image_labels(&self, sh: &Shell, reference: &str) -> Result<BTreeMap<String, String>, String> {
         let text = self.read(sh, &["image", "inspect", "--format", "{{json .Config.Labels}}", reference])?;
