@@ -57,6 +57,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     })
     .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
 
+    setup::check_env_file(&p.root)?;
     check_ports(p)?;
     let ready = if args.no_setup {
         Ready {
