@@ -79,8 +79,8 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         name: "e2e",
-        about: "dev-fast and rebuild-clean end to end (podman)",
-        commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_fast"]],
+        about: "dev-fast and rebuild-clean end to end, and a table of bad inputs refused (podman)",
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_fast", "--test", "bad_input"]],
         tools: &["podman", "python3"],
         shares_images: false,
     },
