@@ -61,7 +61,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let fingerprint = median(runs * 4, || {
         let started = Instant::now();
         for image in &stack.images {
-            Inputs::of_image(stack.root(), image, |_| None).digest();
+            Inputs::of_image(stack.root(), image, |_| None)?.digest();
         }
         Ok(started.elapsed())
     })?;

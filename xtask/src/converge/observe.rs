@@ -13,13 +13,13 @@ use crate::{
 };
 
 /// Every image the plan asks about: ours, the bases they are built from (their ids are
-/// inputs), and those only pulled.
-fn image_references(stack: &Stack) -> Vec<String> {
+/// inputs), and those only pulled. A Containerfile the inputs reader cannot follow is an
+/// error here, before any engine call.
+fn image_references(stack: &Stack) -> Result<Vec<String>, String> {
     let mut references: Vec<String> = Vec::new();
     for image in &stack.images {
         references.push(image.reference.clone());
-        let text = std::fs::read_to_string(stack.root().join(image.containerfile)).unwrap_or_default();
-        references.extend(containerfile::bases(&text));
+        references.extend(containerfile::read_file(stack.root(), image.containerfile)?.bases);
     }
     for service in &stack.services {
         if let ServiceImage::Pulled(reference) = &service.image {
@@ -28,23 +28,23 @@ fn image_references(stack: &Stack) -> Vec<String> {
     }
     references.sort();
     references.dedup();
-    references
+    Ok(references)
 }
 
 /// Gathers the facts the planner needs: four engine listings, the inputs of each image,
 /// and the ports that cannot be bound.
 pub fn observe(sh: &Shell, engine: &Engine, stack: &Stack) -> Result<Facts, String> {
-    let references = image_references(stack);
+    let references = image_references(stack)?;
     let observed = engine.observe(sh, &references.iter().map(String::as_str).collect::<Vec<_>>())?;
     let inputs: Vec<(Inputs, cache::Record)> = stack
         .images
         .iter()
         .map(|image| {
             let inputs =
-                Inputs::of_image(stack.root(), image, |base| observed.image(base).map(|i| i.id.clone()));
-            (inputs, cache::load(&stack.project.cache_dir(), image.key))
+                Inputs::of_image(stack.root(), image, |base| observed.image(base).map(|i| i.id.clone()))?;
+            Ok((inputs, cache::load(&stack.project.cache_dir(), image.key)))
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     let configs = stack
         .services
         .iter()

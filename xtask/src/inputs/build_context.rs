@@ -3,9 +3,14 @@
 //! buildah and docker read them: one per line, `#` comments, relative to the context root,
 //! `*`, `?`, `[a-z]` within one path component, `**` across any number of them, `!` to
 //! re-include, the last matching line wins, and a pattern that matches a directory
-//! matches everything under it.
+//! matches everything under it. A class is negated by `^` only (`[!a]` is `!` or `a`), as
+//! Go's `filepath.Match`, which the engines use; a pattern that `filepath.Match` calls
+//! malformed (`[` never closed, a trailing `\`) is an error, as the engines fail the build.
 
 use std::path::Path;
+
+/// The ignore files the engines read at the context root, in the order podman looks.
+pub const IGNORE_FILES: [&str; 2] = [".containerignore", ".dockerignore"];
 
 #[derive(Clone, Debug, Default)]
 pub struct Ignore {
@@ -19,18 +24,35 @@ struct Pattern {
 }
 
 impl Ignore {
-    /// `.containerignore` at the context root, else `.dockerignore`, else nothing ignored.
-    pub fn load(root: &Path) -> Ignore {
-        [".containerignore", ".dockerignore"]
-            .iter()
-            .find_map(|name| std::fs::read_to_string(root.join(name)).ok())
-            .map(|text| Ignore::parse(&text))
-            .unwrap_or_default()
+    /// Nothing ignored: what the host sees.
+    pub fn none() -> Ignore {
+        Ignore::default()
     }
 
-    pub fn parse(text: &str) -> Ignore {
+    /// `.containerignore` at the context root, else `.dockerignore`, else nothing ignored.
+    /// A malformed pattern is an error naming the file and line (the engines refuse it too).
+    pub fn load(root: &Path) -> Result<Ignore, String> {
+        for name in IGNORE_FILES {
+            match std::fs::read_to_string(root.join(name)) {
+                Ok(text) => return Ignore::parse(name, &text).map_err(|errors| errors.join("\n")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(format!(
+                        "{name}: cannot be read ({e}). Make it readable, or remove it if nothing is to be \
+                         left out of the build context"
+                    ));
+                }
+            }
+        }
+        Ok(Ignore::none())
+    }
+
+    /// Reads the patterns of the ignore file `file` (named in errors). Every malformed
+    /// line is reported, as "<file>:<line>: what is wrong. How to fix it".
+    pub fn parse(file: &str, text: &str) -> Result<Ignore, Vec<String>> {
         let mut patterns = Vec::new();
-        for line in text.lines() {
+        let mut errors = Vec::new();
+        for (index, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -39,12 +61,29 @@ impl Ignore {
                 Some(rest) => (true, rest.trim()),
                 None => (false, line),
             };
+            if negate && body.is_empty() {
+                errors.push(format!(
+                    "{file}:{}: `!` alone re-includes nothing, and the engines refuse it (\"illegal exclusion \
+                     pattern\"). Follow the `!` with the path to send after all, or remove the line",
+                    index + 1
+                ));
+                continue;
+            }
             let parts = clean(body);
+            if let Some(why) = parts.iter().find_map(|part| check_component(part).err()) {
+                errors.push(format!(
+                    "{file}:{}: `{line}` is not a valid pattern: {why}, and podman, buildah and docker \
+                     refuse the build (Go's filepath.Match: syntax error in pattern). {}",
+                    index + 1,
+                    "Escape a literal `[`, `]`, `*`, `?` or `\\` with `\\`, close every `[` with `]`"
+                ));
+                continue;
+            }
             if !parts.is_empty() {
                 patterns.push(Pattern { negate, parts });
             }
         }
-        Ignore { patterns }
+        if errors.is_empty() { Ok(Ignore { patterns }) } else { Err(errors) }
     }
 
     /// Whether the context leaves out `rel` (a `/`-separated path below the root).
@@ -178,8 +217,9 @@ fn could_match_below(pattern: &[String], dir: &[&str]) -> bool {
     }
 }
 
-/// One path component against one pattern component: `*`, `?`, `[...]` (with `^` or `!`
-/// to negate, and ranges) and `\` escapes, as Go's `filepath.Match`, which the engines use.
+/// One path component against one pattern component: `*`, `?`, `[...]` (ranges, `^` to
+/// negate, `\` escapes inside) and `\` escapes, as Go's `filepath.Match`, which the
+/// engines use. The pattern was checked by `check_component` when it was read.
 fn component_matches(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
@@ -193,45 +233,76 @@ fn glob(p: &[char], n: &[char]) -> bool {
         Some('?') => !n.is_empty() && glob(&p[1..], &n[1..]),
         Some('[') => {
             let Some(c) = n.first() else { return false };
-            match class(&p[1..], *c) {
-                Some((hit, used)) => hit && glob(&p[1 + used..], &n[1..]),
-                None => false, // an unclosed class is a bad pattern, which matches nothing
+            match class(&p[1..], Some(*c)) {
+                Ok((hit, used)) => hit && glob(&p[1 + used..], &n[1..]),
+                Err(_) => false, // a malformed class matches nothing (and was refused when read)
             }
         }
-        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && glob(&p[2..], &n[1..]),
+        Some('\\') => p.len() > 1 && n.first() == Some(&p[1]) && glob(&p[2..], &n[1..]),
         Some(c) => n.first() == Some(c) && glob(&p[1..], &n[1..]),
     }
 }
 
-/// A character class after its `[`: whether `c` is in it, and how many pattern characters
-/// it used (including the closing `]`).
-fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+/// A character class after its `[`, read as Go's `filepath.Match` reads it: an optional
+/// `^` negates (`!` is an ordinary character), then one or more ranges (`a`, `a-z`, `\]`)
+/// up to the closing `]`. Gives whether `c` is in it and how many pattern characters it
+/// used (with the `]`), or why it is malformed.
+fn class(p: &[char], c: Option<char>) -> Result<(bool, usize), &'static str> {
     let mut i = 0;
-    let negated = matches!(p.first(), Some('^') | Some('!'));
+    let negated = p.first() == Some(&'^');
     if negated {
         i += 1;
     }
     let mut hit = false;
-    let mut first = true;
-    while i < p.len() {
-        if p[i] == ']' && !first {
-            return Some((hit != negated, i + 1));
+    let mut ranges = 0;
+    loop {
+        if p.get(i) == Some(&']') && ranges > 0 {
+            return Ok((hit != negated, i + 1));
         }
-        first = false;
-        let mut lo = p[i];
-        if lo == '\\' && i + 1 < p.len() {
-            i += 1;
-            lo = p[i];
-        }
+        let lo = class_char(p, &mut i)?;
         let mut hi = lo;
-        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
-            hi = p[i + 2];
-            i += 2;
+        if p.get(i) == Some(&'-') {
+            i += 1;
+            hi = class_char(p, &mut i)?;
         }
-        hit |= lo <= c && c <= hi;
-        i += 1;
+        hit |= c.is_some_and(|c| lo <= c && c <= hi);
+        ranges += 1;
     }
-    None
+}
+
+/// One character of a class (Go's `getEsc`): not a bare `-` or `]`, maybe `\`-escaped, and
+/// something must follow it (at least the closing `]`).
+fn class_char(p: &[char], i: &mut usize) -> Result<char, &'static str> {
+    let mut c = match p.get(*i) {
+        None => return Err("a `[` class is never closed with `]`"),
+        Some('-') => return Err("a `-` in a `[` class is not between two characters"),
+        Some(']') => return Err("a `[` class is empty, or a range in it has no end"),
+        Some(c) => *c,
+    };
+    if c == '\\' {
+        *i += 1;
+        c = *p.get(*i).ok_or("a `[` class is never closed with `]`")?;
+    }
+    *i += 1;
+    if *i >= p.len() {
+        return Err("a `[` class is never closed with `]`");
+    }
+    Ok(c)
+}
+
+/// Whether one component of a pattern is well formed, by Go's `filepath.Match` rules.
+fn check_component(pattern: &str) -> Result<(), &'static str> {
+    let p: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '\\' if i + 1 == p.len() => return Err("it ends in a `\\` that escapes nothing"),
+            '\\' => i += 2,
+            '[' => i += 1 + class(&p[i + 1..], None)?.1,
+            _ => i += 1,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -240,7 +311,11 @@ mod tests {
 
     fn repo_ignore() -> Ignore {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        Ignore::parse(&std::fs::read_to_string(root.join(".containerignore")).unwrap())
+        Ignore::load(root).unwrap()
+    }
+
+    fn parse(text: &str) -> Ignore {
+        Ignore::parse("test-ignore", text).unwrap()
     }
 
     #[test]
@@ -280,7 +355,7 @@ mod tests {
     #[test]
     fn last_match_wins_and_directories_cover_their_contents() {
         let ignore =
-            Ignore::parse("# comment\n  docs/  \n!docs/keep.md\n*.log\n!important.log\nbuild/**/*.o\n");
+            parse("# comment\n  docs/  \n!docs/keep.md\n*.log\n!important.log\nbuild/**/*.o\n");
         assert!(ignore.excluded("docs/a.md"));
         assert!(ignore.excluded("docs/sub/b.md"));
         assert!(!ignore.excluded("docs/keep.md"));
@@ -299,11 +374,73 @@ mod tests {
         assert!(!component_matches("*.rs", "lib.rsx"));
         assert!(component_matches("fi?e", "file"));
         assert!(component_matches("[a-c]x", "bx"));
-        assert!(!component_matches("[^a-c]x", "bx"));
-        assert!(component_matches("[!a-c]x", "dx"));
+        assert!(!component_matches("[a-c]x", "dx"));
         assert!(component_matches(r"\*", "*"));
         assert!(!component_matches(r"\*", "a"));
-        assert!(!component_matches("[ab", "a"), "an unclosed class matches nothing");
+        assert!(component_matches(r"[\]]", "]"));
+        assert!(component_matches("a]", "a]"), "a `]` outside a class is an ordinary character");
+    }
+
+    /// Go's `filepath.Match` (so podman, buildah and docker) negates a class with `^` only:
+    /// in `[!a-c]` the `!` is one more character of the class.
+    #[test]
+    fn a_class_is_negated_by_caret_and_bang_is_a_character() {
+        assert!(!component_matches("[^a-c]x", "bx"));
+        assert!(component_matches("[^a-c]x", "dx"));
+        assert!(component_matches("[^a-c]x", "!x"));
+        assert!(component_matches("[!a-c]x", "bx"), "`!` does not negate");
+        assert!(component_matches("[!a-c]x", "!x"), "`!` is in the class");
+        assert!(!component_matches("[!a-c]x", "dx"));
+        // Read from an ignore file: `[!.]env` leaves out `.env` and `!env`, and sends `xenv`.
+        let ignore = parse("[!.]env\n");
+        assert!(ignore.excluded("!env") && ignore.excluded(".env"));
+        assert!(!ignore.excluded("xenv"));
+    }
+
+    #[test]
+    fn a_malformed_pattern_is_an_error_naming_the_file_and_line() {
+        for (pattern, why) in [
+            ("[ab", "never closed"),
+            ("src/[", "never closed"),
+            ("trailing\\", "escapes nothing"),
+            ("[]", "empty"),
+            ("[a-]", "no end"),
+            ("[-a]", "not between two characters"),
+            ("[^]", "empty"),
+            ("[\\", "never closed"),
+        ] {
+            let errors = Ignore::parse(".containerignore", &format!("# fine\ntarget\n{pattern}\n")).unwrap_err();
+            assert_eq!(errors.len(), 1, "{pattern}: {errors:?}");
+            let error = &errors[0];
+            assert!(error.starts_with(".containerignore:3: `"), "{pattern}: {error}");
+            assert!(error.contains(why), "{pattern}: {error}");
+            assert!(error.contains("Escape a literal"), "says how to fix it: {error}");
+        }
+        let errors = Ignore::parse(".dockerignore", "!\n[\nok\n[x\n").unwrap_err();
+        assert_eq!(errors.len(), 3, "every bad line is reported: {errors:?}");
+        assert!(errors[0].starts_with(".dockerignore:1: `!` alone"), "{errors:?}");
+        assert!(errors[1].starts_with(".dockerignore:2:") && errors[2].starts_with(".dockerignore:4:"));
+        // Well-formed ones that look odd.
+        for pattern in ["[!a]", "[\\]]", "a]", "\\[literal\\]", "**/*.o", "[^^]"] {
+            assert!(Ignore::parse("f", pattern).is_ok(), "{pattern}");
+        }
+    }
+
+    #[test]
+    fn load_reports_a_malformed_ignore_file_and_prefers_containerignore() {
+        let dir = std::env::temp_dir().join(format!("jarvis-ignore-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!Ignore::load(&dir).unwrap().excluded("x"), "no ignore file: nothing is left out");
+        std::fs::write(dir.join(".dockerignore"), "x\n").unwrap();
+        assert!(Ignore::load(&dir).unwrap().excluded("x"));
+        std::fs::write(dir.join(".containerignore"), "y\n[z\n").unwrap();
+        let error = Ignore::load(&dir).unwrap_err();
+        assert!(error.starts_with(".containerignore:2: `[z`"), "{error}");
+        std::fs::write(dir.join(".containerignore"), "y\n").unwrap();
+        let ignore = Ignore::load(&dir).unwrap();
+        assert!(ignore.excluded("y") && !ignore.excluded("x"), ".containerignore wins");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -323,7 +460,7 @@ mod tests {
             std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
             std::fs::write(dir.join(file), file).unwrap();
         }
-        let ignore = Ignore::parse("target\n**/target\n.env\n.env.*\n!.env.example\n!keep/target/x\n");
+        let ignore = parse("target\n**/target\n.env\n.env.*\n!.env.example\n!keep/target/x\n");
         assert_eq!(ignore.files(&dir, "crates/app"), ["crates/app/Cargo.toml", "crates/app/src/lib.rs"]);
         assert_eq!(ignore.files(&dir, "./crates/app/"), ignore.files(&dir, "crates/app"));
         assert_eq!(

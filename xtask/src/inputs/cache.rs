@@ -11,9 +11,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
-use crate::inputs::fingerprint::Inputs;
+use crate::inputs::fingerprint::{Inputs, SCHEMA};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
@@ -28,6 +28,47 @@ pub enum Record {
 const IMAGES: &str = "images";
 /// Records of `setup`'s host steps; kept by `rebuild-clean`, which removes no venv.
 const SETUP: &str = "setup";
+
+/// A record on disk: `{"schema": 2, "files": {...}, "bases": {...}, "args": {...}}`.
+#[derive(Serialize, Deserialize)]
+struct OnDisk<T> {
+    schema: u64,
+    #[serde(flatten)]
+    inputs: T,
+}
+
+/// What a record is, if not one of ours: read before the rest, so a record of another
+/// schema is told apart from a corrupt one.
+#[derive(Deserialize)]
+struct Version {
+    schema: Option<u64>,
+}
+
+fn encode(inputs: &Inputs) -> String {
+    serde_json::to_string_pretty(&OnDisk { schema: SCHEMA, inputs }).expect("inputs serialize")
+}
+
+/// The inputs a record holds, or why it cannot be used (it is then no record: the image
+/// rebuilds, saying why).
+fn decode(path: &Path, text: &str) -> Result<Inputs, String> {
+    let shown = path.display();
+    let version: Version = serde_json::from_str(text)
+        .map_err(|e| format!("{shown} is corrupt ({e}); it is rewritten after the next build"))?;
+    match version.schema {
+        Some(SCHEMA) => {}
+        Some(other) => {
+            return Err(format!(
+                "{shown} was written by {} xtask (record schema {other}, this one reads {SCHEMA}); it \
+                 is rewritten after the next build",
+                if other < SCHEMA { "an older" } else { "a newer" }
+            ));
+        }
+        None => return Err(format!("{shown} has no schema; it is rewritten after the next build")),
+    }
+    serde_json::from_str::<OnDisk<Inputs>>(text)
+        .map(|record| record.inputs)
+        .map_err(|e| format!("{shown} is corrupt ({e}); it is rewritten after the next build"))
+}
 
 fn record_path(dir: &Path, kind: &str, key: &str) -> PathBuf {
     dir.join(kind).join(format!("{key}.json"))
@@ -71,9 +112,9 @@ fn load_in(dir: &Path, kind: &str, key: &str) -> Record {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Record::Missing,
         Err(e) => return Record::Unreadable(format!("{}: {e}", path.display())),
     };
-    match serde_json::from_str::<Value>(&text).ok().as_ref().and_then(Inputs::from_json) {
-        Some(inputs) => Record::Built(inputs),
-        None => Record::Unreadable(format!("{} is corrupt or from another version", path.display())),
+    match decode(&path, &text) {
+        Ok(inputs) => Record::Built(inputs),
+        Err(why) => Record::Unreadable(why),
     }
 }
 
@@ -82,7 +123,7 @@ fn store_in(dir: &Path, kind: &str, key: &str, inputs: &Inputs) -> Result<(), St
     let parent = path.parent().expect("record paths have a parent");
     fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
     let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
-    let text = serde_json::to_string_pretty(&inputs.to_json()).expect("inputs serialize");
+    let text = encode(inputs);
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(text.as_bytes())?;
@@ -164,6 +205,48 @@ mod tests {
         let dir = scratch("corrupt");
         fs::create_dir_all(dir.join("images")).unwrap();
         fs::write(dir.join("images/backend.json"), "{ half a rec").unwrap();
+        assert!(matches!(load(&dir, "backend"), Record::Unreadable(why) if why.contains("corrupt")));
+        fs::write(dir.join("images/backend.json"), r#"{"schema": 2, "files": {"a": 1}}"#).unwrap();
+        assert!(matches!(load(&dir, "backend"), Record::Unreadable(why) if why.contains("corrupt")));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The format on disk is the one schema 1 had, with the schema number moved on.
+    #[test]
+    fn the_record_format_on_disk() {
+        let inputs = Inputs {
+            files: [("a".to_string(), "1 +x".to_string())].into(),
+            bases: [("debian".to_string(), "sha256:9".to_string())].into(),
+            args: [("K".to_string(), "v".to_string())].into(),
+        };
+        let value: serde_json::Value = serde_json::from_str(&encode(&inputs)).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "schema": SCHEMA, "files": { "a": "1 +x" }, "bases": { "debian": "sha256:9" }, "args": { "K": "v" }
+            })
+        );
+        assert_eq!(decode(Path::new("r.json"), &encode(&inputs)), Ok(inputs));
+    }
+
+    /// A record an older xtask wrote (schema 1: no modes) is no record, with a reason that
+    /// says so, never a crash; the image rebuilds and the record is rewritten.
+    #[test]
+    fn an_old_or_newer_record_is_no_record_with_a_reason() {
+        let dir = scratch("old");
+        fs::create_dir_all(dir.join("images")).unwrap();
+        let old = r#"{ "schema": 1, "files": { "requirements.txt": "ab" }, "bases": {}, "args": {} }"#;
+        fs::write(dir.join("images/backend.json"), old).unwrap();
+        match load(&dir, "backend") {
+            Record::Unreadable(why) => {
+                assert!(why.contains("older xtask (record schema 1, this one reads 2)"), "{why}");
+                assert!(why.contains("backend.json"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        fs::write(dir.join("images/backend.json"), r#"{ "schema": 7, "whatever": [] }"#).unwrap();
+        assert!(matches!(load(&dir, "backend"), Record::Unreadable(why) if why.contains("a newer xtask")));
+        fs::write(dir.join("images/backend.json"), "[]").unwrap();
         assert!(matches!(load(&dir, "backend"), Record::Unreadable(why) if why.contains("corrupt")));
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,15 +1,89 @@
 //! Just enough Containerfile reading to derive an image's inputs from the file itself:
 //! the base images it starts from and the context paths its `COPY`/`ADD` lines copy.
+//!
+//! What it cannot follow it refuses, naming the file and line, rather than derive wrong
+//! inputs: variables (`$ARG`, `${ARG}`) where an image or a context path is named,
+//! heredocs (`<<EOF`), an `# escape=` parser directive other than the default `\`, and
+//! `ADD <url>` (what it downloads is no input the fingerprint sees). Variables are refused,
+//! not substituted: the engines take them from `ARG` defaults, `--build-arg` values, `ENV`
+//! and predefined arguments with scoping rules across stages, and a partial substitution
+//! would be the silently wrong input this reader exists to avoid.
+
+use std::path::Path;
+
+/// What a Containerfile builds from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// The external images the build starts from or copies from (`FROM x AS name`,
+    /// `COPY --from=image`, `RUN --mount=...,from=image`), skipping references to stages.
+    pub bases: Vec<String>,
+    /// The context paths (files, directories or globs) that `COPY`, `ADD` and context bind
+    /// mounts take, in order; not what they take from stages or images.
+    pub sources: Vec<String>,
+}
+
+/// Reads the Containerfile `rel` (relative to `root`, as the stack names it). A missing or
+/// unreadable file is an error, as is anything `read` refuses.
+pub fn read_file(root: &Path, rel: &str) -> Result<Reading, String> {
+    let text = std::fs::read_to_string(root.join(rel)).map_err(|e| {
+        format!(
+            "{rel}: cannot be read ({e}). The stack builds an image from it: restore it (`git checkout -- \
+             {rel}`) or correct the path in xtask/src/stack.rs"
+        )
+    })?;
+    read(rel, &text)
+}
+
+/// Reads the Containerfile text `text`; `file` names it in errors ("docker/x.Containerfile:12: ...").
+pub fn read(file: &str, text: &str) -> Result<Reading, String> {
+    Walk::of(text).map_err(|(line, what)| format!("{file}:{line}: {what}"))
+}
+
+/// The external images of `text` (see `Reading::bases`).
+pub fn bases(file: &str, text: &str) -> Result<Vec<String>, String> {
+    read(file, text).map(|r| r.bases)
+}
+
+/// The context paths `text` copies (see `Reading::sources`).
+pub fn copied_sources(file: &str, text: &str) -> Result<Vec<String>, String> {
+    read(file, text).map(|r| r.sources)
+}
+
+/// An error at a line: (1-based line, "what is wrong. How to fix it").
+type LineError = (usize, String);
 
 /// Instructions with continuation lines joined and comments dropped (a comment line may
-/// sit inside a continued instruction, as the engines allow).
-fn instructions(text: &str) -> Vec<String> {
+/// sit inside a continued instruction, as the engines allow), each with the line it
+/// starts on. Parser directives at the top are checked: only `\` may be the escape.
+fn instructions(text: &str) -> Result<Vec<(usize, String)>, LineError> {
     let mut out = Vec::new();
     let mut current = String::new();
-    for line in text.lines() {
+    let mut start = 0;
+    let mut directives = true;
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
         let trimmed = line.trim();
+        if directives {
+            match directive(trimmed) {
+                Some((name, value)) if name.eq_ignore_ascii_case("escape") && value != "\\" => {
+                    return Err((
+                        number,
+                        format!(
+                            "the `# escape={value}` parser directive is not supported by the inputs reader, \
+                             which reads `\\` as the escape and line continuation. Remove the directive and \
+                             continue lines with `\\`"
+                        ),
+                    ));
+                }
+                Some(_) => continue,
+                None => directives = false,
+            }
+        }
         if trimmed.starts_with('#') {
             continue;
+        }
+        if current.is_empty() {
+            start = number;
         }
         if let Some(body) = trimmed.strip_suffix('\\') {
             current.push_str(body);
@@ -17,15 +91,25 @@ fn instructions(text: &str) -> Vec<String> {
         } else {
             current.push_str(trimmed);
             if !current.trim().is_empty() {
-                out.push(current.trim().to_string());
+                out.push((start, current.trim().to_string()));
             }
             current.clear();
         }
     }
     if !current.trim().is_empty() {
-        out.push(current.trim().to_string());
+        out.push((start, current.trim().to_string()));
     }
-    out
+    Ok(out)
+}
+
+/// A parser directive (`# name=value`, spaces allowed around each part), as the engines
+/// look for them before the first instruction, comment or blank line.
+fn directive(line: &str) -> Option<(&str, &str)> {
+    let (name, value) = line.strip_prefix('#')?.split_once('=')?;
+    let name = name.trim();
+    let valid = name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric());
+    valid.then_some((name, value.trim()))
 }
 
 /// The keyword, its `--flag=value` options, and its other words (a JSON array, the exec
@@ -62,6 +146,30 @@ fn mount_fields(value: &str) -> Vec<(&str, &str)> {
     value.split(',').map(|kv| kv.split_once('=').unwrap_or((kv, ""))).collect()
 }
 
+/// The heredoc opener in an instruction, if any: `<<EOF`, `<<-EOF`, `<<"EOF"`, `<<'EOF'`
+/// (not a shell shift such as `$((1<<2))`).
+fn heredoc(line: &str) -> Option<&str> {
+    line.match_indices("<<").find_map(|(at, _)| {
+        let rest = line[at + 2..].trim_start_matches('-');
+        let rest = rest.trim_start_matches(['"', '\'']);
+        rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_').then(|| {
+            let end = line[at..].find(char::is_whitespace).map_or(line.len(), |e| at + e);
+            &line[at..end]
+        })
+    })
+}
+
+/// Refuses a variable in `value`, which names an image or a context path in `what`.
+fn no_variable(value: &str, what: &str, fix: &str) -> Result<(), String> {
+    if !value.contains('$') {
+        return Ok(());
+    }
+    Err(format!(
+        "`{value}` in {what}: variables (`$NAME`, `${{NAME}}`) are not supported by the inputs reader, \
+         which could not tell which {fix} it names. Write the {fix} out in full"
+    ))
+}
+
 /// One pass over the stages: `FROM image AS name`, where a later `FROM`, `COPY --from=` or
 /// `RUN --mount=...,from=` may name an earlier stage (by name or index) or an image.
 struct Walk {
@@ -71,52 +179,80 @@ struct Walk {
 }
 
 impl Walk {
-    fn of(text: &str) -> Walk {
+    fn of(text: &str) -> Result<Reading, LineError> {
         let mut walk = Walk { stages: Vec::new(), bases: Vec::new(), sources: Vec::new() };
-        for line in instructions(text) {
-            let ins = parse(&line);
-            match ins.keyword.as_str() {
-                "FROM" => {
-                    let Some(image) = ins.args.first() else { continue };
-                    walk.external(image);
-                    let name = match &ins.args[..] {
-                        [_, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => name.clone(),
-                        _ => String::new(),
-                    };
-                    walk.stages.push(name);
-                }
-                "COPY" | "ADD" => match flag(&ins.flags, "from") {
-                    Some(from) => walk.external(from),
-                    None => {
-                        if let Some((_dest, srcs)) = ins.args.split_last() {
-                            for src in srcs {
-                                // A URL or git remote is fetched by the engine, not sent.
-                                if ins.keyword == "ADD" && (src.contains("://") || src.starts_with("git@")) {
-                                    continue;
-                                }
-                                walk.source(src);
-                            }
-                        }
-                    }
-                },
-                "RUN" => {
-                    for mount in ins.flags.iter().filter_map(|f| f.strip_prefix("--mount=")) {
-                        let fields = mount_fields(mount);
-                        let field = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
-                        let from = field("from");
-                        if let Some(from) = from {
-                            walk.external(from);
-                        }
-                        // A bind mount without `from` mounts the context (or a path of it).
-                        if field("type") == Some("bind") && from.is_none() {
-                            walk.source(field("source").or(field("src")).unwrap_or("."));
-                        }
-                    }
-                }
-                _ => {}
-            }
+        for (number, line) in instructions(text)? {
+            walk.instruction(&line).map_err(|what| (number, what))?;
         }
-        walk
+        Ok(Reading { bases: walk.bases, sources: walk.sources })
+    }
+
+    fn instruction(&mut self, line: &str) -> Result<(), String> {
+        let ins = parse(line);
+        let keyword = ins.keyword.as_str();
+        if matches!(keyword, "RUN" | "COPY" | "ADD")
+            && let Some(opener) = heredoc(line)
+        {
+            return Err(format!(
+                "heredocs (`{opener}`) are not supported by the inputs reader, which could not tell where \
+                 the instruction ends or what it copies. Put the text in a file of the build context and \
+                 COPY it, or write it with `printf` in a RUN"
+            ));
+        }
+        match keyword {
+            "FROM" => {
+                let Some(image) = ins.args.first() else { return Ok(()) };
+                no_variable(image, "FROM", "image")?;
+                self.external(image);
+                let name = match &ins.args[..] {
+                    [_, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => name.clone(),
+                    _ => String::new(),
+                };
+                self.stages.push(name);
+            }
+            "COPY" | "ADD" => match flag(&ins.flags, "from") {
+                Some(from) => {
+                    no_variable(from, &format!("{keyword} --from"), "stage or image")?;
+                    self.external(from);
+                }
+                None => {
+                    if let Some((_dest, srcs)) = ins.args.split_last() {
+                        for src in srcs {
+                            if keyword == "ADD" && is_remote(src) {
+                                return Err(format!(
+                                    "`ADD {src}` is not supported by the inputs reader: what it downloads \
+                                     is no input the fingerprint sees, so a change there would not rebuild \
+                                     the image. Download it in a RUN step that checks a pinned digest (as \
+                                     docker/fetch-models.py does), or put the file in the build context \
+                                     and COPY it"
+                                ));
+                            }
+                            no_variable(src, &format!("{keyword} source"), "path")?;
+                            self.source(src);
+                        }
+                    }
+                }
+            },
+            "RUN" => {
+                for mount in ins.flags.iter().filter_map(|f| f.strip_prefix("--mount=")) {
+                    let fields = mount_fields(mount);
+                    let field = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+                    let from = field("from");
+                    if let Some(from) = from {
+                        no_variable(from, "RUN --mount from=", "stage or image")?;
+                        self.external(from);
+                    }
+                    // A bind mount without `from` mounts the context (or a path of it).
+                    if field("type") == Some("bind") && from.is_none() {
+                        let source = field("source").or(field("src")).unwrap_or(".");
+                        no_variable(source, "RUN --mount source=", "path")?;
+                        self.source(source);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Records `reference` as a base image unless it names an earlier stage.
@@ -137,21 +273,30 @@ impl Walk {
     }
 }
 
-/// The external images the build starts from or copies from (`FROM x AS name`,
-/// `COPY --from=image`, `RUN --mount=...,from=image`), skipping references to stages.
-pub fn bases(text: &str) -> Vec<String> {
-    Walk::of(text).bases
-}
-
-/// The context paths (files, directories or globs) that `COPY`, `ADD` and context bind
-/// mounts take, in order; not what they take from stages or images.
-pub fn copied_sources(text: &str) -> Vec<String> {
-    Walk::of(text).sources
+/// A source `ADD` fetches itself: a URL or a git remote.
+fn is_remote(src: &str) -> bool {
+    src.contains("://") || src.starts_with("git@")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bases(text: &str) -> Vec<String> {
+        super::bases("test.Containerfile", text).unwrap()
+    }
+
+    fn copied_sources(text: &str) -> Vec<String> {
+        super::copied_sources("test.Containerfile", text).unwrap()
+    }
+
+    /// The error `text` gives, which must name the file and `line`.
+    fn error(text: &str, line: usize) -> String {
+        let error = read("docker/x.Containerfile", text).unwrap_err();
+        let at = format!("docker/x.Containerfile:{line}: ");
+        assert!(error.starts_with(&at), "expected {at}...: {error}");
+        error
+    }
 
     const SAMPLE: &str = r#"
 # a comment with COPY in it
@@ -196,7 +341,6 @@ COPY --from=deps /opt /opt
 COPY --from=0 /etc/os-release /x
 COPY --from=docker.io/library/busybox:1 /bin/busybox /bin/
 RUN --mount=type=bind,from=docker.io/library/alpine:3,source=/etc,target=/e true
-ADD https://example.com/file.tar.gz /tmp/
 COPY crates/*/Cargo.toml ./
 FROM base
 COPY --from=build /out /out
@@ -217,6 +361,83 @@ COPY --from=build /out /out
             copied_sources(MULTI_STAGE),
             ["requirements.txt", "with space.txt", "scripts", ".", "crates/*/Cargo.toml"]
         );
+    }
+
+    #[test]
+    fn variables_naming_an_image_or_a_path_are_refused() {
+        let e = error("ARG BASE=debian\nFROM ${BASE}\n", 2);
+        assert!(e.contains("`${BASE}` in FROM") && e.contains("Write the image out in full"), "{e}");
+        let e = error("FROM debian\nCOPY $SRC /x/\n", 2);
+        assert!(e.contains("`$SRC` in COPY source") && e.contains("Write the path out"), "{e}");
+        error("FROM debian\n\nCOPY [\"a\", \"${B:-b}\", \"/x/\"]\n", 3);
+        error("FROM debian AS a\nFROM debian\nCOPY --from=${STAGE} /x /x\n", 3);
+        error("FROM debian\nRUN --mount=type=bind,source=$DIR,target=/s true\n", 2);
+        error("FROM debian\nRUN --mount=type=bind,from=$IMG,target=/s true\n", 2);
+        // Where a variable names neither an image nor a context path, it is no input.
+        let fine = "FROM --platform=$BUILDPLATFORM debian\nARG V=1\nENV PATH=/x:$PATH\n\
+                    COPY --chown=$UID a /dest/$V\nRUN echo $V $((1<<2))\n";
+        assert_eq!(copied_sources(fine), ["a"]);
+        assert_eq!(bases(fine), ["debian"]);
+    }
+
+    #[test]
+    fn heredocs_are_refused_at_their_line() {
+        for (opener, text) in [
+            ("<<EOF", "FROM debian\nRUN <<EOF\necho hi\nEOF\n"),
+            ("<<-EOT", "FROM debian\n# c\nRUN --mount=type=cache,target=/x \\\n  cat <<-EOT\n  x\n  EOT\n"),
+            ("<<\"EOF\"", "FROM debian\nCOPY <<\"EOF\" /etc/x\nhello\nEOF\n"),
+        ] {
+            let line = if opener == "<<-EOT" { 3 } else { 2 };
+            let e = error(text, line);
+            assert!(e.contains(&format!("heredocs (`{opener}`) are not supported by the inputs reader")), "{e}");
+            assert!(e.contains("COPY it"), "says how to fix it: {e}");
+        }
+    }
+
+    #[test]
+    fn only_the_default_escape_directive_is_accepted() {
+        let e = error("# syntax=docker/dockerfile:1\n#  Escape = `\nFROM debian\n", 2);
+        assert!(e.contains("`# escape=`` parser directive is not supported"), "{e}");
+        assert_eq!(bases("# escape=\\\nFROM debian\n"), ["debian"]);
+        // After the first comment, blank line or instruction, it is only a comment.
+        assert_eq!(bases("# a comment\n# escape=`\nFROM debian\n"), ["debian"]);
+        assert_eq!(bases("\n# escape=`\nFROM debian\n"), ["debian"]);
+    }
+
+    #[test]
+    fn add_of_a_url_is_refused() {
+        for src in ["https://example.com/file.tar.gz", "git@github.com:a/b.git", "git://x/y"] {
+            let e = error(&format!("FROM debian\nADD --chown=1 {src} /tmp/\n"), 2);
+            assert!(e.contains(&format!("`ADD {src}` is not supported")) && e.contains("COPY it"), "{e}");
+        }
+        assert_eq!(copied_sources("FROM debian\nADD archive.tar.gz /x/\n"), ["archive.tar.gz"]);
+    }
+
+    #[test]
+    fn a_missing_containerfile_is_an_error_naming_it() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let e = read_file(root, "docker/missing.Containerfile").unwrap_err();
+        assert!(e.starts_with("docker/missing.Containerfile: cannot be read ("), "{e}");
+        assert!(e.contains("git checkout"), "{e}");
+    }
+
+    /// Every Containerfile the stacks build from reads cleanly. The CI stand-ins' `FROM
+    /// ${BASE}` (.ci/*.Containerfile) would not, but .ci/standins.sh builds them and no
+    /// image of the stack is built from them, so the reader never sees them.
+    #[test]
+    fn every_containerfile_of_the_stacks_reads_and_none_is_a_ci_one() {
+        use crate::stack::{Llm, Stack};
+        let project = crate::stack::test_project();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let alias = "host.containers.internal";
+        let stacks = [Stack::dev(&project, Llm::Lmstudio, alias), Stack::prod(&project, Llm::Lmstudio, alias)];
+        let images: Vec<_> = stacks.iter().flat_map(|s| &s.images).collect();
+        assert!(images.len() >= 3, "{images:?}");
+        for image in images {
+            assert!(!image.containerfile.starts_with(".ci/"), "{}", image.containerfile);
+            read_file(root, image.containerfile).unwrap();
+        }
+        assert!(read_file(root, ".ci/rust-standin.Containerfile").unwrap_err().contains("`${BASE}` in FROM"));
     }
 
     #[test]
@@ -244,6 +465,9 @@ COPY --from=build /out /out
     #[test]
     fn our_dev_containerfiles_are_understood() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for file in ["docker/backend.dev.Containerfile", "docker/frontend.dev.Containerfile"] {
+            read_file(root, file).unwrap();
+        }
         let backend = std::fs::read_to_string(root.join("docker/backend.dev.Containerfile")).unwrap();
         assert_eq!(copied_sources(&backend), ["requirements.txt", "docker/backend-dev-entrypoint.sh"]);
         assert_eq!(bases(&backend), ["docker.io/library/rust:1.95-slim-bookworm"]);

@@ -1,59 +1,80 @@
 //! What an image is built from, hashed. SHA-256 over a canonical listing of: a schema
 //! version, the base images (reference and, where the engine has it, image id), build
-//! args, and every input file as (relative path, content digest or "absent"). The per-file
-//! digests are kept too, so a rebuild can say which input changed.
+//! args, and every input file as (relative path, what it holds: content digest and, for an
+//! image, whether it is executable; a symlink's target; or "absent"). The per-file
+//! records are kept too, so a rebuild can say which input changed, and how.
 
 use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{inputs::build_context::Ignore, inputs::containerfile, stack::Image};
 
 /// Bump when the listing below changes meaning: every image then rebuilds once.
-pub const SCHEMA: u64 = 1;
+/// 2: a file copied into an image records whether it is executable (`COPY` keeps modes).
+pub const SCHEMA: u64 = 2;
 const ABSENT: &str = "absent";
+/// Appended to the content digest of an executable file: "<sha256> +x".
+const EXECUTABLE: &str = " +x";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inputs {
-    /// Relative path (with `/`) → SHA-256 hex of the content, or "absent".
+    /// Relative path (with `/`) → what it holds: the SHA-256 hex of its content, followed
+    /// by " +x" when an image copies it and it is executable; "symlink <target>"; or
+    /// "absent".
     pub files: BTreeMap<String, String>,
     /// Base image reference → its image id, or "absent" when the engine does not have it.
     pub bases: BTreeMap<String, String>,
     pub args: BTreeMap<String, String>,
 }
 
+/// Whether a file's mode is an input: `COPY` keeps it in an image, a host step reads only
+/// the content.
+#[derive(Clone, Copy, PartialEq)]
+enum Modes {
+    Recorded,
+    Ignored,
+}
+
 impl Inputs {
     /// The inputs of `image`: its Containerfile, whatever its `COPY` lines copy from the
     /// context (read from the Containerfile, never restated), its bases and build args.
-    /// Copied paths are exactly what the context sends: `.containerignore` applies.
-    pub fn of_image(root: &Path, image: &Image, base_id: impl Fn(&str) -> Option<String>) -> Inputs {
-        let text = std::fs::read_to_string(root.join(image.containerfile)).unwrap_or_default();
+    /// Copied paths are exactly what the context sends: `.containerignore` applies. A
+    /// Containerfile the reader cannot follow, or a malformed ignore file, is an error
+    /// naming the file and line.
+    pub fn of_image(
+        root: &Path,
+        image: &Image,
+        base_id: impl Fn(&str) -> Option<String>,
+    ) -> Result<Inputs, String> {
+        let reading = containerfile::read_file(root, image.containerfile)?;
+        let ignore = Ignore::load(root)?;
         let mut files = BTreeMap::new();
         // Given with -f, the Containerfile is read whatever the ignore file says.
-        files.insert(image.containerfile.to_string(), hash_file(&root.join(image.containerfile)));
-        let ignore = Ignore::load(root);
-        for src in containerfile::copied_sources(&text) {
-            hash_source(root, &src, &ignore, &mut files);
+        hash_source(root, image.containerfile, &Ignore::none(), Modes::Ignored, &mut files);
+        for src in &reading.sources {
+            hash_source(root, src, &ignore, Modes::Recorded, &mut files);
         }
-        let bases = containerfile::bases(&text)
+        let bases = reading
+            .bases
             .into_iter()
             .map(|b| {
                 let id = base_id(&b).unwrap_or_else(|| ABSENT.into());
                 (b, id)
             })
             .collect();
-        Inputs { files, bases, args: image.build_args.iter().cloned().collect() }
+        Ok(Inputs { files, bases, args: image.build_args.iter().cloned().collect() })
     }
 
     /// The inputs of a host step of `setup` (the venv, `node_modules`): some files of the
-    /// workspace and the facts about the tools that act on them (`python 3.11`).
+    /// workspace (their content: a host step reads them, whatever their mode) and the facts
+    /// about the tools that act on them (`python 3.11`).
     pub fn of_files(root: &Path, paths: &[&str], args: &[(&str, String)]) -> Inputs {
         let mut files = BTreeMap::new();
         // On the host nothing is ignored: every listed path counts.
-        let nothing_ignored = Ignore::parse("");
         for path in paths {
-            hash_source(root, path, &nothing_ignored, &mut files);
+            hash_source(root, path, &Ignore::none(), Modes::Ignored, &mut files);
         }
         let args = args.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         Inputs { files, bases: BTreeMap::new(), args }
@@ -73,33 +94,14 @@ impl Inputs {
         hex(&Sha256::digest(listing.as_bytes()))
     }
 
-    /// What differs from `before`, as a user reads it: "requirements.txt changed".
+    /// What differs from `before`, as a user reads it: "requirements.txt changed",
+    /// "docker/entrypoint.sh mode changed".
     pub fn changes_since(&self, before: &Inputs) -> Vec<String> {
         let mut changes = Vec::new();
         diff(&before.bases, &self.bases, "base image ", &mut changes);
         diff(&before.args, &self.args, "build arg ", &mut changes);
         diff(&before.files, &self.files, "", &mut changes);
         changes
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({ "schema": SCHEMA, "files": self.files, "bases": self.bases, "args": self.args })
-    }
-
-    /// `None` when the record is not one we wrote, or from another schema.
-    pub fn from_json(value: &Value) -> Option<Inputs> {
-        if value.get("schema")?.as_u64()? != SCHEMA {
-            return None;
-        }
-        let map = |key: &str| -> Option<BTreeMap<String, String>> {
-            value
-                .get(key)?
-                .as_object()?
-                .iter()
-                .map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        };
-        Some(Inputs { files: map("files")?, bases: map("bases")?, args: map("args")? })
     }
 }
 
@@ -114,7 +116,16 @@ fn diff(
             Some(old) if old == new => {}
             None | Some(ABSENT) if new != ABSENT => out.push(format!("{what}{key} added")),
             _ if new == ABSENT => out.push(format!("{what}{key} removed")),
-            _ => out.push(format!("{what}{key} changed")),
+            old => {
+                let old = old.unwrap_or(ABSENT);
+                let ((old_content, old_x), (new_content, new_x)) = (split_mode(old), split_mode(new));
+                let how = match (old_content == new_content, old_x == new_x) {
+                    (true, false) => "mode changed",
+                    (false, false) => "content and mode changed",
+                    _ => "changed",
+                };
+                out.push(format!("{what}{key} {how}"));
+            }
         }
     }
     for key in before.keys().filter(|k| !after.contains_key(*k)) {
@@ -122,10 +133,18 @@ fn diff(
     }
 }
 
+/// A file's record as (what it holds, whether it is executable).
+fn split_mode(record: &str) -> (&str, bool) {
+    match record.strip_suffix(EXECUTABLE) {
+        Some(content) if !record.starts_with("symlink ") => (content, true),
+        _ => (record, false),
+    }
+}
+
 /// Adds what `COPY <src>` sends (a file, every file under a directory, or a glob's
 /// matches) to `files`. A source that sends nothing is recorded as "absent", so that the
 /// build's failure to find it, and its later appearance, both show.
-fn hash_source(root: &Path, src: &str, ignore: &Ignore, files: &mut BTreeMap<String, String>) {
+fn hash_source(root: &Path, src: &str, ignore: &Ignore, modes: Modes, files: &mut BTreeMap<String, String>) {
     let sent = ignore.files(root, src);
     if sent.is_empty() {
         files.insert(src.to_string(), ABSENT.into());
@@ -135,10 +154,31 @@ fn hash_source(root: &Path, src: &str, ignore: &Ignore, files: &mut BTreeMap<Str
         let digest = match std::fs::read_link(&path) {
             // A symlink is copied as a link: its target is what it holds.
             Ok(target) => format!("symlink {}", target.to_string_lossy()),
-            Err(_) => hash_file(&path),
+            Err(_) => {
+                let content = hash_file(&path);
+                if modes == Modes::Recorded && content != ABSENT && is_executable(&path) {
+                    content + EXECUTABLE
+                } else {
+                    content
+                }
+            }
         };
         files.insert(rel, digest);
     }
+}
+
+/// Whether any executable bit is set: what git records of a mode, and what a checkout
+/// sets the same on every machine (the other bits follow the umask, and hashing them
+/// would give two checkouts of one commit two digests, so no shared registry cache).
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &Path) -> bool {
+    false
 }
 
 /// A missing file hashes as "absent", never as the digest of an empty file.
@@ -216,11 +256,102 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A scratch context with a Containerfile that copies `entry.sh` and `src/`.
+    struct Context(std::path::PathBuf);
+
+    impl Context {
+        fn new(name: &str) -> Context {
+            let dir = std::env::temp_dir().join(format!("jarvis-fp-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("src")).unwrap();
+            std::fs::write(dir.join("Containerfile"), "FROM debian\nCOPY entry.sh src /app/\n").unwrap();
+            std::fs::write(dir.join("entry.sh"), "#!/bin/sh\n").unwrap();
+            std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+            Context(dir)
+        }
+
+        fn inputs(&self) -> Inputs {
+            Inputs::of_image(&self.0, &image("Containerfile"), |_| Some("sha256:1".into())).unwrap()
+        }
+
+        #[cfg(unix)]
+        fn chmod(&self, rel: &str, mode: u32) {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(self.0.join(rel), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+
+    impl Drop for Context {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn image(containerfile: &'static str) -> Image {
+        Image {
+            key: "test",
+            reference: "localhost/test".into(),
+            extra_tags: vec![],
+            containerfile,
+            build_args: vec![],
+        }
+    }
+
+    /// `COPY` keeps the mode: `chmod -x` on an input (or `+x` on a source file) is a new
+    /// digest, and the reason names the file and says it is its mode.
+    #[cfg(unix)]
     #[test]
-    fn json_round_trips_and_rejects_strangers() {
-        let a = inputs(&[("a", "1")]);
-        assert_eq!(Inputs::from_json(&a.to_json()), Some(a));
-        assert_eq!(Inputs::from_json(&json!({ "schema": 999, "files": {} })), None);
-        assert_eq!(Inputs::from_json(&json!("garbage")), None);
+    fn the_executable_bit_is_an_input_and_its_change_is_named() {
+        let cx = Context::new("modes");
+        cx.chmod("entry.sh", 0o755);
+        cx.chmod("src/main.rs", 0o644);
+        let built = cx.inputs();
+        assert!(built.files["entry.sh"].ends_with(" +x"), "{built:?}");
+        assert_eq!(built.files["src/main.rs"].len(), 64, "no suffix when not executable: {built:?}");
+
+        cx.chmod("entry.sh", 0o644);
+        let now = cx.inputs();
+        assert_ne!(now.digest(), built.digest());
+        assert_eq!(now.changes_since(&built), ["entry.sh mode changed"]);
+
+        cx.chmod("entry.sh", 0o755);
+        cx.chmod("src/main.rs", 0o744);
+        let now = cx.inputs();
+        assert_ne!(now.digest(), built.digest());
+        assert_eq!(now.changes_since(&built), ["src/main.rs mode changed"]);
+
+        // Only the executable bits count: what the umask decides does not.
+        cx.chmod("src/main.rs", 0o664);
+        assert_eq!(cx.inputs(), built);
+
+        std::fs::write(cx.0.join("src/main.rs"), "fn main() { }\n").unwrap();
+        cx.chmod("src/main.rs", 0o755);
+        assert_eq!(cx.inputs().changes_since(&built), ["src/main.rs content and mode changed"]);
+        cx.chmod("src/main.rs", 0o644);
+        assert_eq!(cx.inputs().changes_since(&built), ["src/main.rs changed"]);
+    }
+
+    /// A host step reads content only: its records carry no mode, and a chmod is no change.
+    #[cfg(unix)]
+    #[test]
+    fn host_steps_ignore_modes() {
+        let cx = Context::new("host-modes");
+        let before = Inputs::of_files(&cx.0, &["entry.sh"], &[]);
+        cx.chmod("entry.sh", 0o755);
+        assert_eq!(Inputs::of_files(&cx.0, &["entry.sh"], &[]), before);
+    }
+
+    #[test]
+    fn a_containerfile_the_reader_cannot_follow_is_an_error_not_a_panic() {
+        let cx = Context::new("unreadable");
+        std::fs::write(cx.0.join("Containerfile"), "FROM debian\nRUN <<EOF\nx\nEOF\n").unwrap();
+        let e = Inputs::of_image(&cx.0, &image("Containerfile"), |_| None).unwrap_err();
+        assert!(e.starts_with("Containerfile:2: heredocs"), "{e}");
+        let e = Inputs::of_image(&cx.0, &image("Missing.Containerfile"), |_| None).unwrap_err();
+        assert!(e.starts_with("Missing.Containerfile: cannot be read"), "{e}");
+        std::fs::write(cx.0.join("Containerfile"), "FROM debian\nCOPY src /app/\n").unwrap();
+        std::fs::write(cx.0.join(".containerignore"), "target\nsrc/[\n").unwrap();
+        let e = Inputs::of_image(&cx.0, &image("Containerfile"), |_| None).unwrap_err();
+        assert!(e.starts_with(".containerignore:2: `src/[`"), "{e}");
     }
 }

@@ -5,3 +5,4 @@ pub mod build_context;
 pub mod cache;
 pub mod containerfile;
 pub mod fingerprint;
+pub mod validate;

@@ -228,8 +228,7 @@ fn base_layer_count(
     stack: &Stack,
     image: &crate::stack::Image,
 ) -> Option<usize> {
-    let text = std::fs::read_to_string(stack.root().join(image.containerfile)).ok()?;
-    let base = containerfile::bases(&text).into_iter().next()?;
+    let base = containerfile::read_file(stack.root(), image.containerfile).ok()?.bases.into_iter().next()?;
     engine.image_layers(sh, &base)
 }
 
