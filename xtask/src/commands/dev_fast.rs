@@ -14,6 +14,7 @@ use crate::{
     converge::ready::Cancel,
     converge::registry::RegistryArgs,
     engine::{Call, Engine, Progress, Run},
+    host::models,
     inputs::cache::{self, Record},
     inputs::fingerprint::Inputs,
     output::{self, Output},
@@ -76,7 +77,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     if args.build_only {
         return Ok(());
     }
-    fill_models(&sh, &engine, &stack, report, out);
+    fill_models(&sh, &engine, &stack, report, out)?;
     if args.dry_run {
         return Ok(());
     }
@@ -101,11 +102,18 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
 /// production image does. They are fetched inside the backend image by the script of the
 /// production image's models stage (`docker/fetch-models.py`: every source in order, each
 /// file checked against its pinned digest), so the host needs nothing but the engine.
-/// Once per manifest and volume: a record in `.dev-cache` keeps the no-op free. Offline
-/// it is a warning: speech then comes from espeak-ng.
-fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: Output) {
-    let Some(backend) = stack.service("backend") else { return };
-    let Some((volume, target)) = stack.volume(Holds::Models) else { return };
+/// Once per manifest and volume: a record in `.dev-cache` keeps the no-op free. A voice no
+/// source answers for is a warning (speech then comes from espeak-ng; the next run tries
+/// again); a digest mismatch is an error, as everywhere (see `host::models`).
+fn fill_models(
+    sh: &Shell,
+    engine: &Engine,
+    stack: &Stack,
+    report: &Value,
+    out: Output,
+) -> Result<(), String> {
+    let Some(backend) = stack.service("backend") else { return Ok(()) };
+    let Some((volume, target)) = stack.volume(Holds::Models) else { return Ok(()) };
     let root = stack.root();
     let sources = ["models.json", "docker/fetch-models.py"];
     let inputs = Inputs::of_files(root, &sources, &[("volume", volume.to_string())]);
@@ -114,7 +122,7 @@ fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: 
         .as_array()
         .is_some_and(|plan| plan.iter().any(|a| a["action"] == "create-volume" && a["target"] == *volume));
     if !created && cache::load_step(&dir, "models-volume") == Record::Built(inputs.clone()) {
-        return;
+        return Ok(());
     }
     let image = stack.image_of(backend).expect("the backend is built").reference.clone();
     let bind =
@@ -137,6 +145,7 @@ fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: 
             "/src/fetch-models.py",
             "/src/models.json",
             target,
+            "--allow-unavailable",
         ]
         .map(str::to_string)
         .to_vec(),
@@ -146,20 +155,24 @@ fn fill_models(sh: &Shell, engine: &Engine, stack: &Stack, report: &Value, out: 
         for line in engine.command_lines(&run) {
             out.say(format!("{line}   # the voices of models.json, once per manifest"));
         }
-        return;
+        return Ok(());
     }
     out.say(format!("models volume {volume}: fetching the voices of models.json (once per manifest)"));
-    match engine.call(sh, &run, Progress::Shown { to_stderr: out.json }) {
-        Ok(_) => {
-            if let Err(e) = cache::store_step(&dir, "models-volume", &inputs) {
-                out.warn(e);
-            }
-        }
-        Err(e) => out.warn(format!(
-            "the voices could not be fetched into {volume} ({e}); the backend speaks with espeak-ng \
-             until they are: the next dev-fast tries again"
-        )),
+    let printed = engine.call(sh, &run, Progress::Shown { to_stderr: out.json }).map_err(|e| {
+        format!(
+            "the voices of models.json could not be put into {volume}: {e}\n  (a digest mismatch means a \
+             wrong pin or a tampered source: fix the pin in models.json, or the source)"
+        )
+    })?;
+    if printed.lines().any(|l| l.starts_with(models::UNAVAILABLE)) {
+        out.warn(format!(
+            "some voices could not be fetched into {volume}; the backend speaks with espeak-ng until they \
+             are: the next dev-fast tries again"
+        ));
+    } else if let Err(e) = cache::store_step(&dir, "models-volume", &inputs) {
+        out.warn(e);
     }
+    Ok(())
 }
 
 /// An LLM that is not there is a warning: the backend answers chat with a 503 until it is.

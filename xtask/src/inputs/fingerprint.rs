@@ -320,7 +320,10 @@ mod tests {
         assert_ne!(now.digest(), built.digest());
         assert_eq!(now.changes_since(&built), ["src/main.rs mode changed"]);
 
-        // Only the executable bits count: what the umask decides does not.
+        // Any executable bit counts (COPY keeps each one)...
+        cx.chmod("src/main.rs", 0o645);
+        assert_eq!(cx.inputs().changes_since(&built), ["src/main.rs mode changed"]);
+        // ...and only those: what the umask decides does not.
         cx.chmod("src/main.rs", 0o664);
         assert_eq!(cx.inputs(), built);
 

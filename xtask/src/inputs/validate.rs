@@ -145,7 +145,10 @@ mod tests {
         let ws = Workspace::new(
             "bad",
             &[
-                ("models.json", &GOOD_MANIFEST.replace("\"size\": 3", "\"size\": 0").replace("v.onnx\"", "../v\"")),
+                (
+                    "models.json",
+                    &GOOD_MANIFEST.replace("\"size\": 3", "\"size\": 0").replace("v.onnx\"", "../v\""),
+                ),
                 (".containerignore", "target\n[oops\n"),
                 ("docker/a.Containerfile", "FROM debian\nADD https://x/y /y\n"),
             ],
@@ -180,7 +183,8 @@ mod tests {
 
     #[test]
     fn two_ignore_files_that_differ_are_an_error() {
-        let ws = Workspace::new("two", &[(".containerignore", "target\n.env\n"), (".dockerignore", "target\n")]);
+        let ws =
+            Workspace::new("two", &[(".containerignore", "target\n.env\n"), (".dockerignore", "target\n")]);
         let errors = ignore_file(&ws.0).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].starts_with(".dockerignore: differs from .containerignore"), "{errors:?}");
