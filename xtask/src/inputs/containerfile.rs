@@ -35,8 +35,16 @@ pub fn read_file(root: &Path, rel: &str) -> Result<Reading, String> {
 }
 
 /// Reads the Containerfile text `text`; `file` names it in errors ("docker/x.Containerfile:12: ...").
+/// A file without a `FROM` (empty, say) is refused too: the engines cannot build it.
 pub fn read(file: &str, text: &str) -> Result<Reading, String> {
-    Walk::of(text).map_err(|(line, what)| format!("{file}:{line}: {what}"))
+    let (reading, stages) = Walk::of(text).map_err(|(line, what)| format!("{file}:{line}: {what}"))?;
+    if stages == 0 {
+        return Err(format!(
+            "{file}: has no FROM instruction, so no image can be built from it. Start it with `FROM <image>` \
+             (restore it with `git checkout -- {file}` if it was emptied by mistake)"
+        ));
+    }
+    Ok(reading)
 }
 
 /// The external images of `text` (see `Reading::bases`).
@@ -179,12 +187,13 @@ struct Walk {
 }
 
 impl Walk {
-    fn of(text: &str) -> Result<Reading, LineError> {
+    /// What `text` builds from, and how many stages it has.
+    fn of(text: &str) -> Result<(Reading, usize), LineError> {
         let mut walk = Walk { stages: Vec::new(), bases: Vec::new(), sources: Vec::new() };
         for (number, line) in instructions(text)? {
             walk.instruction(&line).map_err(|what| (number, what))?;
         }
-        Ok(Reading { bases: walk.bases, sources: walk.sources })
+        Ok((Reading { bases: walk.bases, sources: walk.sources }, walk.stages.len()))
     }
 
     fn instruction(&mut self, line: &str) -> Result<(), String> {
@@ -201,7 +210,11 @@ impl Walk {
         }
         match keyword {
             "FROM" => {
-                let Some(image) = ins.args.first() else { return Ok(()) };
+                let Some(image) = ins.args.first() else {
+                    return Err(
+                        "FROM names no image. Write `FROM <image>` (or `FROM <image> AS <stage>`)".into()
+                    );
+                };
                 no_variable(image, "FROM", "image")?;
                 self.external(image);
                 let name = match &ins.args[..] {
@@ -414,6 +427,16 @@ COPY --from=build /out /out
             assert!(e.contains(&format!("`ADD {src}` is not supported")) && e.contains("COPY it"), "{e}");
         }
         assert_eq!(copied_sources("FROM debian\nADD archive.tar.gz /x/\n"), ["archive.tar.gz"]);
+    }
+
+    #[test]
+    fn a_containerfile_without_from_is_refused() {
+        assert!(error("FROM debian\nFROM\n", 2).contains("FROM names no image"));
+        for text in ["", "# only a comment\n", "ARG X=1\nRUN true\n"] {
+            let e = read("docker/x.Containerfile", text).unwrap_err();
+            assert!(e.starts_with("docker/x.Containerfile: has no FROM instruction"), "{text:?}: {e}");
+            assert!(e.contains("Start it with `FROM <image>`"), "{e}");
+        }
     }
 
     #[test]
