@@ -38,6 +38,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
     let out = Output { json: false, dry_run: args.dry_run };
     let sh = Shell::new().map_err(|e| e.to_string())?;
+    crate::converge::validate::inputs(&stack)?;
     let _lock = cache::lock(&cx.project.cache_dir())?;
     let observed = engine.observe(&sh, &[])?;
 

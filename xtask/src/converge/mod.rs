@@ -7,3 +7,4 @@ pub mod plan;
 pub mod ready;
 pub mod registry;
 pub mod spec;
+pub mod validate;

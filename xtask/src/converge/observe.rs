@@ -34,6 +34,7 @@ fn image_references(stack: &Stack) -> Result<Vec<String>, String> {
 /// Gathers the facts the planner needs: four engine listings, the inputs of each image,
 /// and the ports that cannot be bound.
 pub fn observe(sh: &Shell, engine: &Engine, stack: &Stack) -> Result<Facts, String> {
+    super::validate::inputs(stack)?;
     let references = image_references(stack)?;
     let observed = engine.observe(sh, &references.iter().map(String::as_str).collect::<Vec<_>>())?;
     let inputs: Vec<(Inputs, cache::Record)> = stack
