@@ -43,7 +43,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         let engine = Engine::detect()?;
         let sh = Shell::new().map_err(|e| e.to_string())?;
         let _lock = cache::lock(&cx.project.cache_dir())?;
-        let options = Options { rebuild, no_cache: args.no_cache };
+        let options = Options { rebuild, no_cache: args.no_cache, ..Options::default() };
         build(&sh, &engine, cx, options, out, registry.as_ref(), report)
     })
 }
@@ -62,7 +62,7 @@ pub fn build(
     let stack = Stack { services: vec![], ..Stack::prod(&cx.project, Llm::default(), engine.host_alias()) };
     let image = &stack.images[0];
     let facts = crate::converge::observe::observe(sh, engine, &stack)?;
-    let plan = plan::plan_builds(&stack, &facts, options);
+    let plan = plan::plan_builds(&stack, &facts, options.with_registry(registry));
     let digest = facts.inputs[0].0.digest();
     report["image"] = json!(image.reference);
     report["tags"] = json!([vec![image.inputs_tag(&digest)], image.extra_tags.clone()].concat());

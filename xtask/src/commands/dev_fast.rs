@@ -59,7 +59,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
         stack.volumes.clear();
     }
     let sh = Shell::new().map_err(|e| e.to_string())?;
-    let options = Options { rebuild: args.rebuild, no_cache: false };
+    let options = Options { rebuild: args.rebuild, ..Options::default() };
     // `--rebuild` asks for a build: nothing is pulled instead (what it builds is pushed).
     let registry = args.registry.registry(!args.rebuild, false)?;
     let timeout = Duration::from_secs(args.timeout);

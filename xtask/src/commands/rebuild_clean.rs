@@ -95,7 +95,8 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
 
     // Rebuild from scratch: the engine now has none of our images, so observe again.
     let facts = crate::converge::observe::observe(&sh, &engine, &stack)?;
-    let mut plan = plan::plan(&stack, &facts, Options { rebuild: true, no_cache: true });
+    let mut plan =
+        plan::plan(&stack, &facts, Options { rebuild: true, no_cache: true, ..Options::default() });
     plan.actions.retain(|a| matches!(a, Action::Build { .. }));
     plan.blockers.clear();
     apply::apply(&sh, &engine, &stack, &facts, &plan, out, None)?;

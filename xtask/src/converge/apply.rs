@@ -55,6 +55,9 @@ pub fn call(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> C
             ServiceImage::Built(_) => unreachable!("only pulled images are pulled"),
         },
         Action::Remove { container, .. } => Call::RemoveContainers(vec![container.clone()]),
+        Action::Fetch { .. } | Action::Share { .. } => {
+            unreachable!("registry actions are several engine calls: see `registry_action`")
+        }
         Action::Run { service, .. } => {
             let svc = &stack.services[*service];
             Call::Run(spec::service_run(stack, engine, svc, &facts.configs[*service]))
@@ -107,6 +110,8 @@ pub fn apply(
     // Images built in this run, by index: their new ids, to keep a container on an image
     // the build left as it was (a lost cache record, rebuilt to the same layers).
     let mut rebuilt: std::collections::HashMap<usize, String> = std::collections::HashMap::new();
+    // What the registry gave for each image, from its `Fetch`.
+    let mut shared: std::collections::HashMap<usize, Shared> = std::collections::HashMap::new();
     for action in &plan.actions {
         if let Action::Run { service, .. } = action
             && skipped.contains(service)
@@ -122,51 +127,24 @@ pub fn apply(
             done.push(json!({ "action": action.to_json(stack), "status": "skipped", "why": "same image" }));
             continue;
         }
-        let call = call(stack, engine, facts, action);
-        // The image a build action makes, with the registry to look in and push to.
-        let shared = match action {
-            Action::Build { image, .. } => {
-                registry.map(|r| (r, *image, &stack.images[*image], facts.inputs[*image].0.digest()))
+        match action {
+            Action::Fetch { .. } | Action::Share { .. } => {
+                let r = registry.expect("registry actions are planned only with a registry");
+                registry_action(sh, engine, stack, facts, action, r, out, &mut shared, &mut done)?;
+                continue;
             }
-            _ => None,
-        };
+            // Pulled: the build that was to follow a miss is not needed.
+            Action::Build { image, .. } if shared.get(image) == Some(&Shared::Pulled) => continue,
+            _ => {}
+        }
+        let call = call(stack, engine, facts, action);
         if out.dry_run {
-            let (before, after) = match &shared {
-                Some((r, _, img, digest)) => registry::dry_run_lines(engine, r, img, digest),
-                None => (vec![], vec![]),
-            };
-            for line in before.iter().chain(&engine.command_lines(&call)).chain(&after) {
+            for line in engine.command_lines(&call) {
                 out.say(line);
             }
             let command = engine.calls(&call).concat();
             done.push(json!({ "action": action.to_json(stack), "command": command, "status": "dry-run" }));
             continue;
-        }
-        let mut registry_report = Value::Null;
-        if let Some((r, index, img, digest)) = &shared
-            && r.pull
-        {
-            out.say(format!(
-                "{} image: needed ({}); looking for {} in {r}",
-                img.key,
-                action.reason(),
-                r.remote(img, digest).rsplit('/').next().unwrap_or_default()
-            ));
-            match registry::pull(sh, engine, r, img, digest) {
-                Ok(pulled) => {
-                    cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*index].0)?;
-                    out.say(format!(
-                        "{} image: pulled from {r} in {:.1}s (inputs label verified)",
-                        img.key, pulled.seconds
-                    ));
-                    done.push(json!({
-                        "action": action.to_json(stack), "status": "ok", "outcome": "pulled",
-                        "seconds": pulled.seconds, "registry": { "remote": pulled.remote, "pull": "hit" },
-                    }));
-                    continue;
-                }
-                Err(miss) => registry_report = registry::report_miss(out, &miss, r, img, digest),
-            }
         }
         out.say(action.describe(stack));
         let started = Instant::now();
@@ -204,10 +182,13 @@ pub fn apply(
                     out.say(format!("{} image: built in {seconds:.1}s", img.key));
                     record["stages"] = stages.iter().map(buildlog::Stage::to_json).collect();
                     record["outcome"] = json!("built");
-                    if let Some((r, _, img, digest)) = &shared {
-                        record["registry"] = registry_report;
-                        // A push is sharing, not building: its failure never fails the build.
-                        record["pushed"] = json!(r.push && push(sh, engine, r, img, digest, out));
+                    if registry.is_some() {
+                        record["registry"] = match shared.remove(image) {
+                            Some(Shared::Missed(report)) => report,
+                            _ => Value::Null,
+                        };
+                        // Set by the `Share` that follows, when one is planned.
+                        record["pushed"] = json!(false);
                     }
                 }
                 done.push(record);
@@ -267,26 +248,101 @@ fn unchanged_by_rebuild<'a>(
     (c.running && same_config && rebuilt.get(&image) == Some(&c.image_id)).then_some(service)
 }
 
-/// Pushes a built image's inputs tag; a failure is a warning. Whether it was pushed.
-fn push(
+/// What a `Fetch` found in the registry.
+#[derive(Debug, PartialEq)]
+enum Shared {
+    Pulled,
+    /// The miss, as the report has it, for the build record.
+    Missed(Value),
+}
+
+/// A `Fetch` (pull the image built from these inputs, verify its label, or say why not)
+/// or a `Share` (push what was just built; a failure is a warning, never the build's).
+// Each argument is its own concern: where, what, which action, and what to report.
+#[allow(clippy::too_many_arguments)]
+fn registry_action(
     sh: &Shell,
     engine: &Engine,
+    stack: &Stack,
+    facts: &Facts,
+    action: &Action,
     r: &Registry,
-    img: &crate::stack::Image,
-    digest: &str,
     out: Output,
-) -> bool {
-    let started = Instant::now();
-    match registry::push(sh, engine, r, img, digest) {
-        Ok(remote) => {
-            out.say(format!("{} image: pushed {remote} in {:.1}s", img.key, started.elapsed().as_secs_f64()));
-            true
+    shared: &mut std::collections::HashMap<usize, Shared>,
+    done: &mut Vec<Value>,
+) -> Result<(), String> {
+    let (Action::Fetch { image: index, .. } | Action::Share { image: index }) = action else {
+        unreachable!("only registry actions come here")
+    };
+    let img = &stack.images[*index];
+    let digest = facts.inputs[*index].0.digest();
+    let remote = r.remote(img, &digest);
+    if out.dry_run {
+        let lines = match action {
+            Action::Fetch { .. } => engine
+                .command_lines(&r.pull_call(&remote))
+                .into_iter()
+                .map(|line| format!("{line}   # tried first; the build below runs only if this misses"))
+                .collect(),
+            _ => engine.command_lines(&r.push_call(&img.inputs_tag(&digest), &remote)),
+        };
+        for line in &lines {
+            out.say(line);
         }
-        Err(e) => {
-            out.warn(e);
-            false
+        done.push(json!({ "action": action.to_json(stack), "command": lines, "status": "dry-run" }));
+        return Ok(());
+    }
+    match action {
+        Action::Fetch { reason, .. } => {
+            out.say(format!(
+                "{} image: needed ({reason}); looking for {} in {r}",
+                img.key,
+                remote.rsplit('/').next().unwrap_or_default()
+            ));
+            match registry::pull(sh, engine, r, img, &digest) {
+                Ok(pulled) => {
+                    cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*index].0)?;
+                    out.say(format!(
+                        "{} image: pulled from {r} in {:.1}s (inputs label verified)",
+                        img.key, pulled.seconds
+                    ));
+                    done.push(json!({
+                        "action": action.to_json(stack), "status": "ok", "outcome": "pulled",
+                        "seconds": pulled.seconds, "registry": { "remote": pulled.remote, "pull": "hit" },
+                    }));
+                    shared.insert(*index, Shared::Pulled);
+                }
+                Err(miss) => {
+                    shared.insert(*index, Shared::Missed(registry::report_miss(out, &miss, r, img, &digest)));
+                }
+            }
+        }
+        _ if shared.get(index) == Some(&Shared::Pulled) => {}
+        _ => {
+            let started = Instant::now();
+            let pushed = match registry::push(sh, engine, r, img, &digest) {
+                Ok(remote) => {
+                    let seconds = started.elapsed().as_secs_f64();
+                    out.say(format!("{} image: pushed {remote} in {seconds:.1}s", img.key));
+                    true
+                }
+                Err(e) => {
+                    out.warn(e);
+                    false
+                }
+            };
+            // The build's record says whether what it made was shared.
+            let target = json!(img.reference);
+            if let Some(record) = done
+                .iter_mut()
+                .rev()
+                .find(|d| d["action"]["action"] == "build" && d["action"]["target"] == target)
+            {
+                record["pushed"] = json!(pushed);
+            }
         }
     }
+    Ok(())
 }
 
 /// Brings the engine to `stack` under the cache lock: observe, plan, apply, then wait until
@@ -306,7 +362,7 @@ pub fn converge(
 ) -> Result<(), String> {
     let _lock = cache::lock(&stack.project.cache_dir())?;
     let facts = observe(sh, engine, stack)?;
-    let plan = plan::plan(stack, &facts, options);
+    let plan = plan::plan(stack, &facts, options.with_registry(registry));
     report["engine"] = json!(engine.name());
     report["plan"] = json!(plan.actions.iter().map(|a| a.to_json(stack)).collect::<Vec<_>>());
     report["unchanged"] = json!(plan.unchanged);

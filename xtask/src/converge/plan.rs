@@ -35,16 +35,58 @@ pub struct Options {
     pub rebuild: bool,
     /// Build without the engine's layer cache (`rebuild-clean`).
     pub no_cache: bool,
+    /// A shared image cache is set: look for each image to build there first.
+    pub from_registry: bool,
+    /// Push what is built to the shared image cache.
+    pub share: bool,
+}
+
+impl Options {
+    /// What a shared image cache adds to a plan: look there before building, push after.
+    pub fn with_registry(self, registry: Option<&crate::converge::registry::Registry>) -> Options {
+        Options {
+            from_registry: registry.is_some_and(|r| r.pull),
+            share: registry.is_some_and(|r| r.push),
+            ..self
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    CreateNetwork { name: String },
-    CreateVolume { name: String },
-    Build { image: usize, reason: String, no_cache: bool },
-    Pull { service: usize, reason: String },
-    Remove { container: String, reason: String },
-    Run { service: usize, reason: String },
+    CreateNetwork {
+        name: String,
+    },
+    CreateVolume {
+        name: String,
+    },
+    /// Take the image built from these inputs from the registry; the `Build` after it
+    /// runs only when this misses.
+    Fetch {
+        image: usize,
+        reason: String,
+    },
+    Build {
+        image: usize,
+        reason: String,
+        no_cache: bool,
+    },
+    /// Push the image just built to the registry (never one that was fetched).
+    Share {
+        image: usize,
+    },
+    Pull {
+        service: usize,
+        reason: String,
+    },
+    Remove {
+        container: String,
+        reason: String,
+    },
+    Run {
+        service: usize,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -103,7 +145,13 @@ pub fn plan_builds(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     for (index, image) in stack.images.iter().enumerate() {
         match image_reason(stack, facts, options, index) {
             Some(reason) => {
-                plan.actions.push(Action::Build { image: index, reason, no_cache: options.no_cache })
+                if options.from_registry {
+                    plan.actions.push(Action::Fetch { image: index, reason: reason.clone() });
+                }
+                plan.actions.push(Action::Build { image: index, reason, no_cache: options.no_cache });
+                if options.share {
+                    plan.actions.push(Action::Share { image: index });
+                }
             }
             None => plan.unchanged.push(format!("{} image: cached", image.key)),
         }
@@ -218,8 +266,9 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
 impl Action {
     pub fn reason(&self) -> &str {
         match self {
-            Action::CreateNetwork { .. } | Action::CreateVolume { .. } => "",
-            Action::Build { reason, .. }
+            Action::CreateNetwork { .. } | Action::CreateVolume { .. } | Action::Share { .. } => "",
+            Action::Fetch { reason, .. }
+            | Action::Build { reason, .. }
             | Action::Pull { reason, .. }
             | Action::Remove { reason, .. }
             | Action::Run { reason, .. } => reason,
@@ -230,9 +279,16 @@ impl Action {
         match self {
             Action::CreateNetwork { name } => format!("network {name}: create"),
             Action::CreateVolume { name } => format!("volume {name}: create"),
+            Action::Fetch { image, reason } => {
+                format!(
+                    "{} image: needed ({reason}); looking for it in the registry",
+                    stack.images[*image].key
+                )
+            }
             Action::Build { image, reason, .. } => {
                 format!("{} image: rebuilding: {reason}", stack.images[*image].key)
             }
+            Action::Share { image } => format!("{} image: pushing to the registry", stack.images[*image].key),
             Action::Pull { service, reason } => {
                 format!("{} image: pulling: {reason}", stack.services[*service].key)
             }
@@ -247,9 +303,13 @@ impl Action {
         let (kind, target, reason) = match self {
             Action::CreateNetwork { name } => ("create-network", name.clone(), ""),
             Action::CreateVolume { name } => ("create-volume", name.clone(), ""),
+            Action::Fetch { image, reason } => {
+                ("fetch", stack.images[*image].reference.clone(), reason.as_str())
+            }
             Action::Build { image, reason, .. } => {
                 ("build", stack.images[*image].reference.clone(), reason.as_str())
             }
+            Action::Share { image } => ("share", stack.images[*image].reference.clone(), ""),
             Action::Pull { service, reason } => {
                 ("pull", stack.services[*service].container.clone(), reason.as_str())
             }

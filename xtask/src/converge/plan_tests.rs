@@ -27,8 +27,10 @@ const FRONTEND_CACHED: &str = "frontend image: cached";
 const BACKEND_UP: &str = "backend container: running, up to date";
 const FRONTEND_UP: &str = "frontend container: running, up to date";
 
-const DEFAULT: Options = Options { rebuild: false, no_cache: false };
-const REBUILD: Options = Options { rebuild: true, no_cache: false };
+const DEFAULT: Options = Options { rebuild: false, no_cache: false, from_registry: false, share: false };
+const REBUILD: Options = Options { rebuild: true, ..DEFAULT };
+/// A shared image cache to pull from and push to.
+const SHARED: Options = Options { from_registry: true, share: true, ..DEFAULT };
 
 fn project() -> Project {
     crate::stack::test_project()
@@ -186,7 +188,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "no_cache alone builds nothing",
-            options: Options { rebuild: false, no_cache: true },
+            options: Options { no_cache: true, ..DEFAULT },
             mutate: |_| {},
             actions: vec![],
             unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
@@ -226,7 +228,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "no_cache with --rebuild: builds carry no_cache",
-            options: Options { rebuild: true, no_cache: true },
+            options: Options { rebuild: true, no_cache: true, ..DEFAULT },
             mutate: |_| {},
             actions: vec![
                 Action::Build { image: BACK, reason: "--rebuild".into(), no_cache: true },
@@ -704,6 +706,28 @@ fn cases() -> Vec<Case> {
             unchanged: vec![],
             blockers: vec![],
         },
+        Case {
+            name: "with a shared cache: the registry is asked first and the build pushed, per image",
+            options: SHARED,
+            mutate: |f| set_file(f, BACK, "requirements.txt", "c0ffee99"),
+            actions: vec![
+                Action::Fetch { image: BACK, reason: "requirements.txt changed".into() },
+                build(BACK, "requirements.txt changed"),
+                Action::Share { image: BACK },
+                Action::Remove { container: BACKEND.into(), reason: "image rebuilt".into() },
+                run(BACK, "image rebuilt"),
+            ],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "with a shared cache and nothing changed: the registry is not asked",
+            options: SHARED,
+            mutate: |_| {},
+            actions: vec![],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec![],
+        },
     ]
 }
 
@@ -713,7 +737,7 @@ fn rank(action: &Action) -> u8 {
     match action {
         Action::CreateNetwork { .. } => 0,
         Action::CreateVolume { .. } => 1,
-        Action::Build { .. } | Action::Pull { .. } => 2,
+        Action::Fetch { .. } | Action::Build { .. } | Action::Share { .. } | Action::Pull { .. } => 2,
         Action::Remove { .. } => 3,
         Action::Run { .. } => 4,
     }

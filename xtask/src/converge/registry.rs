@@ -289,31 +289,6 @@ pub fn push(
     Ok(remote)
 }
 
-/// The `--dry-run` lines around a build: the pull tried first, the push after.
-pub fn dry_run_lines(
-    engine: &Engine,
-    registry: &Registry,
-    image: &Image,
-    digest: &str,
-) -> (Vec<String>, Vec<String>) {
-    let remote = registry.remote(image, digest);
-    let before = if registry.pull {
-        engine
-            .command_lines(&registry.pull_call(&remote))
-            .into_iter()
-            .map(|line| format!("{line}   # tried first; the build below runs only if this misses"))
-            .collect()
-    } else {
-        vec![]
-    };
-    let after = if registry.push {
-        engine.command_lines(&registry.push_call(&image.inputs_tag(digest), &remote))
-    } else {
-        vec![]
-    };
-    (before, after)
-}
-
 /// Tells the user about a miss (a warning when it is the registry's trouble) and returns
 /// its JSON for the report.
 pub fn report_miss(out: Output, miss: &Miss, registry: &Registry, image: &Image, digest: &str) -> Value {
