@@ -179,7 +179,7 @@ fn fill_models(
 pub fn check_llm(sh: &Shell, engine: &Engine, stack: &Stack, llm: Llm, out: Output) {
     match llm {
         Llm::Lmstudio => {
-            if crate::host::http::get("127.0.0.1", LMSTUDIO_PORT, "/v1/models").is_none() {
+            if !crate::host::http::llm_answers(&Llm::host_api_base()) {
                 out.warn(format!(
                     "no LLM answers at http://127.0.0.1:{LMSTUDIO_PORT}/v1: start LM Studio's local server, or use \
                      `--llm ollama`; until then chat answers 503"

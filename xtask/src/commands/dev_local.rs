@@ -108,13 +108,7 @@ fn check_ports(p: &Project) -> Result<(), String> {
 /// An LLM that is not there is a warning: the backend answers chat with a 503 until it is.
 fn check_llm(root: &Path, log: Log) {
     let base = setup::env_value(root, "LLM_API_BASE").unwrap_or_else(crate::stack::Llm::host_api_base);
-    let answered = base.strip_prefix("http://").and_then(|rest| {
-        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-        let (host, port) =
-            authority.rsplit_once(':').map_or((authority, Some(80)), |(h, p)| (h, p.parse().ok()));
-        http::get(host, port?, &format!("/{}/models", path.trim_end_matches('/')).replace("//", "/"))
-    });
-    if answered.is_none() {
+    if !http::llm_answers(&base) {
         log.note(format!(
             "warning: no LLM answers at {base} (LLM_API_BASE): start LM Studio's local server, or set \
              LLM_API_BASE in .env; until then chat answers 503"

@@ -64,7 +64,8 @@ fn write_if_changed(path: &Path, text: &str) -> Result<(), String> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
     }
-    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    crate::host::write_atomic(path, text.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("{}: written", path.display());
     Ok(())
 }

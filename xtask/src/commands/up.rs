@@ -3,11 +3,7 @@
 //! the app answers, then follows the logs with a prefix per service. Ctrl-C or SIGTERM
 //! removes the stack's containers and keeps its volumes; `-d` leaves it running.
 
-use std::{
-    io::{BufRead, BufReader, Read},
-    process::Child,
-    time::Duration,
-};
+use std::{process::Child, time::Duration};
 
 use serde_json::json;
 use xshell::Shell;
@@ -20,7 +16,8 @@ use crate::{
     converge::ready::Cancel,
     converge::registry::RegistryArgs,
     engine::{Call, Engine, Progress},
-    output::{self, Output},
+    host::supervise::{Color, Log, read_lines},
+    output::Output,
     stack::{Llm, Stack},
 };
 
@@ -94,21 +91,22 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
 fn follow(sh: &Shell, engine: &Engine, stack: &Stack, cancel: &Cancel) -> Result<(), String> {
     // An optional service that could not start (no LLM image) has nothing to follow.
     let observed = engine.observe(sh, &[])?;
-    let color = output::color(output::Stream::Stdout);
-    let width = stack.services.iter().map(|s| s.key.len()).max().unwrap_or(0);
+    // The same prefixed, colored lines as dev-local's children.
+    let log = Log::new();
+    let palette = [Color::Cyan, Color::Magenta, Color::Yellow, Color::Green, Color::Blue];
     let mut followers: Vec<(String, Child)> = Vec::new();
     for (index, service) in stack.services.iter().enumerate() {
         if !observed.containers.contains_key(&service.container) {
             continue;
         }
-        let prefix = if color {
-            format!("\x1b[{}m{:>width$} |\x1b[0m ", 32 + index % 6, service.key)
-        } else {
-            format!("{:>width$} | ", service.key)
-        };
+        let (name, color) = (service.key, palette[index % palette.len()]);
         let mut child = engine.follow_logs(&service.container, 20)?;
-        pipe_lines(child.stdout.take(), prefix.clone());
-        pipe_lines(child.stderr.take(), prefix);
+        if let Some(out) = child.stdout.take() {
+            read_lines(out, move |line| log.line(name, color, line));
+        }
+        if let Some(err) = child.stderr.take() {
+            read_lines(err, move |line| log.line(name, color, line));
+        }
         followers.push((service.key.to_string(), child));
     }
     let mut result = Ok(());
@@ -134,15 +132,6 @@ fn follow(sh: &Shell, engine: &Engine, stack: &Stack, cancel: &Cancel) -> Result
         let _ = child.wait();
     }
     result
-}
-
-fn pipe_lines(stream: Option<impl Read + Send + 'static>, prefix: String) {
-    let Some(stream) = stream else { return };
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            println!("{prefix}{line}");
-        }
-    });
 }
 
 /// Removes the stack's containers, and only those this project made; volumes stay.

@@ -21,3 +21,16 @@ pub fn get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((status, body))
 }
+
+/// Whether an OpenAI-compatible server answers at `base` (`http://host:port/v1`): its
+/// `GET <base>/models`. Only plain HTTP: a local LLM server has no TLS.
+pub fn llm_answers(base: &str) -> bool {
+    let Some(rest) = base.strip_prefix("http://") else { return false };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()),
+        None => (authority, Some(80)),
+    };
+    let models = format!("/{}/models", path.trim_end_matches('/')).replace("//", "/");
+    port.is_some_and(|port| get(host, port, &models).is_some())
+}

@@ -5,3 +5,23 @@ pub mod http;
 pub mod models;
 pub mod ports;
 pub mod supervise;
+
+use std::{fs, io::Write, path::Path};
+
+/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never half
+/// of one: a temporary file beside it, synced, then renamed over it. On failure the
+/// temporary file is removed and `path` is as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let written = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}

@@ -795,11 +795,8 @@ fn read_stamps(dir: &Path) -> Stamps {
 
 /// Best effort: without the stamps the next run only hashes again.
 fn write_stamps(dir: &Path, stamps: &Stamps) {
-    let tmp = dir.join(format!("{STAMP}.tmp{}", std::process::id()));
     let text = serde_json::to_string_pretty(stamps).expect("stamps serialize");
-    if fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, dir.join(STAMP))).is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
+    let _ = super::write_atomic(&dir.join(STAMP), text.as_bytes());
 }
 
 /// A one-line progress bar on stderr, redrawn at most ten times a second; nothing at all

@@ -59,7 +59,9 @@ impl Log {
 #[derive(Clone, Copy, Debug)]
 pub enum Color {
     Bold = 1,
+    Green = 32,
     Yellow = 33,
+    Blue = 34,
     Magenta = 35,
     Cyan = 36,
 }
@@ -107,7 +109,8 @@ pub fn spawn(
     Ok(Child { child, readers, status: None })
 }
 
-fn read_lines(
+/// Calls `each` with every line of `pipe`, in a thread of its own, until it closes.
+pub fn read_lines(
     pipe: impl Read + Send + 'static,
     mut each: impl FnMut(&str) + Send + 'static,
 ) -> JoinHandle<()> {

@@ -7,7 +7,6 @@
 
 use std::{
     fs::{self, File},
-    io::Write,
     path::{Path, PathBuf},
 };
 
@@ -127,18 +126,8 @@ fn store_in(dir: &Path, kind: &str, key: &str, inputs: &Inputs) -> Result<(), St
     let path = record_path(dir, kind, key);
     let parent = path.parent().expect("record paths have a parent");
     fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
-    let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
-    let text = encode(inputs);
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("writing {}: {e}", path.display())
-    })
+    crate::host::write_atomic(&path, encode(inputs).as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// Forgets every image record (`rebuild-clean`); the lock file stays.
