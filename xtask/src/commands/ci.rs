@@ -14,7 +14,10 @@ use clap::builder::{PossibleValue, PossibleValuesParser};
 use serde_json::{Value, json};
 use xshell::Shell;
 
-use crate::output::{self, BOLD, GREEN, RED, Stream, YELLOW, paint};
+use crate::{
+    host::tools::{Source, Tool, tool},
+    output::{self, BOLD, GREEN, RED, Stream, YELLOW, paint},
+};
 
 pub struct Step {
     pub name: &'static str,
@@ -106,94 +109,6 @@ pub const STEPS: &[Step] = &[
         shares_images: true,
     },
 ];
-
-/// How the GitHub workflow gets a tool onto ubuntu-latest; each one is a field of the matrix.
-#[derive(Clone, Copy, PartialEq)]
-enum Source {
-    /// The workflow installs the pinned Rust toolchain in every job.
-    Toolchain,
-    Rustup(&'static str),
-    /// `apt-get install` of the tool's Debian package (Ubuntu has the same names).
-    Apt,
-    /// actions/setup-node, with the npm cache.
-    Node,
-    /// `pip install` of this requirement (not packaged for Debian).
-    Pip(&'static str),
-}
-
-struct Tool {
-    name: &'static str,
-    probe: &'static [&'static str],
-    debian: &'static str,
-    fedora: &'static str,
-    source: Source,
-}
-
-// name, probe (succeeds when the tool runs), (Debian package, Fedora package), how CI gets it
-const TOOLS: &[Tool] = &[
-    Tool::new("cargo", &["cargo", "--version"], ("cargo", "cargo"), Source::Toolchain),
-    Tool::new("rustfmt", &["cargo", "fmt", "--version"], ("rustfmt", "rustfmt"), Source::Rustup("rustfmt")),
-    Tool::new(
-        "clippy",
-        &["cargo", "clippy", "--version"],
-        ("rust-clippy", "clippy"),
-        Source::Rustup("clippy"),
-    ),
-    Tool::new("espeak-ng", &["espeak-ng", "--version"], ("espeak-ng", "espeak-ng"), Source::Apt),
-    Tool::new("npm", &["npm", "--version"], ("npm", "npm"), Source::Node),
-    Tool::new("node", &["node", "--version"], ("nodejs", "nodejs"), Source::Node),
-    Tool::new("podman", &["podman", "--version"], ("podman", "podman"), Source::Apt),
-    Tool::new("python3", &["python3", "--version"], ("python3", "python3"), Source::Apt),
-    Tool::new(
-        "docker-registry",
-        &["docker-registry", "--version"],
-        ("docker-registry", "docker-distribution"),
-        Source::Apt,
-    ),
-    Tool::new("ffmpeg", &["ffmpeg", "-version"], ("ffmpeg", "ffmpeg-free"), Source::Apt),
-    Tool::new(
-        "podman-compose",
-        &["podman-compose", "version"],
-        ("podman-compose", "podman-compose"),
-        Source::Apt,
-    ),
-    Tool::new(
-        "kubernetes-validate",
-        &["kubernetes-validate", "--version"],
-        ("python3-pip", "python3-pip"),
-        Source::Pip("kubernetes-validate==1.37.0"),
-    ),
-];
-
-impl Tool {
-    const fn new(
-        name: &'static str,
-        probe: &'static [&'static str],
-        (debian, fedora): (&'static str, &'static str),
-        source: Source,
-    ) -> Tool {
-        Tool { name, probe, debian, fedora, source }
-    }
-
-    fn install_hint(&self) -> String {
-        let packages = format!(
-            "apt-get install {} (Debian, Ubuntu) / dnf install {} (Fedora)",
-            self.debian, self.fedora
-        );
-        match self.source {
-            Source::Toolchain => format!("install Rust with rustup (https://rustup.rs), or {packages}"),
-            Source::Rustup(component) => {
-                format!("rustup component add {component}; without rustup: {packages}")
-            }
-            Source::Pip(requirement) => format!("pip install '{requirement}' (it needs {packages})"),
-            Source::Apt | Source::Node => packages,
-        }
-    }
-}
-
-fn tool(name: &str) -> &'static Tool {
-    TOOLS.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name} is not in ci::TOOLS"))
-}
 
 impl Step {
     /// The tools it needs: the programs its commands start, then the declared ones.
@@ -434,7 +349,8 @@ mod tests {
 
     use serde_json::Value;
 
-    use super::{STEPS, Source, TOOLS, exit_code, matrix};
+    use super::{STEPS, exit_code, matrix};
+    use crate::host::tools::{Source, TOOLS};
 
     fn root() -> std::path::PathBuf {
         crate::workspace_root()

@@ -15,7 +15,10 @@ use xshell::{Shell, cmd};
 
 use crate::{
     Context,
-    host::models,
+    host::{
+        models,
+        tools::{self, Tool},
+    },
     inputs::cache::{self, Record},
     inputs::fingerprint::Inputs,
     output::Output,
@@ -80,60 +83,11 @@ pub struct Python {
     pub version: String,
 }
 
-struct Tool {
-    name: &'static str,
-    why: &'static str,
-    debian: &'static str,
-    fedora: &'static str,
-}
-
-const PYTHON: Tool = Tool {
-    name: "python3 (3.11 or newer, with venv)",
-    why: "the venv for piper",
-    debian: "sudo apt-get install python3 python3-venv",
-    fedora: "sudo dnf install python3",
-};
-const REQUIRED: [Tool; 5] = [
-    Tool {
-        name: "cargo",
-        why: "builds the backend",
-        debian: "install Rust with rustup (https://rustup.rs); Debian's cargo is too old for edition 2024",
-        fedora: "sudo dnf install rust cargo (or rustup)",
-    },
-    Tool {
-        name: "node",
-        why: "the Vite dev server (Node 20.19 or newer)",
-        debian: "Node 20.19+ from https://nodejs.org or NodeSource (bookworm's nodejs is too old)",
-        fedora: "sudo dnf install nodejs npm",
-    },
-    Tool {
-        name: "npm",
-        why: "installs the frontend",
-        debian: "comes with Node",
-        fedora: "sudo dnf install npm",
-    },
-    Tool {
-        name: "espeak-ng",
-        why: "speech when no piper voice is installed",
-        debian: "sudo apt-get install espeak-ng",
-        fedora: "sudo dnf install espeak-ng",
-    },
-    Tool {
-        name: "ffmpeg",
-        why: "audio conversion",
-        debian: "sudo apt-get install ffmpeg",
-        fedora: "sudo dnf install ffmpeg-free",
-    },
-];
-const PODMAN: Tool = Tool {
-    name: "podman",
-    why: "only `cargo xtask dev-fast` and the other container commands need it",
-    debian: "sudo apt-get install podman",
-    fedora: "sudo dnf install podman",
-};
+/// Required by setup and dev-local; python3 and podman are looked at on their own.
+const REQUIRED: [&str; 5] = ["cargo", "node", "npm", "espeak-ng", "ffmpeg"];
 
 fn hint(tool: &Tool) -> String {
-    format!("{} ({}): Debian/Ubuntu: {}; Fedora: {}", tool.name, tool.why, tool.debian, tool.fedora)
+    format!("{} ({}): {}", tool.name, tool.why, tool.install_hint())
 }
 
 /// Every missing tool is named with its install hint, all at once, before anything is done.
@@ -142,25 +96,25 @@ fn check_tools(sh: &Shell, root: &Path, out: Output) -> Result<(Python, String),
     let mut missing = Vec::new();
     let python = venv_python(root).or_else(|| find_python(sh));
     if python.is_none() {
-        missing.push(hint(&PYTHON));
+        missing.push(hint(tools::tool("python3")));
     }
-    for tool in &REQUIRED {
-        if which::which(tool.name).is_err() {
-            missing.push(hint(tool));
+    for name in REQUIRED {
+        if which::which(name).is_err() {
+            missing.push(hint(tools::tool(name)));
         }
     }
     let mut node = String::new();
     if which::which("node").is_ok() {
         node = cmd!(sh, "node --version").quiet().read().unwrap_or_default().trim().to_string();
         if !node_is_recent(&node) {
-            missing.push(format!("{} (found {node})", hint(&REQUIRED[1])));
+            missing.push(format!("{} (found {node})", hint(tools::tool("node"))));
         }
     }
     if !missing.is_empty() {
         return Err(format!("missing tools; nothing was changed:\n  {}", missing.join("\n  ")));
     }
-    if which::which(PODMAN.name).is_err() {
-        out.say(format!("note: podman is not installed; {}", hint(&PODMAN)));
+    if which::which("podman").is_err() {
+        out.say(format!("note: podman is not installed; {}", hint(tools::tool("podman"))));
     }
     Ok((python.expect("checked above"), node))
 }

@@ -5,6 +5,7 @@ pub mod http;
 pub mod models;
 pub mod ports;
 pub mod supervise;
+pub mod tools;
 
 use std::{fs, io::Write, path::Path};
 
