@@ -13,7 +13,10 @@ pub mod stack;
 #[cfg(test)]
 mod tidy;
 
-use std::path::{Path, PathBuf};
+use std::{
+    fmt::Display,
+    path::{Path, PathBuf},
+};
 
 /// What every command works on: the checkout and the stack's name and ports.
 pub struct Context {
@@ -33,4 +36,22 @@ pub fn workspace_root() -> PathBuf {
         return root.to_path_buf();
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// Errors say what was being done: `fs::read(p).context(format!("reading {}", p.display()))`
+/// gives "reading x: No such file or directory". The errors of this crate are messages for
+/// a user, so they are Strings; this is anyhow's `context` for them.
+pub trait ErrorContext<T> {
+    fn context(self, doing: impl Display) -> Result<T, String>;
+}
+
+impl<T, E: Display> ErrorContext<T> for Result<T, E> {
+    fn context(self, doing: impl Display) -> Result<T, String> {
+        self.map_err(|e| format!("{doing}: {e}"))
+    }
+}
+
+/// A shell for `cmd!`, in the current directory.
+pub fn shell() -> Result<xshell::Shell, String> {
+    xshell::Shell::new().context("starting a shell in the current directory")
 }

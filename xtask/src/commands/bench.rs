@@ -18,7 +18,7 @@ use std::{
 };
 
 use crate::{
-    Context,
+    Context, ErrorContext,
     commands::setup,
     engine::Engine,
     host::http,
@@ -98,17 +98,17 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
     let ws = bench.join("ws");
     copy_sources(root, &ws)?;
     let lib = ws.join("crates/jarvis-backend/src/lib.rs");
-    let original = fs::read_to_string(&lib).map_err(|e| e.to_string())?;
+    let original = fs::read_to_string(&lib).context(format!("reading {}", lib.display()))?;
     let line = "const HEALTH_STATUS: &str = \"ok\";";
     if !original.contains(line) {
         return Err(format!("{} no longer holds `{line}`, which the benchmark edits", lib.display()));
     }
     let port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
     let (backend_port, frontend_port) =
-        (port().map_err(|e| e.to_string())?, port().map_err(|e| e.to_string())?);
+        (port().context("finding a free port")?, port().context("finding a free port")?);
     let log_path = bench.join("dev-local.log");
-    let log = fs::File::create(&log_path).map_err(|e| e.to_string())?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let log = fs::File::create(&log_path).context(format!("creating {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("finding this xtask's own binary")?;
     let mut session = Command::new(exe)
         .arg("dev-local")
         .current_dir(&ws)
@@ -118,10 +118,10 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
         // The voices of this checkout: the copy needs no second download.
         .env("MODELS_DIR", setup::models_dir(root))
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stdout(log.try_clone().context("sharing the log file")?)
         .stderr(log)
         .spawn()
-        .map_err(|e| e.to_string())?;
+        .context("starting dev-local")?;
     let failed = |what: &str| {
         let text = fs::read_to_string(&log_path).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
@@ -147,7 +147,7 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
             i += 1;
             let status = format!("bench-{i}");
             fs::write(&lib, original.replace(line, &format!("const HEALTH_STATUS: &str = \"{status}\";")))
-                .map_err(|e| e.to_string())?;
+                .context(format!("editing {}", lib.display()))?;
             serves(&status, Duration::from_secs(300)).ok_or_else(|| failed("the change was not served"))
         })
     })();
@@ -172,7 +172,7 @@ pub fn copy_sources(root: &Path, dest: &Path) -> Result<(), String> {
         .into_iter()
         .filter_entry(|e| e.depth() == 0 || !skip.contains(&e.file_name().to_str().unwrap_or("")));
     for entry in walker {
-        let entry = entry.map_err(|e| e.to_string())?;
+        let entry = entry.context(format!("reading {}", root.display()))?;
         let to = dest.join(entry.path().strip_prefix(root).expect("walked under root"));
         let copied = if entry.file_type().is_dir() {
             fs::create_dir_all(&to)
@@ -205,10 +205,10 @@ fn prod(cx: &Context, runs: usize) -> Result<(), String> {
         let size = report["size_bytes"].as_u64().unwrap_or(0);
         let noop = median(runs, || build(&[]).map(|(d, _)| d))?;
         let lib = scratch.join("crates/jarvis-backend/src/lib.rs");
-        let source = std::fs::read_to_string(&lib).map_err(|e| e.to_string())?;
+        let source = std::fs::read_to_string(&lib).context(format!("reading {}", lib.display()))?;
         let one_line = median(runs.min(3), || {
             let stamp = format!("\n// bench {:?}\n", Instant::now());
-            std::fs::write(&lib, format!("{source}{stamp}")).map_err(|e| e.to_string())?;
+            std::fs::write(&lib, format!("{source}{stamp}")).context(format!("editing {}", lib.display()))?;
             build(&[]).map(|(d, _)| d)
         })?;
         println!(
@@ -227,14 +227,14 @@ fn prod(cx: &Context, runs: usize) -> Result<(), String> {
 
 /// Runs this xtask in `dir` with `env`, and returns its `--json` document.
 fn xtask_in(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Result<serde_json::Value, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().context("finding this xtask's own binary")?;
     let output = Command::new(exe)
         .args(args)
         .current_dir(dir)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| e.to_string())?;
+        .context(format!("running `cargo xtask {}`", args.join(" ")))?;
     if !output.status.success() {
         return Err(format!(
             "`cargo xtask {}` failed during the benchmark:\n{}",
@@ -251,9 +251,13 @@ fn ms(d: Duration) -> f64 {
 
 /// Runs this xtask binary as a user would, output hidden unless it fails.
 fn xtask(args: &[&str]) -> Result<Duration, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().context("finding this xtask's own binary")?;
     let started = Instant::now();
-    let output = Command::new(exe).args(args).stdin(Stdio::null()).output().map_err(|e| e.to_string())?;
+    let output = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context(format!("running `cargo xtask {}`", args.join(" ")))?;
     if !output.status.success() {
         return Err(format!(
             "`cargo xtask {}` failed during the benchmark:\n{}",

@@ -41,7 +41,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         // A forced build pulls nothing instead (what it builds is still pushed if asked).
         let registry = args.registry.registry(!rebuild, false)?;
         let engine = Engine::detect()?;
-        let sh = Shell::new().map_err(|e| e.to_string())?;
+        let sh = crate::shell()?;
         let _lock = cache::lock(&cx.project.cache_dir())?;
         let options = Options { rebuild, no_cache: args.no_cache, ..Options::default() };
         build(&sh, &engine, cx, options, out, registry.as_ref(), report)

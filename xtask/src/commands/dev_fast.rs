@@ -58,7 +58,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
         stack.services.clear();
         stack.volumes.clear();
     }
-    let sh = Shell::new().map_err(|e| e.to_string())?;
+    let sh = crate::shell()?;
     let options = Options { rebuild: args.rebuild, ..Options::default() };
     // `--rebuild` asks for a build: nothing is pulled instead (what it builds is pushed).
     let registry = args.registry.registry(!args.rebuild, false)?;

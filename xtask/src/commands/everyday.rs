@@ -13,7 +13,7 @@ use crate::{
 fn setup(cx: &Context) -> Result<(Engine, Stack, Shell), String> {
     let engine = Engine::detect()?;
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
-    Ok((engine, stack, Shell::new().map_err(|e| e.to_string())?))
+    Ok((engine, stack, crate::shell()?))
 }
 
 #[derive(Debug, clap::Args)]

@@ -4,10 +4,8 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use xshell::Shell;
-
 use crate::{
-    Context,
+    Context, ErrorContext,
     converge::apply,
     converge::plan::{self, Action, Options},
     engine::{Call, Engine, Progress},
@@ -37,7 +35,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let engine = Engine::detect()?;
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
     let out = Output { json: false, dry_run: args.dry_run };
-    let sh = Shell::new().map_err(|e| e.to_string())?;
+    let sh = crate::shell()?;
     crate::converge::validate::inputs(&stack)?;
     let _lock = cache::lock(&cx.project.cache_dir())?;
     let observed = engine.observe(&sh, &[])?;
@@ -116,7 +114,7 @@ fn confirm(project: &str, volumes: bool) -> Result<(), String> {
     print!("Remove {project}'s {what} and rebuild from scratch? [y/N] ");
     std::io::stdout().flush().ok();
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).map_err(|e| e.to_string())?;
+    std::io::stdin().lock().read_line(&mut answer).context("reading the answer")?;
     if matches!(answer.trim(), "y" | "Y" | "yes") {
         Ok(())
     } else {

@@ -60,7 +60,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
 pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
     let out = Output { json: false, dry_run: false };
     let root = &cx.project.root;
-    let sh = Shell::new().map_err(|e| e.to_string())?;
+    let sh = crate::shell()?;
     let (python, node) = check_tools(&sh, root, out)?;
     let mut worked = env_file(root, out)?;
     worked |= venv(&sh, cx, &python, out)?;

