@@ -1,6 +1,7 @@
 //! The dev images on real podman: both build, the backend container serves `/health` from
 //! the mounted source, rebuilds and serves a source change, and the frontend container's
-//! Vite proxies `/api` to it across the dev network by name.
+//! Vite proxies `/api` to it across the dev network by name. The containers are started
+//! from the library's own run spec (`converge::spec`), as dev-fast starts them.
 
 mod support;
 
@@ -8,6 +9,11 @@ use std::time::Duration;
 
 use support::*;
 use xshell::cmd;
+use xtask::{
+    converge::spec,
+    engine::{Call, Engine, Kind, Progress},
+    stack::{Llm, Project, Stack},
+};
 
 #[test]
 fn dev_images_build_serve_and_reload_a_source_change() {
@@ -15,35 +21,34 @@ fn dev_images_build_serve_and_reload_a_source_change() {
     let work = ScratchDir::new("dev-images");
     copy_workspace(&work.0);
     let src = work.0.display().to_string();
-    let id = std::process::id();
+    let engine = Engine { kind: Kind::Podman, program: "podman".into() };
+    // Its own project name: the cargo volumes are kept between runs (they are labelled as
+    // ours), so a second run compiles only what changed, like a developer's second day.
+    let project = Project {
+        name: "jarvis-e2e-img".into(),
+        backend_port: free_port(),
+        frontend_port: free_port(),
+        ..Project::from_env(work.0.clone()).unwrap()
+    };
+    let stack = Stack::dev(&project, Llm::default(), engine.host_alias());
     let mut cleanup = Cleanup::default();
-    let label: &str = &PROJECT_LABEL;
+    let label = project.label();
 
-    for (image, file) in [
-        ("localhost/jarvis-backend-dev:e2e", "docker/backend.dev.Containerfile"),
-        ("localhost/jarvis-frontend-dev:e2e", "docker/frontend.dev.Containerfile"),
-    ] {
-        cmd!(sh, "podman build --label {label} -t {image} -f {src}/{file} {src}").run().unwrap();
+    for image in &stack.images {
+        let (reference, file) = (&image.reference, image.containerfile);
+        cmd!(sh, "podman build --label {label} -t {reference} -f {src}/{file} {src}").run().unwrap();
     }
-
-    let network = cleanup.network(&format!("jarvis-e2e-{id}"));
+    let network = cleanup.network(&stack.network);
     cmd!(sh, "podman network create --label {label} {network}").quiet().ignore_stdout().run().unwrap();
-    // The cargo volumes are kept between runs (they are labelled as ours): a second run
-    // then compiles only what changed, like a developer's second day.
-    let backend = cleanup.container(&format!("jarvis-e2e-backend-{id}"));
-    let backend_port = free_port();
-    let publish = format!("127.0.0.1:{backend_port}:8000");
-    cmd!(
-        sh,
-        "podman run -d --init --name {backend} --label {label} --network {network} --network-alias jarvis-backend-dev
-            -p {publish} -v {src}:/app -v jarvis-e2e-cargo-registry:/usr/local/cargo/registry
-            -v jarvis-e2e-cargo-target:/cargo-target localhost/jarvis-backend-dev:e2e"
-    )
-    .quiet()
-    .ignore_stdout()
-    .run()
-    .unwrap();
+    let start = |key: &str| {
+        let service = stack.service(key).unwrap();
+        let run = spec::service_run(&stack, &engine, service, "dev-images-test");
+        engine.call(&sh, &Call::Run(run), Progress::Quiet).unwrap();
+        service.container.clone()
+    };
 
+    let backend = cleanup.container(&start("backend"));
+    let backend_port = project.backend_port;
     let health = wait_for(&sh, &backend, backend_port, "/health", Duration::from_secs(900), |_| true);
     assert!(health.contains(r#""status":"ok""#), "{health}");
 
@@ -55,25 +60,16 @@ fn dev_images_build_serve_and_reload_a_source_change() {
     std::fs::write(&lib, source.replace(line, r#"const HEALTH_STATUS: &str = "ok-edited";"#)).unwrap();
     wait_for(&sh, &backend, backend_port, "/health", Duration::from_secs(300), |b| b.contains("ok-edited"));
 
-    // The frontend container reaches the backend by its network alias, through Vite's proxy.
-    let frontend = cleanup.container(&format!("jarvis-e2e-frontend-{id}"));
-    let frontend_port = free_port();
-    let publish = format!("127.0.0.1:{frontend_port}:5173");
-    let node_modules = format!("jarvis-e2e-node-modules-{id}");
-    cmd!(
-        sh,
-        "podman run -d --init --name {frontend} --label {label} --network {network} -p {publish}
-            -v {src}/frontend/src:/app/src -v {src}/frontend/public:/app/public -v {node_modules}:/app/node_modules
-            localhost/jarvis-frontend-dev:e2e"
-    )
-    .quiet()
-    .ignore_stdout()
-    .run()
-    .unwrap();
+    // The frontend container reaches the backend by its container name, through Vite's proxy.
+    let frontend = cleanup.container(&start("frontend"));
+    let frontend_port = project.frontend_port;
     let page = wait_for(&sh, &frontend, frontend_port, "/", Duration::from_secs(60), |_| true);
     assert!(page.contains("/src/main.ts"), "not the Vite page: {page}");
     let proxied = wait_for(&sh, &frontend, frontend_port, "/health", Duration::from_secs(30), |_| true);
     assert!(proxied.contains("ok-edited"), "{proxied}");
     drop(cleanup);
-    cmd!(sh, "podman volume rm -f {node_modules}").quiet().ignore_stdout().run().unwrap();
+    // node_modules and the models volume start empty each run; the cargo caches stay.
+    for volume in ["node-modules", "models"].map(|v| format!("{}-{v}", project.name)) {
+        cmd!(sh, "podman volume rm -f {volume}").quiet().ignore_stdout().run().unwrap();
+    }
 }
