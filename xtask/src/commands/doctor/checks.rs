@@ -98,7 +98,9 @@ pub fn engine_found(p: &Probe) -> Vec<Finding> {
         Ok(engine) => {
             let version = p.info().map(|(i, _)| version(engine, i)).unwrap_or_default();
             let version = if version.is_empty() { "version unknown".into() } else { version };
-            vec![Finding::ok(format!("{} {version} at {}", engine.name(), engine.program.display()))]
+            let path =
+                which::which(engine.name()).map(|p| format!(" at {}", p.display())).unwrap_or_default();
+            vec![Finding::ok(format!("{} {version}{path}", engine.name()))]
         }
     }
 }
@@ -416,7 +418,7 @@ fn images_of(p: &Probe, stack: &Stack, facts: Result<&Facts, String>, fix: &str,
                     Finding::ok(format!("present and current (inputs {})", &facts.inputs[i].0.digest()[..12]))
                 }
                 Some(reason) if reason == "image missing" && !prod => {
-                    Finding::problem(format!("missing: a container of it cannot start"), fix)
+                    Finding::problem("missing: a container of it cannot start", fix)
                 }
                 Some(reason) if reason == "image missing" => {
                     Finding::warning("missing: only `cargo xtask up` needs it", fix)
@@ -479,7 +481,7 @@ pub fn images_bases(p: &Probe) -> Vec<Finding> {
     }
     let missing: Vec<&String> = bases
         .iter()
-        .filter(|b| dev.observed.image(b).is_none() && !prod.is_some_and(|f| f.observed.image(b).is_some()))
+        .filter(|b| dev.observed.image(b).is_none() && prod.is_none_or(|f| f.observed.image(b).is_none()))
         .collect();
     let answers: Vec<Option<String>> = std::thread::scope(|s| {
         let handles: Vec<_> = missing
@@ -1214,7 +1216,7 @@ pub fn registry(p: &Probe) -> Vec<Finding> {
         return vec![
             Finding::warning(
                 format!("{registry} does not answer ({why}): every image is built here instead"),
-                format!("start the registry or check the network; unset JARVIS_REGISTRY to stop asking it"),
+                "start the registry or check the network; unset JARVIS_REGISTRY to stop asking it",
             )
             .on(registry.to_string()),
         ];
