@@ -184,6 +184,8 @@ pub const CHECKS: &[Check] = &[
 struct Row {
     check: &'static Check,
     finding: Finding,
+    /// How long its check took (waiting for shared facts included).
+    seconds: f64,
 }
 
 pub fn run(root: std::path::PathBuf, args: &Args) -> Result<(), String> {
@@ -247,13 +249,21 @@ pub fn run(root: std::path::PathBuf, args: &Args) -> Result<(), String> {
 fn run_checks(probe: &Probe, groups: &[String]) -> Vec<Row> {
     let wanted: Vec<&'static Check> =
         CHECKS.iter().filter(|c| groups.is_empty() || groups.iter().any(|g| g == c.group)).collect();
-    let results: Vec<Vec<Finding>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = wanted.iter().map(|check| scope.spawn(|| (check.run)(probe))).collect();
+    let results: Vec<(Vec<Finding>, f64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = wanted
+            .iter()
+            .map(|check| {
+                scope.spawn(|| {
+                    let started = Instant::now();
+                    ((check.run)(probe), started.elapsed().as_secs_f64())
+                })
+            })
+            .collect();
         handles
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    vec![Finding::problem("the check itself failed (a bug)", "report it")]
+                    (vec![Finding::problem("the check itself failed (a bug)", "report it")], 0.0)
                 })
             })
             .collect()
@@ -261,7 +271,9 @@ fn run_checks(probe: &Probe, groups: &[String]) -> Vec<Row> {
     wanted
         .into_iter()
         .zip(results)
-        .flat_map(|(check, findings)| findings.into_iter().map(move |finding| Row { check, finding }))
+        .flat_map(|(check, (findings, seconds))| {
+            findings.into_iter().map(move |finding| Row { check, finding, seconds })
+        })
         .collect()
 }
 
@@ -272,6 +284,7 @@ fn row_json(row: &Row) -> Value {
         "check": row.check.name,
         "status": f.status.word(),
         "evidence": f.evidence,
+        "seconds": (row.seconds * 1000.0).round() / 1000.0,
     });
     if !f.subject.is_empty() {
         v["subject"] = json!(f.subject);
@@ -365,4 +378,37 @@ fn apply(probe: &Probe, repairs: &[Repair], out: Output) -> Vec<String> {
         }
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table reads as groups: each group's checks together, no name twice, and every
+    /// group named in `--help`.
+    #[test]
+    fn the_table_is_grouped_and_named_once() {
+        let mut groups: Vec<&str> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for check in CHECKS {
+            if groups.last() != Some(&check.group) {
+                assert!(!groups.contains(&check.group), "group {} is split in CHECKS", check.group);
+                groups.push(check.group);
+            }
+            assert!(seen.insert((check.group, check.name)), "{}/{} twice", check.group, check.name);
+        }
+        let help = include_str!("doctor.rs");
+        let listed = help.split("/// Only these groups (").nth(1).unwrap().split(')').next().unwrap();
+        let listed: String = listed.replace("///", " ");
+        for group in groups {
+            assert!(listed.contains(group), "--help does not list the group {group}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_group_is_refused_by_name() {
+        let args = Args { fix: false, json: false, offline: true, groups: vec!["nope".into()] };
+        let error = run(crate::workspace_root(), &args).unwrap_err();
+        assert!(error.contains("no check group \"nope\"") && error.contains("containers"), "{error}");
+    }
 }

