@@ -480,8 +480,8 @@ pub fn images_bases(p: &Probe) -> Vec<Finding> {
     let prod = p.prod_facts().ok();
     let mut bases: Vec<String> = Vec::new();
     for image in p.dev.images.iter().chain(&p.prod.images) {
-        let text = std::fs::read_to_string(p.root.join(image.containerfile)).unwrap_or_default();
-        for base in containerfile::bases(&text) {
+        let reading = containerfile::read_file(&p.root, image.containerfile);
+        for base in reading.map(|r| r.bases).unwrap_or_default() {
             if !bases.contains(&base) {
                 bases.push(base);
             }
@@ -1129,12 +1129,19 @@ pub fn config_context(p: &Probe) -> Vec<Finding> {
     // docker reads only .dockerignore; podman .containerignore, else .dockerignore.
     let (ignore, file) = match p.engine.as_ref().map(|e| e.kind) {
         Ok(Kind::Docker) => (
-            std::fs::read_to_string(p.root.join(".dockerignore"))
-                .map(|t| Ignore::parse(&t))
-                .unwrap_or_default(),
+            match std::fs::read_to_string(p.root.join(".dockerignore")) {
+                Ok(text) => Ignore::parse(".dockerignore", &text).map_err(|errors| errors.join("; ")),
+                Err(_) => Ok(Ignore::none()),
+            },
             ".dockerignore",
         ),
         _ => (Ignore::load(&p.root), ".containerignore"),
+    };
+    let ignore = match ignore {
+        Ok(ignore) => ignore,
+        Err(e) => {
+            return vec![Finding::problem(e, format!("fix that line of {file}: every build stops at it"))];
+        }
     };
     let is_env = |rel: &str| {
         let name = rel.rsplit('/').next().unwrap_or(rel);
@@ -1146,8 +1153,8 @@ pub fn config_context(p: &Probe) -> Vec<Finding> {
     // And a .env that is not there yet, at the root and in every directory a COPY takes.
     let mut would = vec![".env".to_string(), ".env.local".to_string()];
     for image in p.dev.images.iter().chain(&p.prod.images) {
-        let text = std::fs::read_to_string(p.root.join(image.containerfile)).unwrap_or_default();
-        for src in containerfile::copied_sources(&text) {
+        let reading = containerfile::read_file(&p.root, image.containerfile);
+        for src in reading.map(|r| r.sources).unwrap_or_default() {
             if p.root.join(&src).is_dir() && src != "." {
                 would.push(format!("{}/.env", src.trim_end_matches('/')));
             }

@@ -134,8 +134,8 @@ impl Probe {
         let mut candidates: Vec<String> = self.dev.images.iter().map(|i| i.reference.clone()).collect();
         for stack in [&self.dev, &self.prod] {
             for image in &stack.images {
-                let text = std::fs::read_to_string(self.root.join(image.containerfile)).unwrap_or_default();
-                candidates.extend(containerfile::bases(&text));
+                let reading = containerfile::read_file(&self.root, image.containerfile);
+                candidates.extend(reading.map(|r| r.bases).unwrap_or_default());
             }
         }
         let prod = self.prod_facts().ok();
