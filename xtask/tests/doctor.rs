@@ -254,9 +254,13 @@ fn images_one_removed_is_named_with_its_own_command() {
     }
     let build = run_logged(xtask_command(&co.root, &co.project, &["dev-fast", "--build-only"]), 30);
     assert!(build.status.success(), "the dev images build");
-    let (format, repository) = ("{{.Repository}}:{{.Tag}}", format!("localhost/{}-backend-dev", co.project));
-    let tags = cmd!(sh, "podman images --format {format} {repository}").quiet().read().unwrap();
-    made.images.extend(tags.lines().map(str::to_string));
+    // Every name the build gave them (`:latest` and `:inputs-...`), removed at the end.
+    let format = "{{.Repository}}:{{.Tag}}";
+    for key in ["backend-dev", "frontend-dev"] {
+        let repository = format!("localhost/{}-{key}", co.project);
+        let tags = cmd!(sh, "podman images --format {format} {repository}").quiet().read().unwrap();
+        made.images.extend(tags.lines().map(str::to_string));
+    }
     let out = co.doctor(&["images"]);
     assert!(finding(&out, "ok", "frontend (").contains("present and current"));
     let backend = format!("localhost/{}-backend-dev", co.project);
