@@ -21,7 +21,7 @@ use crate::{
     engine::{Call, Engine, Kind, Progress, Run},
     host::{
         models::{self, FileSpec, Source},
-        ports,
+        ports, tools,
     },
     inputs::{
         build_context::Ignore,
@@ -1283,20 +1283,16 @@ pub fn tools(p: &Probe) -> Vec<Finding> {
                     "python 3.11+ with venv not found{}",
                     other.map(|v| format!(" ({})", v.trim())).unwrap_or_default()
                 ),
-                "apt-get install python3 python3-venv / dnf install python3",
+                tools::tool("python3").install_hint(),
             )
             .on("python3"),
         ),
     }
-    for (tool, install) in [
-        ("cargo", "install Rust with rustup (https://rustup.rs)"),
-        ("node", "Node 20.19+ from https://nodejs.org or NodeSource / dnf install nodejs"),
-        ("npm", "comes with Node"),
-        ("espeak-ng", "apt-get install espeak-ng / dnf install espeak-ng"),
-        ("ffmpeg", "apt-get install ffmpeg / dnf install ffmpeg-free"),
-    ] {
+    // setup's list (python3 above); the hints are the one table's (`host::tools`).
+    for tool in ["cargo", "node", "npm", "espeak-ng", "ffmpeg"] {
+        let install = tools::tool(tool).install_hint();
         if which::which(tool).is_err() {
-            findings.push(Finding::warning(format!("{tool} is not on PATH"), install).on(tool));
+            findings.push(Finding::warning(format!("{tool} is not on PATH"), install.clone()).on(tool));
             continue;
         }
         if tool == "node" {
