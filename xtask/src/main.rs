@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use xtask::{
     Context,
-    commands::{bench, build_prod, ci, dev_fast, dev_local, everyday, generate, rebuild_clean, setup, up},
+    commands::{
+        bench, build_prod, ci, dev_fast, dev_local, doctor, everyday, generate, rebuild_clean, setup, up,
+    },
     stack, workspace_root,
 };
 
@@ -45,6 +47,8 @@ enum Command {
     Bench(bench::Args),
     /// Run a CI step (`all`: every step, then a summary), or list them as a CI matrix.
     Ci(ci::Args),
+    /// Find what is wrong with this machine for the stack, say why, and fix what is safe.
+    Doctor(doctor::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,16 @@ fn main() -> ExitCode {
     // A CI step exits with its own code (the failing test's), not just failure.
     if let Command::Ci(args) = &cli.command {
         return ci::run(&workspace_root(), args);
+    }
+    // Doctor runs even when the JARVIS_* settings are invalid: that is one of its checks.
+    if let Command::Doctor(args) = &cli.command {
+        return match doctor::run(workspace_root(), args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let result = stack::Project::from_env(workspace_root()).and_then(|project| {
         let cx = Context { project };
@@ -67,7 +81,7 @@ fn main() -> ExitCode {
             Command::Logs(args) => everyday::logs(&cx, args),
             Command::Stop(args) => everyday::stop(&cx, args),
             Command::Bench(args) => bench::run(&cx, args),
-            Command::Ci(_) => unreachable!("handled above"),
+            Command::Ci(_) | Command::Doctor(_) => unreachable!("handled above"),
         }
     });
     match result {

@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: the numbers that say whether the daily command is fast, each the
 //! median of several runs: fingerprinting the inputs, a no-op `dev-fast` (everything
-//! current), and a warm start (containers stopped, images cached). It drives the real
+//! current), a warm start (containers stopped, images cached) and `doctor` with the stack up. It drives the real
 //! binary and the real engine on this checkout's stack, which it leaves running.
 //! `--dev-local` measures the container-less path instead: a no-op `setup` on this
 //! checkout, and, in a scratch copy under the target directory (so this checkout's
@@ -76,6 +76,19 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         Ok(started.elapsed())
     })?;
 
+    // The doctor with the stack up: every check, whatever it finds (a missing LLM is a
+    // warning here, not a failure of the benchmark).
+    let doctor = median(runs, || {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        Command::new(exe)
+            .args(["doctor", "--json"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        Ok(started.elapsed())
+    })?;
+
     println!(
         "dev-fast benchmark ({} engine, median of {runs} runs; warm start of {})",
         engine.name(),
@@ -84,6 +97,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     println!("  fingerprint of {} images   {:>9.1} ms", stack.images.len(), ms(fingerprint));
     println!("  no-op dev-fast              {:>9.1} ms", ms(noop));
     println!("  warm start (stop, dev-fast) {:>9.1} ms", ms(warm));
+    println!("  doctor, stack up            {:>9.1} ms", ms(doctor));
     Ok(())
 }
 

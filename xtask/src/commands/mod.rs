@@ -5,6 +5,7 @@ pub mod build_prod;
 pub mod ci;
 pub mod dev_fast;
 pub mod dev_local;
+pub mod doctor;
 pub mod everyday;
 pub mod generate;
 pub mod rebuild_clean;

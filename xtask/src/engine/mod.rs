@@ -317,4 +317,89 @@ impl Engine {
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
+
+    /// `info` as one JSON document (version, rootless, runtime, network backend, storage),
+    /// as the engine prints it: podman's and docker's shapes differ, the caller reads both.
+    pub fn info(&self, sh: &Shell) -> Result<serde_json::Value, String> {
+        let format = match self.kind {
+            Kind::Podman => "json",
+            Kind::Docker => "{{json .}}",
+        };
+        let text = self.read(sh, &["info", "--format", format])?;
+        serde_json::from_str(&text).map_err(|e| format!("`{} info` printed no JSON: {e}", self.name()))
+    }
+
+    /// The images carrying `label` (`k=v`), dangling ones (old builds, stages) included:
+    /// (id, names, size in bytes).
+    pub fn images_labelled(
+        &self,
+        sh: &Shell,
+        label: &str,
+    ) -> Result<Vec<(String, Vec<String>, u64)>, String> {
+        let filter = format!("label={label}");
+        let format = match self.kind {
+            Kind::Podman => "json",
+            Kind::Docker => "{{json .}}",
+        };
+        let text = self.read(sh, &["images", "--all", "--filter", &filter, "--format", format])?;
+        Ok(listing::json_items(&text)
+            .iter()
+            .map(|item| {
+                let id = item.get("Id").or_else(|| item.get("ID")).and_then(|v| v.as_str()).unwrap_or("");
+                let mut names: Vec<String> = match &item["Names"] {
+                    serde_json::Value::Array(n) => {
+                        n.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+                    }
+                    _ => vec![],
+                };
+                if let (Some(repo), Some(tag)) = (item["Repository"].as_str(), item["Tag"].as_str())
+                    && repo != "<none>"
+                {
+                    names.push(format!("{repo}:{tag}"));
+                }
+                let size = match &item["Size"] {
+                    serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
+                    // docker's human sizes: "1.86GB", "703kB".
+                    serde_json::Value::String(s) => {
+                        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+                        let scale = match s[split..].trim().to_ascii_lowercase().as_str() {
+                            "kb" => 1e3,
+                            "mb" => 1e6,
+                            "gb" => 1e9,
+                            _ => 1.0,
+                        };
+                        (s[..split].parse::<f64>().unwrap_or(0.0) * scale) as u64
+                    }
+                    _ => 0,
+                };
+                (id.trim_start_matches("sha256:").to_string(), names, size)
+            })
+            .collect())
+    }
+
+    /// Every volume and where the engine keeps its files (its mount point on the host).
+    pub fn volume_mountpoints(&self, sh: &Shell) -> Result<Vec<(String, String)>, String> {
+        let format = match self.kind {
+            Kind::Podman => "json",
+            Kind::Docker => "{{json .}}",
+        };
+        let text = self.read(sh, &["volume", "ls", "--format", format])?;
+        Ok(listing::json_items(&text)
+            .iter()
+            .filter_map(|v| {
+                let name = v.get("Name").or_else(|| v.get("name"))?.as_str()?.to_string();
+                let mountpoint = v.get("Mountpoint").and_then(|m| m.as_str()).unwrap_or("").to_string();
+                Some((name, mountpoint))
+            })
+            .collect())
+    }
+
+    /// Whether the engine holds credentials for registry `host` (`podman login
+    /// --get-login`); `None` when the engine cannot tell (docker). Nothing is printed.
+    pub fn logged_in(&self, sh: &Shell, host: &str) -> Option<bool> {
+        match self.kind {
+            Kind::Podman => Some(self.read(sh, &["login", "--get-login", host]).is_ok()),
+            Kind::Docker => None,
+        }
+    }
 }
