@@ -115,10 +115,27 @@ impl Engine {
         let broken = |e: String| {
             format!("{e}\n  (the engine does not answer: check that `{} info` works)", self.name())
         };
-        let images = self.inspect_images(sh, images).map_err(broken)?;
-        let containers = self.read(sh, &["ps", "-a", "--format", "json"]).map_err(broken)?;
-        let volumes = self.read(sh, &["volume", "ls", "--format", "json"]).map_err(broken)?;
-        let networks = self.read(sh, &["network", "ls", "--format", "json"]).map_err(broken)?;
+        // Independent calls, at the same time: the no-op costs the slowest one, not the sum.
+        // (A `Shell` is not `Sync`; each thread makes its own, in the same directory.)
+        let listing = |args: &'static [&'static str]| {
+            move || xshell::Shell::new().map_err(|e| e.to_string()).and_then(|sh| self.read(&sh, args))
+        };
+        let (images, containers, volumes, networks) = std::thread::scope(|scope| {
+            let containers = scope.spawn(listing(&["ps", "-a", "--format", "json"]));
+            let volumes = scope.spawn(listing(&["volume", "ls", "--format", "json"]));
+            let networks = scope.spawn(listing(&["network", "ls", "--format", "json"]));
+            let images = self.inspect_images(sh, images);
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<String, String>>| {
+                h.join().unwrap_or_else(|_| Err("an engine listing panicked".into()))
+            };
+            (images, join(containers), join(volumes), join(networks))
+        });
+        let (images, containers, volumes, networks) = (
+            images.map_err(broken)?,
+            containers.map_err(broken)?,
+            volumes.map_err(broken)?,
+            networks.map_err(broken)?,
+        );
         Ok(Observed {
             images: listing::parse_images(&listing::json_items(&images)),
             containers: listing::parse_containers(&listing::json_items(&containers)),
