@@ -241,14 +241,24 @@ fn prod(cx: &Context, runs: usize) -> Result<(), String> {
 
 /// Runs this xtask in `dir` with `env`, and returns its `--json` document.
 fn xtask_in(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Result<serde_json::Value, String> {
+    let output = run_xtask(Some(dir), env, args)?;
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("`cargo xtask {}`: {e}", args.join(" ")))
+}
+
+/// Runs this xtask binary as a user would (in `dir`, with `env`), output hidden unless it
+/// fails.
+fn run_xtask(
+    dir: Option<&std::path::Path>,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Result<std::process::Output, String> {
     let exe = std::env::current_exe().context("finding this xtask's own binary")?;
-    let output = Command::new(exe)
-        .args(args)
-        .current_dir(dir)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .context(format!("running `cargo xtask {}`", args.join(" ")))?;
+    let mut command = Command::new(exe);
+    command.args(args).envs(env.iter().copied()).stdin(Stdio::null());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let output = command.output().context(format!("running `cargo xtask {}`", args.join(" ")))?;
     if !output.status.success() {
         return Err(format!(
             "`cargo xtask {}` failed during the benchmark:\n{}",
@@ -256,29 +266,17 @@ fn xtask_in(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Resul
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    serde_json::from_slice(&output.stdout).map_err(|e| format!("`cargo xtask {}`: {e}", args.join(" ")))
+    Ok(output)
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Runs this xtask binary as a user would, output hidden unless it fails.
+/// Times one run of this xtask in the current directory.
 fn xtask(args: &[&str]) -> Result<Duration, String> {
-    let exe = std::env::current_exe().context("finding this xtask's own binary")?;
     let started = Instant::now();
-    let output = Command::new(exe)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context(format!("running `cargo xtask {}`", args.join(" ")))?;
-    if !output.status.success() {
-        return Err(format!(
-            "`cargo xtask {}` failed during the benchmark:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
+    run_xtask(None, &[], args)?;
     Ok(started.elapsed())
 }
 

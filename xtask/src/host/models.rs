@@ -667,7 +667,7 @@ fn pick_wheel(listing: &Value, name: &str, version: &str) -> Option<Wheel> {
 }
 
 /// PEP 503: lowercase, runs of '-', '_' and '.' become one '-'.
-fn normalize(name: &str) -> String {
+pub fn normalize(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
         if matches!(c, '-' | '_' | '.') {

