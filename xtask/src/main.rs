@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use xtask::{
     Context,
     commands::{
-        bench, build_prod, ci, dev_fast, dev_local, doctor, everyday, generate, rebuild_clean, setup, up,
+        bench, build_prod, ci, dev_fast, dev_local, doctor, everyday, generate, history, prune,
+        rebuild_clean, setup, stats, up, update_bases, volumes,
     },
     stack, workspace_root,
 };
@@ -45,6 +46,17 @@ enum Command {
     Stop(everyday::StopArgs),
     /// Time the no-op dev-fast, a warm start and fingerprinting (medians).
     Bench(bench::Args),
+    /// The project's containers, images, volumes and cache: CPU, memory, I/O, sizes, ages.
+    Stats(stats::Args),
+    /// The layers of one of our images: stage, instruction, size, cached or run last build.
+    History(history::Args),
+    /// Remove this project's stopped containers, old images and surplus inputs tags (dry run by default).
+    Prune(prune::Args),
+    /// Back up, restore and list this project's named volumes.
+    #[command(subcommand)]
+    Volumes(volumes::Command),
+    /// Show the base images' ages and digests, pull them, and say which of our images a change rebuilds.
+    UpdateBases(update_bases::Args),
     /// Run a CI step (`all`: every step, then a summary), or list them as a CI matrix.
     Ci(ci::Args),
     /// Find what is wrong with this machine for the stack, say why, and fix what is safe.
@@ -82,6 +94,11 @@ fn main() -> ExitCode {
             Command::Stop(args) => everyday::stop(&cx, args),
             Command::Bench(args) => bench::run(&cx, args),
             Command::Ci(_) | Command::Doctor(_) => unreachable!("handled above"),
+            Command::Stats(args) => stats::run(&cx, args),
+            Command::History(args) => history::run(&cx, args),
+            Command::Prune(args) => prune::run(&cx, args),
+            Command::Volumes(command) => volumes::run(&cx, command),
+            Command::UpdateBases(args) => update_bases::run(&cx, args),
         }
     });
     match result {

@@ -113,6 +113,13 @@ pub const STEPS: &[Step] = &[
         shares_images: false,
     },
     Step {
+        name: "maintenance",
+        about: "stats, history, prune beside a running build, volume backup and restore, update-bases (podman, docker-registry)",
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "maintenance"]],
+        tools: &["podman", "docker-registry"],
+        shares_images: false,
+    },
+    Step {
         name: "images",
         about: "the dev and production images of this checkout, pulled from or pushed to --registry",
         commands: &[&["cargo", "xtask", "dev-fast", "--build-only"], &["cargo", "xtask", "build-prod"]],

@@ -31,6 +31,7 @@ pub fn status(cx: &Context, args: &StatusArgs) -> Result<(), String> {
         facts.observed.containers.values().filter(|c| c.is_ours(&cx.project.name)).collect();
     ours.sort_by(|a, b| a.name.cmp(&b.name));
     let plan = plan::plan(&stack, &facts, Options::default());
+    let stale = crate::commands::update_bases::stale_bases(cx, &engine, &sh);
     if args.json {
         let containers: Vec<_> = ours
             .iter()
@@ -41,6 +42,7 @@ pub fn status(cx: &Context, args: &StatusArgs) -> Result<(), String> {
             "containers": containers,
             "dev_fast_would": plan.actions.iter().map(|a| a.to_json(&stack)).collect::<Vec<_>>(),
             "blockers": plan.blockers,
+            "stale_bases": stale,
         });
         println!("{}", serde_json::to_string_pretty(&doc).expect("status serializes"));
         return Ok(());
@@ -64,6 +66,9 @@ pub fn status(cx: &Context, args: &StatusArgs) -> Result<(), String> {
         for blocker in &plan.blockers {
             println!("  blocked: {blocker}");
         }
+    }
+    for line in &stale {
+        println!("{line}");
     }
     Ok(())
 }

@@ -22,6 +22,9 @@ pub struct Args {
     /// Also delete this project's named volumes: downloaded models, node_modules, LLM weights.
     #[arg(long)]
     pub volumes: bool,
+    /// With --volumes: delete them without backing them up first.
+    #[arg(long, requires = "volumes")]
+    pub no_backup: bool,
     /// Print the engine commands it would run, and run none.
     #[arg(long)]
     pub dry_run: bool,
@@ -69,6 +72,21 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         let volumes = engine.volumes_labelled(&sh, &cx.project.label())?;
         if !volumes.is_empty() {
             steps.push(Call::RemoveVolumes(volumes));
+        }
+    }
+    // The volumes hold downloads that are slow to remake: archived first, unless asked not to.
+    if args.volumes && !args.no_backup && steps.iter().any(|s| matches!(s, Call::RemoveVolumes(_))) {
+        let dir = crate::commands::volumes::default_dir(name)?;
+        if args.dry_run {
+            println!("# backs up the volumes to {} first (`--no-backup` skips it)", dir.display());
+        } else {
+            crate::commands::volumes::backup(cx, &engine, &sh, &[], &dir, out).map_err(|e| {
+                format!("{e}\n  nothing was removed; `--no-backup` deletes the volumes without a backup")
+            })?;
+            out.say(format!(
+                "backed up the volumes to {} (`cargo xtask volumes restore ARCHIVE`)",
+                dir.display()
+            ));
         }
     }
     for step in &steps {

@@ -158,11 +158,19 @@ pub fn apply(
             Action::Build { .. } | Action::Pull { .. } => Progress::Shown { to_stderr: out.json },
             _ => Progress::Quiet,
         };
+        // Every build holds the image store's lock shared, so `prune` never runs beside it.
+        let store_lock = match action {
+            Action::Build { .. } => Some(cache::store_lock(false)?),
+            _ => None,
+        };
+        let mut steps = (Vec::new(), Vec::new());
         let result = engine.call(sh, &call, progress).map(|log| {
             if let Action::Build { .. } = action {
                 stages = buildlog::stages(&log);
+                steps = buildlog::steps(&log);
             }
         });
+        drop(store_lock);
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(()) => {
@@ -171,8 +179,19 @@ pub fn apply(
                 if let Action::Build { image, .. } = action {
                     let img = &stack.images[*image];
                     cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*image].0)?;
-                    if let Some(id) = engine.image_id(sh, &img.reference) {
-                        rebuilt.insert(*image, id);
+                    let id = engine.image_id(sh, &img.reference);
+                    if let Some(id) = &id {
+                        rebuilt.insert(*image, id.clone());
+                    }
+                    // What `history` shows: each step, cached or run (a record, never needed).
+                    let build = json!({
+                        "image": img.reference, "id": id, "seconds": seconds,
+                        "built_at": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                        "steps": steps.0.iter().map(buildlog::Step::to_json).collect::<Vec<_>>(),
+                        "froms": steps.1.iter().map(|(stage, base)| json!({ "stage": stage, "base": base })).collect::<Vec<_>>(),
+                    });
+                    if let Err(e) = cache::store_build(&stack.project.cache_dir(), img.key, &build) {
+                        out.warn(format!("{e} (only `cargo xtask history` needs it)"));
                     }
                     if stages.len() > 1 {
                         for stage in &stages {

@@ -70,6 +70,79 @@ pub fn stages(output: &str) -> Vec<Stage> {
     stages.into_iter().map(|(_, s)| s).collect()
 }
 
+/// One step of a build, as its log tells it: for `history`, kept in `.dev-cache/builds/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The stage's `AS` name, else "stage i" ("final" for the last unnamed one); a
+    /// single-stage build's only stage is "final".
+    pub stage: String,
+    pub instruction: String,
+    /// Whether the layer cache gave it ("Using cache"), else it ran.
+    pub cached: bool,
+    /// The image the step made, as the log prints it (a prefix of its id).
+    pub id: String,
+}
+
+impl Step {
+    pub fn to_json(&self) -> Value {
+        json!({ "stage": self.stage, "instruction": self.instruction, "cached": self.cached, "id": self.id })
+    }
+
+    pub fn from_json(value: &Value) -> Option<Step> {
+        Some(Step {
+            stage: value["stage"].as_str()?.to_string(),
+            instruction: value["instruction"].as_str()?.to_string(),
+            cached: value["cached"].as_bool()?,
+            id: value["id"].as_str()?.to_string(),
+        })
+    }
+}
+
+/// Every step of a podman build log but the `FROM`s, in the order they finished, each
+/// with its stage, whether it was cached and the image it made; and each stage's `FROM`
+/// (stage name, base). Single-stage logs (`STEP 2/3: ...`, no `[i/n]`) are read too.
+pub fn steps(output: &str) -> (Vec<Step>, Vec<(String, String)>) {
+    let mut done = Vec::new();
+    let mut froms: Vec<(usize, String, String)> = Vec::new();
+    // (stage index, stage name, instruction, cached id) of each step not yet done.
+    let mut open: Vec<(usize, String, String, Option<String>)> = Vec::new();
+    let name_of = |froms: &[(usize, String, String)], index: usize| {
+        froms.iter().find(|(i, _, _)| *i == index).map(|(_, n, _)| n.clone()).unwrap_or_default()
+    };
+    for line in output.lines().map(str::trim) {
+        let parsed = step_line(line).or_else(|| {
+            let rest = line.strip_prefix("STEP ")?;
+            let (_, step) = rest.split_once(": ")?;
+            Some((1, 1, step))
+        });
+        if let Some((index, count, step)) = parsed {
+            if !froms.iter().any(|(i, _, _)| *i == index) {
+                let name = match from_alias(step) {
+                    Some(alias) => alias.to_string(),
+                    None if index == count => "final".to_string(),
+                    None => format!("stage {index}"),
+                };
+                let base = step.split_whitespace().nth(1).unwrap_or("").to_string();
+                froms.push((index, name, base));
+            }
+            if !step.trim_start().to_ascii_uppercase().starts_with("FROM ") {
+                open.push((index, name_of(&froms, index), step.to_string(), None));
+            }
+        } else if let Some(id) = line.strip_prefix("--> Using cache ") {
+            if let Some(top) = open.last_mut() {
+                top.3 = Some(id.trim().to_string());
+            }
+        } else if let Some(id) = line.strip_prefix("--> ")
+            && let Some((_, stage, instruction, cached)) = open.pop()
+        {
+            let id = cached.clone().unwrap_or_else(|| id.trim().to_string());
+            done.push(Step { stage, instruction, cached: cached.is_some(), id });
+        }
+    }
+    froms.sort_by_key(|(i, _, _)| *i);
+    (done, froms.into_iter().map(|(_, n, b)| (n, b)).collect())
+}
+
 /// `[2/6] STEP 3/4: COPY x y` → (2, 6, "COPY x y").
 fn step_line(line: &str) -> Option<(usize, usize, &str)> {
     let rest = line.strip_prefix('[')?;
@@ -154,5 +227,35 @@ Successfully tagged localhost/jarvis-scratch-ms:latest
     #[test]
     fn output_without_steps_has_no_stages() {
         assert!(stages("#5 [backend 2/3] RUN x\n#5 CACHED\n").is_empty());
+    }
+
+    #[test]
+    fn steps_say_their_stage_cache_and_image() {
+        let (steps, froms) = super::steps(SECOND);
+        let brief: Vec<(&str, &str, bool, &str)> =
+            steps.iter().map(|s| (s.stage.as_str(), s.instruction.as_str(), s.cached, &s.id[..11])).collect();
+        assert_eq!(
+            brief,
+            [
+                ("one", "RUN echo a > /a", true, "0430937d6ce"),
+                ("two", "RUN echo b > /b", true, "87b33d22feb"),
+                ("two", "COPY x /x", false, "1627bcfa404"),
+                ("final", "COPY --from=two /b /b", true, "a7b26e4eae9"),
+            ]
+        );
+        assert_eq!(froms[0], ("one".to_string(), "docker.io/library/debian:bookworm-slim".to_string()));
+        let single = "STEP 1/2: FROM docker.io/library/debian:bookworm-slim\nSTEP 2/2: RUN sleep 6\n\
+                      --> Using cache 0c942d8062c6480ec\nCOMMIT localhost/x\n--> 0c942d8062c\n";
+        let (steps, froms) = super::steps(single);
+        assert_eq!(
+            steps,
+            [Step {
+                stage: "final".into(),
+                instruction: "RUN sleep 6".into(),
+                cached: true,
+                id: "0c942d8062c6480ec".into()
+            }]
+        );
+        assert_eq!(froms.len(), 1);
     }
 }

@@ -40,6 +40,10 @@ pub enum Call {
         from: String,
         to: String,
     },
+    /// `rmi --no-prune` by id, never `-f`: removes exactly these images, and the engine
+    /// refuses one that has a child image or a container. Their untagged parents stay:
+    /// they are the layer cache, shared by content with every project's builds.
+    RemoveImagesOnly(Vec<String>),
     /// Pushes `local` as `remote` (docker pushes a tag of that name, see `Engine::calls`).
     Push {
         local: String,
@@ -144,6 +148,7 @@ impl Engine {
             Call::PruneImages { label } => {
                 vec![vec![s("image"), s("prune"), s("-f"), s("--filter"), format!("label={label}")]]
             }
+            Call::RemoveImagesOnly(ids) => vec![[vec![s("rmi"), s("--no-prune")], ids.clone()].concat()],
             Call::RemoveVolumes(names) => vec![[vec![s("volume"), s("rm")], names.clone()].concat()],
             Call::Pull { reference, tls_verify } => {
                 vec![[vec![s("pull")], tls(tls_verify), vec![reference.clone()]].concat()]

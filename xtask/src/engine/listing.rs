@@ -151,6 +151,253 @@ pub(crate) fn names(items: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// A name and its labels (a volume's).
+pub type Labelled = (String, BTreeMap<String, String>);
+
+/// One image of a full listing (`images -a`), for the maintenance commands.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListedImage {
+    /// Without `sha256:`.
+    pub id: String,
+    pub parent: String,
+    /// `repository:tag` names, as the engine prints them.
+    pub names: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Bytes, every layer counted (the parent's included).
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub created: i64,
+    /// No name and no child image.
+    pub dangling: bool,
+    /// Containers using it, as the engine counts them.
+    pub containers: u64,
+    /// The names it had before (podman only): `localhost/x:inputs-...` after an untag.
+    pub names_history: Vec<String>,
+    /// The manifest digest it was pulled by or pushed as, if any.
+    pub digest: String,
+}
+
+/// podman's `images -a --format json`: one entry per name, so images are merged by id.
+pub(crate) fn parse_listed_images(items: &[Value]) -> Vec<ListedImage> {
+    let mut images: Vec<ListedImage> = Vec::new();
+    for item in items {
+        let id = item.get("Id").or_else(|| item.get("ID")).and_then(Value::as_str).unwrap_or("");
+        let id = id.trim_start_matches("sha256:").to_string();
+        if id.is_empty() {
+            continue;
+        }
+        let mut names = str_list(&item["Names"]);
+        names.extend(str_list(&item["RepoTags"]));
+        names.retain(|n| !n.is_empty() && !n.ends_with("<none>"));
+        let created =
+            item["Created"].as_i64().or_else(|| item["Created"].as_str().and_then(unix_time)).unwrap_or(0);
+        let labels = match &item["Labels"] {
+            Value::Null => labels(&item["Config"]["Labels"]),
+            given => labels(given),
+        };
+        let parent =
+            item.get("ParentId").or_else(|| item.get("Parent")).and_then(Value::as_str).unwrap_or("");
+        let image = ListedImage {
+            parent: parent.trim_start_matches("sha256:").to_string(),
+            labels,
+            size: item["Size"].as_u64().unwrap_or(0),
+            created,
+            dangling: item["Dangling"].as_bool().unwrap_or(false),
+            containers: item["Containers"].as_u64().unwrap_or(0),
+            names_history: str_list(&item["History"]),
+            digest: item["Digest"].as_str().unwrap_or("").to_string(),
+            names: vec![],
+            id,
+        };
+        let merged = match images.iter_mut().find(|i| i.id == image.id) {
+            Some(found) => found,
+            None => {
+                images.push(image);
+                images.last_mut().expect("just pushed")
+            }
+        };
+        for name in names {
+            if !merged.names.contains(&name) {
+                merged.names.push(name);
+            }
+        }
+    }
+    // docker's inspect has no "Dangling": no name and no child.
+    let parents: std::collections::HashSet<String> = images.iter().map(|i| i.parent.clone()).collect();
+    for image in &mut images {
+        if image.names.is_empty() && !parents.contains(&image.id) {
+            image.dangling = true;
+        }
+    }
+    images
+}
+
+/// The working containers of running builds: podman lists them in state "storage".
+pub(crate) fn build_containers(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .filter(|c| c["State"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("storage")))
+        .filter_map(|c| str_list(&c["Names"]).into_iter().next())
+        .collect()
+}
+
+/// Seconds since the epoch of an RFC 3339 time (`2026-11-25T09:39:49.123Z`, offsets ignored).
+pub(crate) fn unix_time(text: &str) -> Option<i64> {
+    let (date, time) = text.split_once(['T', ' '])?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.get(..8)?.split(':').map(|p| p.parse::<i64>());
+    let (h, min, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + h * 3600 + min * 60 + s)
+}
+
+/// The engine's own accounting of disk use (`system df -v`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiskUsage {
+    /// By image id prefix (the 12 characters the engine prints).
+    pub images: HashMap<String, ImageUsage>,
+    /// Writable layer of each container, by name.
+    pub containers: HashMap<String, u64>,
+    /// By volume name.
+    pub volumes: HashMap<String, u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ImageUsage {
+    pub size: u64,
+    /// Bytes of layers another image also uses.
+    pub shared: u64,
+    /// Bytes no other image uses: what removing it alone gives back.
+    pub unique: u64,
+}
+
+impl DiskUsage {
+    pub fn image(&self, id: &str) -> Option<ImageUsage> {
+        self.images.get(id.get(..12).unwrap_or(id)).copied()
+    }
+}
+
+/// A size as the engines print it (`2.004MB`, `1.22kB`, `0B`), decimal units.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.trim().parse().ok()?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "b" => 1e0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => return None,
+    };
+    Some((number * scale).round() as u64)
+}
+
+/// podman 4's `system df -v`: three tables, each aligned under its header.
+pub(crate) fn parse_podman_df(text: &str) -> DiskUsage {
+    let mut usage = DiskUsage::default();
+    let mut header: Option<(String, Vec<(usize, String)>)> = None;
+    let mut section = "";
+    for line in text.lines() {
+        if line.ends_with("space usage:") {
+            section = if line.starts_with("Images") {
+                "images"
+            } else if line.starts_with("Containers") {
+                "containers"
+            } else {
+                "volumes"
+            };
+            header = None;
+            continue;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((_, columns)) = &header else {
+            header = Some((line.to_string(), columns_of(line)));
+            continue;
+        };
+        let cell = |name: &str| -> String {
+            let Some(i) = columns.iter().position(|(_, n)| n == name) else { return String::new() };
+            let start = columns[i].0;
+            let end = columns.get(i + 1).map_or(line.len(), |c| c.0);
+            line.get(start.min(line.len())..end.min(line.len())).unwrap_or("").trim().to_string()
+        };
+        let size = |name: &str| parse_size(&cell(name)).unwrap_or(0);
+        match section {
+            "images" => {
+                let image = ImageUsage {
+                    size: size("SIZE"),
+                    shared: size("SHARED SIZE"),
+                    unique: size("UNIQUE SIZE"),
+                };
+                usage.images.insert(cell("IMAGE ID"), image);
+            }
+            "containers" => {
+                usage.containers.insert(cell("NAMES"), size("SIZE"));
+            }
+            _ => {
+                usage.volumes.insert(cell("VOLUME NAME"), size("SIZE"));
+            }
+        }
+    }
+    usage
+}
+
+/// The start of each column of a table header: words separated by two spaces or more.
+fn columns_of(header: &str) -> Vec<(usize, String)> {
+    let mut columns = Vec::new();
+    let mut start = None;
+    let bytes = header.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let gap = b == b' ' && (bytes.get(i + 1) == Some(&b' ') || i + 1 == bytes.len());
+        match (start, gap || b == b'\t') {
+            (None, false) if b != b' ' => start = Some(i),
+            (Some(s), true) => {
+                columns.push((s, header[s..i].trim().to_string()));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        columns.push((s, header[s..].trim().to_string()));
+    }
+    columns
+}
+
+/// docker's `system df -v --format '{{json .}}'`: one document, sizes as text.
+pub(crate) fn parse_docker_df(doc: &Value) -> DiskUsage {
+    let mut usage = DiskUsage::default();
+    let size = |v: &Value| v.as_str().and_then(parse_size).or_else(|| v.as_u64()).unwrap_or(0);
+    for image in doc["Images"].as_array().into_iter().flatten() {
+        let id = image["ID"].as_str().unwrap_or("").trim_start_matches("sha256:");
+        usage.images.insert(
+            id.get(..12).unwrap_or(id).to_string(),
+            ImageUsage {
+                size: size(&image["Size"]),
+                shared: size(&image["SharedSize"]),
+                unique: size(&image["UniqueSize"]),
+            },
+        );
+    }
+    for c in doc["Containers"].as_array().into_iter().flatten() {
+        usage.containers.insert(c["Names"].as_str().unwrap_or("").to_string(), size(&c["Size"]));
+    }
+    for v in doc["Volumes"].as_array().into_iter().flatten() {
+        usage.volumes.insert(v["Name"].as_str().unwrap_or("").to_string(), size(&v["Size"]));
+    }
+    usage
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +451,42 @@ mod tests {
         assert!(!c.running);
         assert_eq!(c.labels["a"], "b");
         assert_eq!(json_items("null"), Vec::<Value>::new());
+    }
+
+    #[test]
+    fn podman_disk_usage_tables_are_read() {
+        let text = "Images space usage:\n\nREPOSITORY                     TAG         IMAGE ID      CREATED         SIZE        SHARED SIZE  UNIQUE SIZE  CONTAINERS\n\
+<none>                         <none>      b947bff8446d  16 minutes      2.004MB     0B           2.004MB      0\n\
+localhost/jarvis-backend-dev   e2e         790f3860452a  About a minute  1.861GB     1.861GB      166B         1\n\n\
+Containers space usage:\n\nCONTAINER ID  IMAGE       COMMAND     LOCAL VOLUMES  SIZE        CREATED     STATUS      NAMES\n\n\
+Local Volumes space usage:\n\nVOLUME NAME                LINKS       SIZE\njarvis-e2e-cargo-target    0           305.3MB\n";
+        let usage = parse_podman_df(text);
+        assert_eq!(
+            usage.image("790f3860452a9999").unwrap(),
+            ImageUsage { size: 1_861_000_000, shared: 1_861_000_000, unique: 166 }
+        );
+        assert_eq!(usage.images["b947bff8446d"].unique, 2_004_000);
+        assert_eq!(usage.volumes["jarvis-e2e-cargo-target"], 305_300_000);
+        assert!(usage.containers.is_empty());
+        assert_eq!(parse_size("1.22kB"), Some(1220));
+        assert_eq!(parse_size("N/A"), None);
+    }
+
+    #[test]
+    fn full_image_listings_merge_names_and_find_dangling_ones() {
+        let items = json_items(
+            r#"[{"Id":"a","ParentId":"p","Names":["localhost/x:latest"],"Size":10,"Created":5,"History":["localhost/x:latest"]},
+                {"Id":"a","ParentId":"p","Names":["localhost/x:inputs-1"],"Size":10,"Created":5},
+                {"Id":"p","ParentId":"","Size":8,"Created":4,"Labels":{"io.jarvis.project":"j"}},
+                {"Id":"d","ParentId":"p","Size":9,"Created":3,"Dangling":true,"History":["localhost/x:inputs-0"]}]"#,
+        );
+        let images = parse_listed_images(&items);
+        assert_eq!(images.len(), 3);
+        assert_eq!(images[0].names, ["localhost/x:latest", "localhost/x:inputs-1"]);
+        assert!(!images[1].dangling, "a parent is not dangling");
+        assert!(images[2].dangling);
+        assert_eq!(images[2].names_history, ["localhost/x:inputs-0"]);
+        assert_eq!(unix_time("1970-01-02T00:00:01.5Z"), Some(86401));
+        assert_eq!(unix_time("2026-11-25T09:39:49Z"), Some(1795599589));
     }
 }

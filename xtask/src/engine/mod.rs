@@ -419,4 +419,144 @@ impl Engine {
             Kind::Docker => None,
         }
     }
+
+    // ---- Monitoring and maintenance (`stats`, `history`, `prune`, `volumes`, `update-bases`):
+    // each method is one engine call, whatever the number of containers or images.
+
+    /// Every image, intermediate build images included (`images -a`): ids, parents, names,
+    /// labels, sizes and the names each image had before (podman's names history).
+    pub fn all_images(&self, sh: &Shell) -> Result<Vec<listing::ListedImage>, String> {
+        let text = match self.kind {
+            // An image removed during the listing (another project's prune or build)
+            // makes podman fail it: ask again.
+            Kind::Podman => {
+                let mut attempt = 0;
+                loop {
+                    match self.read(sh, &["images", "-a", "--format", "json"]) {
+                        Ok(text) => break text,
+                        Err(e) if attempt < 5 && e.contains("not known") => attempt += 1,
+                        Err(e) => return Err(e),
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+            // docker's listing has neither labels nor parents: inspect them all at once.
+            Kind::Docker => {
+                let ids = self.read(sh, &["images", "-a", "-q", "--no-trunc"])?;
+                let mut ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
+                ids.dedup();
+                self.inspect_images(sh, &ids)?
+            }
+        };
+        Ok(listing::parse_listed_images(&listing::json_items(&text)))
+    }
+
+    /// These images, as a full listing has them (ids, names, creation, digest), in one
+    /// inspection; those the engine lacks are left out.
+    pub fn inspect_listed(
+        &self,
+        sh: &Shell,
+        references: &[&str],
+    ) -> Result<Vec<listing::ListedImage>, String> {
+        Ok(listing::parse_listed_images(&listing::json_items(&self.inspect_images(sh, references)?)))
+    }
+
+    /// Every container, as one listing.
+    pub fn all_containers(&self, sh: &Shell) -> Result<Vec<serde_json::Value>, String> {
+        Ok(listing::json_items(&self.read(sh, &["ps", "-a", "--format", "json"])?))
+    }
+
+    /// The names of the working containers of builds running now: podman lists them with
+    /// `ps --external` in state "storage" (docker's BuildKit keeps none: empty there).
+    /// A build that ends during the listing makes podman fail it, so it is asked again.
+    pub fn build_containers(&self, sh: &Shell) -> Result<Vec<String>, String> {
+        if self.kind == Kind::Docker {
+            return Ok(vec![]);
+        }
+        let mut last = String::new();
+        for _ in 0..5 {
+            match self.read(sh, &["ps", "-a", "--external", "--format", "json"]) {
+                Ok(text) => return Ok(listing::build_containers(&listing::json_items(&text))),
+                Err(e) => last = e,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Err(last)
+    }
+
+    /// One sample of `stats` for these running containers, in one call.
+    pub fn container_stats(&self, sh: &Shell, names: &[String]) -> Result<Vec<serde_json::Value>, String> {
+        if names.is_empty() {
+            return Ok(vec![]);
+        }
+        let format = match self.kind {
+            Kind::Podman => "json",
+            Kind::Docker => "{{json .}}",
+        };
+        let args = [
+            &["stats", "--no-stream", "--format", format][..],
+            &names.iter().map(String::as_str).collect::<Vec<_>>(),
+        ]
+        .concat();
+        Ok(listing::json_items(&self.read(sh, &args)?))
+    }
+
+    /// `container inspect` of these containers in one call (restart counts, start times).
+    pub fn inspect_containers(&self, sh: &Shell, names: &[String]) -> Result<Vec<serde_json::Value>, String> {
+        if names.is_empty() {
+            return Ok(vec![]);
+        }
+        let args =
+            [&["container", "inspect"][..], &names.iter().map(String::as_str).collect::<Vec<_>>()].concat();
+        Ok(listing::json_items(&self.read(sh, &args)?))
+    }
+
+    /// The engine's disk usage per image (size, shared, unique), container and volume, in
+    /// one `system df -v` call. podman 4 prints it only as a table; docker as JSON.
+    pub fn disk_usage(&self, sh: &Shell) -> Result<listing::DiskUsage, String> {
+        match self.kind {
+            Kind::Podman => Ok(listing::parse_podman_df(&self.read(sh, &["system", "df", "-v"])?)),
+            Kind::Docker => {
+                let text = self.read(sh, &["system", "df", "-v", "--format", "{{json .}}"])?;
+                Ok(listing::parse_docker_df(&serde_json::from_str(&text).unwrap_or_default()))
+            }
+        }
+    }
+
+    /// The volumes carrying `label` (`k=v`), with their labels.
+    pub fn volumes_with_labels(&self, sh: &Shell, label: &str) -> Result<Vec<listing::Labelled>, String> {
+        let filter = format!("label={label}");
+        let text = self.read(sh, &["volume", "ls", "--filter", &filter, "--format", "json"])?;
+        Ok(listing::json_items(&text)
+            .iter()
+            .filter_map(|v| {
+                let name = v.get("Name").or_else(|| v.get("name"))?.as_str()?.to_string();
+                Some((name, listing::labels(&v["Labels"])))
+            })
+            .collect())
+    }
+
+    /// A volume's labels, or `None` when there is no such volume.
+    pub fn volume_labels(&self, sh: &Shell, name: &str) -> Option<BTreeMap<String, String>> {
+        let text = self.read(sh, &["volume", "inspect", "--format", "{{json .Labels}}", name]).ok()?;
+        Some(listing::labels(&serde_json::from_str(&text).unwrap_or_default()))
+    }
+
+    /// Starts a call's (single) engine command with the given stdin and stdout, stderr
+    /// piped: for data streamed through a container (a volume's tar to and from a file).
+    pub fn spawn(&self, sh: &Shell, call: &Call, stdin: Stdio, stdout: Stdio) -> Result<Child, String> {
+        let args = self.calls(call).concat();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.command(sh, &args)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.name()))
+    }
+
+    /// The engine's message for a spawned command that ended with `status`.
+    pub fn spawned_error(&self, verb: &str, stderr: &[u8]) -> String {
+        error::failed(self.name(), verb, &error::message(stderr, &[]))
+    }
 }

@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::inputs::fingerprint::{Inputs, SCHEMA};
 
@@ -155,6 +156,56 @@ pub fn lock(dir: &Path) -> Result<Lock, String> {
         Err(fs::TryLockError::WouldBlock) => {
             eprintln!("waiting for another cargo xtask run in this checkout to finish ({})", path.display());
             file.lock().map_err(|e| format!("locking {}: {e}", path.display()))?;
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(format!("locking {}: {e}", path.display())),
+    }
+    Ok(Lock(file))
+}
+
+/// What the last successful build of each image did, step by step (`history` reads it):
+/// `builds/<key>.json`, written atomically after the build, like the inputs records.
+const BUILDS: &str = "builds";
+
+pub fn store_build(dir: &Path, image_key: &str, record: &Value) -> Result<(), String> {
+    let path = record_path(dir, BUILDS, image_key);
+    let parent = path.parent().expect("record paths have a parent");
+    fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
+    let text = serde_json::to_string_pretty(record).expect("records serialize");
+    fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, &path)).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("writing {}: {e}", path.display())
+    })
+}
+
+/// The last build record of an image, if there is a readable one.
+pub fn load_build(dir: &Path, image_key: &str) -> Option<Value> {
+    let text = fs::read_to_string(record_path(dir, BUILDS, image_key)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The lock over the engine's image store, one per user (the store is per user): every
+/// build of every checkout and project holds it shared; `prune` holds it alone while it
+/// removes images, so it never removes an image a running build of ours found in the
+/// layer cache and is about to use.
+pub fn store_lock(exclusive: bool) -> Result<Lock, String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    let path = PathBuf::from(format!("/tmp/jarvis-image-store-{uid}.lock"));
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let attempt = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+    match attempt {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let what = if exclusive { "builds (of any project) to finish" } else { "a prune to finish" };
+            eprintln!("waiting for {what} ({})", path.display());
+            let locked = if exclusive { file.lock() } else { file.lock_shared() };
+            locked.map_err(|e| format!("locking {}: {e}", path.display()))?;
         }
         Err(fs::TryLockError::Error(e)) => return Err(format!("locking {}: {e}", path.display())),
     }
