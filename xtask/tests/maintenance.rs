@@ -43,8 +43,9 @@ struct Forget {
 impl Drop for Forget {
     fn drop(&mut self) {
         let sh = Shell::new().unwrap();
+        let label = |project: &str| format!("label=io.jarvis.project={project}");
         for project in &self.projects {
-            let label = format!("label=io.jarvis.project={project}");
+            let label = label(project);
             let containers = cmd!(sh, "podman ps -aq --filter {label}").quiet().read().unwrap_or_default();
             for c in containers.lines() {
                 let _ = cmd!(sh, "podman rm -f -t 0 {c}").quiet().ignore_stdout().ignore_stderr().run();
@@ -52,14 +53,18 @@ impl Drop for Forget {
             let format = "{{.Repository}}:{{.Tag}}";
             let names = cmd!(sh, "podman images --format {format}").quiet().read().unwrap_or_default();
             let prefix = format!("localhost/{project}");
-            let ours: Vec<&str> = names
-                .lines()
-                .filter(|n| n.starts_with(&prefix) && n[prefix.len()..].starts_with([':', '-']))
-                .collect();
-            for name in ours {
+            for name in
+                names.lines().filter(|n| n.starts_with(&prefix) && n[prefix.len()..].starts_with([':', '-']))
+            {
                 let _ = cmd!(sh, "podman untag {name} {name}").quiet().ignore_stdout().ignore_stderr().run();
             }
-            for _ in 0..8 {
+        }
+        // One project's build may have used another's steps as cache: rounds over all of
+        // them until none has an unnamed image left.
+        for _ in 0..8 {
+            let mut left = false;
+            for project in &self.projects {
+                let label = label(project);
                 let _ = xtask_command(&self.root, project, &["prune", "--yes", "--keep", "0"]).output();
                 let dangling =
                     cmd!(sh, "podman images -q --no-trunc --filter {label} --filter dangling=true")
@@ -67,12 +72,21 @@ impl Drop for Forget {
                         .read()
                         .unwrap_or_default();
                 let ids: Vec<&str> = dangling.lines().collect();
-                if ids.is_empty() {
-                    break;
+                left |= !ids.is_empty();
+                if !ids.is_empty() {
+                    let _ = cmd!(sh, "podman rmi --no-prune {ids...}")
+                        .quiet()
+                        .ignore_stdout()
+                        .ignore_stderr()
+                        .run();
                 }
-                let _ =
-                    cmd!(sh, "podman rmi --no-prune {ids...}").quiet().ignore_stdout().ignore_stderr().run();
             }
+            if !left {
+                break;
+            }
+        }
+        for project in &self.projects {
+            let label = label(project);
             let volumes = cmd!(sh, "podman volume ls -q --filter {label}").quiet().read().unwrap_or_default();
             for v in volumes.lines() {
                 let _ = cmd!(sh, "podman volume rm -f {v}").quiet().ignore_stdout().ignore_stderr().run();
@@ -90,8 +104,21 @@ fn scratch(name: &str, projects: &[&str]) -> (ScratchDir, PathBuf, Forget) {
     (dir, root, forget)
 }
 
+/// Runs podman; a listing that an image vanished from (others' builds and prunes run
+/// beside the tests) is asked again.
 fn podman(sh: &Shell, args: &[&str]) -> String {
-    cmd!(sh, "podman {args...}").quiet().ignore_stderr().read().unwrap()
+    let mut attempt = 0;
+    loop {
+        match cmd!(sh, "podman {args...}").quiet().ignore_stderr().read() {
+            Ok(out) => return out,
+            Err(e) if attempt < 5 && matches!(args.first(), Some(&"images") | Some(&"ps")) => {
+                attempt += 1;
+                eprintln!("podman {args:?} failed ({e}); again");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            Err(e) => panic!("podman {args:?}: {e}"),
+        }
+    }
 }
 
 /// A small image built from the Debian stand-in: two steps that depend on `v`.
@@ -342,7 +369,18 @@ fn prune_takes_only_ours_and_never_breaks_a_running_build() {
     let b_repo = format!("localhost/{b}-backend-dev");
     let b_old = build(&sh, &files, b, "b0", &[format!("{b_repo}:latest")], "");
     build(&sh, &files, b, "b1", &[format!("{b_repo}:latest"), format!("{b_repo}:inputs-{:016}", 1)], "");
-    let listing = || podman(&sh, &["images", "-a", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"]);
+    // This test's images only: other tests and other engineers build and prune meanwhile.
+    let listing = || {
+        [a, b]
+            .map(|p| {
+                let label = format!("label=io.jarvis.project={p}");
+                podman(
+                    &sh,
+                    &["images", "-a", "--filter", &label, "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"],
+                )
+            })
+            .join("\n")
+    };
 
     // The dry run lists and changes nothing.
     let before = listing();
