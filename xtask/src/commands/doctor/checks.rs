@@ -535,6 +535,16 @@ pub fn images_bases(p: &Probe) -> Vec<Finding> {
         };
         findings.push(finding.on(base.clone()));
     }
+    // The seed's "update base images monthly": a base older than that is named.
+    if let Ok(sh) = crate::shell() {
+        let cx = crate::Context { project: p.project.clone() };
+        for stale in crate::commands::update_bases::stale_bases(&cx, engine, &sh) {
+            findings.push(Finding::warning(
+                stale,
+                "`cargo xtask update-bases` (then dev-fast and build-prod rebuild)",
+            ));
+        }
+    }
     findings
 }
 
