@@ -42,6 +42,11 @@ const REMEDIES: &[(&str, &str)] = &[
         "requires BuildKit",
         "docker builds need BuildKit: DOCKER_BUILDKIT=1 (docker 20.10) or the buildx plugin",
     ),
+    (
+        "buildx component is missing",
+        "docker 23 and later build with BuildKit only through the buildx plugin: install it \
+         (docker-buildx-plugin / docker-buildx), or use a docker client older than 23, or podman",
+    ),
     ("cannot find newuidmap", "rootless podman needs uidmap: apt-get install uidmap"),
 ];
 
