@@ -104,6 +104,13 @@ pub fn apply(
     out: Output,
     registry: Option<&Registry>,
 ) -> Result<Vec<Value>, String> {
+    // What the engine cannot do at all (docker without BuildKit) stops the run before its
+    // first action, rather than after the network and volumes are made.
+    if !out.dry_run {
+        for action in plan.actions.iter().filter(|a| matches!(a, Action::Build { .. })) {
+            engine.can_run(sh, &call(stack, engine, facts, action))?;
+        }
+    }
     let mut done = Vec::new();
     // Optional services whose image could not be pulled are not started either.
     let mut skipped: Vec<usize> = Vec::new();

@@ -97,9 +97,7 @@ impl Engine {
     /// on stdout (a build's log, from which `buildlog` reads the stages). The error is
     /// the engine's own message, with the remedy when it is a known one.
     pub fn call(&self, sh: &Shell, call: &Call, progress: Progress) -> Result<String, String> {
-        if let (Kind::Docker, Call::Build(build)) = (self.kind, call) {
-            self.docker_can_build(sh, build)?;
-        }
+        self.can_run(sh, call)?;
         let mut printed = String::new();
         for args in self.calls(call) {
             printed = match progress {
@@ -254,6 +252,15 @@ impl Engine {
             command.env("DOCKER_BUILDKIT", "1");
         }
         command
+    }
+
+    /// Whether the engine can run `call` at all, asked before a plan's first action so
+    /// that a refusal leaves nothing half-done (and `call` asks again).
+    pub fn can_run(&self, sh: &Shell, call: &Call) -> Result<(), String> {
+        match (self.kind, call) {
+            (Kind::Docker, Call::Build(build)) => self.docker_can_build(sh, build),
+            _ => Ok(()),
+        }
     }
 
     /// Whether this docker can build our Containerfiles, checked before a build: with
