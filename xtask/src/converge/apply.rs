@@ -172,8 +172,10 @@ pub fn apply(
         };
         let mut steps = (Vec::new(), Vec::new());
         let result = engine.call(sh, &call, progress).map(|log| {
-            if let Action::Build { .. } = action {
-                stages = buildlog::stages(&log);
+            if let Action::Build { image, .. } = action {
+                let containerfile = stack.images[*image].containerfile;
+                let text = std::fs::read_to_string(stack.root().join(containerfile)).unwrap_or_default();
+                stages = buildlog::in_containerfile_order(buildlog::stages(&log), &text);
                 steps = buildlog::steps(&log);
             }
         });

@@ -148,6 +148,26 @@ pub fn steps(output: &str) -> (Vec<Step>, Vec<(String, String)>) {
     (done, froms.into_iter().map(|(_, n, b)| (n, b)).collect())
 }
 
+/// `stages` in the order of the Containerfile whose build logged them (BuildKit logs
+/// them in the order it happens to start them). A stage is found by its `AS` name, or as
+/// the engines name unnamed ones: podman "stage i" (from 1) and "final", BuildKit
+/// "stage-i" (from 0).
+pub fn in_containerfile_order(mut stages: Vec<Stage>, containerfile: &str) -> Vec<Stage> {
+    let names = crate::inputs::containerfile::stage_names(containerfile);
+    let position = |stage: &Stage| {
+        let name = stage.name.as_str();
+        names
+            .iter()
+            .position(|n| !n.is_empty() && n.eq_ignore_ascii_case(name))
+            .or_else(|| name.strip_prefix("stage-")?.parse().ok())
+            .or_else(|| name.strip_prefix("stage ")?.parse::<usize>().ok()?.checked_sub(1))
+            .or_else(|| (name == "final").then(|| names.len().saturating_sub(1)))
+            .unwrap_or(usize::MAX)
+    };
+    stages.sort_by_key(|s| position(s));
+    stages
+}
+
 /// BuildKit's plain log names each step once it starts, as a numbered vertex, and ends
 /// it with `CACHED` or `DONE` (or `ERROR`), the vertices of different stages interleaved:
 ///
@@ -163,18 +183,18 @@ pub fn steps(output: &str) -> (Vec<Step>, Vec<(String, String)>) {
 /// build: "final"; `stage-N` for an unnamed one among several) and the step's number;
 /// `[internal]` vertices are BuildKit's own and `FROM` is not a step, as in podman's log.
 fn buildkit_stages(output: &str) -> Vec<Stage> {
+    struct Vertex {
+        id: u32,
+        stage: usize,
+        is_step: bool,
+        cached: bool,
+    }
     let mut stages: Vec<Stage> = Vec::new();
-    // vertex → (stage position, whether it is a step, cached, ended)
-    let mut vertices: Vec<(u32, usize, bool, bool, bool)> = Vec::new();
+    let mut vertices: Vec<Vertex> = Vec::new();
     for line in output.lines() {
-        let Some((vertex, rest)) = vertex_line(line) else { continue };
-        if let Some(known) = vertices.iter_mut().find(|v| v.0 == vertex) {
-            if rest == "CACHED" {
-                known.3 = true;
-                known.4 = true;
-            } else if rest.starts_with("DONE") || rest.starts_with("ERROR") {
-                known.4 = true;
-            }
+        let Some((id, rest)) = vertex_line(line) else { continue };
+        if let Some(known) = vertices.iter_mut().find(|v| v.id == id) {
+            known.cached |= rest == "CACHED";
             continue;
         }
         let Some((label, step)) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) else { continue };
@@ -193,13 +213,11 @@ fn buildkit_stages(output: &str) -> Vec<Stage> {
             }
         };
         let is_step = !step.trim_start().to_ascii_uppercase().starts_with("FROM ");
-        vertices.push((vertex, position, is_step, false, false));
+        vertices.push(Vertex { id, stage: position, is_step, cached: false });
     }
-    for &(_, position, is_step, cached, _) in &vertices {
-        if is_step {
-            stages[position].steps += 1;
-            stages[position].cached += usize::from(cached);
-        }
+    for vertex in vertices.iter().filter(|v| v.is_step) {
+        stages[vertex.stage].steps += 1;
+        stages[vertex.stage].cached += usize::from(vertex.cached);
     }
     stages
 }
@@ -289,6 +307,42 @@ Successfully tagged localhost/jarvis-scratch-ms:latest
     #[test]
     fn nested_stages_get_their_own_results() {
         assert_eq!(summary(SECOND), ["one: cached", "two: rebuilt (1 of 2 steps ran)", "final: cached"]);
+    }
+
+    /// docker 20.10's BuildKit log (`--progress=plain`) of `build-prod` after a one-line
+    /// edit of the backend's source, as the docker CI step captured it.
+    const BUILDKIT: &str = include_str!("testdata/buildkit-20.10-rebuild.log");
+
+    #[test]
+    fn buildkit_logs_are_read_per_stage_in_containerfile_order() {
+        let containerfile = include_str!("../../../docker/jarvis.Containerfile");
+        let stages = in_containerfile_order(stages(BUILDKIT), containerfile);
+        assert_eq!(
+            stages.iter().map(Stage::describe).collect::<Vec<_>>(),
+            [
+                "base: cached",
+                "python-base: cached",
+                "models: cached",
+                "python-deps: cached",
+                "rust-build: rebuilt (2 of 7 steps ran)",
+                "frontend-build: cached",
+                "final: rebuilt (2 of 6 steps ran)",
+            ]
+        );
+        // Unnamed stages: BuildKit's stage-N (from 0), podman's "stage N" (from 1) and "final".
+        let unnamed = "FROM a\nRUN x\nFROM b AS two\nFROM c\n";
+        let named = |names: &[&str]| {
+            names.iter().map(|n| Stage { name: n.to_string(), steps: 1, cached: 0 }).collect::<Vec<_>>()
+        };
+        let order = |stages: Vec<Stage>| stages.into_iter().map(|s| s.name).collect::<Vec<_>>();
+        assert_eq!(
+            order(in_containerfile_order(named(&["stage-2", "two", "stage-0"]), unnamed)),
+            ["stage-0", "two", "stage-2"]
+        );
+        assert_eq!(
+            order(in_containerfile_order(named(&["final", "two", "stage 1"]), unnamed)),
+            ["stage 1", "two", "final"]
+        );
     }
 
     #[test]
