@@ -9,10 +9,11 @@
 #
 # Why a dockerd of its own, and why --iptables=false: the packaged service would take
 # /var/lib/docker and /run/docker.sock, and dockerd's own firewall handling is not podman's
-# friend. When dockerd is the one to turn on ip_forward (a fresh boot), it sets the FORWARD
-# policy to DROP; it loads br_netfilter, so traffic inside every bridge (podman's too)
-# goes through that chain; and it leaves its DOCKER* chains behind when it stops. So this
-# dockerd touches no firewall rule itself, and its networks live in address ranges of
+# friend: when dockerd is the one to turn on ip_forward (a fresh boot), it sets the FORWARD
+# policy to DROP (moby's integration/network/bridge/iptablesdoc says so), for every bridge
+# on the host, podman's included; it puts its own chains at the head of FORWARD and in the
+# nat table, and they outlive it. So this dockerd touches no firewall rule itself
+# (--iptables=false), and its networks live in address ranges of
 # their own (10.214.0.0/15; podman's are 10.88.0.0/16 and 10.89.0.0/16). start adds
 # exactly what those networks need, three rules tagged "jarvis-ci-docker" (masquerade
 # their traffic out, accept it through FORWARD whatever the policy), plus the default
@@ -81,8 +82,9 @@ start() {
     as_root ip addr add "$bridge_addr" dev "$bridge"
   fi
   as_root ip link set "$bridge" up
+  # Routing for the containers' traffic; podman's netavark turns it on as well, so stop
+  # leaves it on.
   if [[ $(cat /proc/sys/net/ipv4/ip_forward) != 1 ]]; then
-    echo 0 >"$dir/ip_forward.was"
     as_root sysctl -q -w net.ipv4.ip_forward=1
   fi
   for name in masquerade out back; do
@@ -140,7 +142,7 @@ stop() {
   # in their command line, which is this run's own.
   local leftover=()
   for proc in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | grep -qF "$dir/"; then leftover+=("${proc#/proc/}"); fi
+    if tr '\0' ' ' 2>/dev/null <"$proc/cmdline" | grep -qF "$dir/"; then leftover+=("${proc#/proc/}"); fi
   done
   ((${#leftover[@]} == 0)) || as_root kill -KILL "${leftover[@]}" 2>/dev/null || true
   # Mounts under the state directory (overlays, the netns files), deepest first.
@@ -157,8 +159,7 @@ stop() {
     [[ $link == "$bridge" || $link == br-* ]] && as_root ip link delete "$link" 2>/dev/null || true
   done
   ip link show "$bridge" >/dev/null 2>&1 && as_root ip link delete "$bridge"
-  if [[ -e $dir/ip_forward.was ]]; then as_root sysctl -q -w net.ipv4.ip_forward=0; fi
-  as_root rm -rf "$dir/data" "$dir/exec" "$dir/docker.sock" "$dir/dockerd.pid" "$dir/ip_forward.was"
+  as_root rm -rf "$dir/data" "$dir/exec" "$dir/docker.sock" "$dir/dockerd.pid"
   echo "dockerd stopped; its rules, bridges and state are gone"
 }
 
