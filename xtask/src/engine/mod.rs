@@ -9,7 +9,7 @@ pub mod error;
 pub mod listing;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     io::{BufRead, BufReader, Read, Write},
     os::unix::process::CommandExt,
     path::PathBuf,
@@ -138,12 +138,42 @@ impl Engine {
             volumes.map_err(broken)?,
             networks.map_err(broken)?,
         );
+        let mut containers = listing::parse_containers(&listing::json_items(&containers));
+        if self.kind == Kind::Docker {
+            self.fill_image_ids(sh, &mut containers);
+        }
         Ok(Observed {
             images: listing::parse_images(&listing::json_items(&images)),
-            containers: listing::parse_containers(&listing::json_items(&containers)),
+            containers,
             volumes: listing::names(&listing::json_items(&volumes)),
             networks: listing::names(&listing::json_items(&networks)),
         })
+    }
+
+    /// docker's `ps` has no image id column (podman's has): one `inspect` of the containers
+    /// of any Jarv1s project gives theirs, which the planner compares with the image's.
+    /// Best effort: a container gone in between keeps an empty id, which compares as unknown.
+    fn fill_image_ids(&self, sh: &Shell, containers: &mut HashMap<String, ObservedContainer>) {
+        let mut names: Vec<&str> =
+            containers.values().filter(|c| c.project().is_some()).map(|c| c.name.as_str()).collect();
+        if names.is_empty() {
+            return;
+        }
+        names.sort_unstable();
+        let args = [&["container", "inspect", "--format", "{{.Name}} {{.Image}}"][..], &names].concat();
+        let Ok(output) = self.command(sh, &args).output() else { return };
+        let ids: Vec<(String, String)> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| l.trim().split_once(' '))
+            .map(|(name, id)| {
+                (name.trim_start_matches('/').to_string(), id.trim_start_matches("sha256:").to_string())
+            })
+            .collect();
+        for (name, id) in ids {
+            if let Some(c) = containers.get_mut(&name) {
+                c.image_id = id;
+            }
+        }
     }
 
     /// A container's state ("running", "exited", ...), or "missing".
