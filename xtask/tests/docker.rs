@@ -354,6 +354,15 @@ fn docker_end_to_end() {
     assert_eq!(planned(&second), vec![]);
     assert_eq!(second["engine"], "docker");
 
+    // --rebuild: BuildKit's cached rebuild makes the very same image, so the running
+    // containers are kept (their image ids come from one `docker container inspect`).
+    let before = p.docker_ok(&["inspect", "--format", "{{.Id}}", &backend]);
+    let rebuilt = p.xtask(&["dev-fast", "--rebuild"]);
+    assert!(rebuilt.status.success());
+    let said = stdout(&rebuilt);
+    assert!(said.contains("backend container: kept (the rebuild made the same image)"), "{said}");
+    assert_eq!(p.docker_ok(&["inspect", "--format", "{{.Id}}", &backend]), before, "recreated");
+
     // status, from docker's listing: names, states, published ports.
     let status = stdout(&p.xtask(&["status"]));
     assert!(status.contains(&backend) && status.contains("running"), "{status}");
