@@ -36,7 +36,8 @@ const REMEDIES: &[(&str, &str)] = &[
     ("permission denied", "on SELinux hosts (Fedora) a bind mount needs relabelling or label=disable"),
     (
         "Cannot connect to the Docker daemon",
-        "start docker (`systemctl start docker`), or use podman: JARVIS_ENGINE=podman",
+        "start docker (`systemctl start docker`), or point DOCKER_HOST at the daemon you run, or use \
+         podman: JARVIS_ENGINE=podman",
     ),
     (
         "requires BuildKit",

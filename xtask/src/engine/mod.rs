@@ -425,9 +425,16 @@ impl Engine {
 
     /// `info` as one JSON document (version, rootless, runtime, network backend, storage),
     /// as the engine prints it: podman's and docker's shapes differ, the caller reads both.
+    /// docker's `info` succeeds without a daemon (exit 0, the client's half and
+    /// `ServerErrors`): that is the engine not answering, and an error here.
     pub fn info(&self, sh: &Shell) -> Result<serde_json::Value, String> {
         let text = self.read(sh, &["info", "--format", self.json_format()])?;
-        serde_json::from_str(&text).map_err(|e| format!("`{} info` printed no JSON: {e}", self.name()))
+        let info: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("`{} info` printed no JSON: {e}", self.name()))?;
+        match info["ServerErrors"].as_array().and_then(|e| e.first()).and_then(|e| e.as_str()) {
+            Some(server_error) => Err(error::failed(self.name(), "info", server_error)),
+            None => Ok(info),
+        }
     }
 
     /// The images carrying `label` (`k=v`), dangling ones (old builds, stages) included:
