@@ -371,6 +371,18 @@ fn docker_end_to_end() {
     let hosts = p.docker_ok(&["exec", &backend, "getent", "hosts", "host.docker.internal"]);
     assert!(hosts.contains("host.docker.internal"), "{hosts}");
 
+    // doctor's engine, container and mount checks pass on docker; a daemon that does not
+    // answer is a problem with its remedy (docker's `info` itself exits 0 then).
+    let doctor = p.xtask(&["doctor", "--offline", "engine", "containers", "mounts"]);
+    assert!(doctor.status.success(), "doctor on docker: {}", stdout(&doctor));
+    assert!(stdout(&doctor).contains("host.docker.internal resolves"), "{}", stdout(&doctor));
+    let mut dead = xtask_command(&p.root, PROJECT, &["doctor", "--offline", "engine"]);
+    dead.env("JARVIS_ENGINE", "docker").env("PATH", &p.path).env("DOCKER_HOST", "unix:///nonexistent.sock");
+    let dead = run_logged(dead, 20);
+    assert!(!dead.status.success(), "doctor passed without a daemon");
+    let said = stdout(&dead);
+    assert!(said.contains("Cannot connect to the Docker daemon") && said.contains("DOCKER_HOST"), "{said}");
+
     // 2. Nothing changed: nothing to do, and it says so.
     let again = p.xtask(&["dev-fast"]);
     assert!(stdout(&again).contains("nothing to do"), "{}", stdout(&again));
