@@ -547,7 +547,7 @@ impl Engine {
 
     /// Every container, as one listing.
     pub fn all_containers(&self, sh: &Shell) -> Result<Vec<serde_json::Value>, String> {
-        Ok(listing::json_items(&self.read(sh, &["ps", "-a", "--format", "json"])?))
+        Ok(listing::json_items(&self.read(sh, &["ps", "-a", "--format", self.json_format()])?))
     }
 
     /// The names of the working containers of builds running now: podman lists them with
@@ -573,12 +573,8 @@ impl Engine {
         if names.is_empty() {
             return Ok(vec![]);
         }
-        let format = match self.kind {
-            Kind::Podman => "json",
-            Kind::Docker => "{{json .}}",
-        };
         let args = [
-            &["stats", "--no-stream", "--format", format][..],
+            &["stats", "--no-stream", "--format", self.json_format()][..],
             &names.iter().map(String::as_str).collect::<Vec<_>>(),
         ]
         .concat();
@@ -610,7 +606,7 @@ impl Engine {
     /// The volumes carrying `label` (`k=v`), with their labels.
     pub fn volumes_with_labels(&self, sh: &Shell, label: &str) -> Result<Vec<listing::Labelled>, String> {
         let filter = format!("label={label}");
-        let text = self.read(sh, &["volume", "ls", "--filter", &filter, "--format", "json"])?;
+        let text = self.read(sh, &["volume", "ls", "--filter", &filter, "--format", self.json_format()])?;
         Ok(listing::json_items(&text)
             .iter()
             .filter_map(|v| {
