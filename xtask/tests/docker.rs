@@ -405,6 +405,13 @@ fn docker_end_to_end() {
     assert!(status.contains(&backend) && status.contains("running"), "{status}");
     assert!(status.contains(&format!("127.0.0.1:{}", p.backend_port)), "ports from docker's ps: {status}");
     assert!(status.contains("dev-fast would do nothing"), "{status}");
+    // stats and volumes ls read docker's listings too.
+    let stats = p.json(&["stats"]);
+    let shown = stats.to_string();
+    assert!(shown.contains(&backend) && shown.contains(&frontend), "stats on docker: {stats}");
+    let volumes = p.xtask(&["volumes", "ls"]);
+    assert!(volumes.status.success(), "volumes ls on docker");
+    assert!(stdout(&volumes).contains(&format!("{PROJECT}-node-modules")), "{}", stdout(&volumes));
     let logs = p.xtask(&["logs", "backend", "--tail", "50"]);
     assert!(logs.status.success());
     assert!(format!("{}{}", stdout(&logs), stderr(&logs)).contains("listening on"), "backend logs");
