@@ -190,6 +190,13 @@ pub fn copy_sources(root: &Path, dest: &Path) -> Result<(), String> {
         let to = dest.join(entry.path().strip_prefix(root).expect("walked under root"));
         let copied = if entry.file_type().is_dir() {
             fs::create_dir_all(&to)
+        } else if entry.file_type().is_symlink() {
+            // As a link: `.dockerignore -> .containerignore` stays one file.
+            let target = fs::read_link(entry.path()).map_err(|e| e.to_string())?;
+            match fs::read_link(&to) {
+                Ok(old) if old == target => Ok(()),
+                _ => fs::remove_file(&to).or(Ok(())).and_then(|()| std::os::unix::fs::symlink(&target, &to)),
+            }
         } else if fs::read(entry.path()).ok() != fs::read(&to).ok() {
             // Only what differs: an unchanged file keeps its mtime, so nothing rebuilds.
             fs::copy(entry.path(), &to).map(drop)

@@ -120,6 +120,17 @@ pub const STEPS: &[Step] = &[
         shares_images: false,
     },
     Step {
+        name: "docker",
+        about: "docker end to end: dev-fast, status/logs/stop, rebuild-clean, build-prod, up, the registry cache, \
+                on a dockerd of its own (installed if missing), and podman still working after",
+        commands: &[
+            &["bash", ".ci/docker.sh", "install"],
+            &["cargo", "test", "-p", "xtask", "--test", "docker"],
+        ],
+        tools: &["podman", "docker-registry"],
+        shares_images: false,
+    },
+    Step {
         name: "images",
         about: "the dev and production images of this checkout, pulled from or pushed to --registry",
         commands: &[&["cargo", "xtask", "dev-fast", "--build-only"], &["cargo", "xtask", "build-prod"]],

@@ -104,6 +104,13 @@ pub fn apply(
     out: Output,
     registry: Option<&Registry>,
 ) -> Result<Vec<Value>, String> {
+    // What the engine cannot do at all (docker without BuildKit) stops the run before its
+    // first action, rather than after the network and volumes are made.
+    if !out.dry_run {
+        for action in plan.actions.iter().filter(|a| matches!(a, Action::Build { .. })) {
+            engine.can_run(sh, &call(stack, engine, facts, action))?;
+        }
+    }
     let mut done = Vec::new();
     // Optional services whose image could not be pulled are not started either.
     let mut skipped: Vec<usize> = Vec::new();
@@ -165,8 +172,10 @@ pub fn apply(
         };
         let mut steps = (Vec::new(), Vec::new());
         let result = engine.call(sh, &call, progress).map(|log| {
-            if let Action::Build { .. } = action {
-                stages = buildlog::stages(&log);
+            if let Action::Build { image, .. } = action {
+                let containerfile = stack.images[*image].containerfile;
+                let text = std::fs::read_to_string(stack.root().join(containerfile)).unwrap_or_default();
+                stages = buildlog::in_containerfile_order(buildlog::stages(&log), &text);
                 steps = buildlog::steps(&log);
             }
         });

@@ -1,6 +1,7 @@
-//! Reading podman's build output: which stages came from the layer cache and which ran.
+//! Reading a build's output: which stages came from the layer cache and which ran.
 //! This is what lets `build-prod` say "rust-build: rebuilt (2 of 5 steps)" instead of
-//! leaving the user to scroll through the log.
+//! leaving the user to scroll through the log. Both engines' logs are read: podman's, and
+//! docker's BuildKit log with `--progress=plain` (see `buildkit_stages`).
 //!
 //! podman prints `[i/n] STEP j/m: ...` before each step, then `--> Using cache <id>` when
 //! the step's layer is reused, and `--> <short id>` when the step is done. A stage that
@@ -36,8 +37,12 @@ impl Stage {
     }
 }
 
-/// The stages of a podman build log, in the order they appear in the Containerfile.
+/// The stages of a build log, in the order they appear in the Containerfile (podman) or
+/// in which BuildKit first started them (docker).
 pub fn stages(output: &str) -> Vec<Stage> {
+    if output.lines().any(|l| vertex_line(l).is_some_and(|(_, rest)| rest.starts_with('['))) {
+        return buildkit_stages(output);
+    }
     let mut stages: Vec<(usize, Stage)> = Vec::new();
     // (stage index, whether a "Using cache" line was seen) for each step not yet done.
     let mut open: Vec<(usize, bool)> = Vec::new();
@@ -143,6 +148,86 @@ pub fn steps(output: &str) -> (Vec<Step>, Vec<(String, String)>) {
     (done, froms.into_iter().map(|(_, n, b)| (n, b)).collect())
 }
 
+/// `stages` in the order of the Containerfile whose build logged them (BuildKit logs
+/// them in the order it happens to start them). A stage is found by its `AS` name, or as
+/// the engines name unnamed ones: podman "stage i" (from 1) and "final", BuildKit
+/// "stage-i" (from 0).
+pub fn in_containerfile_order(mut stages: Vec<Stage>, containerfile: &str) -> Vec<Stage> {
+    let names = crate::inputs::containerfile::stage_names(containerfile);
+    let position = |stage: &Stage| {
+        let name = stage.name.as_str();
+        names
+            .iter()
+            .position(|n| !n.is_empty() && n.eq_ignore_ascii_case(name))
+            .or_else(|| name.strip_prefix("stage-")?.parse().ok())
+            .or_else(|| name.strip_prefix("stage ")?.parse::<usize>().ok()?.checked_sub(1))
+            .or_else(|| (name == "final").then(|| names.len().saturating_sub(1)))
+            .unwrap_or(usize::MAX)
+    };
+    stages.sort_by_key(|s| position(s));
+    stages
+}
+
+/// BuildKit's plain log names each step once it starts, as a numbered vertex, and ends
+/// it with `CACHED` or `DONE` (or `ERROR`), the vertices of different stages interleaved:
+///
+/// ```text
+/// #7 [rust-build 4/8] RUN mkdir -p crates/jarvis-backend/src ...
+/// #7 12.31 Compiling serde v1.0.228
+/// #9 [base 2/2] RUN --mount=type=cache,target=/var/cache/apt,sharing=locked ...
+/// #9 CACHED
+/// #7 DONE 81.2s
+/// ```
+///
+/// The bracket holds the stage's `AS` name (none for the one stage of a single-stage
+/// build: "final"; `stage-N` for an unnamed one among several) and the step's number;
+/// `[internal]` vertices are BuildKit's own and `FROM` is not a step, as in podman's log.
+fn buildkit_stages(output: &str) -> Vec<Stage> {
+    struct Vertex {
+        id: u32,
+        stage: usize,
+        is_step: bool,
+        cached: bool,
+    }
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut vertices: Vec<Vertex> = Vec::new();
+    for line in output.lines() {
+        let Some((id, rest)) = vertex_line(line) else { continue };
+        if let Some(known) = vertices.iter_mut().find(|v| v.id == id) {
+            known.cached |= rest == "CACHED";
+            continue;
+        }
+        let Some((label, step)) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) else { continue };
+        let words: Vec<&str> = label.split_whitespace().collect();
+        let Some((&count, before)) = words.split_last() else { continue };
+        if !count.split_once('/').is_some_and(|(i, n)| i.parse::<u32>().is_ok() && n.parse::<u32>().is_ok()) {
+            continue; // [internal] and the like
+        }
+        // A platform may come first (`[linux/amd64 base 2/3]`): the name is the last word.
+        let name = before.last().map_or("final", |n| n).to_string();
+        let position = match stages.iter().position(|s| s.name == name) {
+            Some(position) => position,
+            None => {
+                stages.push(Stage { name, steps: 0, cached: 0 });
+                stages.len() - 1
+            }
+        };
+        let is_step = !step.trim_start().to_ascii_uppercase().starts_with("FROM ");
+        vertices.push(Vertex { id, stage: position, is_step, cached: false });
+    }
+    for vertex in vertices.iter().filter(|v| v.is_step) {
+        stages[vertex.stage].steps += 1;
+        stages[vertex.stage].cached += usize::from(vertex.cached);
+    }
+    stages
+}
+
+/// `#12 rest` → (12, "rest").
+fn vertex_line(line: &str) -> Option<(u32, &str)> {
+    let (number, rest) = line.trim_end().strip_prefix('#')?.split_once(' ')?;
+    Some((number.parse().ok()?, rest))
+}
+
 /// `[2/6] STEP 3/4: COPY x y` → (2, 6, "COPY x y").
 fn step_line(line: &str) -> Option<(usize, usize, &str)> {
     let rest = line.strip_prefix('[')?;
@@ -224,9 +309,46 @@ Successfully tagged localhost/jarvis-scratch-ms:latest
         assert_eq!(summary(SECOND), ["one: cached", "two: rebuilt (1 of 2 steps ran)", "final: cached"]);
     }
 
+    /// docker 20.10's BuildKit log (`--progress=plain`) of `build-prod` after a one-line
+    /// edit of the backend's source, as the docker CI step captured it.
+    const BUILDKIT: &str = include_str!("testdata/buildkit-20.10-rebuild.log");
+
+    #[test]
+    fn buildkit_logs_are_read_per_stage_in_containerfile_order() {
+        let containerfile = include_str!("../../../docker/jarvis.Containerfile");
+        let stages = in_containerfile_order(stages(BUILDKIT), containerfile);
+        assert_eq!(
+            stages.iter().map(Stage::describe).collect::<Vec<_>>(),
+            [
+                "base: cached",
+                "python-base: cached",
+                "models: cached",
+                "python-deps: cached",
+                "rust-build: rebuilt (2 of 7 steps ran)",
+                "frontend-build: cached",
+                "final: rebuilt (2 of 6 steps ran)",
+            ]
+        );
+        // Unnamed stages: BuildKit's stage-N (from 0), podman's "stage N" (from 1) and "final".
+        let unnamed = "FROM a\nRUN x\nFROM b AS two\nFROM c\n";
+        let named = |names: &[&str]| {
+            names.iter().map(|n| Stage { name: n.to_string(), steps: 1, cached: 0 }).collect::<Vec<_>>()
+        };
+        let order = |stages: Vec<Stage>| stages.into_iter().map(|s| s.name).collect::<Vec<_>>();
+        assert_eq!(
+            order(in_containerfile_order(named(&["stage-2", "two", "stage-0"]), unnamed)),
+            ["stage-0", "two", "stage-2"]
+        );
+        assert_eq!(
+            order(in_containerfile_order(named(&["final", "two", "stage 1"]), unnamed)),
+            ["stage 1", "two", "final"]
+        );
+    }
+
     #[test]
     fn output_without_steps_has_no_stages() {
-        assert!(stages("#5 [backend 2/3] RUN x\n#5 CACHED\n").is_empty());
+        assert!(stages("Successfully tagged localhost/x:latest\n").is_empty());
+        assert!(stages("#1 [internal] load build definition from x\n#1 DONE 0.0s\n").is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub enum Call {
         name: String,
         labels: Vec<String>,
     },
-    /// `rm -f`: stops (5 s grace) and removes containers.
+    /// `rm -f`: stops (5 s grace on podman) and removes containers.
     RemoveContainers(Vec<String>),
     /// `stop`: stops containers, keeping them.
     Stop(Vec<String>),
@@ -103,9 +103,12 @@ impl Engine {
                     args.extend([s("-t"), tag.clone()]);
                 }
                 args.extend(labelled(&b.labels));
-                // The docker format keeps HEALTHCHECK, which podman's default OCI format drops.
-                if self.kind == Kind::Podman {
-                    args.extend([s("--format"), s("docker")]);
+                match self.kind {
+                    // The docker format keeps HEALTHCHECK, which podman's default OCI format drops.
+                    Kind::Podman => args.extend([s("--format"), s("docker")]),
+                    // BuildKit's step-by-step log (`#5 [base 2/3] RUN ...`, `#5 CACHED`), which
+                    // `buildlog` reads, instead of a redrawn screen.
+                    Kind::Docker => args.push(s("--progress=plain")),
                 }
                 if b.no_cache {
                     args.push(s("--no-cache"));
@@ -134,9 +137,11 @@ impl Engine {
             Call::CreateVolume { name, labels } => {
                 vec![[vec![s("volume"), s("create")], labelled(labels), vec![name.clone()]].concat()]
             }
-            Call::RemoveContainers(names) => {
-                vec![[vec![s("rm"), s("-f"), s("-t"), s("5")], names.clone()].concat()]
-            }
+            // docker's `rm` has no grace period: `-f` kills at once.
+            Call::RemoveContainers(names) => match self.kind {
+                Kind::Podman => vec![[vec![s("rm"), s("-f"), s("-t"), s("5")], names.clone()].concat()],
+                Kind::Docker => vec![[vec![s("rm"), s("-f")], names.clone()].concat()],
+            },
             Call::Stop(names) => vec![[vec![s("stop"), s("-t"), s("5")], names.clone()].concat()],
             Call::RemoveImages(references) => vec![[vec![s("rmi")], references.clone()].concat()],
             Call::Untag(names) => match self.kind {
@@ -159,7 +164,16 @@ impl Engine {
 
     /// The call as a user would type it, one line per engine command.
     pub fn command_lines(&self, call: &Call) -> Vec<String> {
-        self.calls(call).iter().map(|args| crate::output::command_line(self.name(), args)).collect()
+        // Every docker command runs with DOCKER_BUILDKIT=1 (`Engine::command`); only a
+        // build needs it said.
+        let env = match (self.kind, call) {
+            (Kind::Docker, Call::Build(_)) => "DOCKER_BUILDKIT=1 ",
+            _ => "",
+        };
+        self.calls(call)
+            .iter()
+            .map(|args| format!("{env}{}", crate::output::command_line(self.name(), args)))
+            .collect()
     }
 }
 
@@ -205,6 +219,16 @@ mod tests {
             ..Build::default()
         });
         assert!(engine(Kind::Podman).calls(&build)[0].windows(2).any(|w| w == ["--format", "docker"]));
-        assert!(!engine(Kind::Docker).calls(&build)[0].contains(&"--format".to_string()));
+        let docker = &engine(Kind::Docker).calls(&build)[0];
+        assert!(!docker.contains(&"--format".to_string()));
+        assert!(docker.contains(&"--progress=plain".to_string()), "buildlog reads BuildKit's plain log");
+        assert!(engine(Kind::Docker).command_lines(&build)[0].starts_with("DOCKER_BUILDKIT=1 docker build "));
+    }
+
+    #[test]
+    fn docker_rm_has_no_grace_period_flag() {
+        let rm = Call::RemoveContainers(vec!["c".into()]);
+        assert_eq!(engine(Kind::Podman).calls(&rm), [["rm", "-f", "-t", "5", "c"]]);
+        assert_eq!(engine(Kind::Docker).calls(&rm), [["rm", "-f", "c"]]);
     }
 }

@@ -36,11 +36,17 @@ const REMEDIES: &[(&str, &str)] = &[
     ("permission denied", "on SELinux hosts (Fedora) a bind mount needs relabelling or label=disable"),
     (
         "Cannot connect to the Docker daemon",
-        "start docker (`systemctl start docker`), or use podman: JARVIS_ENGINE=podman",
+        "start docker (`systemctl start docker`), or point DOCKER_HOST at the daemon you run, or use \
+         podman: JARVIS_ENGINE=podman",
     ),
     (
         "requires BuildKit",
         "docker builds need BuildKit: DOCKER_BUILDKIT=1 (docker 20.10) or the buildx plugin",
+    ),
+    (
+        "buildx component is missing",
+        "docker 23 and later build with BuildKit only through the buildx plugin: install it \
+         (docker-buildx-plugin / docker-buildx), or use a docker client older than 23, or podman",
     ),
     ("cannot find newuidmap", "rootless podman needs uidmap: apt-get install uidmap"),
 ];

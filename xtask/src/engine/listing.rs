@@ -125,9 +125,18 @@ pub(crate) fn parse_containers(items: &[Value]) -> HashMap<String, ObservedConta
         let Some(name) = str_list(&item["Names"]).into_iter().next() else { continue };
         let state = item["State"].as_str().unwrap_or("").to_string();
         let host_ports = match &item["Ports"] {
-            Value::Array(ports) => {
-                ports.iter().filter_map(|p| p["host_port"].as_u64()).map(|p| p as u16).collect()
-            }
+            // podman: [{"host_port":8000,"range":1,...}]
+            Value::Array(ports) => ports
+                .iter()
+                .filter_map(|p| {
+                    let first = u16::try_from(p["host_port"].as_u64()?).ok()?;
+                    let range = u16::try_from(p["range"].as_u64().unwrap_or(1).max(1)).ok()?;
+                    Some((first..=first.saturating_add(range - 1)).collect::<Vec<_>>())
+                })
+                .flatten()
+                .collect(),
+            // docker: "127.0.0.1:8000->8000/tcp, :::8000->8000/tcp, 8001/tcp"
+            Value::String(ports) => docker_host_ports(ports),
             _ => vec![],
         };
         let container = ObservedContainer {
@@ -141,6 +150,26 @@ pub(crate) fn parse_containers(items: &[Value]) -> HashMap<String, ObservedConta
         containers.insert(name, container);
     }
     containers
+}
+
+/// The host ports of docker's `Ports` column: each published entry is `ADDR:PORT->...`
+/// or `ADDR:FIRST-LAST->...`; an exposed, unpublished port (`8001/tcp`) has none.
+fn docker_host_ports(ports: &str) -> Vec<u16> {
+    let mut found = Vec::new();
+    for entry in ports.split(',').map(str::trim) {
+        let Some((host, _)) = entry.split_once("->") else { continue };
+        let Some((_, port)) = host.rsplit_once(':') else { continue };
+        let range: Option<(u16, u16)> = match port.split_once('-') {
+            Some((first, last)) => first.parse().ok().zip(last.parse().ok()),
+            None => port.parse().ok().map(|p| (p, p)),
+        };
+        if let Some((first, last)) = range {
+            found.extend(first..=last);
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
 }
 
 /// podman's network listing says "name", its volume listing and docker's say "Name".
@@ -450,6 +479,11 @@ mod tests {
         let c = &parse_containers(&containers)["c1"];
         assert!(!c.running);
         assert_eq!(c.labels["a"], "b");
+        // docker 20.10's `ps --format '{{json .}}'`: ports as one string, IPv4 and IPv6.
+        let running = json_items(
+            r#"{"Names":"app","State":"running","Labels":"io.jarvis.project=j","Ports":"0.0.0.0:8000->8000/tcp, :::8000->8000/tcp, 127.0.0.1:5173-5174->5173-5174/tcp, 9000/tcp"}"#,
+        );
+        assert_eq!(parse_containers(&running)["app"].host_ports, [5173, 5174, 8000]);
         assert_eq!(json_items("null"), Vec::<Value>::new());
     }
 

@@ -9,7 +9,7 @@ pub mod error;
 pub mod listing;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     io::{BufRead, BufReader, Read, Write},
     os::unix::process::CommandExt,
     path::PathBuf,
@@ -97,6 +97,7 @@ impl Engine {
     /// on stdout (a build's log, from which `buildlog` reads the stages). The error is
     /// the engine's own message, with the remedy when it is a known one.
     pub fn call(&self, sh: &Shell, call: &Call, progress: Progress) -> Result<String, String> {
+        self.can_run(sh, call)?;
         let mut printed = String::new();
         for args in self.calls(call) {
             printed = match progress {
@@ -117,13 +118,14 @@ impl Engine {
         };
         // Independent calls, at the same time: the no-op costs the slowest one, not the sum.
         // (A `Shell` is not `Sync`; each thread makes its own, in the same directory.)
-        let listing = |args: &'static [&'static str]| {
-            move || xshell::Shell::new().map_err(|e| e.to_string()).and_then(|sh| self.read(&sh, args))
+        let listing = |args: [&'static str; 4]| {
+            move || xshell::Shell::new().map_err(|e| e.to_string()).and_then(|sh| self.read(&sh, &args))
         };
+        let json = self.json_format();
         let (images, containers, volumes, networks) = std::thread::scope(|scope| {
-            let containers = scope.spawn(listing(&["ps", "-a", "--format", "json"]));
-            let volumes = scope.spawn(listing(&["volume", "ls", "--format", "json"]));
-            let networks = scope.spawn(listing(&["network", "ls", "--format", "json"]));
+            let containers = scope.spawn(listing(["ps", "-a", "--format", json]));
+            let volumes = scope.spawn(listing(["volume", "ls", "--format", json]));
+            let networks = scope.spawn(listing(["network", "ls", "--format", json]));
             let images = self.inspect_images(sh, images);
             let join = |h: std::thread::ScopedJoinHandle<'_, Result<String, String>>| {
                 h.join().unwrap_or_else(|_| Err("an engine listing panicked".into()))
@@ -136,12 +138,42 @@ impl Engine {
             volumes.map_err(broken)?,
             networks.map_err(broken)?,
         );
+        let mut containers = listing::parse_containers(&listing::json_items(&containers));
+        if self.kind == Kind::Docker {
+            self.fill_image_ids(sh, &mut containers);
+        }
         Ok(Observed {
             images: listing::parse_images(&listing::json_items(&images)),
-            containers: listing::parse_containers(&listing::json_items(&containers)),
+            containers,
             volumes: listing::names(&listing::json_items(&volumes)),
             networks: listing::names(&listing::json_items(&networks)),
         })
+    }
+
+    /// docker's `ps` has no image id column (podman's has): one `inspect` of the containers
+    /// of any Jarv1s project gives theirs, which the planner compares with the image's.
+    /// Best effort: a container gone in between keeps an empty id, which compares as unknown.
+    fn fill_image_ids(&self, sh: &Shell, containers: &mut HashMap<String, ObservedContainer>) {
+        let mut names: Vec<&str> =
+            containers.values().filter(|c| c.project().is_some()).map(|c| c.name.as_str()).collect();
+        if names.is_empty() {
+            return;
+        }
+        names.sort_unstable();
+        let args = [&["container", "inspect", "--format", "{{.Name}} {{.Image}}"][..], &names].concat();
+        let Ok(output) = self.command(sh, &args).output() else { return };
+        let ids: Vec<(String, String)> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| l.trim().split_once(' '))
+            .map(|(name, id)| {
+                (name.trim_start_matches('/').to_string(), id.trim_start_matches("sha256:").to_string())
+            })
+            .collect();
+        for (name, id) in ids {
+            if let Some(c) = containers.get_mut(&name) {
+                c.image_id = id;
+            }
+        }
     }
 
     /// A container's state ("running", "exited", ...), or "missing".
@@ -240,12 +272,55 @@ impl Engine {
             .map_err(|e| format!("cannot follow the logs of {container}: {e}"))
     }
 
-    /// The one place an engine process is made.
+    /// The one place an engine process is made. docker gets BuildKit: the Containerfiles
+    /// use `RUN --mount=type=cache`, which docker's legacy builder rejects.
     fn command(&self, sh: &Shell, args: &[&str]) -> std::process::Command {
         let program = &self.program;
         let mut command: std::process::Command = cmd!(sh, "{program} {args...}").quiet().into();
         command.stdin(Stdio::null());
+        if self.kind == Kind::Docker {
+            command.env("DOCKER_BUILDKIT", "1");
+        }
         command
+    }
+
+    /// Whether the engine can run `call` at all, asked before a plan's first action so
+    /// that a refusal leaves nothing half-done (and `call` asks again).
+    pub fn can_run(&self, sh: &Shell, call: &Call) -> Result<(), String> {
+        match (self.kind, call) {
+            (Kind::Docker, Call::Build(build)) => self.docker_can_build(sh, build),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this docker can build our Containerfiles, checked before a build: with
+    /// BuildKit (the buildx plugin, or the builder inside clients before 23, which
+    /// DOCKER_BUILDKIT=1 turns on), from the context the fingerprint describes.
+    fn docker_can_build(&self, sh: &Shell, build: &Build) -> Result<(), String> {
+        crate::inputs::build_context::Ignore::docker_agrees(
+            std::path::Path::new(&build.context),
+            std::path::Path::new(&build.containerfile),
+        )?;
+        let buildx = self.command(sh, &["buildx", "version"]).output();
+        if buildx.is_ok_and(|o| o.status.success()) {
+            return Ok(());
+        }
+        let version =
+            self.command(sh, &["--version"]).output().map_err(|e| format!("cannot run docker: {e}"))?;
+        let version = String::from_utf8_lossy(&version.stdout).into_owned();
+        match docker_client_major(&version) {
+            Some(major) if major >= 23 => Err(format!(
+                "{} is {}: from 23 on, docker builds with BuildKit only through the buildx plugin, and \
+                 `docker buildx version` fails (the legacy builder rejects the Containerfiles' \
+                 `RUN --mount=type=cache`).\n  what to do: install the buildx plugin (docker-buildx-plugin \
+                 from Docker's apt repository; docker-buildx on Debian 13 / Ubuntu), or put a docker \
+                 client older than 23 first on PATH (Debian 12's docker.io installs one at \
+                 /usr/bin/docker), or use podman (JARVIS_ENGINE=podman)",
+                self.program.display(),
+                version.trim()
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Runs `engine args...` and returns its stdout; on failure, the engine's own message.
@@ -265,8 +340,8 @@ impl Engine {
     }
 
     /// Runs a command with its output passed through (stdout to stderr with `to_stderr`,
-    /// keeping our stdout for `--json`) and kept: stdout whole, stderr's last lines for
-    /// the error message.
+    /// keeping our stdout for `--json`) and kept: stdout, then stderr (where BuildKit
+    /// writes its build log), and stderr's last lines for the error message.
     fn stream(&self, sh: &Shell, args: &[String], to_stderr: bool) -> Result<String, String> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut child = self
@@ -280,14 +355,18 @@ impl Engine {
             let tail = Arc::clone(&tail);
             let stderr = child.stderr.take().expect("stderr is piped");
             std::thread::spawn(move || {
+                let mut whole = String::new();
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     let _ = writeln!(std::io::stderr(), "{line}");
+                    whole.push_str(&line);
+                    whole.push('\n');
                     let mut tail = tail.lock().expect("no panics while holding it");
                     tail.push(line);
                     if tail.len() > 40 {
                         tail.remove(0);
                     }
                 }
+                whole
             })
         };
         let mut kept = String::new();
@@ -306,7 +385,7 @@ impl Engine {
         let mut rest = Vec::new();
         let _ = stdout.read_to_end(&mut rest);
         let status = child.wait().map_err(|e| format!("waiting for {}: {e}", self.name()))?;
-        let _ = stderr_thread.join();
+        kept.push_str(&stderr_thread.join().unwrap_or_default());
         if status.success() {
             return Ok(kept);
         }
@@ -335,15 +414,27 @@ impl Engine {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// `info` as one JSON document (version, rootless, runtime, network backend, storage),
-    /// as the engine prints it: podman's and docker's shapes differ, the caller reads both.
-    pub fn info(&self, sh: &Shell) -> Result<serde_json::Value, String> {
-        let format = match self.kind {
+    /// The `--format` that makes a listing JSON: `json` is podman's word, which docker
+    /// before 23 prints literally; every docker prints one object per line for `{{json .}}`.
+    fn json_format(&self) -> &'static str {
+        match self.kind {
             Kind::Podman => "json",
             Kind::Docker => "{{json .}}",
-        };
-        let text = self.read(sh, &["info", "--format", format])?;
-        serde_json::from_str(&text).map_err(|e| format!("`{} info` printed no JSON: {e}", self.name()))
+        }
+    }
+
+    /// `info` as one JSON document (version, rootless, runtime, network backend, storage),
+    /// as the engine prints it: podman's and docker's shapes differ, the caller reads both.
+    /// docker's `info` succeeds without a daemon (exit 0, the client's half and
+    /// `ServerErrors`): that is the engine not answering, and an error here.
+    pub fn info(&self, sh: &Shell) -> Result<serde_json::Value, String> {
+        let text = self.read(sh, &["info", "--format", self.json_format()])?;
+        let info: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("`{} info` printed no JSON: {e}", self.name()))?;
+        match info["ServerErrors"].as_array().and_then(|e| e.first()).and_then(|e| e.as_str()) {
+            Some(server_error) => Err(error::failed(self.name(), "info", server_error)),
+            None => Ok(info),
+        }
     }
 
     /// The images carrying `label` (`k=v`), dangling ones (old builds, stages) included:
@@ -354,11 +445,8 @@ impl Engine {
         label: &str,
     ) -> Result<Vec<(String, Vec<String>, u64)>, String> {
         let filter = format!("label={label}");
-        let format = match self.kind {
-            Kind::Podman => "json",
-            Kind::Docker => "{{json .}}",
-        };
-        let text = self.read(sh, &["images", "--all", "--filter", &filter, "--format", format])?;
+        let text =
+            self.read(sh, &["images", "--all", "--filter", &filter, "--format", self.json_format()])?;
         Ok(listing::json_items(&text)
             .iter()
             .map(|item| {
@@ -396,11 +484,7 @@ impl Engine {
 
     /// Every volume and where the engine keeps its files (its mount point on the host).
     pub fn volume_mountpoints(&self, sh: &Shell) -> Result<Vec<(String, String)>, String> {
-        let format = match self.kind {
-            Kind::Podman => "json",
-            Kind::Docker => "{{json .}}",
-        };
-        let text = self.read(sh, &["volume", "ls", "--format", format])?;
+        let text = self.read(sh, &["volume", "ls", "--format", self.json_format()])?;
         Ok(listing::json_items(&text)
             .iter()
             .filter_map(|v| {
@@ -463,7 +547,7 @@ impl Engine {
 
     /// Every container, as one listing.
     pub fn all_containers(&self, sh: &Shell) -> Result<Vec<serde_json::Value>, String> {
-        Ok(listing::json_items(&self.read(sh, &["ps", "-a", "--format", "json"])?))
+        Ok(listing::json_items(&self.read(sh, &["ps", "-a", "--format", self.json_format()])?))
     }
 
     /// The names of the working containers of builds running now: podman lists them with
@@ -489,12 +573,8 @@ impl Engine {
         if names.is_empty() {
             return Ok(vec![]);
         }
-        let format = match self.kind {
-            Kind::Podman => "json",
-            Kind::Docker => "{{json .}}",
-        };
         let args = [
-            &["stats", "--no-stream", "--format", format][..],
+            &["stats", "--no-stream", "--format", self.json_format()][..],
             &names.iter().map(String::as_str).collect::<Vec<_>>(),
         ]
         .concat();
@@ -526,7 +606,7 @@ impl Engine {
     /// The volumes carrying `label` (`k=v`), with their labels.
     pub fn volumes_with_labels(&self, sh: &Shell, label: &str) -> Result<Vec<listing::Labelled>, String> {
         let filter = format!("label={label}");
-        let text = self.read(sh, &["volume", "ls", "--filter", &filter, "--format", "json"])?;
+        let text = self.read(sh, &["volume", "ls", "--filter", &filter, "--format", self.json_format()])?;
         Ok(listing::json_items(&text)
             .iter()
             .filter_map(|v| {
@@ -558,5 +638,23 @@ impl Engine {
     /// The engine's message for a spawned command that ended with `status`.
     pub fn spawned_error(&self, verb: &str, stderr: &[u8]) -> String {
         error::failed(self.name(), verb, &error::message(stderr, &[]))
+    }
+}
+
+/// The major version of `docker --version`'s "Docker version 28.2.2, build e6534b4".
+fn docker_client_major(version: &str) -> Option<u32> {
+    let number = version.trim().strip_prefix("Docker version ")?;
+    number.split(['.', ',', ' ']).next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_client_versions_are_read() {
+        assert_eq!(docker_client_major("Docker version 28.2.2, build e6534b4\n"), Some(28));
+        assert_eq!(docker_client_major("Docker version 20.10.24+dfsg1, build 297e128"), Some(20));
+        assert_eq!(docker_client_major("podman version 4.3.1"), None);
     }
 }

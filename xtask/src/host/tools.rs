@@ -37,6 +37,7 @@ pub const TOOLS: &[Tool] = &[
         ("cargo", "cargo"),
         Source::Toolchain,
     ),
+    Tool::new("bash", "the CI scripts under .ci/", &["bash", "--version"], ("bash", "bash"), Source::Apt),
     Tool::new(
         "rustfmt",
         "the fmt step",

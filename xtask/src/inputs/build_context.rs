@@ -7,17 +7,17 @@
 //! Go's `filepath.Match`, which the engines use; a pattern that `filepath.Match` calls
 //! malformed (`[` never closed, a trailing `\`) is an error, as the engines fail the build.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The ignore files the engines read at the context root, in the order podman looks.
 pub const IGNORE_FILES: [&str; 2] = [".containerignore", ".dockerignore"];
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ignore {
     patterns: Vec<Pattern>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Pattern {
     negate: bool,
     parts: Vec<String>,
@@ -45,6 +45,46 @@ impl Ignore {
             }
         }
         Ok(Ignore::none())
+    }
+
+    /// For a docker build: docker reads `<Containerfile>.dockerignore` next to the
+    /// Containerfile, else `.dockerignore` at the context root, never `.containerignore`.
+    /// The fingerprint (and podman) read the file `load` reads, so for the context docker
+    /// sends to be the one fingerprinted, the two must say the same. The repository's
+    /// `.dockerignore` is a symlink to `.containerignore`; this catches a checkout that
+    /// lost it (a `.env` would then go into the image).
+    pub fn docker_agrees(root: &Path, containerfile: &Path) -> Result<(), String> {
+        let ours = IGNORE_FILES
+            .iter()
+            .find_map(|name| std::fs::read_to_string(root.join(name)).ok().map(|text| (*name, text)));
+        let specific = PathBuf::from(format!("{}.dockerignore", containerfile.display()));
+        let (docker_path, docker_reads) = match std::fs::read_to_string(&specific) {
+            Ok(text) => (specific, Some(text)),
+            Err(_) => (root.join(".dockerignore"), std::fs::read_to_string(root.join(".dockerignore")).ok()),
+        };
+        let remedy = "make .dockerignore a symlink to it: `ln -sf .containerignore .dockerignore` at the \
+                      workspace root (as the repository has it)";
+        // Malformed patterns are `load`'s to report; here only whether the two agree.
+        let same = |a: &str, b: &str| a == b || Ignore::parse("", a).ok() == Ignore::parse("", b).ok();
+        match (ours, docker_reads) {
+            (None, None) => Ok(()),
+            (Some((_, ours)), Some(theirs)) if same(&ours, &theirs) => Ok(()),
+            (Some((name, _)), Some(_)) => Err(format!(
+                "docker would send a different build context than the one fingerprinted: it reads {}, \
+                 which does not say what {name} says; {remedy}",
+                docker_path.display()
+            )),
+            (Some((name, _)), None) => Err(format!(
+                "docker ignores {name} and finds no {}: it would send everything {name} keeps out \
+                 (.env files, target/, node_modules/) into the image; {remedy}",
+                docker_path.display()
+            )),
+            (None, Some(_)) => Err(format!(
+                "docker reads {}, which podman and the fingerprint do not; move it to .containerignore \
+                 and {remedy}",
+                docker_path.display()
+            )),
+        }
     }
 
     /// Reads the patterns of the ignore file `file` (named in errors). Every malformed
@@ -350,6 +390,38 @@ mod tests {
         ] {
             assert!(!ignore.excluded(path), "{path} should be sent");
         }
+    }
+
+    /// docker reads `.dockerignore`, podman `.containerignore`: in this repository they
+    /// are one file, so both engines send the context the fingerprint describes.
+    #[test]
+    fn the_repos_dockerignore_is_its_containerignore() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let link = std::fs::read_link(root.join(".dockerignore")).expect(".dockerignore is a symlink");
+        assert_eq!(link, Path::new(".containerignore"));
+        for containerfile in ["docker/jarvis.Containerfile", "docker/backend.dev.Containerfile"] {
+            assert_eq!(Ignore::docker_agrees(root, &root.join(containerfile)), Ok(()), "{containerfile}");
+        }
+    }
+
+    #[test]
+    fn docker_must_read_what_the_fingerprint_reads() {
+        let dir = std::env::temp_dir().join(format!("jarvis-dockerignore-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("docker")).unwrap();
+        let file = dir.join("docker/x.Containerfile");
+        assert_eq!(Ignore::docker_agrees(&dir, &file), Ok(()), "no ignore file at all: both send everything");
+        std::fs::write(dir.join(".containerignore"), "**/.env\n").unwrap();
+        let e = Ignore::docker_agrees(&dir, &file).unwrap_err();
+        assert!(e.contains("docker ignores .containerignore") && e.contains("ln -sf"), "{e}");
+        std::fs::write(dir.join(".dockerignore"), "# same patterns\n**/.env\n").unwrap();
+        assert_eq!(Ignore::docker_agrees(&dir, &file), Ok(()));
+        std::fs::write(dir.join(".dockerignore"), "target\n").unwrap();
+        assert!(Ignore::docker_agrees(&dir, &file).unwrap_err().contains("does not say what"));
+        // A Containerfile's own ignore file wins for docker.
+        std::fs::write(dir.join("docker/x.Containerfile.dockerignore"), "**/.env\n").unwrap();
+        assert_eq!(Ignore::docker_agrees(&dir, &file), Ok(()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -57,6 +57,17 @@ pub fn copied_sources(file: &str, text: &str) -> Result<Vec<String>, String> {
     read(file, text).map(|r| r.sources)
 }
 
+/// The stages' `AS` names in order, "" for an unnamed one (none for a text `read` refuses).
+pub fn stage_names(text: &str) -> Vec<String> {
+    let mut walk = Walk { stages: Vec::new(), bases: Vec::new(), sources: Vec::new() };
+    for (_, line) in instructions(text).unwrap_or_default() {
+        if walk.instruction(&line).is_err() {
+            return Vec::new();
+        }
+    }
+    walk.stages
+}
+
 /// An error at a line: (1-based line, "what is wrong. How to fix it").
 type LineError = (usize, String);
 
