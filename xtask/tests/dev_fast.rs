@@ -60,18 +60,6 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn planned(doc: &Value) -> Vec<(String, String, String)> {
-    doc["plan"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            let s = |k: &str| a[k].as_str().unwrap().to_string();
-            (s("action"), s("target"), s("reason"))
-        })
-        .collect()
-}
-
 /// Removes every container and image of the test project (never its volumes: the cargo
 /// target volume keeps the in-container build warm between runs).
 fn forget_project(sh: &Shell) {

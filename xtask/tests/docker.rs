@@ -179,18 +179,6 @@ fn stderr(o: &Output) -> String {
     text(&o.stderr)
 }
 
-fn planned(doc: &Value) -> Vec<(String, String, String)> {
-    doc["plan"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            let s = |k: &str| a[k].as_str().unwrap().to_string();
-            (s("action"), s("target"), s("reason"))
-        })
-        .collect()
-}
-
 fn stage_cached(report: &Value, stage: &str) -> bool {
     let stages = report["stages"].as_array().expect("a build reports its stages");
     let entry = stages.iter().find(|s| s["stage"] == stage).unwrap_or_else(|| panic!("no stage {stage}"));

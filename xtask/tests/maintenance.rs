@@ -543,44 +543,6 @@ fn history_shows_what_the_last_build_reused_and_ran() {
     );
 }
 
-/// A registry of our own on loopback (Debian's docker-registry), killed on drop.
-struct LocalRegistry {
-    child: Child,
-    port: u16,
-}
-
-impl LocalRegistry {
-    fn start(program: &Path, dir: &Path) -> LocalRegistry {
-        let port = free_port();
-        let storage = dir.join("storage");
-        std::fs::create_dir_all(&storage).unwrap();
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let mut command = std::process::Command::new(program);
-        command.arg("serve").arg(&config);
-        let mut registry = LocalRegistry { child: spawn_logged(command, &dir.join("registry.log")), port };
-        wait_until(20, "docker-registry to answer", || {
-            assert!(registry.child.try_wait().unwrap().is_none(), "docker-registry exited");
-            http_get(port, "/v2/").map(|(s, _)| s) == Some(200)
-        });
-        registry
-    }
-}
-
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Untags every name under `prefix` (the test registry's), whatever image holds it.
 struct Untag(String);
 

@@ -170,12 +170,8 @@ pub fn store_build(dir: &Path, image_key: &str, record: &Value) -> Result<(), St
     let path = record_path(dir, BUILDS, image_key);
     let parent = path.parent().expect("record paths have a parent");
     fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
-    let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
     let text = serde_json::to_string_pretty(record).expect("records serialize");
-    fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, &path)).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("writing {}: {e}", path.display())
-    })
+    crate::host::write_atomic(&path, text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// The last build record of an image, if there is a readable one.

@@ -245,3 +245,16 @@ impl Drop for LocalRegistry {
         let _ = self.child.wait();
     }
 }
+
+/// The (action, target, reason) of each step of a `--json` report's plan.
+pub fn planned(doc: &serde_json::Value) -> Vec<(String, String, String)> {
+    doc["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let s = |k: &str| a[k].as_str().unwrap().to_string();
+            (s("action"), s("target"), s("reason"))
+        })
+        .collect()
+}
