@@ -18,6 +18,10 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Download nothing (also `JARVIS_OFFLINE=1`): builds run with no network, nothing is
+    /// pulled or fetched; a run that needs the network fails first, naming what it needs.
+    #[arg(long, env = "JARVIS_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub offline: bool,
     /// Build even when an image with these inputs exists (the layer cache still applies).
     #[arg(long)]
     pub rebuild: bool,
@@ -43,7 +47,8 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         let engine = Engine::detect()?;
         let sh = crate::shell()?;
         let _lock = cache::lock(&cx.project.cache_dir())?;
-        let options = Options { rebuild, no_cache: args.no_cache, ..Options::default() };
+        let options =
+            Options { rebuild, no_cache: args.no_cache, offline: args.offline, ..Options::default() };
         build(&sh, &engine, cx, options, out, registry.as_ref(), report)
     })
 }
@@ -68,6 +73,10 @@ pub fn build(
     report["tags"] = json!([vec![image.inputs_tag(&digest)], image.extra_tags.clone()].concat());
     report["inputs"] = json!(digest);
     report["plan"] = json!(plan.actions.iter().map(|a| a.to_json(&stack)).collect::<Vec<_>>());
+    report["blockers"] = json!(plan.blockers);
+    if !plan.blockers.is_empty() {
+        return Err(format!("nothing was built:\n  {}", plan.blockers.join("\n  ")));
+    }
     if plan.actions.is_empty() {
         out.say(format!(
             "prod image: cached: {} was built from these exact inputs ({}); nothing to build",

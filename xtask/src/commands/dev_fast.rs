@@ -10,19 +10,23 @@ use xshell::Shell;
 use crate::{
     Context,
     converge::apply,
-    converge::plan::Options,
+    converge::observe::{MODELS_SOURCES, MODELS_STEP, models_volume_inputs},
+    converge::plan::{OFFLINE, Options},
     converge::ready::Cancel,
     converge::registry::RegistryArgs,
     engine::{Call, Engine, Progress, Run},
     host::models,
     inputs::cache::{self, Record},
-    inputs::fingerprint::Inputs,
     output::{self, Output},
     stack::{Holds, LMSTUDIO_PORT, Llm, Stack},
 };
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Download nothing (also `JARVIS_OFFLINE=1`): builds run with no network, nothing is
+    /// pulled or fetched; a run that needs the network fails first, naming what it needs.
+    #[arg(long, env = "JARVIS_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub offline: bool,
     /// Rebuild every dev image even when its inputs are unchanged.
     #[arg(long)]
     pub rebuild: bool,
@@ -59,7 +63,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
         stack.volumes.clear();
     }
     let sh = crate::shell()?;
-    let options = Options { rebuild: args.rebuild, ..Options::default() };
+    let options = Options { rebuild: args.rebuild, offline: args.offline, ..Options::default() };
     // `--rebuild` asks for a build: nothing is pulled instead (what it builds is pushed).
     let registry = args.registry.registry(!args.rebuild, false)?;
     let timeout = Duration::from_secs(args.timeout);
@@ -77,7 +81,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     if args.build_only {
         return Ok(());
     }
-    fill_models(&sh, &engine, &stack, report, out)?;
+    fill_models(&sh, &engine, &stack, report, out, args.offline)?;
     if args.dry_run {
         return Ok(());
     }
@@ -111,18 +115,23 @@ fn fill_models(
     stack: &Stack,
     report: &Value,
     out: Output,
+    offline: bool,
 ) -> Result<(), String> {
     let Some(backend) = stack.service("backend") else { return Ok(()) };
     let Some((volume, target)) = stack.volume(Holds::Models) else { return Ok(()) };
     let root = stack.root();
-    let sources = ["models.json", "docker/fetch-models.py"];
-    let inputs = Inputs::of_files(root, &sources, &[("volume", volume.to_string())]);
+    let sources = MODELS_SOURCES;
+    let Some(inputs) = models_volume_inputs(stack) else { return Ok(()) };
     let dir = stack.project.cache_dir();
     let created = report["plan"]
         .as_array()
         .is_some_and(|plan| plan.iter().any(|a| a["action"] == "create-volume" && a["target"] == *volume));
-    if !created && cache::load_step(&dir, "models-volume") == Record::Built(inputs.clone()) {
+    if !created && cache::load_step(&dir, MODELS_STEP) == Record::Built(inputs.clone()) {
         return Ok(());
+    }
+    if offline {
+        // The planner refused this run already (`plan::voices_needed`); never fetch offline.
+        return Err(format!("{OFFLINE}: the voices of models.json into {volume}"));
     }
     let image = stack.image_of(backend).expect("the backend is built").reference.clone();
     let bind =
@@ -169,7 +178,7 @@ fn fill_models(
             "some voices could not be fetched into {volume}; the backend speaks with espeak-ng until they \
              are: the next dev-fast tries again"
         ));
-    } else if let Err(e) = cache::store_step(&dir, "models-volume", &inputs) {
+    } else if let Err(e) = cache::store_step(&dir, MODELS_STEP, &inputs) {
         out.warn(e);
     }
     Ok(())

@@ -31,6 +31,10 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Download nothing (also `JARVIS_OFFLINE=1`): builds run with no network, nothing is
+    /// pulled or fetched; a run that needs the network fails first, naming what it needs.
+    #[arg(long, env = "JARVIS_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub offline: bool,
     /// Skip setup's steps (tools, venv, node_modules, voices); start at once.
     #[arg(long)]
     pub no_setup: bool,
@@ -68,7 +72,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         }
     } else {
         let _lock = cache::lock(&p.cache_dir())?;
-        let result = setup::steps(cx, &setup::Args { no_models: args.no_models });
+        let result = setup::steps(cx, &setup::Args { no_models: args.no_models, offline: args.offline });
         if signals.try_recv().is_ok() {
             return Err("interrupted during setup; nothing half-done was recorded".into());
         }
@@ -79,7 +83,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         return Ok(());
     }
     check_llm(&p.root, log);
-    let mut session = Session::new(p, ready, log);
+    let mut session = Session::new(p, ready, log, args.offline);
     let result = session.run(&signals);
     session.stop_all();
     if result.is_ok() {
@@ -165,10 +169,12 @@ struct Session<'a> {
     starting: Option<Instant>,
     frontend_up: bool,
     announced: bool,
+    /// `--offline`: cargo fetches no crate (`CARGO_NET_OFFLINE`); a missing one is its error.
+    offline: bool,
 }
 
 impl<'a> Session<'a> {
-    fn new(p: &'a Project, ready: Ready, log: Log) -> Session<'a> {
+    fn new(p: &'a Project, ready: Ready, log: Log, offline: bool) -> Session<'a> {
         Session {
             p,
             ready,
@@ -181,6 +187,7 @@ impl<'a> Session<'a> {
             starting: None,
             frontend_up: false,
             announced: false,
+            offline,
         }
     }
 
@@ -230,6 +237,9 @@ impl<'a> Session<'a> {
             .args(["build", "-p", "jarvis-backend", "--message-format=json-render-diagnostics"])
             .arg(if self.log.color() { "--color=always" } else { "--color=never" })
             .current_dir(&self.p.root);
+        if self.offline {
+            cargo.env("CARGO_NET_OFFLINE", "true");
+        }
         let child =
             supervise::spawn("build", Color::Yellow, cargo, self.log, Stdout::Collect(messages.clone()))?;
         self.build = Some(Build { child, messages, trigger });

@@ -15,6 +15,7 @@ use xshell::{Shell, cmd};
 
 use crate::{
     Context,
+    converge::plan::{self, OFFLINE},
     host::{
         models,
         tools::{self, Tool},
@@ -26,6 +27,10 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Download nothing (also `JARVIS_OFFLINE=1`): builds run with no network, nothing is
+    /// pulled or fetched; a run that needs the network fails first, naming what it needs.
+    #[arg(long, env = "JARVIS_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub offline: bool,
     /// Do not download the TTS voices (speech then comes from espeak-ng).
     #[arg(long)]
     pub no_models: bool,
@@ -62,10 +67,16 @@ pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
     let root = &cx.project.root;
     let sh = crate::shell()?;
     let (python, node) = check_tools(&sh, root, out)?;
+    let models_dir = models_dir(root);
+    if args.offline {
+        let blockers = offline_blockers(cx, &python, &node, &models_dir, args.no_models);
+        if !blockers.is_empty() {
+            return Err(format!("nothing was changed:\n  {}", blockers.join("\n  ")));
+        }
+    }
     let mut worked = env_file(root, out)?;
     worked |= venv(&sh, cx, &python, out)?;
     worked |= node_modules(&sh, cx, &node, out)?;
-    let models_dir = models_dir(root);
     let mut voices_missing = 0;
     if args.no_models {
         out.say("models: skipped (--no-models); TTS uses espeak-ng");
@@ -177,26 +188,11 @@ fn venv(sh: &Shell, cx: &Context, python: &Python, out: Output) -> Result<bool, 
     let root = &cx.project.root;
     let cache_dir = cx.project.cache_dir();
     let venv = root.join(".venv");
-    let inputs = Inputs::of_files(root, &["requirements.txt"], &[("python", python.version.clone())]);
     let venv_python = venv.join("bin/python");
-    // metadata follows the symlink: a venv whose interpreter was removed is not usable.
-    let venv_version = venv_version(&venv);
-    let usable =
-        fs::metadata(&venv_python).is_ok() && venv_version.as_deref() == Some(python.version.as_str());
-    let record = cache::load_step(&cache_dir, "venv");
-    let why = match (&record, usable) {
-        (Record::Built(before), true) if *before == inputs => {
-            out.say("python: .venv is current (requirements.txt unchanged)");
-            return Ok(false);
-        }
-        (_, false) if !venv.exists() => "no .venv yet".to_string(),
-        (_, false) => format!(
-            ".venv was made by another Python ({}), or is broken",
-            venv_version.as_deref().unwrap_or("unknown")
-        ),
-        (Record::Built(before), true) => inputs.changes_since(before).join(", "),
-        (Record::Missing, true) => "never installed by setup".into(),
-        (Record::Unreadable(why), true) => why.clone(),
+    let (inputs, usable, why) = venv_state(cx, python);
+    let Some(why) = why else {
+        out.say("python: .venv is current (requirements.txt unchanged)");
+        return Ok(false);
     };
     cache::forget_step(&cache_dir, "venv")?;
     let py = &python.path;
@@ -215,6 +211,29 @@ fn venv(sh: &Shell, cx: &Context, python: &Python, out: Output) -> Result<bool, 
     Ok(true)
 }
 
+/// The venv's inputs, whether it is usable, and why pip must run (`None`: it is current).
+fn venv_state(cx: &Context, python: &Python) -> (Inputs, bool, Option<String>) {
+    let root = &cx.project.root;
+    let venv = root.join(".venv");
+    let inputs = Inputs::of_files(root, &["requirements.txt"], &[("python", python.version.clone())]);
+    // metadata follows the symlink: a venv whose interpreter was removed is not usable.
+    let venv_version = venv_version(&venv);
+    let usable = fs::metadata(venv.join("bin/python")).is_ok()
+        && venv_version.as_deref() == Some(python.version.as_str());
+    let why = match (cache::load_step(&cx.project.cache_dir(), "venv"), usable) {
+        (Record::Built(before), true) if before == inputs => None,
+        (_, false) if !venv.exists() => Some("no .venv yet".to_string()),
+        (_, false) => Some(format!(
+            ".venv was made by another Python ({}), or is broken",
+            venv_version.as_deref().unwrap_or("unknown")
+        )),
+        (Record::Built(before), true) => Some(inputs.changes_since(&before).join(", ")),
+        (Record::Missing, true) => Some("never installed by setup".into()),
+        (Record::Unreadable(why), true) => Some(why),
+    };
+    (inputs, usable, why)
+}
+
 /// The Python version a venv was made with, from its pyvenv.cfg (no interpreter start).
 fn venv_version(venv: &Path) -> Option<String> {
     let cfg = fs::read_to_string(venv.join("pyvenv.cfg")).ok()?;
@@ -229,23 +248,10 @@ fn venv_version(venv: &Path) -> Option<String> {
 fn node_modules(sh: &Shell, cx: &Context, node: &str, out: Output) -> Result<bool, String> {
     let root = &cx.project.root;
     let cache_dir = cx.project.cache_dir();
-    let major = node.trim_start_matches('v').split('.').next().unwrap_or("").to_string();
-    let inputs = Inputs::of_files(
-        root,
-        &["frontend/package.json", "frontend/package-lock.json"],
-        &[("node major", major)],
-    );
-    // npm writes this hidden lock file last; without it node_modules is not complete.
-    let complete = root.join("frontend/node_modules/.package-lock.json").is_file();
-    let why = match cache::load_step(&cache_dir, "node-modules") {
-        Record::Built(before) if before == inputs && complete => {
-            out.say("frontend: node_modules is current (package-lock.json unchanged)");
-            return Ok(false);
-        }
-        _ if !complete => "no complete frontend/node_modules".to_string(),
-        Record::Built(before) => inputs.changes_since(&before).join(", "),
-        Record::Missing => "never installed by setup".into(),
-        Record::Unreadable(why) => why,
+    let (inputs, why) = node_modules_state(cx, node);
+    let Some(why) = why else {
+        out.say("frontend: node_modules is current (package-lock.json unchanged)");
+        return Ok(false);
     };
     cache::forget_step(&cache_dir, "node-modules")?;
     out.say(format!("frontend: npm ci ({why})"));
@@ -255,6 +261,66 @@ fn node_modules(sh: &Shell, cx: &Context, node: &str, out: Output) -> Result<boo
     })?;
     cache::store_step(&cache_dir, "node-modules", &inputs)?;
     Ok(true)
+}
+
+/// node_modules' inputs, and why `npm ci` must run (`None`: it is current).
+fn node_modules_state(cx: &Context, node: &str) -> (Inputs, Option<String>) {
+    let root = &cx.project.root;
+    let major = node.trim_start_matches('v').split('.').next().unwrap_or("").to_string();
+    let inputs = Inputs::of_files(
+        root,
+        &["frontend/package.json", "frontend/package-lock.json"],
+        &[("node major", major)],
+    );
+    // npm writes this hidden lock file last; without it node_modules is not complete.
+    let complete = root.join("frontend/node_modules/.package-lock.json").is_file();
+    let why = match cache::load_step(&cx.project.cache_dir(), "node-modules") {
+        Record::Built(before) if before == inputs && complete => None,
+        _ if !complete => Some("no complete frontend/node_modules".to_string()),
+        Record::Built(before) => Some(inputs.changes_since(&before).join(", ")),
+        Record::Missing => Some("never installed by setup".into()),
+        Record::Unreadable(why) => Some(why),
+    };
+    (inputs, why)
+}
+
+/// What setup would download, each named with its size where it is known: pip and npm
+/// (sizes unknown without their indexes) and each voice file not present with its pinned
+/// size. `--offline` refuses the run, before it changes anything, when this is not empty.
+fn offline_blockers(
+    cx: &Context,
+    python: &Python,
+    node: &str,
+    models_dir: &Path,
+    no_models: bool,
+) -> Vec<String> {
+    let mut blockers = Vec::new();
+    if let (_, _, Some(why)) = venv_state(cx, python) {
+        blockers.push(format!("{OFFLINE}: pip install -r requirements.txt ({why}; size unknown)"));
+    }
+    if let (_, Some(why)) = node_modules_state(cx, node) {
+        blockers.push(format!("{OFFLINE}: npm ci ({why}; size unknown)"));
+    }
+    if !no_models {
+        match models::manifest(&cx.project.root) {
+            Ok(specs) => {
+                for spec in specs {
+                    let path = models_dir.join(&spec.path);
+                    let present = fs::metadata(&path).is_ok_and(|m| m.len() == spec.size)
+                        && models::sha256_file(&path).is_ok_and(|d| d == spec.sha256);
+                    if !present {
+                        blockers.push(format!(
+                            "{OFFLINE}: a voice: {} ({})",
+                            spec.path,
+                            plan::size_text(Some(spec.size))
+                        ));
+                    }
+                }
+            }
+            Err(e) => blockers.push(e),
+        }
+    }
+    blockers
 }
 
 /// Downloads what models.json lists and is missing. Unreachable sources are a warning:

@@ -31,7 +31,7 @@ pub fn call(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> C
         Action::CreateVolume { name } => {
             Call::CreateVolume { name: name.clone(), labels: vec![project.label()] }
         }
-        Action::Build { image, no_cache, .. } => {
+        Action::Build { image, no_cache, offline, .. } => {
             let img = &stack.images[*image];
             let digest = facts.inputs[*image].0.digest();
             let root = stack.root().display().to_string();
@@ -48,6 +48,7 @@ pub fn call(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> C
                 ],
                 build_args: img.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 no_cache: *no_cache,
+                network: offline.then(|| "none".to_string()),
             })
         }
         Action::Pull { service, .. } => match &stack.services[*service].image {

@@ -5,11 +5,14 @@
 use xshell::Shell;
 
 use crate::{
-    converge::{plan::Facts, spec},
+    converge::{
+        plan::{Download, Facts},
+        spec,
+    },
     engine::Engine,
-    host::ports,
+    host::{models, ports},
     inputs::{cache, containerfile, fingerprint::Inputs},
-    stack::{ServiceImage, Stack},
+    stack::{Holds, ServiceImage, Stack},
 };
 
 /// Every image the plan asks about: ours, the bases they are built from (their ids are
@@ -65,5 +68,32 @@ pub fn observe(sh: &Shell, engine: &Engine, stack: &Stack) -> Result<Facts, Stri
             }
         }
     }
-    Ok(Facts { observed, inputs, configs, busy_ports })
+    let voices_inputs = models_volume_inputs(stack);
+    let voices_recorded = voices_inputs.as_ref().is_some_and(|inputs| {
+        cache::load_step(&stack.project.cache_dir(), MODELS_STEP) == cache::Record::Built(inputs.clone())
+    });
+    let voices = match voices_inputs {
+        // A manifest that cannot be read is `validate`'s to report; here it pins nothing.
+        Some(_) => models::manifest(stack.root())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| Download { what: format!("{} ({})", f.path, f.voice), bytes: Some(f.size) })
+            .collect(),
+        None => vec![],
+    };
+    Ok(Facts { observed, inputs, configs, busy_ports, voices, voices_recorded })
 }
+
+/// The `.dev-cache` step that records which manifest the models volume was filled from.
+pub const MODELS_STEP: &str = "models-volume";
+
+/// What the voices in the models volume are fetched from: the manifest, the script that
+/// fetches them, and the volume; `None` for a stack without a models volume.
+pub fn models_volume_inputs(stack: &Stack) -> Option<Inputs> {
+    let (volume, _) = stack.volume(Holds::Models)?;
+    stack.service("backend")?;
+    Some(Inputs::of_files(stack.root(), &MODELS_SOURCES, &[("volume", volume.to_string())]))
+}
+
+/// The files the voices of the models volume come from.
+pub const MODELS_SOURCES: [&str; 2] = ["models.json", "docker/fetch-models.py"];

@@ -23,7 +23,31 @@ pub struct Facts {
     pub configs: Vec<String>,
     /// Host ports that cannot be bound right now, with whoever holds them when known.
     pub busy_ports: BTreeMap<u16, Option<Holder>>,
+    /// The voices dev-fast puts into the models volume (models.json's files, with their
+    /// pinned sizes), and whether `.dev-cache` says the volume holds this manifest's.
+    pub voices: Vec<Download>,
+    pub voices_recorded: bool,
 }
+
+/// A file the run downloads outside the engine, with its size where it is pinned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Download {
+    pub what: String,
+    pub bytes: Option<u64>,
+}
+
+/// How a blocker of `--offline` says the size of what it would fetch.
+pub fn size_text(bytes: Option<u64>) -> String {
+    match bytes {
+        Some(b) if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        Some(b) if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
+        Some(b) => format!("{b} B"),
+        None => "size unknown".into(),
+    }
+}
+
+/// The start of every blocker `--offline` adds, so a user sees what the network was needed for.
+pub const OFFLINE: &str = "--offline: would have to fetch";
 
 /// The reason of a container planned anew because its image is rebuilt; apply keeps the
 /// container when the build makes the image it already runs.
@@ -39,14 +63,19 @@ pub struct Options {
     pub from_registry: bool,
     /// Push what is built to the shared image cache.
     pub share: bool,
+    /// `--offline`: download nothing. Builds run without a network; whatever the run
+    /// would have to fetch (a build that may need the network, a pull, a voice) is a
+    /// blocker, so the run fails before it changes anything. Only `--rebuild` still builds
+    /// (then from the layer cache, with no network).
+    pub offline: bool,
 }
 
 impl Options {
     /// What a shared image cache adds to a plan: look there before building, push after.
     pub fn with_registry(self, registry: Option<&crate::converge::registry::Registry>) -> Options {
         Options {
-            from_registry: registry.is_some_and(|r| r.pull),
-            share: registry.is_some_and(|r| r.push),
+            from_registry: !self.offline && registry.is_some_and(|r| r.pull),
+            share: !self.offline && registry.is_some_and(|r| r.push),
             ..self
         }
     }
@@ -70,6 +99,8 @@ pub enum Action {
         image: usize,
         reason: String,
         no_cache: bool,
+        /// Build with no network at all (`--offline`).
+        offline: bool,
     },
     /// Push the image just built to the registry (never one that was fetched).
     Share {
@@ -145,11 +176,22 @@ pub fn plan_builds(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     for (index, image) in stack.images.iter().enumerate() {
         match image_reason(stack, facts, options, index) {
             Some(reason) => {
-                if options.from_registry {
+                if options.from_registry && !options.offline {
                     plan.actions.push(Action::Fetch { image: index, reason: reason.clone() });
                 }
-                plan.actions.push(Action::Build { image: index, reason, no_cache: options.no_cache });
-                if options.share {
+                if options.offline && !options.rebuild {
+                    plan.blockers.push(format!(
+                        "{OFFLINE}: an image build with network: {} ({reason})",
+                        image.reference
+                    ));
+                }
+                plan.actions.push(Action::Build {
+                    image: index,
+                    reason,
+                    no_cache: options.no_cache,
+                    offline: options.offline,
+                });
+                if options.share && !options.offline {
                     plan.actions.push(Action::Share { image: index });
                 }
             }
@@ -174,6 +216,7 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     let builds = plan_builds(stack, facts, options);
     plan.actions.extend(builds.actions);
     plan.unchanged.extend(builds.unchanged);
+    plan.blockers.extend(builds.blockers);
 
     let mut removed: Vec<&str> = Vec::new();
     // Pulls go with the builds, before any container is removed: no downtime while
@@ -257,10 +300,39 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
             }
         }
     }
+    if options.offline {
+        for pull in &pulls {
+            let Action::Pull { service, .. } = pull else { continue };
+            if let ServiceImage::Pulled(reference) = &stack.services[*service].image {
+                plan.blockers.push(format!(
+                    "{OFFLINE}: an image pull: {reference} (size unknown: no manifest read offline)"
+                ));
+            }
+        }
+        if voices_needed(stack, facts) {
+            for voice in &facts.voices {
+                plan.blockers.push(format!(
+                    "{OFFLINE}: a voice: {} ({})",
+                    voice.what,
+                    size_text(voice.bytes)
+                ));
+            }
+        }
+    }
     plan.actions.extend(pulls);
     plan.actions.extend(removes);
     plan.actions.extend(runs);
     plan
+}
+
+/// Whether dev-fast will fill the models volume with the voices: it is new, or
+/// `.dev-cache` has no record of this manifest in it.
+pub fn voices_needed(stack: &Stack, facts: &Facts) -> bool {
+    let Some((volume, _)) = stack.volume(crate::stack::Holds::Models) else { return false };
+    if stack.services.is_empty() {
+        return false;
+    }
+    !facts.voices_recorded || !facts.observed.volumes.iter().any(|v| v == volume)
 }
 
 impl Action {

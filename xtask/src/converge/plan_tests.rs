@@ -27,7 +27,9 @@ const FRONTEND_CACHED: &str = "frontend image: cached";
 const BACKEND_UP: &str = "backend container: running, up to date";
 const FRONTEND_UP: &str = "frontend container: running, up to date";
 
-const DEFAULT: Options = Options { rebuild: false, no_cache: false, from_registry: false, share: false };
+const DEFAULT: Options =
+    Options { rebuild: false, no_cache: false, from_registry: false, share: false, offline: false };
+const OFFLINE_RUN: Options = Options { offline: true, ..DEFAULT };
 const REBUILD: Options = Options { rebuild: true, ..DEFAULT };
 /// A shared image cache to pull from and push to.
 const SHARED: Options = Options { from_registry: true, share: true, ..DEFAULT };
@@ -107,6 +109,11 @@ fn baseline() -> Facts {
         inputs: vec![(backend.clone(), Record::Built(backend)), (frontend.clone(), Record::Built(frontend))],
         configs,
         busy_ports: BTreeMap::new(),
+        voices: vec![
+            Download { what: "en_US-joe-medium.onnx (en_US-joe-medium)".into(), bytes: Some(63_201_294) },
+            Download { what: "en_US-joe-medium.onnx.json (en_US-joe-medium)".into(), bytes: Some(4_794) },
+        ],
+        voices_recorded: true,
     }
 }
 
@@ -142,7 +149,11 @@ fn volume(name: &str) -> Action {
 }
 
 fn build(image: usize, reason: &str) -> Action {
-    Action::Build { image, reason: reason.into(), no_cache: false }
+    Action::Build { image, reason: reason.into(), no_cache: false, offline: false }
+}
+
+fn offline_build(image: usize, reason: &str) -> Action {
+    Action::Build { image, reason: reason.into(), no_cache: false, offline: true }
 }
 
 fn remove(container: &str, reason: &str) -> Action {
@@ -231,8 +242,8 @@ fn cases() -> Vec<Case> {
             options: Options { rebuild: true, no_cache: true, ..DEFAULT },
             mutate: |_| {},
             actions: vec![
-                Action::Build { image: BACK, reason: "--rebuild".into(), no_cache: true },
-                Action::Build { image: FRONT, reason: "--rebuild".into(), no_cache: true },
+                Action::Build { image: BACK, reason: "--rebuild".into(), no_cache: true, offline: false },
+                Action::Build { image: FRONT, reason: "--rebuild".into(), no_cache: true, offline: false },
                 remove(BACKEND, "image rebuilt"),
                 remove(FRONTEND, "image rebuilt"),
                 run(BACK, "image rebuilt"),
@@ -720,6 +731,92 @@ fn cases() -> Vec<Case> {
             unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
             blockers: vec![],
         },
+        // --offline: nothing that downloads may run; each such thing is a blocker.
+        Case {
+            name: "offline and nothing changed: the no-op",
+            options: OFFLINE_RUN,
+            mutate: |_| {},
+            actions: vec![],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "offline and a container to re-create: no download, no blocker",
+            options: OFFLINE_RUN,
+            mutate: |f| stop(f, BACKEND, "exited"),
+            actions: backend_recreated("container was exited"),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "offline and an input changed: the build is a blocker naming the image and why",
+            options: OFFLINE_RUN,
+            mutate: |f| set_file(f, BACK, "requirements.txt", "c0ffee99"),
+            actions: vec![
+                offline_build(BACK, "requirements.txt changed"),
+                remove(BACKEND, "image rebuilt"),
+                run(BACK, "image rebuilt"),
+            ],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![
+                "--offline: would have to fetch: an image build with network: localhost/jarvis-backend-dev \
+                 (requirements.txt changed)",
+            ],
+        },
+        Case {
+            name: "offline with --rebuild: built with no network, from the layer cache",
+            options: Options { rebuild: true, ..OFFLINE_RUN },
+            mutate: |_| {},
+            actions: vec![
+                offline_build(BACK, "--rebuild"),
+                offline_build(FRONT, "--rebuild"),
+                remove(BACKEND, "image rebuilt"),
+                remove(FRONTEND, "image rebuilt"),
+                run(BACK, "image rebuilt"),
+                run(FRONT, "image rebuilt"),
+            ],
+            unchanged: vec![],
+            blockers: vec![],
+        },
+        Case {
+            name: "offline with a shared cache: the registry is neither asked nor pushed to",
+            options: Options { from_registry: true, share: true, ..OFFLINE_RUN },
+            mutate: |f| set_file(f, BACK, "requirements.txt", "c0ffee99"),
+            actions: vec![
+                offline_build(BACK, "requirements.txt changed"),
+                remove(BACKEND, "image rebuilt"),
+                run(BACK, "image rebuilt"),
+            ],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec!["an image build with network: localhost/jarvis-backend-dev"],
+        },
+        Case {
+            name: "offline and the voices not recorded in the models volume: each voice with its size",
+            options: OFFLINE_RUN,
+            mutate: |f| f.voices_recorded = false,
+            actions: vec![],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec![
+                "--offline: would have to fetch: a voice: en_US-joe-medium.onnx (en_US-joe-medium) (63.2 MB)",
+                "a voice: en_US-joe-medium.onnx.json (en_US-joe-medium) (4.8 kB)",
+            ],
+        },
+        Case {
+            name: "offline and the models volume missing: the voices are blockers",
+            options: OFFLINE_RUN,
+            mutate: |f| f.observed.volumes.retain(|v| v != "jarvis-models"),
+            actions: vec![volume("jarvis-models")],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec!["(63.2 MB)", "(4.8 kB)"],
+        },
+        Case {
+            name: "online, the voices are not the planner's business",
+            options: DEFAULT,
+            mutate: |f| f.voices_recorded = false,
+            actions: vec![],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            blockers: vec![],
+        },
         Case {
             name: "with a shared cache and nothing changed: the registry is not asked",
             options: SHARED,
@@ -974,4 +1071,33 @@ fn pulls_happen_before_any_container_is_removed() {
     let plan = plan(&stack, &facts, DEFAULT);
     let problems = invariants(&stack, &facts, &plan);
     assert!(problems.is_empty(), "{problems:?} in {:#?}", plan.actions);
+}
+
+#[test]
+fn offline_a_missing_llm_image_is_a_blocker_not_a_pull() {
+    let stack = ollama_stack();
+    let mut facts = ollama_baseline();
+    facts.observed.images.remove(OLLAMA_IMAGE);
+    let plan = plan(&stack, &facts, OFFLINE_RUN);
+    assert_eq!(
+        plan.blockers,
+        [format!(
+            "--offline: would have to fetch: an image pull: {OLLAMA_IMAGE} (size unknown: no manifest read offline)"
+        )]
+    );
+    assert!(!plan.is_noop());
+}
+
+#[test]
+fn offline_build_plans_alone_block_too() {
+    let stack = stack();
+    let mut facts = baseline();
+    facts.observed.images.remove(FRONTEND_IMAGE);
+    let plan = plan_builds(&stack, &facts, OFFLINE_RUN);
+    assert_eq!(plan.actions, [offline_build(FRONT, "image missing")]);
+    assert_eq!(plan.blockers.len(), 1, "{:?}", plan.blockers);
+    assert!(
+        plan.blockers[0]
+            .contains("an image build with network: localhost/jarvis-frontend-dev (image missing)")
+    );
 }

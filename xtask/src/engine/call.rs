@@ -62,6 +62,8 @@ pub struct Build {
     pub labels: Vec<String>,
     pub build_args: Vec<(String, String)>,
     pub no_cache: bool,
+    /// `--network`: "none" for a build that must download nothing (`--offline`).
+    pub network: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -112,6 +114,9 @@ impl Engine {
                 }
                 if b.no_cache {
                     args.push(s("--no-cache"));
+                }
+                if let Some(network) = &b.network {
+                    args.extend([s("--network"), network.clone()]);
                 }
                 for (k, v) in &b.build_args {
                     args.extend([s("--build-arg"), format!("{k}={v}")]);
@@ -223,6 +228,17 @@ mod tests {
         assert!(!docker.contains(&"--format".to_string()));
         assert!(docker.contains(&"--progress=plain".to_string()), "buildlog reads BuildKit's plain log");
         assert!(engine(Kind::Docker).command_lines(&build)[0].starts_with("DOCKER_BUILDKIT=1 docker build "));
+    }
+
+    #[test]
+    fn an_offline_build_has_no_network() {
+        let build = Call::Build(Build { network: Some("none".into()), ..Build::default() });
+        for kind in [Kind::Podman, Kind::Docker] {
+            assert!(engine(kind).calls(&build)[0].windows(2).any(|w| w == ["--network", "none"]));
+        }
+        assert!(
+            !engine(Kind::Podman).calls(&Call::Build(Build::default()))[0].contains(&"--network".to_string())
+        );
     }
 
     #[test]
