@@ -82,7 +82,7 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         name: "e2e",
-        about: "dev-fast and rebuild-clean end to end, a table of bad inputs refused, and doctor against real faults (podman)",
+        about: "dev-fast and rebuild-clean end to end, --offline, a table of bad inputs refused, and doctor against real faults (podman)",
         commands: &[&[
             "cargo",
             "test",
@@ -94,6 +94,8 @@ pub const STEPS: &[Step] = &[
             "bad_input",
             "--test",
             "doctor",
+            "--test",
+            "offline",
         ]],
         tools: &["podman", "python3"],
         shares_images: false,

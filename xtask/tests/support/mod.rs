@@ -53,6 +53,7 @@ pub fn xtask_command(root: &Path, project: &str, args: &[&str]) -> Command {
         .env("JARVIS_PROJECT", project)
         .env_remove("JARVIS_REGISTRY")
         .env_remove("JARVIS_PUSH")
+        .env_remove("JARVIS_OFFLINE")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     command
