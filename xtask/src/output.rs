@@ -88,3 +88,161 @@ pub fn command_line(program: &str, args: &[String]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// How much a source brought in: counted in-process, estimated from what was pinned or
+/// listed, or not measured at all (never a number made up).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Amount {
+    Measured(u64),
+    Estimated(u64),
+    NotMeasured,
+}
+
+/// What a command downloaded, per source, printed at its end and put in `--json`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Meter {
+    rows: Vec<(String, Amount)>,
+}
+
+/// Bytes as people read them: "0 B", "4.8 kB", "63.2 MB".
+pub fn bytes_text(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.2} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
+}
+
+impl Meter {
+    fn add(&mut self, source: &str, amount: Amount) {
+        match self.rows.iter_mut().find(|(s, _)| s == source) {
+            Some((_, have)) => {
+                *have = match (&*have, amount) {
+                    (Amount::Measured(a), Amount::Measured(b)) => Amount::Measured(a + b),
+                    (
+                        Amount::Measured(a) | Amount::Estimated(a),
+                        Amount::Measured(b) | Amount::Estimated(b),
+                    ) => Amount::Estimated(a + b),
+                    _ => Amount::NotMeasured,
+                }
+            }
+            None => self.rows.push((source.to_string(), amount)),
+        }
+    }
+
+    pub fn measured(&mut self, source: &str, bytes: u64) {
+        self.add(source, Amount::Measured(bytes));
+    }
+
+    pub fn estimated(&mut self, source: &str, bytes: u64) {
+        self.add(source, Amount::Estimated(bytes));
+    }
+
+    pub fn not_measured(&mut self, source: &str) {
+        self.add(source, Amount::NotMeasured);
+    }
+
+    /// The rows that brought something in (or may have, unmeasured).
+    fn nonzero(&self) -> impl Iterator<Item = &(String, Amount)> {
+        self.rows.iter().filter(|(_, a)| !matches!(a, Amount::Measured(0) | Amount::Estimated(0)))
+    }
+
+    /// One line per source, then the total; only the total when nothing came in.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let (mut measured, mut estimated, mut unmeasured) = (0, 0, Vec::new());
+        for (source, amount) in self.nonzero() {
+            lines.push(match amount {
+                Amount::Measured(b) => {
+                    measured += b;
+                    format!("downloaded: {source}: {} (measured)", bytes_text(*b))
+                }
+                Amount::Estimated(b) => {
+                    estimated += b;
+                    format!("downloaded: {source}: {} (estimated)", bytes_text(*b))
+                }
+                Amount::NotMeasured => {
+                    unmeasured.push(source.as_str());
+                    format!("downloaded: {source}: not measured")
+                }
+            });
+        }
+        let mut total = format!("downloaded: total {}", bytes_text(measured + estimated));
+        if estimated > 0 {
+            total += &format!(" ({} measured, {} estimated)", bytes_text(measured), bytes_text(estimated));
+        }
+        if !unmeasured.is_empty() {
+            total += &format!(", plus what was not measured ({})", unmeasured.join(", "));
+        }
+        lines.push(total);
+        lines
+    }
+
+    pub fn to_json(&self) -> Value {
+        let sources: Vec<Value> = self
+            .nonzero()
+            .map(|(source, amount)| match amount {
+                Amount::Measured(b) => json!({ "source": source, "bytes": b, "how": "measured" }),
+                Amount::Estimated(b) => json!({ "source": source, "bytes": b, "how": "estimated" }),
+                Amount::NotMeasured => json!({ "source": source, "bytes": null, "how": "not measured" }),
+            })
+            .collect();
+        let sum = |how: &str| {
+            sources.iter().filter(|s| s["how"] == how).filter_map(|s| s["bytes"].as_u64()).sum::<u64>()
+        };
+        json!({
+            "sources": sources,
+            "total_bytes": sum("measured") + sum("estimated"),
+            "measured_bytes": sum("measured"),
+            "estimated_bytes": sum("estimated"),
+            "complete": !sources.iter().any(|s| s["how"] == "not measured"),
+        })
+    }
+
+    /// Prints the lines and puts the meter into the report as `downloaded`.
+    pub fn report(&self, out: Output, report: &mut Value) {
+        for line in self.lines() {
+            out.say(line);
+        }
+        report["downloaded"] = self.to_json();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_downloaded_is_one_line() {
+        let mut meter = Meter::default();
+        assert_eq!(meter.lines(), ["downloaded: total 0 B"]);
+        meter.measured("voices", 0);
+        assert_eq!(meter.lines(), ["downloaded: total 0 B"]);
+        assert_eq!(meter.to_json()["total_bytes"], 0);
+        assert_eq!(meter.to_json()["sources"], json!([]));
+    }
+
+    #[test]
+    fn each_source_then_a_total_that_says_what_is_estimated_and_unmeasured() {
+        let mut meter = Meter::default();
+        meter.measured("voices", 63_000_000);
+        meter.measured("voices", 4_800);
+        meter.estimated("registry pull backend", 1_000_000);
+        meter.not_measured("pip");
+        assert_eq!(
+            meter.lines(),
+            [
+                "downloaded: voices: 63.0 MB (measured)",
+                "downloaded: registry pull backend: 1.0 MB (estimated)",
+                "downloaded: pip: not measured",
+                "downloaded: total 64.0 MB (63.0 MB measured, 1.0 MB estimated), plus what was not measured (pip)",
+            ]
+        );
+        let json = meter.to_json();
+        assert_eq!(json["measured_bytes"], 63_004_800);
+        assert_eq!(json["estimated_bytes"], 1_000_000);
+        assert_eq!(json["complete"], false);
+        assert_eq!(json["sources"][2], json!({ "source": "pip", "bytes": null, "how": "not measured" }));
+    }
+}

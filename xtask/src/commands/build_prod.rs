@@ -12,7 +12,7 @@ use crate::{
     converge::registry::{Registry, RegistryArgs},
     engine::Engine,
     inputs::cache,
-    output::{self, Output},
+    output::{self, Meter, Output},
     stack::{Llm, Stack},
 };
 
@@ -85,6 +85,7 @@ pub fn build(
         ));
         report["built"] = json!(false);
         report["outcome"] = json!("cached");
+        Meter::default().report(out, report);
         // No size: inspecting it costs the engine a walk of every layer, the no-op's whole budget.
         return Ok(());
     } else {
@@ -98,6 +99,9 @@ pub fn build(
         if out.dry_run {
             return Ok(());
         }
+        let mut meter = Meter::default();
+        apply::meter(&json!(done), &mut meter);
+        meter.report(out, report);
     }
     if let Ok(bytes) = engine.image_size(sh, &image.reference) {
         let also: Vec<&str> =

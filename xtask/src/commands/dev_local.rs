@@ -26,6 +26,7 @@ use crate::{
     host::ports,
     host::supervise::{self, Child, Color, Log, Stdout},
     inputs::cache,
+    output::Meter,
     stack::Project,
 };
 
@@ -69,6 +70,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
             models_dir: setup::models_dir(&p.root),
             worked: false,
             voices_missing: 0,
+            meter: Meter::default(),
         }
     } else {
         let _lock = cache::lock(&p.cache_dir())?;
@@ -78,6 +80,11 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         }
         result?
     };
+    // What setup downloaded; the session itself (cargo, Vite) fetches nothing it is not
+    // asked to by a dependency change.
+    for line in ready.meter.lines() {
+        log.note(line);
+    }
     if signals.try_recv().is_ok() {
         log.note("stopped before starting anything");
         return Ok(());

@@ -22,7 +22,7 @@ use crate::{
     },
     inputs::cache::{self, Record},
     inputs::fingerprint::Inputs,
-    output::Output,
+    output::{Meter, Output},
 };
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +45,8 @@ pub struct Ready {
     pub worked: bool,
     /// Voice files that could not be downloaded (offline): TTS uses espeak-ng.
     pub voices_missing: usize,
+    /// What the steps downloaded.
+    pub meter: Meter,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
@@ -57,6 +59,9 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         (_, 0) => "nothing to do, everything is current".to_string(),
         (_, n) => format!("done, except {n} voice file(s) that could not be downloaded (see the warnings)"),
     };
+    for line in ready.meter.lines() {
+        println!("{line}");
+    }
     println!("setup: {what} ({:.2} s)", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -74,9 +79,16 @@ pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
             return Err(format!("nothing was changed:\n  {}", blockers.join("\n  ")));
         }
     }
+    let mut meter = Meter::default();
     let mut worked = env_file(root, out)?;
-    worked |= venv(&sh, cx, &python, out)?;
-    worked |= node_modules(&sh, cx, &node, out)?;
+    if venv(&sh, cx, &python, out)? {
+        worked = true;
+        meter.not_measured("pip (requirements.txt)");
+    }
+    if node_modules(&sh, cx, &node, out)? {
+        worked = true;
+        meter.not_measured("npm (package-lock.json)");
+    }
     let mut voices_missing = 0;
     if args.no_models {
         out.say("models: skipped (--no-models); TTS uses espeak-ng");
@@ -84,8 +96,9 @@ pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
         let voices = voices(root, &models_dir, &python.path, out)?;
         worked |= voices.downloaded;
         voices_missing = voices.missing;
+        meter.measured("voices", voices.received);
     }
-    Ok(Ready { venv_bin: root.join(".venv/bin"), models_dir, worked, voices_missing })
+    Ok(Ready { venv_bin: root.join(".venv/bin"), models_dir, worked, voices_missing, meter })
 }
 
 /// The Python that makes the venv.
@@ -345,12 +358,17 @@ fn voices(root: &Path, dir: &Path, python: &Path, out: Output) -> Result<Voices,
              network is back (a partial download resumes)",
         );
     }
-    Ok(Voices { downloaded: !summary.downloaded.is_empty(), missing: summary.unavailable.len() })
+    Ok(Voices {
+        downloaded: !summary.downloaded.is_empty(),
+        missing: summary.unavailable.len(),
+        received: downloader.received(),
+    })
 }
 
 struct Voices {
     downloaded: bool,
     missing: usize,
+    received: u64,
 }
 
 /// Where the backend finds its voices: `MODELS_DIR` from the environment or `.env`

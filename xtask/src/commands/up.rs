@@ -17,7 +17,7 @@ use crate::{
     converge::registry::RegistryArgs,
     engine::{Call, Engine, Progress},
     host::supervise::{Color, Log, read_lines},
-    output::Output,
+    output::{Meter, Output},
     stack::{Llm, Stack},
 };
 
@@ -76,6 +76,9 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     if args.dry_run {
         return Ok(());
     }
+    let mut meter = Meter::default();
+    apply::meter(&report["applied"], &mut meter);
+    meter.report(out, &mut report);
     check_llm(&sh, &engine, &stack, args.llm, out);
     let p = &stack.project;
     let host = p.reach_addr();

@@ -17,7 +17,7 @@ use crate::{
     },
     engine::{Build, Call, Engine, Progress, buildlog},
     inputs::cache,
-    output::Output,
+    output::{Meter, Output},
     stack::{INPUTS_LABEL, REVISION_LABEL, ServiceImage, Stack},
 };
 
@@ -335,9 +335,18 @@ fn registry_action(
                         "{} image: pulled from {r} in {:.1}s (inputs label verified)",
                         img.key, pulled.seconds
                     ));
+                    // The manifest's compressed layer sizes: what the pull cost at most (layers
+                    // the store already had are not fetched again). Read over plain HTTP, so
+                    // only from a loopback registry.
+                    let layers =
+                        if r.is_loopback() { registry::manifest_layers(r, &pulled.remote) } else { None };
                     done.push(json!({
                         "action": action.to_json(stack), "status": "ok", "outcome": "pulled",
-                        "seconds": pulled.seconds, "registry": { "remote": pulled.remote, "pull": "hit" },
+                        "seconds": pulled.seconds,
+                        "registry": {
+                            "remote": pulled.remote, "pull": "hit",
+                            "layer_bytes": layers.map(|l| l.iter().sum::<u64>()),
+                        },
                     }));
                     shared.insert(*index, Shared::Pulled);
                 }
@@ -372,6 +381,26 @@ fn registry_action(
         }
     }
     Ok(())
+}
+
+/// What the applied actions (`apply`'s records) brought in over the network: a registry
+/// pull by its manifest's compressed layer sizes (estimated: layers already held are not
+/// fetched), builds and image pulls named as not measured.
+pub fn meter(applied: &Value, meter: &mut Meter) {
+    for record in applied.as_array().into_iter().flatten().filter(|r| r["status"] == "ok") {
+        let target = record["action"]["target"].as_str().unwrap_or_default();
+        match record["action"]["action"].as_str() {
+            Some("build") => {
+                meter.not_measured(&format!("image build {target} (apt, pip, npm, cargo inside it)"))
+            }
+            Some("pull") => meter.not_measured(&format!("image pull for {target}")),
+            Some("fetch") => match record["registry"]["layer_bytes"].as_u64() {
+                Some(bytes) => meter.estimated(&format!("registry pull {target} (compressed layers)"), bytes),
+                None => meter.not_measured(&format!("registry pull {target}")),
+            },
+            _ => {}
+        }
+    }
 }
 
 /// Brings the engine to `stack` under the cache lock: observe, plan, apply, then wait until

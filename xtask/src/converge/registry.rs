@@ -6,7 +6,11 @@
 //! whatever goes wrong with it is a warning and the build goes on locally. Credentials are
 //! the engine's own (`podman login`); this tool never sees them.
 
-use std::{net::IpAddr, time::Instant};
+use std::{
+    io::{Read, Write},
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use serde_json::{Value, json};
 use xshell::Shell;
@@ -215,6 +219,27 @@ pub fn verify(label: Option<&str>, digest: &str) -> Result<(), Miss> {
         Some(found) if found == digest => Ok(()),
         found => Err(Miss::Rejected { found: found.map(str::to_string) }),
     }
+}
+
+/// The compressed size of each layer of `remote`, from the registry's manifest (plain HTTP:
+/// only called for loopback registries, which have no TLS).
+pub fn manifest_layers(registry: &Registry, remote: &str) -> Option<Vec<u64>> {
+    let host = registry.host();
+    let path = remote.strip_prefix(host)?;
+    let (name, tag) = path.trim_start_matches('/').rsplit_once(':')?;
+    let mut stream = std::net::TcpStream::connect(host.replace("localhost", "127.0.0.1")).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        stream,
+        "GET /v2/{name}/manifests/{tag} HTTP/1.0\r\nHost: {host}\r\nAccept: \
+         application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    let manifest: Value = serde_json::from_str(body).ok()?;
+    manifest["layers"].as_array()?.iter().map(|l| l["size"].as_u64()).collect()
 }
 
 /// A pull that went through and was verified.

@@ -348,6 +348,8 @@ pub struct Downloader {
     index: String,
     /// Wheels already fetched this run: requirement → local path.
     wheels: HashMap<String, PathBuf>,
+    /// Response body bytes read this run (files, wheels, index listings): what it downloaded.
+    received: std::cell::Cell<u64>,
 }
 
 impl Downloader {
@@ -378,7 +380,17 @@ impl Downloader {
             python,
             index: index.trim_end_matches('/').to_string(),
             wheels: HashMap::new(),
+            received: std::cell::Cell::new(0),
         }
+    }
+
+    /// The response body bytes this downloader read so far.
+    pub fn received(&self) -> u64 {
+        self.received.get()
+    }
+
+    fn count(&self, bytes: u64) {
+        self.received.set(self.received.get() + bytes);
     }
 
     /// Makes every file of `specs` present and verified in `dir`. Errors only on a digest
@@ -529,6 +541,7 @@ impl Downloader {
                 match body.read(&mut buf) {
                     Ok(0) => break None,
                     Ok(n) => {
+                        self.count(n as u64);
                         file.write_all(&buf[..n])
                             .map_err(|e| Failure::Local(format!("writing {}: {e}", part.display())))?;
                         bar.advance(n as u64);
@@ -620,6 +633,7 @@ impl Downloader {
             .body_mut()
             .read_to_string()
             .map_err(|e| Failure::Network(format!("{}: {e}", host_of(&listing_url))))?;
+        self.count(text.len() as u64);
         let listing: Value = serde_json::from_str(&text)
             .map_err(|_| Failure::Network(format!("{listing_url} is not a PEP 691 JSON listing")))?;
         let wheel = pick_wheel(&listing, name, version)

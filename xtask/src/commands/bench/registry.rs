@@ -9,12 +9,8 @@
 //! what a fresh machine fetches, even when this one's cache mounts served them); npm does not,
 //! so for it only the network interface's counter during the build says anything.
 
-use std::{
-    io::{Read, Write},
-    time::{Duration, Instant},
-};
+use std::time::Instant;
 
-use serde_json::Value;
 use xshell::Shell;
 
 use crate::{
@@ -89,7 +85,7 @@ fn measure(
     let pulled = registry::pull(sh, engine, registry, image, &digest)
         .map_err(|miss| miss.message(registry, image, &remote, &digest))?;
     let lo = lo_before.and_then(|b| Some(rx_bytes("lo")? - b));
-    let layers = if registry.is_loopback() { manifest_layers(registry, &remote) } else { None };
+    let layers = if registry.is_loopback() { registry::manifest_layers(registry, &remote) } else { None };
     let base_layers = base_layer_count(sh, engine, stack, image);
     let size = engine.image_size(sh, &image.reference)?;
 
@@ -230,27 +226,6 @@ fn base_layer_count(
 ) -> Option<usize> {
     let base = containerfile::read_file(stack.root(), image.containerfile).ok()?.bases.into_iter().next()?;
     engine.image_layers(sh, &base)
-}
-
-/// The compressed size of each layer of `remote`, from the registry's manifest (plain HTTP:
-/// only called for loopback registries, which have no TLS).
-fn manifest_layers(registry: &Registry, remote: &str) -> Option<Vec<u64>> {
-    let host = registry.host();
-    let path = remote.strip_prefix(host)?;
-    let (name, tag) = path.trim_start_matches('/').rsplit_once(':')?;
-    let mut stream = std::net::TcpStream::connect(host.replace("localhost", "127.0.0.1")).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        stream,
-        "GET /v2/{name}/manifests/{tag} HTTP/1.0\r\nHost: {host}\r\nAccept: \
-         application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (_, body) = response.split_once("\r\n\r\n")?;
-    let manifest: Value = serde_json::from_str(body).ok()?;
-    manifest["layers"].as_array()?.iter().map(|l| l["size"].as_u64()).collect()
 }
 
 #[cfg(test)]
