@@ -359,7 +359,7 @@ fn voices(root: &Path, dir: &Path, python: &Path, out: Output) -> Result<Voices,
         );
     }
     Ok(Voices {
-        downloaded: !summary.downloaded.is_empty(),
+        downloaded: !summary.downloaded.is_empty() || !summary.from_store.is_empty(),
         missing: summary.unavailable.len(),
         received: downloader.received(),
     })

@@ -316,6 +316,8 @@ pub struct Summary {
     pub downloaded: Vec<(String, String)>,
     /// (file, why no source gave it): the voice is not usable until a later run.
     pub unavailable: Vec<(String, String)>,
+    /// Files taken from the per-user voice store, verified, with nothing downloaded.
+    pub from_store: Vec<String>,
 }
 
 /// Why a source did not give a file.
@@ -350,6 +352,21 @@ pub struct Downloader {
     wheels: HashMap<String, PathBuf>,
     /// Response body bytes read this run (files, wheels, index listings): what it downloaded.
     received: std::cell::Cell<u64>,
+    /// The per-user voice store, files named by their SHA-256 (`voice_store`): a file
+    /// found there is linked (or copied) into place and verified instead of downloaded,
+    /// and every file downloaded is put there for the next checkout.
+    pub store: Option<PathBuf>,
+}
+
+/// Where the per-user voice store is: `$JARVIS_VOICE_STORE`, else
+/// `$XDG_CACHE_HOME/jarvis/voices`, else `~/.cache/jarvis/voices`; `None` without a home.
+pub fn voice_store() -> Option<PathBuf> {
+    let set = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set("JARVIS_VOICE_STORE") {
+        return Some(dir);
+    }
+    let cache = set("XDG_CACHE_HOME").or_else(|| set("HOME").map(|home| home.join(".cache")))?;
+    Some(cache.join("jarvis").join("voices"))
 }
 
 impl Downloader {
@@ -358,7 +375,9 @@ impl Downloader {
             .ok()
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "https://pypi.org/simple".into());
-        Downloader::with_index(python, index)
+        let mut downloader = Downloader::with_index(python, index);
+        downloader.store = voice_store();
+        downloader
     }
 
     pub fn with_index(python: PathBuf, index: String) -> Downloader {
@@ -381,6 +400,7 @@ impl Downloader {
             index: index.trim_end_matches('/').to_string(),
             wheels: HashMap::new(),
             received: std::cell::Cell::new(0),
+            store: None,
         }
     }
 
@@ -414,11 +434,19 @@ impl Downloader {
                     fs::remove_file(&target).map_err(|e| format!("removing {}: {e}", target.display()))?;
                 }
             }
+            if self.take_from_store(spec, &target, say) {
+                if let Some(stamp) = stamp_of(&target, &spec.sha256) {
+                    stamps.insert(spec.path.clone(), stamp);
+                }
+                summary.from_store.push(spec.path.clone());
+                continue;
+            }
             match self.fetch(spec, &target, say) {
                 Ok(from) => {
                     if let Some(stamp) = stamp_of(&target, &spec.sha256) {
                         stamps.insert(spec.path.clone(), stamp);
                     }
+                    self.keep_in_store(spec, &target, say);
                     summary.downloaded.push((spec.path.clone(), from));
                 }
                 Err(Failure::Network(why)) => summary.unavailable.push((spec.path.clone(), why)),
@@ -434,6 +462,60 @@ impl Downloader {
             let _ = fs::remove_dir_all(dir.join(DOWNLOADS));
         }
         Ok(summary)
+    }
+
+    /// Puts the store's copy of `spec` at `target` (a hard link, else a copy) once it
+    /// verifies; a store file that does not is removed. False: not there, or not usable.
+    fn take_from_store(&self, spec: &FileSpec, target: &Path, say: &dyn Fn(&str)) -> bool {
+        let Some(store) = &self.store else { return false };
+        let stored = store.join(&spec.sha256);
+        if !fs::metadata(&stored).is_ok_and(|m| m.len() == spec.size) {
+            return false;
+        }
+        if sha256_file(&stored).ok().as_deref() != Some(spec.sha256.as_str()) {
+            say(&format!("{}: the voice store's copy does not match its digest; removed", stored.display()));
+            let _ = fs::remove_file(&stored);
+            return false;
+        }
+        let part = partial_path(target);
+        let _ = fs::remove_file(&part);
+        if let Some(parent) = target.parent() {
+            let _ = fs::create_dir_all(parent);
+        }
+        let placed = fs::hard_link(&stored, &part).is_ok() || fs::copy(&stored, &part).is_ok();
+        // Verified again in place: a copy can go wrong, and the store is only a hint.
+        if placed && verify(&part, spec).is_ok() && fs::rename(&part, target).is_ok() {
+            say(&format!(
+                "{} from the voice store {} (sha256 verified, nothing downloaded)",
+                spec.path,
+                store.display()
+            ));
+            return true;
+        }
+        let _ = fs::remove_file(&part);
+        false
+    }
+
+    /// Puts a verified file into the store for the next checkout; a failure only costs
+    /// that checkout a download, so it is said and not an error.
+    fn keep_in_store(&self, spec: &FileSpec, target: &Path, say: &dyn Fn(&str)) {
+        let Some(store) = &self.store else { return };
+        let stored = store.join(&spec.sha256);
+        if fs::metadata(&stored).is_ok_and(|m| m.len() == spec.size) {
+            return;
+        }
+        let temporary = store.join(format!("{}.{}.tmp", spec.sha256, std::process::id()));
+        let done = fs::create_dir_all(store).is_ok()
+            && (fs::hard_link(target, &temporary).is_ok() || fs::copy(target, &temporary).is_ok())
+            && fs::rename(&temporary, &stored).is_ok();
+        if !done {
+            let _ = fs::remove_file(&temporary);
+            say(&format!(
+                "could not put {} into the voice store {}; the next checkout downloads it",
+                spec.path,
+                store.display()
+            ));
+        }
     }
 
     /// Tries each source in order; returns the one that gave the verified file.

@@ -141,16 +141,62 @@ fn a_good_file_is_verified_and_moved_into_place_once() {
     let server = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
     let specs = [spec("voice.onnx", &body, vec![Source::Url(server.url("/voice.onnx"))])];
 
-    let summary = downloader().ensure(&specs, &dir, &quiet).unwrap();
+    let mut first = downloader();
+    let summary = first.ensure(&specs, &dir, &quiet).unwrap();
     assert_eq!(summary.downloaded, [("voice.onnx".to_string(), server.url("/voice.onnx"))]);
     assert_eq!(fs::read(dir.join("voice.onnx")).unwrap(), body);
     assert!(!dir.join("voice.onnx.part").exists());
+    assert_eq!(first.received(), 10_000, "the meter counts the body bytes");
 
     // Present and stamped: the second run asks nobody and hashes nothing.
-    let summary = downloader().ensure(&specs, &dir, &quiet).unwrap();
+    let mut second = downloader();
+    let summary = second.ensure(&specs, &dir, &quiet).unwrap();
     assert_eq!(summary.present, ["voice.onnx"]);
+    assert_eq!(second.received(), 0);
     assert_eq!(server.ranges().len(), 1, "the second run made no request");
     fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_second_checkout_takes_the_voice_from_the_store_by_digest_without_a_download() {
+    let (one, two, store) = (scratch("store-one"), scratch("store-two"), scratch("store"));
+    let body = content();
+    let server = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
+    let specs = [spec("voice.onnx", &body, vec![Source::Url(server.url("/voice.onnx"))])];
+    let with_store = || {
+        let mut d = downloader();
+        d.store = Some(store.clone());
+        d
+    };
+
+    // The first checkout downloads it and puts it into the store, named by its digest.
+    let mut first = with_store();
+    assert_eq!(first.ensure(&specs, &one, &quiet).unwrap().downloaded.len(), 1);
+    assert_eq!(fs::read(store.join(&specs[0].sha256)).unwrap(), body);
+    assert_eq!(first.received(), 10_000);
+
+    // The second checkout gets it from the store: verified, no request, 0 bytes.
+    let mut second = with_store();
+    let summary = second.ensure(&specs, &two, &quiet).unwrap();
+    assert_eq!(summary.from_store, ["voice.onnx"]);
+    assert!(summary.downloaded.is_empty());
+    assert_eq!(fs::read(two.join("voice.onnx")).unwrap(), body);
+    assert_eq!(server.ranges().len(), 1, "only the first checkout asked the server");
+    assert_eq!(second.received(), 0);
+
+    // A store copy that does not match its digest is removed and the file downloaded.
+    let third = scratch("store-three");
+    fs::remove_file(store.join(&specs[0].sha256)).unwrap();
+    let mut wrong = body.clone();
+    wrong[0] ^= 1;
+    fs::write(store.join(&specs[0].sha256), &wrong).unwrap();
+    let summary = with_store().ensure(&specs, &third, &quiet).unwrap();
+    assert_eq!(summary.downloaded.len(), 1, "{summary:?}");
+    assert_eq!(fs::read(third.join("voice.onnx")).unwrap(), body);
+    assert_eq!(fs::read(store.join(&specs[0].sha256)).unwrap(), body, "the store holds the good copy again");
+    for dir in [one, two, third, store] {
+        fs::remove_dir_all(dir).unwrap();
+    }
 }
 
 #[test]
@@ -188,9 +234,11 @@ fn a_truncated_transfer_keeps_its_partial_file_and_is_not_a_failure() {
     // The next run, with a source that completes, resumes from the partial file.
     let good = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
     let specs = [spec("voice.onnx", &body, vec![Source::Url(good.url("/voice.onnx"))])];
-    let summary = downloader().ensure(&specs, &dir, &quiet).unwrap();
+    let mut resumed = downloader();
+    let summary = resumed.ensure(&specs, &dir, &quiet).unwrap();
     assert_eq!(summary.downloaded.len(), 1);
     assert_eq!(good.ranges(), ["bytes=3000-"]);
+    assert_eq!(resumed.received(), 7_000, "a resumed download counts only what it fetched");
     assert_eq!(fs::read(dir.join("voice.onnx")).unwrap(), body);
     fs::remove_dir_all(&dir).unwrap();
 }
