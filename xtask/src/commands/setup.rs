@@ -93,7 +93,7 @@ pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
     if args.no_models {
         out.say("models: skipped (--no-models); TTS uses espeak-ng");
     } else {
-        let voices = voices(root, &models_dir, &python.path, out)?;
+        let voices = voices(root, &models_dir, &python.path, args.offline, out)?;
         worked |= voices.downloaded;
         voices_missing = voices.missing;
         meter.measured("voices", voices.received);
@@ -319,8 +319,9 @@ fn offline_blockers(
             Ok(specs) => {
                 for spec in specs {
                     let path = models_dir.join(&spec.path);
-                    let present = fs::metadata(&path).is_ok_and(|m| m.len() == spec.size)
-                        && models::sha256_file(&path).is_ok_and(|d| d == spec.sha256);
+                    let present = (fs::metadata(&path).is_ok_and(|m| m.len() == spec.size)
+                        && models::sha256_file(&path).is_ok_and(|d| d == spec.sha256))
+                        || models::in_store(models::voice_store().as_deref(), &spec.sha256, spec.size);
                     if !present {
                         blockers.push(format!(
                             "{OFFLINE}: a voice: {} ({})",
@@ -338,9 +339,10 @@ fn offline_blockers(
 
 /// Downloads what models.json lists and is missing. Unreachable sources are a warning:
 /// the backend then speaks with espeak-ng.
-fn voices(root: &Path, dir: &Path, python: &Path, out: Output) -> Result<Voices, String> {
+fn voices(root: &Path, dir: &Path, python: &Path, offline: bool, out: Output) -> Result<Voices, String> {
     let specs = models::manifest(root)?;
     let mut downloader = models::Downloader::new(python.to_path_buf());
+    downloader.offline = offline;
     let summary = downloader.ensure(&specs, dir, &|line: &str| out.say(format!("models: {line}")))?;
     let shown = dir.strip_prefix(root).unwrap_or(dir).display();
     if summary.downloaded.is_empty() && summary.unavailable.is_empty() {

@@ -356,6 +356,14 @@ pub struct Downloader {
     /// found there is linked (or copied) into place and verified instead of downloaded,
     /// and every file downloaded is put there for the next checkout.
     pub store: Option<PathBuf>,
+    /// `--offline`: never ask a source; only what is in place or in the store is used.
+    pub offline: bool,
+}
+
+/// Whether the store holds a file of this size under `sha256` (its digest is checked
+/// when it is taken).
+pub fn in_store(store: Option<&Path>, sha256: &str, size: u64) -> bool {
+    store.is_some_and(|store| fs::metadata(store.join(sha256)).is_ok_and(|m| m.len() == size))
 }
 
 /// Where the per-user voice store is: `$JARVIS_VOICE_STORE`, else
@@ -401,6 +409,7 @@ impl Downloader {
             wheels: HashMap::new(),
             received: std::cell::Cell::new(0),
             store: None,
+            offline: false,
         }
     }
 
@@ -520,6 +529,9 @@ impl Downloader {
 
     /// Tries each source in order; returns the one that gave the verified file.
     fn fetch(&mut self, spec: &FileSpec, target: &Path, say: &dyn Fn(&str)) -> Result<String, Failure> {
+        if self.offline {
+            return Err(Failure::Network("--offline: not downloaded".into()));
+        }
         let part = partial_path(target);
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent)

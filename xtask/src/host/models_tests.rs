@@ -200,6 +200,29 @@ fn a_second_checkout_takes_the_voice_from_the_store_by_digest_without_a_download
 }
 
 #[test]
+fn offline_the_store_serves_and_no_source_is_asked() {
+    let (dir, store) = (scratch("offline"), scratch("offline-store"));
+    let body = content();
+    let server = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
+    let specs = [spec("voice.onnx", &body, vec![Source::Url(server.url("/voice.onnx"))])];
+    let mut offline = downloader();
+    offline.offline = true;
+    offline.store = Some(store.clone());
+    let summary = offline.ensure(&specs, &dir, &quiet).unwrap();
+    assert!(summary.unavailable[0].1.contains("--offline"), "{summary:?}");
+    assert!(server.ranges().is_empty(), "offline asked a source");
+    assert!(!super::in_store(Some(&store), &specs[0].sha256, 10_000));
+    fs::write(store.join(&specs[0].sha256), &body).unwrap();
+    assert!(super::in_store(Some(&store), &specs[0].sha256, 10_000));
+    let summary = offline.ensure(&specs, &dir, &quiet).unwrap();
+    assert_eq!(summary.from_store, ["voice.onnx"]);
+    assert!(server.ranges().is_empty() && offline.received() == 0);
+    for dir in [dir, store] {
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
 fn a_digest_mismatch_deletes_the_partial_file_and_fails_with_both_digests() {
     let dir = scratch("mismatch");
     let body = content();
