@@ -151,7 +151,7 @@ impl Meter {
     /// One line per source, then the total; only the total when nothing came in.
     pub fn lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        let (mut measured, mut estimated, mut unmeasured) = (0, 0, Vec::new());
+        let (mut measured, mut estimated, mut unmeasured) = (0, 0, 0);
         for (source, amount) in self.nonzero() {
             lines.push(match amount {
                 Amount::Measured(b) => {
@@ -163,7 +163,7 @@ impl Meter {
                     format!("downloaded: {source}: {} (estimated)", bytes_text(*b))
                 }
                 Amount::NotMeasured => {
-                    unmeasured.push(source.as_str());
+                    unmeasured += 1;
                     format!("downloaded: {source}: not measured")
                 }
             });
@@ -172,8 +172,8 @@ impl Meter {
         if estimated > 0 {
             total += &format!(" ({} measured, {} estimated)", bytes_text(measured), bytes_text(estimated));
         }
-        if !unmeasured.is_empty() {
-            total += &format!(", plus what was not measured ({})", unmeasured.join(", "));
+        if unmeasured > 0 {
+            total += &format!(", plus {unmeasured} source(s) not measured (above)");
         }
         lines.push(total);
         lines
@@ -236,7 +236,7 @@ mod tests {
                 "downloaded: voices: 63.0 MB (measured)",
                 "downloaded: registry pull backend: 1.0 MB (estimated)",
                 "downloaded: pip: not measured",
-                "downloaded: total 64.0 MB (63.0 MB measured, 1.0 MB estimated), plus what was not measured (pip)",
+                "downloaded: total 64.0 MB (63.0 MB measured, 1.0 MB estimated), plus 1 source(s) not measured (above)",
             ]
         );
         let json = meter.to_json();

@@ -66,6 +66,8 @@ fn offline_serves_the_noop_and_a_source_edit_and_refuses_an_input_change_untouch
     assert_eq!(noop["ok"], true, "{noop}");
     assert_eq!(planned(&noop), vec![]);
     assert_eq!(noop["blockers"], serde_json::json!([]));
+    assert_eq!(noop["downloaded"]["total_bytes"], 0, "{noop}");
+    assert_eq!(noop["downloaded"]["sources"], serde_json::json!([]), "{noop}");
 
     // A source edit: the dev containers build the source themselves, no image is rebuilt.
     let style = root.join("frontend/src/style.css");

@@ -391,7 +391,22 @@ pub fn meter(applied: &Value, meter: &mut Meter) {
         let target = record["action"]["target"].as_str().unwrap_or_default();
         match record["action"]["action"].as_str() {
             Some("build") => {
-                meter.not_measured(&format!("image build {target} (apt, pip, npm, cargo inside it)"))
+                let stages = record["stages"].as_array().cloned().unwrap_or_default();
+                let (steps, cached) = stages.iter().fold((0, 0), |(s, c), stage| {
+                    (
+                        s + stage["steps"].as_u64().unwrap_or(0),
+                        c + stage["cached_steps"].as_u64().unwrap_or(0),
+                    )
+                });
+                if !stages.is_empty() && steps == cached {
+                    // Every step came from the layer cache: no step ran that could download.
+                    meter.estimated(&format!("image build {target}"), 0);
+                } else {
+                    meter.not_measured(&format!(
+                        "image build {target} (apt, pip, npm, cargo inside it; {} of {steps} steps ran)",
+                        steps - cached
+                    ));
+                }
             }
             Some("pull") => meter.not_measured(&format!("image pull for {target}")),
             Some("fetch") => match record["registry"]["layer_bytes"].as_u64() {
@@ -446,4 +461,36 @@ pub fn converge(
         return Ok(());
     }
     ready::wait(sh, engine, stack, timeout, out, cancel)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::output::Meter;
+
+    #[test]
+    fn the_meter_of_applied_actions() {
+        let build = |target: &str, steps: u64, cached: u64| {
+            json!({ "action": { "action": "build", "target": target }, "status": "ok",
+                    "stages": [{ "stage": "final", "steps": steps, "cached_steps": cached }] })
+        };
+        let applied = json!([
+            build("cached", 3, 3),
+            build("ran", 3, 1),
+            { "action": { "action": "fetch", "target": "f" }, "status": "ok", "outcome": "pulled",
+              "registry": { "layer_bytes": 2_000_000 } },
+            { "action": { "action": "pull", "target": "llm" }, "status": "skipped" },
+        ]);
+        let mut meter = Meter::default();
+        super::meter(&applied, &mut meter);
+        assert_eq!(
+            meter.lines(),
+            [
+                "downloaded: image build ran (apt, pip, npm, cargo inside it; 2 of 3 steps ran): not measured",
+                "downloaded: registry pull f (compressed layers): 2.0 MB (estimated)",
+                "downloaded: total 2.0 MB (0 B measured, 2.0 MB estimated), plus 1 source(s) not measured (above)",
+            ]
+        );
+    }
 }
