@@ -210,6 +210,11 @@ pub fn apply(
                     }
                     out.say(format!("{} image: built in {seconds:.1}s", img.key));
                     record["stages"] = stages.iter().map(buildlog::Stage::to_json).collect();
+                    // Whether a RUN step ran (only those can download), for the meter.
+                    record["steps"] = json!({
+                        "total": steps.0.len(),
+                        "runs_ran": steps.0.iter().filter(|s| !s.cached && s.instruction.starts_with("RUN")).count(),
+                    });
                     record["outcome"] = json!("built");
                     if registry.is_some() {
                         record["registry"] = match shared.remove(image) {
@@ -391,20 +396,14 @@ pub fn meter(applied: &Value, meter: &mut Meter) {
         let target = record["action"]["target"].as_str().unwrap_or_default();
         match record["action"]["action"].as_str() {
             Some("build") => {
-                let stages = record["stages"].as_array().cloned().unwrap_or_default();
-                let (steps, cached) = stages.iter().fold((0, 0), |(s, c), stage| {
-                    (
-                        s + stage["steps"].as_u64().unwrap_or(0),
-                        c + stage["cached_steps"].as_u64().unwrap_or(0),
-                    )
-                });
-                if !stages.is_empty() && steps == cached {
-                    // Every step came from the layer cache: no step ran that could download.
+                let steps = record["steps"]["total"].as_u64().unwrap_or(0);
+                let ran = record["steps"]["runs_ran"].as_u64().unwrap_or(0);
+                if steps > 0 && ran == 0 {
+                    // No RUN step ran (every one came from the layer cache): nothing could download.
                     meter.estimated(&format!("image build {target}"), 0);
                 } else {
                     meter.not_measured(&format!(
-                        "image build {target} (apt, pip, npm, cargo inside it; {} of {steps} steps ran)",
-                        steps - cached
+                        "image build {target} (apt, pip, npm, cargo inside it; {ran} RUN step(s) ran)"
                     ));
                 }
             }
@@ -473,7 +472,7 @@ mod tests {
     fn the_meter_of_applied_actions() {
         let build = |target: &str, steps: u64, cached: u64| {
             json!({ "action": { "action": "build", "target": target }, "status": "ok",
-                    "stages": [{ "stage": "final", "steps": steps, "cached_steps": cached }] })
+                    "steps": { "total": steps, "runs_ran": steps - cached } })
         };
         let applied = json!([
             build("cached", 3, 3),
@@ -487,7 +486,7 @@ mod tests {
         assert_eq!(
             meter.lines(),
             [
-                "downloaded: image build ran (apt, pip, npm, cargo inside it; 2 of 3 steps ran): not measured",
+                "downloaded: image build ran (apt, pip, npm, cargo inside it; 2 RUN step(s) ran): not measured",
                 "downloaded: registry pull f (compressed layers): 2.0 MB (estimated)",
                 "downloaded: total 2.0 MB (0 B measured, 2.0 MB estimated), plus 1 source(s) not measured (above)",
             ]
