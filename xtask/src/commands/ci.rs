@@ -117,7 +117,9 @@ pub const STEPS: &[Step] = &[
     Step {
         name: "maintenance",
         about: "stats, history, prune beside a running build, volume backup and restore, update-bases (podman, docker-registry)",
-        commands: &[&["cargo", "test", "-p", "xtask", "--test", "maintenance"]],
+        // One test at a time: prune removes images that the others' builds and listings
+        // would otherwise race against (podman reports such an image as "not known").
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "maintenance", "--", "--test-threads=1"]],
         tools: &["podman", "docker-registry"],
         shares_images: false,
     },

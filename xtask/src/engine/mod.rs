@@ -272,6 +272,27 @@ impl Engine {
             .map_err(|e| format!("cannot follow the logs of {container}: {e}"))
     }
 
+    /// `read` of a listing that the engine fails when something it lists is removed while
+    /// it lists it (another project's prune, a build's intermediate image, a container
+    /// going away): asked again, up to five times.
+    fn read_listing(&self, sh: &Shell, args: &[&str]) -> Result<String, String> {
+        let mut attempt = 0;
+        loop {
+            match self.read(sh, args) {
+                Err(e)
+                    if attempt < 5
+                        && ["not known", "no such container", "does not exist"]
+                            .iter()
+                            .any(|m| e.contains(m)) =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// The one place an engine process is made. docker gets BuildKit: the Containerfiles
     /// use `RUN --mount=type=cache`, which docker's legacy builder rejects.
     fn command(&self, sh: &Shell, args: &[&str]) -> std::process::Command {
@@ -513,17 +534,7 @@ impl Engine {
         let text = match self.kind {
             // An image removed during the listing (another project's prune or build)
             // makes podman fail it: ask again.
-            Kind::Podman => {
-                let mut attempt = 0;
-                loop {
-                    match self.read(sh, &["images", "-a", "--format", "json"]) {
-                        Ok(text) => break text,
-                        Err(e) if attempt < 5 && e.contains("not known") => attempt += 1,
-                        Err(e) => return Err(e),
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
-            }
+            Kind::Podman => self.read_listing(sh, &["images", "-a", "--format", "json"])?,
             // docker's listing has neither labels nor parents: inspect them all at once.
             Kind::Docker => {
                 let ids = self.read(sh, &["images", "-a", "-q", "--no-trunc"])?;
@@ -595,7 +606,7 @@ impl Engine {
     /// one `system df -v` call. podman 4 prints it only as a table; docker as JSON.
     pub fn disk_usage(&self, sh: &Shell) -> Result<listing::DiskUsage, String> {
         match self.kind {
-            Kind::Podman => Ok(listing::parse_podman_df(&self.read(sh, &["system", "df", "-v"])?)),
+            Kind::Podman => Ok(listing::parse_podman_df(&self.read_listing(sh, &["system", "df", "-v"])?)),
             Kind::Docker => {
                 let text = self.read(sh, &["system", "df", "-v", "--format", "{{json .}}"])?;
                 Ok(listing::parse_docker_df(&serde_json::from_str(&text).unwrap_or_default()))
