@@ -60,16 +60,33 @@ pub fn app(config: Config) -> Router {
     }
 }
 
-/// Binds the configured address and serves until Ctrl-C or SIGTERM.
-pub async fn serve(config: Config) -> std::io::Result<()> {
-    let addr = (config.host.clone(), config.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot listen on {}:{}: {e} (set HOST/PORT to use another address)", addr.0, addr.1),
-        )
-    })?;
-    eprintln!("jarvis-backend {} listening on http://{}", env!("CARGO_PKG_VERSION"), listener.local_addr()?);
+/// Serves until Ctrl-C or SIGTERM, on `inherited` (a listening socket handed over by a
+/// supervisor, which keeps it across restarts) or else on the configured address.
+pub async fn serve(config: Config, inherited: Option<std::net::TcpListener>) -> std::io::Result<()> {
+    let (listener, how) = match inherited {
+        Some(listener) => {
+            listener.set_nonblocking(true)?;
+            (tokio::net::TcpListener::from_std(listener)?, " (socket handed over by the supervisor)")
+        }
+        None => {
+            let addr = (config.host.clone(), config.port);
+            let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot listen on {}:{}: {e} (set HOST/PORT to use another address)",
+                        addr.0, addr.1
+                    ),
+                )
+            })?;
+            (listener, "")
+        }
+    };
+    eprintln!(
+        "jarvis-backend {} listening on http://{}{how}",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr()?
+    );
     eprintln!("  LLM: {} (model {})", config.llm_api_base, config.llm_model);
     eprintln!("  TTS: {}", tts::describe(&config));
     axum::serve(listener, app(config)).with_graceful_shutdown(shutdown_signal()).await

@@ -1,12 +1,11 @@
 use std::{
     io::{Read, Write},
-    net::TcpStream,
+    net::{TcpListener, TcpStream},
     process::ExitCode,
     time::Duration,
 };
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     // The image's HEALTHCHECK and compose's healthcheck: no curl in a slim image needed.
     if std::env::args().nth(1).as_deref() == Some("--health-check") {
         return health_check();
@@ -24,12 +23,44 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match jarvis_backend::serve(config).await {
+    // Before the runtime starts its threads: taking the socket clears LISTEN_FDS and
+    // LISTEN_PID from the environment.
+    let inherited = match inherited_listener() {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(jarvis_backend::serve(config, inherited)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The listening socket a supervisor handed over (dev-local, the dev container's
+/// entrypoint, systemd, `systemfd`): fd 3 when `LISTEN_FDS` is set (and `LISTEN_PID`, if
+/// set, is this process). The socket outlives each backend process, so a connection made
+/// during a restart waits in its queue for the next one instead of being refused.
+fn inherited_listener() -> Result<Option<TcpListener>, String> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        return Ok(None);
+    }
+    match fds.take_tcp_listener(0) {
+        Ok(Some(listener)) => Ok(Some(listener)),
+        Ok(None) => Err("LISTEN_FDS is set but fd 3 was already taken".into()),
+        Err(e) => Err(format!("LISTEN_FDS is set, but fd 3 is not a listening TCP socket: {e}")),
     }
 }
 
