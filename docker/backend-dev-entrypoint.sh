@@ -1,16 +1,39 @@
 #!/bin/sh
 # Runs the backend from the source mounted at /app, and rebuilds and restarts it when that
-# source changes. It polls once a second rather than using inotify, because polling works
-# the same over every kind of mount (rootless podman, a VM-backed engine, SELinux).
-# A failed build keeps the last good server running until the next change.
+# source changes. A failed build keeps the last good server running until the next change.
+#
+# No request is lost across a restart: the port is bound once, here, and the socket handed
+# to each backend process at fd 3 with LISTEN_FDS=1 (the systemd/listenfd protocol), so a
+# connection made while the backend restarts waits in the socket's queue for the new one.
+# A shell cannot bind a socket, so python3 (in the image for piper) binds it, puts it at
+# fd 3 and execs this script again, which then holds it for its whole life.
+#
+# A change is seen through inotify where the mount delivers its events (a local engine),
+# at once; `inotifywait -t 1` times out after a second, so the comparison of the sources
+# also runs once a second: that polling is the fallback where events never come (a
+# VM-backed engine's mounts), and the only watcher when inotifywait is missing or fails.
 set -u
+if [ "${JARVIS_SOCKET_HELD:-}" != 1 ]; then
+  export JARVIS_SOCKET_HELD=1
+  exec python3 -c '
+import os, socket, sys
+host, port = os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8000"))
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+try:
+    listener = socket.create_server((host, port), family=family, backlog=1024)
+except OSError as e:
+    sys.exit(f"[jarvis-backend-dev] cannot listen on {host}:{port}: {e}")
+os.dup2(listener.fileno(), 3)  # inheritable: the shell and each backend get it
+os.execv(sys.argv[1], sys.argv[1:])
+' "$0" "$@"
+fi
 cd /app
-server="" builder=""
+server="" builder="" waiter="" inotify=yes
 
 log() { echo "[jarvis-backend-dev] $*"; }
 
 stop() {
-  for p in $builder $server; do kill "$p" 2>/dev/null; done
+  for p in $waiter $builder $server; do kill "$p" 2>/dev/null; done
   wait
   exit 0
 }
@@ -21,32 +44,61 @@ snapshot() {
     -printf '%p %s %T@\n' 2>/dev/null | sort | cksum
 }
 
+# Returns on a change event, or after a second at the latest.
+wait_for_change() {
+  if [ "$inotify" = yes ]; then
+    paths=""
+    for p in Cargo.toml Cargo.lock crates; do [ -e "$p" ] && paths="$paths $p"; done
+    # shellcheck disable=SC2086 # the paths are ours, without spaces
+    inotifywait -qq -r -t 1 -e close_write,create,delete,move $paths 3<&- & waiter=$!
+    wait "$waiter"; status=$?; waiter=""
+    case $status in
+      0 | 2) return ;; # an event, or the time-out
+      *)
+        inotify=no
+        log "inotify unavailable (inotifywait exit $status); looking for changes once a second"
+        ;;
+    esac
+  fi
+  sleep 1 3<&- & waiter=$!
+  wait "$waiter"; waiter=""
+}
+
+start_server() {
+  # LISTEN_PID=$$ in a shell that execs the backend: the same pid, so it names the backend.
+  sh -c 'LISTEN_FDS=1 LISTEN_PID=$$ exec "$0"' "$CARGO_TARGET_DIR/debug/jarvis-backend" & server=$!
+}
+
 rebuild() {
   log "building jarvis-backend"
   # In the background, so that a stop signal is handled at once, not after the build.
-  cargo build -p jarvis-backend & builder=$!
+  cargo build -p jarvis-backend 3<&- & builder=$!
   wait "$builder"; status=$?; builder=""
   if [ "$status" -ne 0 ]; then
     log "build failed (exit $status); the previous server keeps running until the next change"
     return
   fi
-  if [ -n "$server" ]; then
-    kill "$server" 2>/dev/null; wait "$server" 2>/dev/null
-    log "restarting"
+  # The new process first, then the old one stops: both share the socket, so the old one
+  # finishes what it accepted while the new one already takes the queue.
+  old=$server
+  start_server
+  if [ -n "$old" ]; then
+    kill "$old" 2>/dev/null; wait "$old" 2>/dev/null
+    log "restarted"
   fi
-  "$CARGO_TARGET_DIR/debug/jarvis-backend" & server=$!
 }
 
 last=$(snapshot)
 rebuild
 while :; do
-  sleep 1 & wait $!
   now=$(snapshot)
   if [ "$now" != "$last" ]; then
     last=$now
     rebuild
+    continue
   elif [ -n "$server" ] && ! kill -0 "$server" 2>/dev/null; then
     wait "$server"; log "server exited with status $?; waiting for a source change"
     server=""
   fi
+  wait_for_change
 done

@@ -25,7 +25,7 @@ fn dev_images_build_serve_and_reload_a_source_change() {
     // Its own project name: the cargo volumes are kept between runs (they are labelled as
     // ours), so a second run compiles only what changed, like a developer's second day.
     let project = Project {
-        name: "jarvis-e2e-img".into(),
+        name: test_project("jarvis-e2e-img"),
         backend_port: free_port(),
         frontend_port: free_port(),
         ..Project::from_env(work.0.clone()).unwrap()
@@ -57,6 +57,39 @@ fn dev_images_build_serve_and_reload_a_source_change() {
     let source = std::fs::read_to_string(&lib).unwrap();
     let line = r#"const HEALTH_STATUS: &str = "ok";"#;
     assert!(source.contains(line), "lib.rs no longer has the line this test edits: {line}");
+    std::fs::write(&lib, source.replace(line, r#"const HEALTH_STATUS: &str = "ok-edited";"#)).unwrap();
+    wait_for(&sh, &backend, backend_port, "/health", Duration::from_secs(300), |b| b.contains("ok-edited"));
+
+    // No request lost across reloads: the entrypoint holds the port, each new backend
+    // takes the socket, and inotify sees each edit the moment it is written.
+    let requests = RequestLoop::start(backend_port);
+    let mut took = Vec::new();
+    for i in 1..=RELOADS {
+        let status = format!("img-reload-{i}");
+        let started = std::time::Instant::now();
+        std::fs::write(&lib, source.replace(line, &format!(r#"const HEALTH_STATUS: &str = "{status}";"#)))
+            .unwrap();
+        while health_once(backend_port).ok().as_deref() != Some(status.as_str()) {
+            assert!(started.elapsed() < Duration::from_secs(300), "reload {i} was not served");
+            assert_eq!(xtask_engine().container_state(&sh, &backend), "running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        took.push(started.elapsed());
+    }
+    let (answered, failures, seen) = requests.stop();
+    took.sort();
+    eprintln!(
+        "{RELOADS} reloads in the container: {answered} requests answered, {} failed; edit → new code \
+         median {:.2} s (min {:.2}, max {:.2})",
+        failures.len(),
+        took[took.len() / 2].as_secs_f64(),
+        took[0].as_secs_f64(),
+        took[took.len() - 1].as_secs_f64()
+    );
+    assert_eq!(failures, Vec::<String>::new(), "requests failed during the reloads");
+    for i in 1..=RELOADS {
+        assert!(seen.contains(&format!("img-reload-{i}")), "the loop was answered by backend {i}: {seen:?}");
+    }
     std::fs::write(&lib, source.replace(line, r#"const HEALTH_STATUS: &str = "ok-edited";"#)).unwrap();
     wait_for(&sh, &backend, backend_port, "/health", Duration::from_secs(300), |b| b.contains("ok-edited"));
 

@@ -2,7 +2,8 @@
 //! free ports, with real pip, npm and cargo and the real voice download: setup installs
 //! and downloads, a second setup does no pip or npm work, dev-local serves /health and the
 //! Vite page on loopback, speaks with piper, serves a source change after the rebuild
-//! (and keeps the old backend through a failed build), leaves no process behind after
+//! (and keeps the old backend through a failed build), loses no request during 20 reloads,
+//! leaves no process behind after
 //! SIGINT, and stops the others with the status of a child that dies.
 //!
 //! The backend's build directory persists across runs (target/dev-local-tests), so the
@@ -347,7 +348,31 @@ fn setup_then_dev_local_serves_reloads_and_stops_cleanly() {
     scratch.edit_health("again");
     session.wait_health("again", REBUILD);
 
-    // 5. SIGINT: everything stops, exit 0, nothing left, the ports free again.
+    // 5. No request lost across reloads: the socket is held by dev-local, so requests made
+    //    while the backend restarts wait for the new process.
+    let requests = RequestLoop::start(scratch.backend_port);
+    let mut took = Vec::new();
+    for i in 1..=RELOADS {
+        scratch.edit_health(&format!("reload-{i}"));
+        took.push(session.wait_health(&format!("reload-{i}"), REBUILD));
+    }
+    let (answered, failures, seen) = requests.stop();
+    took.sort();
+    eprintln!(
+        "{RELOADS} reloads: {answered} requests answered, {} failed; edit → new code median {:.2} s (min {:.2}, max {:.2})",
+        failures.len(),
+        took[took.len() / 2].as_secs_f64(),
+        took[0].as_secs_f64(),
+        took[took.len() - 1].as_secs_f64()
+    );
+    assert_eq!(failures, Vec::<String>::new(), "requests failed during the reloads");
+    for i in 1..=RELOADS {
+        assert!(seen.contains(&format!("reload-{i}")), "the loop was answered by backend {i}: {seen:?}");
+    }
+    scratch.edit_health("again");
+    session.wait_health("again", REBUILD);
+
+    // 6. SIGINT: everything stops, exit 0, nothing left, the ports free again.
     session.signal("-INT", session.child.id());
     let status = session.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "dev-local after SIGINT: {status}");
@@ -358,7 +383,7 @@ fn setup_then_dev_local_serves_reloads_and_stops_cleanly() {
     }
     drop(session);
 
-    // 6. A child that dies: its status is reported, the other is stopped, exit non-zero.
+    // 7. A child that dies: its status is reported, the other is stopped, exit non-zero.
     let mut session = Session::start(&scratch, &["--no-setup"]);
     session.wait_health("again", FIRST_START);
     let out = session.output();

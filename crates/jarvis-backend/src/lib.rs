@@ -89,7 +89,47 @@ pub async fn serve(config: Config, inherited: Option<std::net::TcpListener>) -> 
     );
     eprintln!("  LLM: {} (model {})", config.llm_api_base, config.llm_model);
     eprintln!("  TTS: {}", tts::describe(&config));
-    axum::serve(listener, app(config)).with_graceful_shutdown(shutdown_signal()).await
+    let (stop_accepting, stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_accepting.send(true);
+        tokio::time::sleep(DRAIN).await;
+    };
+    axum::serve(Draining { listener, stopping }, app(config)).with_graceful_shutdown(shutdown).await
+}
+
+/// Between the stop signal and the graceful shutdown: accepting has stopped, and what was
+/// accepted gets this long to send its request. hyper's graceful shutdown closes a
+/// connection that has not sent one yet, and a client that had just connected then sees
+/// its request reset; when a supervisor holds the socket (a restart), it is the next
+/// process that accepts the connections made meanwhile.
+const DRAIN: Duration = Duration::from_millis(250);
+
+/// The listener, until the stop signal: then it accepts nothing more (the connections
+/// wait in the socket's queue for the next process, or are refused when it closes).
+struct Draining {
+    listener: tokio::net::TcpListener,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl axum::serve::Listener for Draining {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let Draining { listener, stopping } = self;
+        // The guard `wait_for` returns is not Send: dropped inside, before any other await.
+        let stop = async { drop(stopping.wait_for(|stop| *stop).await) };
+        tokio::select! {
+            biased;
+            () = stop => std::future::pending().await,
+            connection = axum::serve::Listener::accept(listener) => connection,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,7 +1,8 @@
 //! The real binary takes its listening socket from a supervisor (systemd/listenfd
 //! protocol: `LISTEN_FDS=1`, the socket at fd 3): a request made while no backend process
-//! runs waits in the socket's queue and is answered by the next one, and an fd 3 that is
-//! not a listening TCP socket is refused with a message.
+//! runs waits in the socket's queue and is answered by the next one, a connection accepted
+//! just before SIGTERM is still answered, and an fd 3 that is not a listening TCP socket
+//! is refused with a message.
 //!
 //! The socket is put at fd 3 as dev-local does it, without `unsafe`: the child gets it as
 //! its stdin, and `sh` moves it to fd 3 before it execs the backend (same pid, so
@@ -46,9 +47,13 @@ fn health(port: u16) -> std::io::Result<String> {
     Ok(response)
 }
 
-fn stop(mut child: Child) {
+fn stop(child: Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
+    stop_waited(child);
+}
+
+fn stop_waited(mut child: Child) {
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM ends the backend gracefully: {status}");
 }
@@ -78,6 +83,30 @@ fn a_request_during_a_restart_waits_for_the_next_backend() {
     let answer = waiting.join().unwrap().expect("the request made during the restart is answered");
     assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
     stop(second);
+}
+
+#[test]
+fn a_connection_accepted_just_before_sigterm_is_still_answered() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = start(&listener);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while health(port).is_err() {
+        assert!(Instant::now() < deadline, "the backend did not answer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Connected and accepted, the request not sent yet: what a restart can catch.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let status = Command::new("kill").args(["-TERM", &backend.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(50));
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("the accepted connection is answered, not reset");
+    assert!(response.starts_with("HTTP/1.0 200"), "{response:?}");
+    stop_waited(backend);
 }
 
 #[test]

@@ -2,7 +2,10 @@
 //! dev-local.sh). Runs setup's steps (fast when nothing changed), warns when no LLM
 //! answers, then supervises the backend (built with cargo, run natively with the venv on
 //! PATH) and the Vite dev server. A change under crates/ (or to Cargo.toml/Cargo.lock)
-//! rebuilds the backend and restarts it; a failed build keeps the running one. Ctrl-C or
+//! rebuilds the backend and restarts it; a failed build keeps the running one. The backend's
+//! port is bound here, once, and its socket handed to each backend process (fd 3,
+//! `LISTEN_FDS`): a request made during a restart waits and is answered by the new
+//! process, never refused. Ctrl-C or
 //! SIGTERM stops every child's whole process group; a child that dies stops the others
 //! and fails the command with its exit status.
 //!
@@ -20,7 +23,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    Context,
+    Context, ErrorContext,
     commands::setup::{self, Ready},
     host::http,
     host::ports,
@@ -64,6 +67,8 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
 
     setup::check_env_file(&p.root)?;
     check_ports(p)?;
+    let listener = std::net::TcpListener::bind((p.publish_addr.as_str(), p.backend_port))
+        .context(format!("listening on {}:{} for the backend", p.publish_addr, p.backend_port))?;
     let ready = if args.no_setup {
         Ready {
             venv_bin: p.root.join(".venv/bin"),
@@ -90,7 +95,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         return Ok(());
     }
     check_llm(&p.root, log);
-    let mut session = Session::new(p, ready, log, args.offline);
+    let mut session = Session::new(p, ready, listener, log, args.offline);
     let result = session.run(&signals);
     session.stop_all();
     if result.is_ok() {
@@ -165,6 +170,8 @@ struct Build {
 struct Session<'a> {
     p: &'a Project,
     ready: Ready,
+    /// The backend's listening socket, held across its restarts.
+    listener: std::net::TcpListener,
     log: Log,
     frontend: Option<Child>,
     backend: Option<Child>,
@@ -181,10 +188,17 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(p: &'a Project, ready: Ready, log: Log, offline: bool) -> Session<'a> {
+    fn new(
+        p: &'a Project,
+        ready: Ready,
+        listener: std::net::TcpListener,
+        log: Log,
+        offline: bool,
+    ) -> Session<'a> {
         Session {
             p,
             ready,
+            listener,
             log,
             frontend: None,
             backend: None,
@@ -273,13 +287,14 @@ impl<'a> Session<'a> {
         }
         let exe = executable(&build.messages.lock().unwrap())
             .ok_or("cargo built jarvis-backend but named no executable (see the build lines above)")?;
-        if let Some(mut old) = self.backend.take() {
-            self.log.note("restarting the backend with the new build");
-            old.stop(GRACE);
-        }
+        // The new process first, then the old one stops: both share the socket, so the
+        // old finishes what it accepted while the new one already takes the queue.
         let backend = self.spawn_backend(&exe)?;
         self.log.note(format!("started {} (pid {})", exe.display(), backend.pid()));
-        self.backend = Some(backend);
+        if let Some(mut old) = self.backend.replace(backend) {
+            self.log.note("stopping the previous backend");
+            old.stop(GRACE);
+        }
         self.starting = Some(build.trigger);
         Ok(())
     }
@@ -353,7 +368,7 @@ impl<'a> Session<'a> {
             .env("HOST", &p.publish_addr)
             .env("PORT", p.backend_port.to_string())
             .env("MODELS_DIR", &self.ready.models_dir);
-        supervise::spawn("backend", Color::Cyan, backend, self.log, Stdout::Log)
+        supervise::spawn_listening("backend", Color::Cyan, backend, &self.listener, self.log, Stdout::Log)
     }
 
     fn spawn_frontend(&self) -> Result<Child, String> {

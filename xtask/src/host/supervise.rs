@@ -6,6 +6,8 @@
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
+    net::TcpListener,
+    os::fd::OwnedFd,
     os::unix::process::{CommandExt, ExitStatusExt},
     process::{Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
@@ -84,11 +86,59 @@ pub struct Child {
 pub fn spawn(
     name: &'static str,
     color: Color,
-    mut command: Command,
+    command: Command,
     log: Log,
     stdout: Stdout,
 ) -> Result<Child, String> {
-    command.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    spawn_with(name, color, command, Stdio::null(), log, stdout)
+}
+
+/// Moves the socket from fd 0 to fd 3, gives the program back /dev/null as stdin and
+/// execs it (same pid, so `$$` is the program's `LISTEN_PID`).
+const HAND_OVER: &str = r#"exec 3<&0 0</dev/null; LISTEN_FDS=1 LISTEN_PID=$$ exec "$@""#;
+
+/// Like `spawn`, and hands `listener` to the program as systemd socket activation and
+/// the `listenfd` crate expect it: the socket at fd 3, `LISTEN_FDS=1`, `LISTEN_PID` its
+/// pid. The supervisor keeps the socket, so between two backends a connection waits in
+/// its queue instead of being refused.
+///
+/// Without `unsafe` (the workspace forbids it, and `pre_exec` is unsafe): std can put an
+/// `OwnedFd` only at fds 0-2 of a child, so the socket goes in as stdin and `sh` moves it
+/// to fd 3 (`exec 3<&0`) before it execs the program. Only this child gets the socket; our
+/// own copy stays close-on-exec, so cargo and npm never inherit it.
+pub fn spawn_listening(
+    name: &'static str,
+    color: Color,
+    command: Command,
+    listener: &TcpListener,
+    log: Log,
+    stdout: Stdout,
+) -> Result<Child, String> {
+    let socket =
+        listener.try_clone().map_err(|e| format!("sharing the listening socket with {name}: {e}"))?;
+    let mut wrapped = Command::new("sh");
+    wrapped.args(["-c", HAND_OVER, "sh"]).arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    spawn_with(name, color, wrapped, Stdio::from(OwnedFd::from(socket)), log, stdout)
+}
+
+fn spawn_with(
+    name: &'static str,
+    color: Color,
+    mut command: Command,
+    stdin: Stdio,
+    log: Log,
+    stdout: Stdout,
+) -> Result<Child, String> {
+    command.process_group(0).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     // Children see a pipe, not our terminal: tell them whether to color (Vite would
     // otherwise color under CI=true and not on a terminal).
     if log.color {
@@ -253,6 +303,26 @@ mod tests {
         child.stop(Duration::from_millis(300));
         assert!(started.elapsed() < Duration::from_secs(3));
         assert!(!alive(child.pid() as i32));
+    }
+
+    #[test]
+    fn a_listening_child_gets_the_socket_at_fd_3_and_its_pid_in_listen_pid() {
+        let log = Log { color: false };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let script = r#"echo "$LISTEN_FDS $([ "$LISTEN_PID" = $$ ] && echo pid-ok) $(readlink /proc/$$/fd/0)"; \
+            readlink /proc/$$/fd/3; echo "$HOME_SEEN" "$(pwd)""#;
+        let mut command = sh(script);
+        command.env("HOME_SEEN", "env-kept").current_dir("/tmp");
+        let mut child =
+            spawn_listening("listens", Color::Cyan, command, &listener, log, Stdout::Collect(lines.clone()))
+                .unwrap();
+        child.reap(Instant::now() + Duration::from_secs(5));
+        child.finish_output();
+        let lines = lines.lock().unwrap().clone();
+        assert_eq!(lines[0], "1 pid-ok /dev/null", "{lines:?}");
+        assert!(lines[1].starts_with("socket:["), "{lines:?}");
+        assert_eq!(lines[2], "env-kept /tmp");
     }
 
     #[test]

@@ -1,11 +1,19 @@
 //! What the real-engine tests share: finding podman (required under CI), a scratch copy of
-//! the workspace to edit freely, containers that clean up after themselves, and HTTP.
+//! the workspace to edit freely, containers that clean up after themselves, and HTTP (a
+//! readiness GET, and a loop of requests that counts what a reload loses).
 
 #![allow(dead_code)] // each test file uses its own part of this
 
 use std::{
+    collections::BTreeSet,
+    io::{Read, Write},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -134,6 +142,20 @@ impl Drop for Cleanup {
     }
 }
 
+/// A test's project name, with `-$JARVIS_TEST_SUFFIX` when set: on a machine shared with
+/// other developers' test runs, each can keep its containers and volumes apart.
+pub fn test_project(name: &str) -> String {
+    match std::env::var("JARVIS_TEST_SUFFIX") {
+        Ok(suffix) if !suffix.is_empty() => format!("{name}-{suffix}"),
+        _ => name.to_string(),
+    }
+}
+
+/// The podman engine, as the tests call it.
+pub fn xtask_engine() -> xtask::engine::Engine {
+    xtask::engine::Engine { kind: xtask::engine::Kind::Podman, program: "podman".into() }
+}
+
 /// A port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -258,4 +280,55 @@ pub fn planned(doc: &serde_json::Value) -> Vec<(String, String, String)> {
             (s("action"), s("target"), s("reason"))
         })
         .collect()
+}
+
+/// How many reloads the request loop must survive (issue 14: 20 reloads, 0 failures).
+pub const RELOADS: usize = 20;
+
+/// `GET /health` over and over, a new connection each, in a thread of its own: counts the
+/// answers, keeps every failure and each status the backends answered with.
+pub struct RequestLoop {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>, BTreeSet<String>)>,
+}
+
+impl RequestLoop {
+    pub fn start(port: u16) -> RequestLoop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut answered, mut failures, mut seen) = (0, Vec::new(), BTreeSet::new());
+            while !flag.load(Ordering::Relaxed) {
+                match health_once(port) {
+                    Ok(status) => {
+                        answered += 1;
+                        seen.insert(status);
+                    }
+                    Err(e) => failures.push(e),
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (answered, failures, seen)
+        });
+        RequestLoop { stop, thread }
+    }
+
+    pub fn stop(self) -> (usize, Vec<String>, BTreeSet<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// One `GET /health`: the status it reports, or what went wrong.
+pub fn health_once(port: u16) -> Result<String, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| format!("send: {e}"))?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| format!("read: {e}"))?;
+    if !response.starts_with("HTTP/1.0 200") && !response.starts_with("HTTP/1.1 200") {
+        return Err(format!("answer: {response:?}"));
+    }
+    let status = response.split("\"status\":\"").nth(1).and_then(|r| r.split('"').next());
+    status.map(str::to_string).ok_or_else(|| format!("no status in {response:?}"))
 }
