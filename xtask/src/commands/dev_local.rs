@@ -47,10 +47,19 @@ pub struct Args {
     pub no_models: bool,
 }
 
-/// How often the loop looks at children, signals and (every other time) the sources.
+/// How often the loop looks at children, signals and the sources when nothing wakes it.
 const TICK: Duration = Duration::from_millis(100);
-/// A change is built once the sources have been quiet this long (editors save in steps).
-const QUIET: Duration = Duration::from_millis(200);
+/// A change is built once the sources have been quiet this long (editors save in steps;
+/// inotify reports each step as it happens, so this need not cover a polling interval).
+const QUIET: Duration = Duration::from_millis(50);
+
+/// What wakes the loop before its tick.
+enum Wake {
+    /// Ctrl-C, SIGTERM or SIGHUP.
+    Stop,
+    /// inotify saw a write under the sources.
+    Change,
+}
 /// How long a child gets to stop after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -59,9 +68,10 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let log = Log::new();
     // Before anything else: a signal during setup then ends the session cleanly after
     // setup's current command, instead of killing us and orphaning it.
-    let (tx, signals) = mpsc::channel();
+    let (tx, wakes) = mpsc::channel();
+    let stop = tx.clone();
     ctrlc::set_handler(move || {
-        let _ = tx.send(());
+        let _ = stop.send(Wake::Stop);
     })
     .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
 
@@ -80,7 +90,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     } else {
         let _lock = cache::lock(&p.cache_dir())?;
         let result = setup::steps(cx, &setup::Args { no_models: args.no_models, offline: args.offline });
-        if signals.try_recv().is_ok() {
+        if wakes.try_recv().is_ok() {
             return Err("interrupted during setup; nothing half-done was recorded".into());
         }
         result?
@@ -90,13 +100,19 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     for line in ready.meter.lines() {
         log.note(line);
     }
-    if signals.try_recv().is_ok() {
+    if wakes.try_recv().is_ok() {
         log.note("stopped before starting anything");
         return Ok(());
     }
     check_llm(&p.root, log);
+    // The snapshot below decides; inotify only wakes the loop early (polling remains).
+    if let Err(e) = crate::host::watch::spawn(&p.root, &[p.root.join("crates")], move || {
+        let _ = tx.send(Wake::Change);
+    }) {
+        log.note(format!("{e}; looking for source changes every {} ms instead", TICK.as_millis()));
+    }
     let mut session = Session::new(p, ready, listener, log, args.offline);
-    let result = session.run(&signals);
+    let result = session.run(&wakes);
     session.stop_all();
     if result.is_ok() {
         log.note("stopped; every child process is gone");
@@ -133,7 +149,8 @@ fn check_llm(root: &Path, log: Log) {
 }
 
 /// Paths, sizes and mtimes of the backend's sources: a change to any of them rebuilds.
-/// Polling rather than inotify: a few dozen files, works on every file system and mount.
+/// Taken on every tick and whenever inotify wakes the loop: a few dozen files, so cheap,
+/// and right on every file system and mount, where inotify may stay silent.
 #[derive(PartialEq, Eq, Debug, Default)]
 struct Snapshot(Vec<(PathBuf, u64, Option<SystemTime>)>);
 
@@ -212,24 +229,38 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn run(&mut self, signals: &mpsc::Receiver<()>) -> Result<(), String> {
+    fn run(&mut self, wakes: &mpsc::Receiver<Wake>) -> Result<(), String> {
         let started = Instant::now();
         self.seen = snapshot(&self.p.root);
         self.start_build(started)?;
         self.frontend = Some(self.spawn_frontend()?);
-        for tick in 0u64.. {
-            if signals.recv_timeout(TICK).is_ok() {
-                self.log.note("stopping (Ctrl-C or SIGTERM)");
-                return Ok(());
+        loop {
+            // A change waiting for its quiet period is looked at again when it ends.
+            let wait = match self.changed {
+                Some((_, last)) => QUIET.saturating_sub(last.elapsed()).min(TICK),
+                None => TICK,
+            };
+            match wakes.recv_timeout(wait) {
+                Ok(Wake::Stop) => {
+                    self.log.note("stopping (Ctrl-C or SIGTERM)");
+                    return Ok(());
+                }
+                Ok(Wake::Change) => {
+                    // One snapshot for a burst of events.
+                    while let Ok(wake) = wakes.try_recv() {
+                        if let Wake::Stop = wake {
+                            self.log.note("stopping (Ctrl-C or SIGTERM)");
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(_) => {}
             }
+            self.watch();
             self.check_children()?;
             self.check_build()?;
             self.check_ready(started);
-            if tick % 2 == 0 {
-                self.watch();
-            }
         }
-        unreachable!("the loop ends by return")
     }
 
     /// A child that exits on its own ends the session, with its status.

@@ -6,6 +6,7 @@ pub mod models;
 pub mod ports;
 pub mod supervise;
 pub mod tools;
+pub mod watch;
 
 use std::{fs, io::Write, path::Path};
 
