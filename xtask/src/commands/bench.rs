@@ -1,11 +1,13 @@
 //! `cargo xtask bench`: the numbers that say whether the daily command is fast, each the
-//! median of several runs: fingerprinting the inputs, a no-op `dev-fast` (everything
+//! median (with min and max) of several runs: one engine listing (the floor, and the no-op's
+//! ratio to it), fingerprinting the inputs, a no-op `dev-fast` (everything
 //! current), a warm start (containers stopped, images cached) and `doctor` with the stack up. It drives the real
 //! binary and the real engine on this checkout's stack, which it leaves running.
 //! `--dev-local` measures the container-less path instead: a no-op `setup` on this
 //! checkout, and, in a scratch copy under the target directory (so this checkout's
 //! sources are never edited), the time from a backend source change to `/health`
-//! answering with the new code under `dev-local`. `--prod` times the production image:
+//! answering with the new code under `dev-local`, with a loop of requests all along that
+//! counts the ones the reloads lost. `--prod` times the production image:
 //! a cold build, the no-op `build-prod` and a one-line backend change, with its size.
 
 mod registry;
@@ -28,7 +30,7 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Runs per measurement (the median is printed).
+    /// Runs per measurement (the median, min and max are printed).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// Measure dev-local instead: a no-op setup, and a backend source change until served.
@@ -58,7 +60,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let engine = Engine::detect()?;
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
 
-    let fingerprint = median(runs * 4, || {
+    let fingerprint = stats(runs * 4, || {
         let started = Instant::now();
         for image in &stack.images {
             Inputs::of_image(stack.root(), image, |_| None)?.digest();
@@ -66,10 +68,18 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         Ok(started.elapsed())
     })?;
 
+    // The floor: one engine call, the listing every plan starts from.
+    let sh = crate::shell()?;
+    let listing = stats(runs * 2, || {
+        let started = Instant::now();
+        engine.all_containers(&sh)?;
+        Ok(started.elapsed())
+    })?;
+
     // Bring the stack up first, so the no-op runs have nothing to do.
     xtask(&["dev-fast"])?;
-    let noop = median(runs, || xtask(&["dev-fast"]))?;
-    let warm = median(runs.min(3), || {
+    let noop = stats(runs, || xtask(&["dev-fast"]))?;
+    let warm = stats(runs.min(3), || {
         xtask(&["stop"])?;
         let started = Instant::now();
         xtask(&["dev-fast"])?;
@@ -78,7 +88,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
 
     // The doctor with the stack up: every check, whatever it finds (a missing LLM is a
     // warning here, not a failure of the benchmark).
-    let doctor = median(runs, || {
+    let doctor = stats(runs, || {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let started = Instant::now();
         Command::new(exe)
@@ -90,14 +100,21 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     })?;
 
     println!(
-        "dev-fast benchmark ({} engine, median of {runs} runs; warm start of {})",
+        "dev-fast benchmark ({} engine; median (min-max) of {runs} runs, listing {}, fingerprint {}, warm start {})",
         engine.name(),
+        runs * 2,
+        runs * 4,
         runs.min(3)
     );
-    println!("  fingerprint of {} images   {:>9.1} ms", stack.images.len(), ms(fingerprint));
-    println!("  no-op dev-fast              {:>9.1} ms", ms(noop));
-    println!("  warm start (stop, dev-fast) {:>9.1} ms", ms(warm));
-    println!("  doctor, stack up            {:>9.1} ms", ms(doctor));
+    println!("  fingerprint of {} images        {fingerprint}", stack.images.len());
+    println!("  one engine listing (ps -a --format json) {listing}");
+    println!("  no-op dev-fast                   {noop}");
+    println!(
+        "  no-op / one listing              {:.1}x (medians)",
+        noop.median.as_secs_f64() / listing.median.as_secs_f64().max(1e-9)
+    );
+    println!("  warm start (stop, dev-fast)      {warm}");
+    println!("  doctor, stack up                 {doctor}");
     Ok(())
 }
 
@@ -105,7 +122,7 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
     let root = &cx.project.root;
     // Set up once (may download and install), then time the runs with nothing to do.
     xtask(&["setup"])?;
-    let setup_noop = median(runs * 2, || xtask(&["setup"]))?;
+    let setup_noop = stats(runs * 2, || xtask(&["setup"]))?;
 
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let bench = target.join("xtask-bench/dev-local");
@@ -156,24 +173,30 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
     let result = (|| {
         // The first start in a fresh copy runs setup and compiles the backend once.
         serves("ok", Duration::from_secs(900)).ok_or_else(|| failed("dev-local did not start"))?;
+        // Requests all along the reloads: each one that is refused, reset or not a 200
+        // counts as lost (dev-local holds the socket, so none should be).
+        let requests = Requests::start(backend_port);
         let mut i = 0;
-        median(runs, || {
+        let change = stats(runs, || {
             i += 1;
             let status = format!("bench-{i}");
             fs::write(&lib, original.replace(line, &format!("const HEALTH_STATUS: &str = \"{status}\";")))
                 .context(format!("editing {}", lib.display()))?;
             serves(&status, Duration::from_secs(300)).ok_or_else(|| failed("the change was not served"))
-        })
+        });
+        let (answered, lost) = requests.stop();
+        change.map(|change| (change, answered, lost))
     })();
     let _ = fs::write(&lib, &original);
     let pid = nix::unistd::Pid::from_raw(session.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
     let _ = session.wait();
-    let change = result?;
+    let (change, answered, lost) = result?;
 
-    println!("dev-local benchmark (median of {runs} runs; no-op setup of {})", runs * 2);
-    println!("  no-op setup                           {:>9.1} ms", ms(setup_noop));
-    println!("  backend source change → new code      {:>9.1} ms", ms(change));
+    println!("dev-local benchmark (median (min-max) of {runs} runs; no-op setup of {})", runs * 2);
+    println!("  no-op setup                           {setup_noop}");
+    println!("  backend source change → new code      {change}");
+    println!("  requests during the {runs} reloads       {answered} answered, {lost} failed");
     println!("  (log of the dev-local session: {})", log_path.display());
     Ok(())
 }
@@ -224,10 +247,10 @@ fn prod(cx: &Context, runs: usize) -> Result<(), String> {
         };
         let (cold, report) = build(&["--rebuild", "--no-cache"])?;
         let size = report["size_bytes"].as_u64().unwrap_or(0);
-        let noop = median(runs, || build(&[]).map(|(d, _)| d))?;
+        let noop = stats(runs, || build(&[]).map(|(d, _)| d))?;
         let lib = scratch.join("crates/jarvis-backend/src/lib.rs");
         let source = std::fs::read_to_string(&lib).context(format!("reading {}", lib.display()))?;
-        let one_line = median(runs.min(3), || {
+        let one_line = stats(runs.min(3), || {
             let stamp = format!("\n// bench {:?}\n", Instant::now());
             std::fs::write(&lib, format!("{source}{stamp}")).context(format!("editing {}", lib.display()))?;
             build(&[]).map(|(d, _)| d)
@@ -237,8 +260,8 @@ fn prod(cx: &Context, runs: usize) -> Result<(), String> {
             Engine::detect()?.name()
         );
         println!("  cold build (--no-cache)          {:>8.1} s", cold.as_secs_f64());
-        println!("  no-op build-prod (median of {runs})  {:>8.1} ms", ms(noop));
-        println!("  one-line backend change (median of {}) {:>5.1} s", runs.min(3), one_line.as_secs_f64());
+        println!("  no-op build-prod (median (min-max) of {runs})  {noop}");
+        println!("  one-line backend change (median (min-max) of {})  {one_line}", runs.min(3));
         println!("  final image size                 {:>8.0} MB", size as f64 / 1e6);
         Ok(())
     })();
@@ -280,17 +303,63 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The median, the fastest and the slowest of a measurement's runs.
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    median: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:>8.1} ms ({:.1}-{:.1})", ms(self.median), ms(self.min), ms(self.max))
+    }
+}
+
+/// `measure`, `runs` times; each closure times what it means to measure (the warm start
+/// leaves out its `stop`).
+fn stats(runs: usize, mut measure: impl FnMut() -> Result<Duration, String>) -> Result<Stats, String> {
+    let mut times = (0..runs.max(1)).map(|_| measure()).collect::<Result<Vec<_>, _>>()?;
+    times.sort();
+    Ok(Stats { median: times[times.len() / 2], min: times[0], max: times[times.len() - 1] })
+}
+
+/// `GET /health` over and over on loopback, in a thread, while the backend reloads.
+struct Requests {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, usize)>,
+}
+
+impl Requests {
+    fn start(port: u16) -> Requests {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut answered, mut lost) = (0, 0);
+            while !flag.load(Ordering::Relaxed) {
+                match http::get("127.0.0.1", port, "/health") {
+                    Some((200, _)) => answered += 1,
+                    _ => lost += 1,
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (answered, lost)
+        });
+        Requests { stop, thread }
+    }
+
+    /// (answered, failed)
+    fn stop(self) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or((0, usize::MAX))
+    }
+}
+
 /// Times one run of this xtask in the current directory.
 fn xtask(args: &[&str]) -> Result<Duration, String> {
     let started = Instant::now();
     run_xtask(None, &[], args)?;
     Ok(started.elapsed())
-}
-
-/// The median of `runs` measurements; each closure times what it means to measure
-/// (the warm start leaves out its `stop`).
-fn median(runs: usize, mut measure: impl FnMut() -> Result<Duration, String>) -> Result<Duration, String> {
-    let mut times = (0..runs).map(|_| measure()).collect::<Result<Vec<_>, _>>()?;
-    times.sort();
-    Ok(times[times.len() / 2])
 }
