@@ -23,7 +23,9 @@ try:
     listener = socket.create_server((host, port), family=family, backlog=1024)
 except OSError as e:
     sys.exit(f"[jarvis-backend-dev] cannot listen on {host}:{port}: {e}")
-os.dup2(listener.fileno(), 3)  # inheritable: the shell and each backend get it
+if listener.fileno() != 3:
+    os.dup2(listener.fileno(), 3)
+os.set_inheritable(3, True)  # the shell, and each backend it starts, get it at fd 3
 os.execv(sys.argv[1], sys.argv[1:])
 ' "$0" "$@"
 fi
