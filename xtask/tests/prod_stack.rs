@@ -169,7 +169,7 @@ fn production_stack_end_to_end() {
     let file = out.join("compose.yaml");
     // Written outside docker/, its build context still names this checkout.
     let compose_text = std::fs::read_to_string(&file).unwrap();
-    assert!(compose_text.contains(&format!("context: {}", root.display())), "{compose_text}");
+    assert!(compose_text.contains(&format!("context: \"{}\"", root.display())), "{compose_text}");
     let _down = ComposeDown(compose.clone(), file.clone());
     let output = cmd!(sh, "{compose} -f {file} up -d --no-build").quiet().ignore_status().output().unwrap();
     assert!(output.status.success(), "podman-compose up: {}", String::from_utf8_lossy(&output.stderr));
