@@ -47,8 +47,10 @@ pub struct Args {
     pub no_models: bool,
 }
 
-/// How often the loop looks at children, signals and the sources when nothing wakes it.
-const TICK: Duration = Duration::from_millis(100);
+/// How often the loop looks at children, signals and the sources when nothing wakes it:
+/// a finished build is noticed within this (a snapshot of a few dozen files and a wait on
+/// each child cost next to nothing, so it can be short).
+const TICK: Duration = Duration::from_millis(25);
 /// A change is built once the sources have been quiet this long (editors save in steps;
 /// inotify reports each step as it happens, so this need not cover a polling interval).
 const QUIET: Duration = Duration::from_millis(50);
