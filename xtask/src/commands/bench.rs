@@ -343,7 +343,8 @@ impl Requests {
                     Some((200, _)) => answered += 1,
                     _ => lost += 1,
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                // Often enough to meet every restart, seldom enough not to slow the build.
+                std::thread::sleep(Duration::from_millis(20));
             }
             (answered, lost)
         });

@@ -53,7 +53,7 @@ pub struct Args {
 const TICK: Duration = Duration::from_millis(25);
 /// A change is built once the sources have been quiet this long (editors save in steps;
 /// inotify reports each step as it happens, so this need not cover a polling interval).
-const QUIET: Duration = Duration::from_millis(50);
+const QUIET: Duration = Duration::from_millis(20);
 
 /// What wakes the loop before its tick.
 enum Wake {
