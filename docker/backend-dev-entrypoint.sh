@@ -30,12 +30,12 @@ os.execv(sys.argv[1], sys.argv[1:])
 ' "$0" "$@"
 fi
 cd /app
-server="" builder="" waiter="" inotify=yes
+server="" builder="" waiter="" retiring="" inotify=yes
 
 log() { echo "[jarvis-backend-dev] $*"; }
 
 stop() {
-  for p in $waiter $builder $server; do kill "$p" 2>/dev/null; done
+  for p in $waiter $builder $server $retiring; do kill "$p" 2>/dev/null; done
   wait
   exit 0
 }
@@ -81,11 +81,13 @@ rebuild() {
     return
   fi
   # The new process first, then the old one stops: both share the socket, so the old one
-  # finishes what it accepted while the new one already takes the queue.
+  # finishes what it accepted while the new one already takes the queue. It is not waited
+  # for here (the shell reaps it at its next wait), so the next change is not delayed.
   old=$server
   start_server
   if [ -n "$old" ]; then
-    kill "$old" 2>/dev/null; wait "$old" 2>/dev/null
+    kill "$old" 2>/dev/null
+    retiring=$old
     log "restarted"
   fi
 }

@@ -194,6 +194,9 @@ struct Session<'a> {
     log: Log,
     frontend: Option<Child>,
     backend: Option<Child>,
+    /// Previous backends, asked to stop (they finish what they accepted), each with the
+    /// instant it gets SIGKILL. The loop goes on meanwhile: the next change is not delayed.
+    retiring: Vec<(Child, Instant)>,
     build: Option<Build>,
     /// The sources as last seen, and when they last changed without a build yet.
     seen: Snapshot,
@@ -221,6 +224,7 @@ impl<'a> Session<'a> {
             log,
             frontend: None,
             backend: None,
+            retiring: Vec::new(),
             build: None,
             seen: Snapshot::default(),
             changed: None,
@@ -259,10 +263,25 @@ impl<'a> Session<'a> {
                 Err(_) => {}
             }
             self.watch();
+            self.reap_retiring();
             self.check_children()?;
             self.check_build()?;
             self.check_ready(started);
         }
+    }
+
+    /// Previous backends that are gone are forgotten; one still there after GRACE is killed.
+    fn reap_retiring(&mut self) {
+        self.retiring.retain_mut(|(child, deadline)| {
+            if child.gone() {
+                child.finish_output();
+                return false;
+            }
+            if Instant::now() >= *deadline {
+                child.kill();
+            }
+            true
+        });
     }
 
     /// A child that exits on its own ends the session, with its status.
@@ -324,9 +343,10 @@ impl<'a> Session<'a> {
         // old finishes what it accepted while the new one already takes the queue.
         let backend = self.spawn_backend(&exe)?;
         self.log.note(format!("started {} (pid {})", exe.display(), backend.pid()));
-        if let Some(mut old) = self.backend.replace(backend) {
+        if let Some(old) = self.backend.replace(backend) {
             self.log.note("stopping the previous backend");
-            old.stop(GRACE);
+            old.terminate();
+            self.retiring.push((old, Instant::now() + GRACE));
         }
         self.starting = Some(build.trigger);
         Ok(())
@@ -425,6 +445,7 @@ impl<'a> Session<'a> {
             children.push(&mut b.child);
         }
         children.extend(self.backend.as_mut());
+        children.extend(self.retiring.iter_mut().map(|(child, _)| child));
         children.extend(self.frontend.as_mut());
         supervise::stop_all(&mut children, GRACE);
     }

@@ -208,6 +208,17 @@ impl Child {
         !matches!(killpg(self.group(), None), Err(Errno::ESRCH))
     }
 
+    /// Whether the child exited (reaped) and no process of its group is left: without
+    /// waiting, for a child that stops while the session goes on.
+    pub fn gone(&mut self) -> bool {
+        self.exited().is_some() && !self.group_alive()
+    }
+
+    /// SIGKILL to the whole group.
+    pub fn kill(&self) {
+        let _ = killpg(self.group(), Signal::SIGKILL);
+    }
+
     /// Waits until the whole group is gone; SIGKILL for what is left at `deadline`.
     pub fn reap(&mut self, deadline: Instant) -> Option<ExitStatus> {
         let mut killed = false;
