@@ -106,15 +106,14 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         runs * 4,
         runs.min(3)
     );
-    println!("  fingerprint of {} images        {fingerprint}", stack.images.len());
-    println!("  one engine listing (ps -a --format json) {listing}");
-    println!("  no-op dev-fast                   {noop}");
-    println!(
-        "  no-op / one listing              {:.1}x (medians)",
-        noop.median.as_secs_f64() / listing.median.as_secs_f64().max(1e-9)
-    );
-    println!("  warm start (stop, dev-fast)      {warm}");
-    println!("  doctor, stack up                 {doctor}");
+    let row = |what: &str, value: &dyn std::fmt::Display| println!("  {what:<36} {value}");
+    row(&format!("fingerprint of {} images", stack.images.len()), &fingerprint);
+    row("one engine listing (ps -a)", &listing);
+    row("no-op dev-fast", &noop);
+    let ratio = noop.median.as_secs_f64() / listing.median.as_secs_f64().max(1e-9);
+    row("no-op / one listing (medians)", &format!("{ratio:>8.1}x"));
+    row("warm start (stop, dev-fast)", &warm);
+    row("doctor, stack up", &doctor);
     Ok(())
 }
 
@@ -194,9 +193,10 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
     let (change, answered, lost) = result?;
 
     println!("dev-local benchmark (median (min-max) of {runs} runs; no-op setup of {})", runs * 2);
-    println!("  no-op setup                           {setup_noop}");
-    println!("  backend source change → new code      {change}");
-    println!("  requests during the {runs} reloads       {answered} answered, {lost} failed");
+    let row = |what: &str, value: &dyn std::fmt::Display| println!("  {what:<36} {value}");
+    row("no-op setup", &setup_noop);
+    row("backend source change → new code", &change);
+    row(&format!("requests during the {runs} reloads"), &format!("{answered} answered, {lost} failed"));
     println!("  (log of the dev-local session: {})", log_path.display());
     Ok(())
 }
