@@ -70,6 +70,8 @@ impl Scratch {
             .env("JARVIS_BACKEND_PORT", self.backend_port.to_string())
             .env("JARVIS_FRONTEND_PORT", self.frontend_port.to_string())
             .env("CARGO_TARGET_DIR", workspace_root().join("target/dev-local-tests"))
+            // A voice store of its own, empty at first: the first setup really downloads.
+            .env("JARVIS_VOICE_STORE", self.root().join(".voice-store"))
             // The copy's own settings, whatever the developer's shell says.
             .env_remove("MODELS_DIR")
             .env_remove("LLM_API_BASE")
@@ -300,9 +302,12 @@ fn setup_then_dev_local_serves_reloads_and_stops_cleanly() {
     assert!(second.status.success());
     assert!(out.contains(".venv is current") && out.contains("node_modules is current"), "{out}");
     assert!(out.contains("nothing to do"), "{out}");
-    for work in ["pip", "npm ci", "downloaded", "created"] {
+    // The meter's total line says `downloaded: total 0 B`; a fetched voice says
+    // `downloaded and verified`.
+    for work in ["pip", "npm ci", "downloaded and verified", "created"] {
         assert!(!out.contains(work) && !err.contains(work), "the second setup did `{work}`:\n{out}{err}");
     }
+    assert!(out.contains("downloaded: total 0 B"), "the meter counts nothing:\n{out}");
     assert!(std::fs::read_to_string(&env).unwrap().ends_with("# mine\n"), ".env was not overwritten");
     assert_eq!(
         std::fs::metadata(root.join("frontend/node_modules/.package-lock.json")).unwrap().modified().unwrap(),
