@@ -76,20 +76,7 @@ fn dev_images_build_serve_and_reload_a_source_change() {
         }
         took.push(started.elapsed());
     }
-    let (answered, failures, seen) = requests.stop();
-    took.sort();
-    eprintln!(
-        "{RELOADS} reloads in the container: {answered} requests answered, {} failed; edit → new code \
-         median {:.2} s (min {:.2}, max {:.2})",
-        failures.len(),
-        took[took.len() / 2].as_secs_f64(),
-        took[0].as_secs_f64(),
-        took[took.len() - 1].as_secs_f64()
-    );
-    assert_eq!(failures, Vec::<String>::new(), "requests failed during the reloads");
-    for i in 1..=RELOADS {
-        assert!(seen.contains(&format!("img-reload-{i}")), "the loop was answered by backend {i}: {seen:?}");
-    }
+    requests.finish(took, "reloads in the container", "img-reload-");
     std::fs::write(&lib, source.replace(line, r#"const HEALTH_STATUS: &str = "ok-edited";"#)).unwrap();
     wait_for(&sh, &backend, backend_port, "/health", Duration::from_secs(300), |b| b.contains("ok-edited"));
 

@@ -18,10 +18,8 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Download nothing (also `JARVIS_OFFLINE=1`): builds run with no network, nothing is
-    /// pulled or fetched; a run that needs the network fails first, naming what it needs.
-    #[arg(long, env = "JARVIS_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
-    pub offline: bool,
+    #[command(flatten)]
+    pub net: super::Network,
     /// Build even when an image with these inputs exists (the layer cache still applies).
     #[arg(long)]
     pub rebuild: bool,
@@ -48,7 +46,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         let sh = crate::shell()?;
         let _lock = cache::lock(&cx.project.cache_dir())?;
         let options =
-            Options { rebuild, no_cache: args.no_cache, offline: args.offline, ..Options::default() };
+            Options { rebuild, no_cache: args.no_cache, offline: args.net.offline, ..Options::default() };
         build(&sh, &engine, cx, options, out, registry.as_ref(), report)
     })
 }

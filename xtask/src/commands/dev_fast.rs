@@ -23,10 +23,8 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Download nothing (also `JARVIS_OFFLINE=1`): builds run with no network, nothing is
-    /// pulled or fetched; a run that needs the network fails first, naming what it needs.
-    #[arg(long, env = "JARVIS_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
-    pub offline: bool,
+    #[command(flatten)]
+    pub net: super::Network,
     /// Rebuild every dev image even when its inputs are unchanged.
     #[arg(long)]
     pub rebuild: bool,
@@ -63,7 +61,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
         stack.volumes.clear();
     }
     let sh = crate::shell()?;
-    let options = Options { rebuild: args.rebuild, offline: args.offline, ..Options::default() };
+    let options = Options { rebuild: args.rebuild, offline: args.net.offline, ..Options::default() };
     // `--rebuild` asks for a build: nothing is pulled instead (what it builds is pushed).
     let registry = args.registry.registry(!args.rebuild, false)?;
     let timeout = Duration::from_secs(args.timeout);
@@ -86,7 +84,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
         }
         return Ok(());
     }
-    if let Some(bytes) = fill_models(&sh, &engine, &stack, report, out, args.offline)? {
+    if let Some(bytes) = fill_models(&sh, &engine, &stack, report, out, args.net.offline)? {
         // Fetched inside the backend image by fetch-models.py: the pinned sizes, not a count.
         meter.estimated("voices into the models volume (models.json sizes)", bytes);
     }

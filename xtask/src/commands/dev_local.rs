@@ -35,10 +35,8 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Download nothing (also `JARVIS_OFFLINE=1`): builds run with no network, nothing is
-    /// pulled or fetched; a run that needs the network fails first, naming what it needs.
-    #[arg(long, env = "JARVIS_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
-    pub offline: bool,
+    #[command(flatten)]
+    pub net: super::Network,
     /// Skip setup's steps (tools, venv, node_modules, voices); start at once.
     #[arg(long)]
     pub no_setup: bool,
@@ -91,7 +89,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         }
     } else {
         let _lock = cache::lock(&p.cache_dir())?;
-        let result = setup::steps(cx, &setup::Args { no_models: args.no_models, offline: args.offline });
+        let result = setup::steps(cx, &setup::Args { no_models: args.no_models, net: args.net });
         if wakes.try_recv().is_ok() {
             return Err("interrupted during setup; nothing half-done was recorded".into());
         }
@@ -113,7 +111,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     }) {
         log.note(format!("{e}; looking for source changes every {} ms instead", TICK.as_millis()));
     }
-    let mut session = Session::new(p, ready, listener, log, args.offline);
+    let mut session = Session::new(p, ready, listener, log, args.net.offline);
     let result = session.run(&wakes);
     session.stop_all();
     if result.is_ok() {

@@ -27,10 +27,8 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Download nothing (also `JARVIS_OFFLINE=1`): builds run with no network, nothing is
-    /// pulled or fetched; a run that needs the network fails first, naming what it needs.
-    #[arg(long, env = "JARVIS_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
-    pub offline: bool,
+    #[command(flatten)]
+    pub net: super::Network,
     /// Do not download the TTS voices (speech then comes from espeak-ng).
     #[arg(long)]
     pub no_models: bool,
@@ -73,7 +71,7 @@ pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
     let sh = crate::shell()?;
     let (python, node) = check_tools(&sh, root, out)?;
     let models_dir = models_dir(root);
-    if args.offline {
+    if args.net.offline {
         let blockers = offline_blockers(cx, &python, &node, &models_dir, args.no_models);
         if !blockers.is_empty() {
             return Err(format!("nothing was changed:\n  {}", blockers.join("\n  ")));
@@ -93,7 +91,7 @@ pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
     if args.no_models {
         out.say("models: skipped (--no-models); TTS uses espeak-ng");
     } else {
-        let voices = voices(root, &models_dir, &python.path, args.offline, out)?;
+        let voices = voices(root, &models_dir, &python.path, args.net.offline, out)?;
         worked |= voices.downloaded;
         voices_missing = voices.missing;
         meter.measured("voices", voices.received);

@@ -23,10 +23,8 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Download nothing (also `JARVIS_OFFLINE=1`): builds run with no network, nothing is
-    /// pulled or fetched; a run that needs the network fails first, naming what it needs.
-    #[arg(long, env = "JARVIS_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
-    pub offline: bool,
+    #[command(flatten)]
+    pub net: super::Network,
     /// Where the app finds its LLM: LM Studio on the host, or an Ollama container.
     #[arg(long, value_enum, default_value_t = Llm::Lmstudio)]
     pub llm: Llm,
@@ -60,7 +58,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         &sh,
         &engine,
         &stack,
-        Options { offline: args.offline, ..Options::default() },
+        Options { offline: args.net.offline, ..Options::default() },
         timeout,
         out,
         registry.as_ref(),

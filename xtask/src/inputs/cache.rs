@@ -144,18 +144,24 @@ pub struct Lock(#[allow(dead_code)] File);
 
 pub fn lock(dir: &Path) -> Result<Lock, String> {
     fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let path = dir.join("lock");
+    acquire(&dir.join("lock"), true, "another cargo xtask run in this checkout to finish")
+}
+
+/// Takes the file lock at `path` (alone, or shared), saying what it waits for when it must.
+fn acquire(path: &Path, exclusive: bool, waits_for: &str) -> Result<Lock, String> {
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .open(path)
         .map_err(|e| format!("opening {}: {e}", path.display()))?;
-    match file.try_lock() {
+    let attempt = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+    match attempt {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
-            eprintln!("waiting for another cargo xtask run in this checkout to finish ({})", path.display());
-            file.lock().map_err(|e| format!("locking {}: {e}", path.display()))?;
+            eprintln!("waiting for {waits_for} ({})", path.display());
+            let locked = if exclusive { file.lock() } else { file.lock_shared() };
+            locked.map_err(|e| format!("locking {}: {e}", path.display()))?;
         }
         Err(fs::TryLockError::Error(e)) => return Err(format!("locking {}: {e}", path.display())),
     }
@@ -188,24 +194,8 @@ pub fn store_lock(exclusive: bool) -> Result<Lock, String> {
     use std::os::unix::fs::MetadataExt;
     let uid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
     let path = PathBuf::from(format!("/tmp/jarvis-image-store-{uid}.lock"));
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("opening {}: {e}", path.display()))?;
-    let attempt = if exclusive { file.try_lock() } else { file.try_lock_shared() };
-    match attempt {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            let what = if exclusive { "builds (of any project) to finish" } else { "a prune to finish" };
-            eprintln!("waiting for {what} ({})", path.display());
-            let locked = if exclusive { file.lock() } else { file.lock_shared() };
-            locked.map_err(|e| format!("locking {}: {e}", path.display()))?;
-        }
-        Err(fs::TryLockError::Error(e)) => return Err(format!("locking {}: {e}", path.display())),
-    }
-    Ok(Lock(file))
+    let waits_for = if exclusive { "builds (of any project) to finish" } else { "a prune to finish" };
+    acquire(&path, exclusive, waits_for)
 }
 
 #[cfg(test)]

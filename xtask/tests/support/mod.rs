@@ -317,6 +317,26 @@ impl RequestLoop {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap()
     }
+
+    /// Stops the loop after `RELOADS` reloads to statuses `<prefix>1..`, each served `took`
+    /// after its edit: prints the figures, and fails on any lost request or on a reload
+    /// the loop never saw answered.
+    pub fn finish(self, mut took: Vec<Duration>, what: &str, prefix: &str) {
+        let (answered, failures, seen) = self.stop();
+        took.sort();
+        eprintln!(
+            "{RELOADS} {what}: {answered} requests answered, {} failed; edit → new code median {:.2} s \
+             (min {:.2}, max {:.2})",
+            failures.len(),
+            took[took.len() / 2].as_secs_f64(),
+            took[0].as_secs_f64(),
+            took[took.len() - 1].as_secs_f64()
+        );
+        assert_eq!(failures, Vec::<String>::new(), "requests failed during the reloads");
+        for i in 1..=RELOADS {
+            assert!(seen.contains(&format!("{prefix}{i}")), "the loop was answered by backend {i}: {seen:?}");
+        }
+    }
 }
 
 /// One `GET /health`: the status it reports, or what went wrong.
