@@ -84,13 +84,16 @@ impl Scratch {
         let started = Instant::now();
         let output = self.command(args).output().unwrap();
         let took = started.elapsed();
+        // Only the tail: CI shows the start of a failed step's output, so it must stay
+        // short enough for the panic message to be seen.
+        let all =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         eprintln!(
-            "--- xtask {} ({:.2} s): {}\n{}{}",
+            "--- xtask {} ({:.2} s): {}\n{}",
             args.join(" "),
             took.as_secs_f64(),
             output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            tail(&all, 12)
         );
         (output, took)
     }
@@ -128,8 +131,15 @@ impl Scratch {
     }
 }
 
-/// A running `dev-local`, its output collected (and echoed for the test log). Dropping it
-/// interrupts it and kills whatever it left, so a failed assertion leaves nothing running.
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A running `dev-local`, its output collected (its tail printed when the test fails).
+/// Dropping it interrupts it and kills whatever it left, so a failed assertion leaves
+/// nothing running.
 struct Session<'a> {
     scratch: &'a Scratch,
     child: Child,
@@ -152,7 +162,6 @@ impl<'a> Session<'a> {
             let output = output.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    eprintln!("[dev-local] {line}");
                     let mut o = output.lock().unwrap();
                     o.push_str(&line);
                     o.push('\n');
@@ -218,6 +227,9 @@ impl<'a> Session<'a> {
 
 impl Drop for Session<'_> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- the last lines of dev-local:\n{}", tail(&self.output(), 60));
+        }
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
             let deadline = Instant::now() + Duration::from_secs(15);
