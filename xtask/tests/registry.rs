@@ -82,6 +82,7 @@ fn registry_is_a_shared_cache() {
     assert!(lines[0].starts_with(&format!("podman pull --tls-verify=false {reference}/{PROJECT}:inputs-")));
     assert!(lines[1].starts_with("podman build "));
     assert!(lines[2].starts_with("podman push --tls-verify=false "), "{printed}");
+    assert!(lines[0].ends_with("# not in the registry: the build below runs"), "{printed}");
     let inputs = lines[1].split("io.jarvis.inputs=").nth(1).unwrap().split(' ').next().unwrap().to_string();
     let names = local_names(&inputs);
     let wrong = format!("localhost/{PROJECT}-wrong");
@@ -103,6 +104,13 @@ fn registry_is_a_shared_cache() {
     // under every local name, recorded; no build. JARVIS_REGISTRY stands for the flag.
     remove_local(&sh, &names);
     let _ = std::fs::remove_dir_all(root.join(".dev-cache"));
+    // Its dry run says what the pull costs, from the registry's manifest.
+    let dry = run(&root, &[], &["build-prod", "--dry-run", "--registry", &reference]);
+    let printed = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        printed.lines().next().unwrap().contains("MB of compressed layers (registry manifest)"),
+        "{printed}"
+    );
     let (second, said) = build_prod(&root, &[("JARVIS_REGISTRY", &reference)], &[]);
     assert_eq!(second["outcome"], "pulled", "{second}");
     assert_eq!(second["built"], false);

@@ -17,7 +17,7 @@ use crate::{
     },
     engine::{Build, Call, Engine, Progress, buildlog},
     inputs::cache,
-    output::{Meter, Output},
+    output::{Meter, Output, bytes_text},
     stack::{INPUTS_LABEL, REVISION_LABEL, ServiceImage, Stack},
 };
 
@@ -312,18 +312,38 @@ fn registry_action(
     let digest = facts.inputs[*index].0.digest();
     let remote = r.remote(img, &digest);
     if out.dry_run {
+        let mut cost = Value::Null;
         let lines = match action {
-            Action::Fetch { .. } => engine
-                .command_lines(&r.pull_call(&remote))
-                .into_iter()
-                .map(|line| format!("{line}   # tried first; the build below runs only if this misses"))
-                .collect(),
+            Action::Fetch { .. } => {
+                // What the pull would cost, known before paying it where the manifest can be
+                // read (plain HTTP: loopback registries only).
+                let layers = if r.is_loopback() { registry::manifest_layers(r, &remote) } else { None };
+                let note = match &layers {
+                    Some(sizes) => {
+                        cost = json!(sizes.iter().sum::<u64>());
+                        format!(
+                            "tried first, at most {} of compressed layers (registry manifest); the build \
+                             below runs only if this misses",
+                            bytes_text(sizes.iter().sum())
+                        )
+                    }
+                    None if r.is_loopback() => "not in the registry: the build below runs".to_string(),
+                    None => "tried first, size unknown; the build below runs only if this misses".to_string(),
+                };
+                engine
+                    .command_lines(&r.pull_call(&remote))
+                    .into_iter()
+                    .map(|line| format!("{line}   # {note}"))
+                    .collect()
+            }
             _ => engine.command_lines(&r.push_call(&img.inputs_tag(&digest), &remote)),
         };
         for line in &lines {
             out.say(line);
         }
-        done.push(json!({ "action": action.to_json(stack), "command": lines, "status": "dry-run" }));
+        done.push(json!({
+            "action": action.to_json(stack), "command": lines, "status": "dry-run", "download_bytes": cost,
+        }));
         return Ok(());
     }
     match action {
