@@ -63,8 +63,11 @@ pub fn quick(sh: &Shell, engine: &Engine, stack: &Stack) -> Result<Facts, String
     super::validate::inputs(stack)?;
     let (ours, others) = image_references(stack)?;
     let containers: Vec<&str> = stack.services.iter().map(|s| s.container.as_str()).collect();
-    if !containers.is_empty() {
-        let mut facts = facts(stack, engine, engine.inspect_named(sh, &containers, &strs(&others))?)?;
+    // Whatever the one call cannot settle (even its failure) is `observe`'s to read and report.
+    if !containers.is_empty()
+        && let Ok(inspected) = engine.inspect_named(sh, &containers, &strs(&others))
+    {
+        let mut facts = facts(stack, engine, inspected)?;
         if let Some(observed) = proven(stack, &facts) {
             facts.observed = observed;
             return Ok(facts);

@@ -46,9 +46,9 @@ pub struct Observed {
     pub containers: HashMap<String, ObservedContainer>,
     pub volumes: Vec<String>,
     pub networks: Vec<String>,
-    /// Only the containers and the images we do not build were read; our images, the
-    /// volumes and the network are what the stack's running containers prove
-    /// (`converge::observe::proven`). Enough to find nothing to do; to act, read the rest.
+    /// Only the stack's containers and the images we do not build were read (one
+    /// `inspect`); our images, the volumes and the network are what those containers prove
+    /// (`converge::observe::proven`). Enough to find nothing to do; to act, read everything.
     pub partial: bool,
 }
 

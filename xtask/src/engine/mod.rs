@@ -457,10 +457,7 @@ impl Engine {
         images: &[&str],
     ) -> Result<Observed, String> {
         let names = [containers, images].concat();
-        let text =
-            self.inspect_found(sh, "", &names, &["no such object", "No such object"]).map_err(|e| {
-                format!("{e}\n  (the engine does not answer: check that `{} info` works)", self.name())
-            })?;
+        let text = self.inspect_found(sh, "", &names, &["no such object", "No such object"])?;
         let (containers, images): (Vec<_>, Vec<_>) =
             listing::json_items(&text).into_iter().partition(listing::is_container);
         Ok(Observed {
