@@ -9,7 +9,7 @@ use xshell::Shell;
 
 use crate::{
     converge::{
-        observe::observe,
+        observe,
         plan::{self, Action, Facts, Options, Plan},
         ready::{self, Cancel},
         registry::{self, Registry},
@@ -453,8 +453,14 @@ pub fn converge(
     cancel: &Cancel,
 ) -> Result<(), String> {
     let _lock = cache::lock(&stack.project.cache_dir())?;
-    let facts = observe(sh, engine, stack)?;
-    let plan = plan::plan(stack, &facts, options.with_registry(registry));
+    let mut facts = observe::quick(sh, engine, stack)?;
+    let mut plan = plan::plan(stack, &facts, options.with_registry(registry));
+    if facts.observed.partial && !plan.is_noop() {
+        // What the containers prove is enough to do nothing (`--rebuild` still acts): to act,
+        // read everything.
+        facts = observe::observe(sh, engine, stack)?;
+        plan = plan::plan(stack, &facts, options.with_registry(registry));
+    }
     report["engine"] = json!(engine.name());
     report["plan"] = json!(plan.actions.iter().map(|a| a.to_json(stack)).collect::<Vec<_>>());
     report["unchanged"] = json!(plan.unchanged);

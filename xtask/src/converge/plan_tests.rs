@@ -1101,3 +1101,73 @@ fn offline_build_plans_alone_block_too() {
             .contains("an image build with network: localhost/jarvis-frontend-dev (image missing)")
     );
 }
+
+// The no-op's one engine call (`observe::quick`): what the stack's containers prove.
+
+/// `facts` as `observe::quick`'s one `inspect` sees them: the stack's containers, each with
+/// the labels of the image it was created from (the engine copies them), and only the
+/// images we do not build; no volume, no network.
+fn as_inspected(stack: &Stack, facts: &Facts) -> Facts {
+    let mut seen = Observed::default();
+    for service in &stack.services {
+        let Some(c) = facts.observed.containers.get(&service.container) else { continue };
+        let mut c = c.clone();
+        if let Some(image) = facts.observed.images.values().find(|i| i.id == c.image_id) {
+            for (k, v) in &image.labels {
+                c.labels.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        seen.containers.insert(c.name.clone(), c);
+    }
+    for (reference, image) in &facts.observed.images {
+        if !stack.images.iter().any(|i| i.reference == *reference) {
+            seen.images.insert(reference.clone(), image.clone());
+        }
+    }
+    Facts { observed: seen, ..facts.clone() }
+}
+
+/// Whenever the containers prove the rest, the plan is the one the full facts give, in
+/// every case but those where the full facts lack a volume or the network that a running,
+/// current container uses, which neither engine allows (it refuses to remove them in use).
+#[test]
+fn what_the_containers_prove_plans_as_the_full_facts() {
+    let stack = stack();
+    let (mut proven, mut differ) = (Vec::new(), Vec::new());
+    for case in cases() {
+        let mut full = baseline();
+        (case.mutate)(&mut full);
+        let mut quick = as_inspected(&stack, &full);
+        let Some(observed) = crate::converge::observe::proven(&stack, &quick) else { continue };
+        quick.observed = observed;
+        proven.push(case.name);
+        if plan(&stack, &quick, case.options) != plan(&stack, &full, case.options) {
+            differ.push(case.name);
+        }
+    }
+    assert_eq!(
+        differ,
+        [
+            "network missing: created, nothing else",
+            "one volume missing: exactly that one created",
+            "offline and the models volume missing: the voices are blockers",
+        ]
+    );
+    // The no-op and its neighbours are among them; every change, stop or stranger is not.
+    for name in ["baseline: everything current and running", "offline and nothing changed: the no-op"] {
+        assert!(proven.contains(&name), "{name} is proven: {proven:?}");
+    }
+    for name in [
+        "base image id changed",
+        "container config label differs",
+        "container exited: removed and run again",
+        "a container with our name and only the inherited project label: blocker, never removed",
+        "image without the io.jarvis.inputs label (built by the old scripts)",
+        "requirements.txt content changed: only the backend image rebuilds",
+    ] {
+        assert!(!proven.contains(&name), "{name} must read everything");
+    }
+    let mut ollama = as_inspected(&ollama_stack(), &ollama_baseline());
+    ollama.observed = crate::converge::observe::proven(&ollama_stack(), &ollama).expect("ollama up");
+    assert_eq!(plan(&ollama_stack(), &ollama, DEFAULT), plan(&ollama_stack(), &ollama_baseline(), DEFAULT));
+}

@@ -46,6 +46,10 @@ pub struct Observed {
     pub containers: HashMap<String, ObservedContainer>,
     pub volumes: Vec<String>,
     pub networks: Vec<String>,
+    /// Only the stack's containers and the images we do not build were read (one
+    /// `inspect`); our images, the volumes and the network are what those containers prove
+    /// (`converge::observe::proven`). Enough to find nothing to do; to act, read everything.
+    pub partial: bool,
 }
 
 impl Observed {
@@ -145,6 +149,44 @@ pub(crate) fn parse_containers(items: &[Value]) -> HashMap<String, ObservedConta
             state,
             image_id: item["ImageID"].as_str().unwrap_or("").trim_start_matches("sha256:").to_string(),
             labels: labels(&item["Labels"]),
+            host_ports,
+        };
+        containers.insert(name, container);
+    }
+    containers
+}
+
+/// Whether an item of a mixed `inspect` is a container (an image has no state).
+pub(crate) fn is_container(item: &Value) -> bool {
+    item["State"].is_object()
+}
+
+/// Containers as `inspect` gives them, the same shape in both engines: `Config.Labels`
+/// (the image's labels and the run's), `State.Status`, the image id in `Image` (docker's
+/// with `sha256:`) and the published ports in `NetworkSettings.Ports`, host ports as text.
+pub(crate) fn parse_inspected_containers(items: &[Value]) -> HashMap<String, ObservedContainer> {
+    let mut containers = HashMap::new();
+    for item in items {
+        let Some(name) = item["Name"].as_str().map(|n| n.trim_start_matches('/').to_string()) else {
+            continue;
+        };
+        let state = item["State"]["Status"].as_str().unwrap_or("").to_string();
+        let mut host_ports: Vec<u16> = item["NetworkSettings"]["Ports"]
+            .as_object()
+            .into_iter()
+            .flat_map(|ports| ports.values())
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(|binding| binding["HostPort"].as_str()?.parse().ok())
+            .collect();
+        host_ports.sort_unstable();
+        host_ports.dedup();
+        let container = ObservedContainer {
+            name: name.clone(),
+            running: state == "running",
+            state,
+            image_id: item["Image"].as_str().unwrap_or("").trim_start_matches("sha256:").to_string(),
+            labels: labels(&item["Config"]["Labels"]),
             host_ports,
         };
         containers.insert(name, container);
@@ -485,6 +527,37 @@ mod tests {
         );
         assert_eq!(parse_containers(&running)["app"].host_ports, [5173, 5174, 8000]);
         assert_eq!(json_items("null"), Vec::<Value>::new());
+    }
+
+    #[test]
+    fn a_mixed_inspect_of_containers_and_images_is_read_for_both_engines() {
+        // podman: the container with its image's labels among its own, the image id bare.
+        let podman = json_items(
+            r#"[{"Id":"c1","Name":"jarvis-backend-dev","State":{"Status":"running","Running":true},
+                 "Image":"3c01","ImageName":"localhost/jarvis-backend-dev:latest",
+                 "Config":{"Labels":{"io.jarvis.inputs":"d1","io.jarvis.project":"jarvis","io.jarvis.service":"backend"}},
+                 "NetworkSettings":{"Ports":{"8000/tcp":[{"HostIp":"127.0.0.1","HostPort":"8000"}]}}},
+                {"Id":"ba5e","RepoTags":["docker.io/library/node:20-bookworm-slim"],"Labels":null,"Config":{}}]"#,
+        );
+        let (containers, images): (Vec<_>, Vec<_>) = podman.into_iter().partition(is_container);
+        let c = &parse_inspected_containers(&containers)["jarvis-backend-dev"];
+        assert!(c.running && c.is_ours("jarvis"));
+        assert_eq!((c.image_id.as_str(), c.labels["io.jarvis.inputs"].as_str()), ("3c01", "d1"));
+        assert_eq!(c.host_ports, [8000]);
+        assert_eq!(parse_images(&images)["docker.io/library/node:20-bookworm-slim"].id, "ba5e");
+        // docker: a leading '/' in the name, `sha256:` ids, unpublished ports as null.
+        let docker = json_items(
+            r#"[{"Id":"c2","Name":"/jarvis-frontend-dev","State":{"Status":"exited","Running":false},
+                 "Image":"sha256:f0f0","Config":{"Labels":{"io.jarvis.project":"jarvis"}},
+                 "NetworkSettings":{"Ports":{"5173/tcp":null}}},
+                {"Id":"sha256:ba5e","RepoTags":["node:20-bookworm-slim"],"Config":{"Labels":null}}]"#,
+        );
+        let (containers, images): (Vec<_>, Vec<_>) = docker.into_iter().partition(is_container);
+        let c = &parse_inspected_containers(&containers)["jarvis-frontend-dev"];
+        assert!(!c.running && !c.is_ours("jarvis"), "no service label: not ours");
+        assert_eq!((c.state.as_str(), c.image_id.as_str()), ("exited", "f0f0"));
+        assert!(c.host_ports.is_empty());
+        assert_eq!(parse_images(&images)["docker.io/library/node:20-bookworm-slim"].id, "ba5e");
     }
 
     #[test]

@@ -147,6 +147,7 @@ impl Engine {
             containers,
             volumes: listing::names(&listing::json_items(&volumes)),
             networks: listing::names(&listing::json_items(&networks)),
+            partial: false,
         })
     }
 
@@ -421,18 +422,49 @@ impl Engine {
     /// `image inspect` of `references`: those the engine has, as JSON; the missing ones
     /// are left out (the engine fails the call, yet prints what it found).
     fn inspect_images(&self, sh: &Shell, references: &[&str]) -> Result<String, String> {
-        if references.is_empty() {
+        self.inspect_found(sh, "image", references, &["image not known", "No such image"])
+    }
+
+    /// `<kind> inspect` of `names`, those the engine has; a missing one is an answer.
+    fn inspect_found(
+        &self,
+        sh: &Shell,
+        kind: &str,
+        names: &[&str],
+        missing: &[&str],
+    ) -> Result<String, String> {
+        if names.is_empty() {
             return Ok(String::new());
         }
-        let args = [&["image", "inspect"], references].concat();
+        let verb: &[&str] = if kind.is_empty() { &["inspect"] } else { &[kind, "inspect"] };
+        let args = [verb, names].concat();
         let output =
             self.command(sh, &args).output().map_err(|e| format!("cannot run {}: {e}", self.name()))?;
-        // A missing image is an answer, not a failure.
-        let unexpected = error::message(&output.stderr, &["image not known", "No such image"]);
+        let unexpected = error::message(&output.stderr, missing);
         if !output.status.success() && !unexpected.is_empty() {
-            return Err(error::failed(self.name(), "image inspect", &unexpected));
+            return Err(error::failed(self.name(), &verb.join(" "), &unexpected));
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// The no-op's one engine call: `inspect` of the named containers and images together
+    /// (both engines take both kinds). The containers come with their image ids, docker's
+    /// too; the rest of the machine's containers, the volumes and the networks are not read.
+    pub fn inspect_named(
+        &self,
+        sh: &Shell,
+        containers: &[&str],
+        images: &[&str],
+    ) -> Result<Observed, String> {
+        let names = [containers, images].concat();
+        let text = self.inspect_found(sh, "", &names, &["no such object", "No such object"])?;
+        let (containers, images): (Vec<_>, Vec<_>) =
+            listing::json_items(&text).into_iter().partition(listing::is_container);
+        Ok(Observed {
+            images: listing::parse_images(&images),
+            containers: listing::parse_inspected_containers(&containers),
+            ..Observed::default()
+        })
     }
 
     /// The `--format` that makes a listing JSON: `json` is podman's word, which docker
