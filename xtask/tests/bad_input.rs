@@ -97,10 +97,20 @@ fn cases() -> Vec<Case> {
 }
 
 /// What the engine has: every container (with its state), image, volume and network.
+/// The state is the JSON's word ("running"), not the "Up 22 seconds" a format string gives,
+/// which changes by itself while the table runs.
 fn listings(sh: &Shell) -> String {
-    let (names, images) = ("{{.Names}} {{.State}} {{.Image}}", "{{.ID}} {{.Repository}}:{{.Tag}}");
+    let images = "{{.ID}} {{.Repository}}:{{.Tag}}";
+    let ps: serde_json::Value =
+        serde_json::from_str(&cmd!(sh, "podman ps -a --format json").quiet().read().unwrap()).unwrap();
+    let containers: Vec<String> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {} {} {}", c["Id"], c["Names"], c["State"], c["Image"]))
+        .collect();
     [
-        cmd!(sh, "podman ps -a --format {names}").quiet().read().unwrap(),
+        containers.join("\n"),
         cmd!(sh, "podman images --format {images}").quiet().read().unwrap(),
         cmd!(sh, "podman volume ls -q").quiet().read().unwrap(),
         cmd!(sh, "podman network ls -q").quiet().read().unwrap(),
