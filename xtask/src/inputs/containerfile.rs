@@ -507,7 +507,10 @@ COPY --from=build /out /out
             read_file(root, file).unwrap();
         }
         let backend = std::fs::read_to_string(root.join("docker/backend.dev.Containerfile")).unwrap();
-        assert_eq!(copied_sources(&backend), ["requirements.txt", "docker/backend-dev-entrypoint.sh"]);
+        assert_eq!(
+            copied_sources(&backend),
+            ["requirements.txt", "docker/pip-install-from-store.sh", "docker/backend-dev-entrypoint.sh"]
+        );
         assert_eq!(bases(&backend), ["docker.io/library/rust:1.95-slim-bookworm"]);
         let frontend = std::fs::read_to_string(root.join("docker/frontend.dev.Containerfile")).unwrap();
         assert!(copied_sources(&frontend).contains(&"frontend/package-lock.json".to_string()));
