@@ -18,6 +18,7 @@ use crate::{
     converge::plan::{self, OFFLINE},
     host::{
         models,
+        proxy::{self, Proxy},
         tools::{self, Tool},
     },
     inputs::cache::{self, Record},
@@ -79,14 +80,8 @@ pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
     }
     let mut meter = Meter::default();
     let mut worked = env_file(root, out)?;
-    if venv(&sh, cx, &python, out)? {
-        worked = true;
-        meter.not_measured("pip (requirements.txt)");
-    }
-    if node_modules(&sh, cx, &node, out)? {
-        worked = true;
-        meter.not_measured("npm (package-lock.json)");
-    }
+    worked |= venv(&sh, cx, &python, &mut meter, out)?;
+    worked |= node_modules(&sh, cx, &node, &mut meter, out)?;
     let mut voices_missing = 0;
     if args.no_models {
         out.say("models: skipped (--no-models); TTS uses espeak-ng");
@@ -195,7 +190,7 @@ fn env_file(root: &Path, out: Output) -> Result<bool, String> {
 
 /// `.venv` with requirements.txt installed, redone only when requirements.txt or the
 /// Python changed, or the venv is gone.
-fn venv(sh: &Shell, cx: &Context, python: &Python, out: Output) -> Result<bool, String> {
+fn venv(sh: &Shell, cx: &Context, python: &Python, meter: &mut Meter, out: Output) -> Result<bool, String> {
     let root = &cx.project.root;
     let cache_dir = cx.project.cache_dir();
     let venv = root.join(".venv");
@@ -215,9 +210,14 @@ fn venv(sh: &Shell, cx: &Context, python: &Python, out: Output) -> Result<bool, 
     }
     out.say(format!("python: pip install -r requirements.txt into .venv ({why})"));
     let requirements = root.join("requirements.txt");
-    cmd!(sh, "{venv_python} -m pip install --disable-pip-version-check -r {requirements}").run().map_err(
-        |e| format!("{e}\n  pip failed (see above); nothing was recorded, so the next setup retries"),
-    )?;
+    metered(meter, "pip (requirements.txt)", root, out, |proxy| {
+        cmd!(sh, "{venv_python} -m pip install --disable-pip-version-check -r {requirements}")
+            .envs(proxy.iter().cloned())
+            .run()
+            .map_err(|e| {
+                format!("{e}\n  pip failed (see above); nothing was recorded, so the next setup retries")
+            })
+    })?;
     cache::store_step(&cache_dir, "venv", &inputs)?;
     Ok(true)
 }
@@ -256,7 +256,13 @@ fn venv_version(venv: &Path) -> Option<String> {
 
 /// `frontend/node_modules` from package-lock.json with `npm ci`, redone only when
 /// package.json, package-lock.json or Node's major version changed, or node_modules is gone.
-fn node_modules(sh: &Shell, cx: &Context, node: &str, out: Output) -> Result<bool, String> {
+fn node_modules(
+    sh: &Shell,
+    cx: &Context,
+    node: &str,
+    meter: &mut Meter,
+    out: Output,
+) -> Result<bool, String> {
     let root = &cx.project.root;
     let cache_dir = cx.project.cache_dir();
     let (inputs, why) = node_modules_state(cx, node);
@@ -267,11 +273,38 @@ fn node_modules(sh: &Shell, cx: &Context, node: &str, out: Output) -> Result<boo
     cache::forget_step(&cache_dir, "node-modules")?;
     out.say(format!("frontend: npm ci ({why})"));
     let _dir = sh.push_dir(root.join("frontend"));
-    cmd!(sh, "npm ci --no-audit --no-fund").run().map_err(|e| {
-        format!("{e}\n  npm ci failed (see above); nothing was recorded, so the next setup retries")
+    metered(meter, "npm (package-lock.json)", root, out, |proxy| {
+        cmd!(sh, "npm ci --no-audit --no-fund").envs(proxy.iter().cloned()).run().map_err(|e| {
+            format!("{e}\n  npm ci failed (see above); nothing was recorded, so the next setup retries")
+        })
     })?;
     cache::store_step(&cache_dir, "node-modules", &inputs)?;
     Ok(true)
+}
+
+/// Runs a pip or npm step with the variables that send it through a metering proxy
+/// (`host::proxy`) and puts what came through on the meter as `source`, measured. Where
+/// the user has a proxy of their own, theirs is used and `source` is "not measured".
+fn metered(
+    meter: &mut Meter,
+    source: &str,
+    root: &Path,
+    out: Output,
+    step: impl FnOnce(&[(&'static str, String)]) -> Result<(), String>,
+) -> Result<(), String> {
+    let theirs = proxy::users_proxy(&root.join("frontend"));
+    let proxy = match &theirs {
+        None => Proxy::start().map_err(|e| out.warn(format!("{source}: not measured: {e}"))).ok(),
+        Some(_) => None,
+    };
+    let Some(proxy) = proxy else {
+        meter.not_measured(source);
+        return step(&[]);
+    };
+    let result = step(&proxy.env());
+    // The tool has exited: its tunnels close at once.
+    meter.measured(source, proxy.finish(std::time::Duration::from_secs(2)).received);
+    result
 }
 
 /// node_modules' inputs, and why `npm ci` must run (`None`: it is current).
