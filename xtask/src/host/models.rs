@@ -369,12 +369,18 @@ pub fn in_store(store: Option<&Path>, sha256: &str, size: u64) -> bool {
 /// Where the per-user voice store is: `$JARVIS_VOICE_STORE`, else
 /// `$XDG_CACHE_HOME/jarvis/voices`, else `~/.cache/jarvis/voices`; `None` without a home.
 pub fn voice_store() -> Option<PathBuf> {
+    user_store("JARVIS_VOICE_STORE", "voices")
+}
+
+/// A per-user store shared by every checkout: `$<var>`, else `$XDG_CACHE_HOME/jarvis/<name>`,
+/// else `~/.cache/jarvis/<name>`; `None` without a home.
+pub fn user_store(var: &str, name: &str) -> Option<PathBuf> {
     let set = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = set("JARVIS_VOICE_STORE") {
+    if let Some(dir) = set(var) {
         return Some(dir);
     }
     let cache = set("XDG_CACHE_HOME").or_else(|| set("HOME").map(|home| home.join(".cache")))?;
-    Some(cache.join("jarvis").join("voices"))
+    Some(cache.join("jarvis").join(name))
 }
 
 impl Downloader {

@@ -148,7 +148,7 @@ pub fn lock(dir: &Path) -> Result<Lock, String> {
 }
 
 /// Takes the file lock at `path` (alone, or shared), saying what it waits for when it must.
-fn acquire(path: &Path, exclusive: bool, waits_for: &str) -> Result<Lock, String> {
+pub fn acquire(path: &Path, exclusive: bool, waits_for: &str) -> Result<Lock, String> {
     let file = File::options()
         .create(true)
         .truncate(false)
