@@ -9,7 +9,9 @@
 //! answering with the new code under `dev-local`, with a loop of requests all along that
 //! counts the ones the reloads lost. `--prod` times the production image:
 //! a cold build, the no-op `build-prod` and a one-line backend change, with its size.
+//! `--bandwidth` (`bench/bandwidth.rs`) compares the meter with the host's counters.
 
+mod bandwidth;
 mod registry;
 
 use std::{
@@ -44,6 +46,10 @@ pub struct Args {
     /// pull from this registry (HOST[:PORT]/PATH), in time and bytes, on a scratch copy.
     #[arg(long, value_name = "REF")]
     pub registry: Option<String>,
+    /// Measure what commands download instead: the meter by source beside the host
+    /// interface's received bytes, in scratch copies with empty caches of their own.
+    #[arg(long, conflicts_with_all = ["dev_local", "prod", "registry"])]
+    pub bandwidth: bool,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
@@ -53,6 +59,9 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     }
     if args.prod {
         return prod(cx, runs);
+    }
+    if args.bandwidth {
+        return bandwidth::run(cx);
     }
     if let Some(registry) = &args.registry {
         return registry::run(cx, registry);

@@ -200,7 +200,7 @@ fn mb(bytes: u64) -> String {
 }
 
 /// The interface of the default route: where downloads come in.
-fn default_interface() -> Option<String> {
+pub(super) fn default_interface() -> Option<String> {
     let routes = std::fs::read_to_string("/proc/net/route").ok()?;
     routes.lines().skip(1).find_map(|l| {
         let fields: Vec<&str> = l.split_whitespace().collect();
@@ -209,7 +209,7 @@ fn default_interface() -> Option<String> {
 }
 
 /// Bytes received so far on `iface`.
-fn rx_bytes(iface: &str) -> Option<u64> {
+pub(super) fn rx_bytes(iface: &str) -> Option<u64> {
     let dev = std::fs::read_to_string("/proc/net/dev").ok()?;
     dev.lines().find_map(|l| {
         let (name, counters) = l.split_once(':')?;

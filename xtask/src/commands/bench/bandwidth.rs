@@ -1,0 +1,250 @@
+//! `cargo xtask bench --bandwidth`: what each command downloads. Each row is one run: the
+//! meter's bytes by source (what the command itself prints at its end) beside the bytes
+//! the host's default-route interface received during the same run, and their ratio (the
+//! meter is to be within 10% of the counters on an otherwise idle machine).
+//!
+//! It works in scratch copies of this checkout with caches and stores of its own under
+//! one temporary directory (pip's and npm's caches, the wheel and voice stores), so the
+//! first run really starts empty and the user's caches are neither used nor touched. The
+//! rows need no engine: setup's first run, a no-op, a second checkout with the shared
+//! caches, a pip dependency added, and a backend code change under dev-local.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    Context, ErrorContext,
+    commands::bench::{self, registry},
+    host::http,
+    output::bytes_text,
+};
+
+/// A line the meter prints: `downloaded: <source>: <amount>`.
+const PREFIX: &str = "downloaded: ";
+
+struct Row {
+    what: String,
+    /// (source, bytes, how) from the meter's lines; bytes `None` when "not measured".
+    meter: Vec<(String, Option<u64>, String)>,
+    /// Received on the host interface during the run.
+    host: Option<u64>,
+}
+
+pub fn run(cx: &Context) -> Result<(), String> {
+    let iface = registry::default_interface().ok_or("no default route: nothing to compare the meter with")?;
+    let scratch = std::env::temp_dir().join(format!("jarvis-bench-bandwidth-{}", std::process::id()));
+    let result = rows(cx, &scratch, &iface);
+    let _ = fs::remove_dir_all(&scratch);
+    let rows = result?;
+    println!(
+        "bandwidth benchmark: the meter against the received bytes of {iface} (scratch copies, empty caches of their own)\n"
+    );
+    println!("| command | meter, by source | host {iface} rx | meter / host |");
+    println!("|---|---|---:|---:|");
+    for row in &rows {
+        let (text, total) = meter_text(&row.meter);
+        let host = row.host.map_or("?".to_string(), bytes_text);
+        let ratio = match row.host {
+            // Below 1 MB both sides are noise (DNS, a TCP handshake): no ratio.
+            Some(h) if h >= 1_000_000 => format!("{:.3}", total as f64 / h as f64),
+            _ => "–".to_string(),
+        };
+        println!("| {} | {text} | {host} | {ratio} |", row.what);
+    }
+    println!("\nproduced by `cargo xtask bench --bandwidth`");
+    Ok(())
+}
+
+fn rows(cx: &Context, scratch: &Path, iface: &str) -> Result<Vec<Row>, String> {
+    let caches = scratch.join("caches");
+    let env: Vec<(&str, PathBuf)> = vec![
+        ("PIP_CACHE_DIR", caches.join("pip")),
+        ("npm_config_cache", caches.join("npm")),
+        ("JARVIS_WHEEL_STORE", caches.join("wheels")),
+        ("JARVIS_VOICE_STORE", caches.join("voices")),
+    ];
+    let (one, two) = (scratch.join("one"), scratch.join("two"));
+    bench::copy_sources(&cx.project.root, &one)?;
+    bench::copy_sources(&cx.project.root, &two)?;
+    let setup = |what: &str, dir: &Path| -> Result<Row, String> {
+        eprintln!("bench --bandwidth: {what}...");
+        let before = registry::rx_bytes(iface);
+        let stdout = xtask_in(dir, &env, &["setup"])?;
+        let host = before.and_then(|b| Some(registry::rx_bytes(iface)?.saturating_sub(b)));
+        Ok(Row { what: format!("`setup`, {what}"), meter: parse_meter(&stdout), host })
+    };
+    let mut rows = vec![
+        setup("first run, empty caches", &one)?,
+        setup("again, nothing changed", &one)?,
+        setup("a second checkout (caches shared)", &two)?,
+    ];
+    let requirements = two.join("requirements.txt");
+    let text = fs::read_to_string(&requirements).context(format!("reading {}", requirements.display()))?;
+    fs::write(&requirements, format!("{text}six==1.17.0\n"))
+        .context(format!("writing {}", requirements.display()))?;
+    rows.push(setup("a pip dependency added (six==1.17.0)", &two)?);
+    fs::write(&requirements, text).context(format!("writing {}", requirements.display()))?;
+    rows.push(setup("that dependency removed again", &two)?);
+    rows.push(dev_local_change(cx, &two, &env, iface)?);
+    Ok(rows)
+}
+
+/// dev-local in `dir`, then a backend source change until it is served: the bytes of the
+/// change alone (the rebuild and the restart), which fetch nothing.
+fn dev_local_change(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &str) -> Result<Row, String> {
+    eprintln!("bench --bandwidth: dev-local, a backend code change...");
+    let lib = dir.join("crates/jarvis-backend/src/lib.rs");
+    let original = fs::read_to_string(&lib).context(format!("reading {}", lib.display()))?;
+    let line = "const HEALTH_STATUS: &str = \"ok\";";
+    if !original.contains(line) {
+        return Err(format!("{} no longer holds `{line}`, which the benchmark edits", lib.display()));
+    }
+    let port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+    let (backend, frontend) =
+        (port().context("finding a free port")?, port().context("finding a free port")?);
+    let log_path = dir.join("dev-local.log");
+    let log = fs::File::create(&log_path).context(format!("creating {}", log_path.display()))?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| cx.project.root.join("target"), PathBuf::from);
+    let exe = std::env::current_exe().context("finding this xtask's own binary")?;
+    let mut session = Command::new(exe)
+        .arg("dev-local")
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_remove("MODELS_DIR")
+        .env("JARVIS_BACKEND_PORT", backend.to_string())
+        .env("JARVIS_FRONTEND_PORT", frontend.to_string())
+        // The dev-local test's build directory: the dependencies are compiled there once.
+        .env("CARGO_TARGET_DIR", target.join("dev-local-tests"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("sharing the log file")?)
+        .stderr(log)
+        .spawn()
+        .context("starting dev-local")?;
+    let serves = |status: &str, timeout: Duration| {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some((200, body)) = http::get("127.0.0.1", backend, "/health")
+                && body.contains(&format!("\"status\":\"{status}\""))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    let result = (|| {
+        if !serves("ok", Duration::from_secs(900)) {
+            return Err(format!("dev-local did not start; see {}", log_path.display()));
+        }
+        let before = registry::rx_bytes(iface);
+        fs::write(&lib, original.replace(line, "const HEALTH_STATUS: &str = \"bandwidth\";"))
+            .context(format!("editing {}", lib.display()))?;
+        if !serves("bandwidth", Duration::from_secs(300)) {
+            return Err(format!("the change was not served; see {}", log_path.display()));
+        }
+        Ok(before.and_then(|b| Some(registry::rx_bytes(iface)?.saturating_sub(b))))
+    })();
+    let _ = fs::write(&lib, &original);
+    let pid = nix::unistd::Pid::from_raw(session.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let _ = session.wait();
+    // Nothing runs that could download: the rebuild uses the crates cargo already has.
+    let meter =
+        vec![("(nothing fetched: cargo rebuilds from ~/.cargo)".to_string(), Some(0), "measured".into())];
+    Ok(Row { what: "`dev-local`, a backend code change (rebuild, restart)".into(), meter, host: result? })
+}
+
+/// Runs this xtask in `dir` with `env` (and the voices' own place, whatever the shell
+/// says), and returns its stdout.
+fn xtask_in(dir: &Path, env: &[(&str, PathBuf)], args: &[&str]) -> Result<String, String> {
+    let exe = std::env::current_exe().context("finding this xtask's own binary")?;
+    let output = Command::new(exe)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_remove("MODELS_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .context(format!("running `cargo xtask {}`", args.join(" ")))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`cargo xtask {}` failed during the benchmark:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The meter's per-source lines from a command's output (the total line is left out).
+fn parse_meter(stdout: &str) -> Vec<(String, Option<u64>, String)> {
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix(PREFIX)?.rsplit_once(": "))
+        .map(|(source, amount)| match amount.rsplit_once(" (") {
+            Some((size, how)) => {
+                (source.to_string(), parse_bytes(size), how.trim_end_matches(')').to_string())
+            }
+            None => (source.to_string(), None, amount.to_string()),
+        })
+        .collect()
+}
+
+/// "83.4 MB" → 83,400,000 (the meter's own rounding: 0.1 of its unit).
+fn parse_bytes(text: &str) -> Option<u64> {
+    let (number, unit) = text.split_once(' ')?;
+    let scale = match unit {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => return None,
+    };
+    Some((number.parse::<f64>().ok()? * scale).round() as u64)
+}
+
+/// The sources as one cell, and the total of those with a number.
+fn meter_text(meter: &[(String, Option<u64>, String)]) -> (String, u64) {
+    if meter.is_empty() {
+        return ("0 B".into(), 0);
+    }
+    let total = meter.iter().filter_map(|(_, b, _)| *b).sum();
+    let cells: Vec<String> = meter
+        .iter()
+        .map(|(source, bytes, how)| match bytes {
+            Some(b) => format!("{source} {} ({how})", bytes_text(*b)),
+            None => format!("{source}: {how}"),
+        })
+        .collect();
+    (cells.join(", "), total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_meters_lines_are_read_back() {
+        let out = "python: ...\ndownloaded: pip (requirements.txt): 83.4 MB (measured)\n\
+                   downloaded: voices: 63.2 MB (measured)\ndownloaded: apt: not measured\n\
+                   downloaded: total 146.6 MB, plus 1 source(s) not measured (above)\nsetup: done\n";
+        assert_eq!(
+            parse_meter(out),
+            [
+                ("pip (requirements.txt)".to_string(), Some(83_400_000), "measured".to_string()),
+                ("voices".to_string(), Some(63_200_000), "measured".to_string()),
+                ("apt".to_string(), None, "not measured".to_string()),
+            ]
+        );
+        assert_eq!(parse_meter("downloaded: total 0 B\n"), []);
+        assert_eq!(meter_text(&[]), ("0 B".to_string(), 0));
+        assert_eq!(parse_bytes("4.8 kB"), Some(4_800));
+        assert_eq!(parse_bytes("12 B"), Some(12));
+    }
+}
