@@ -228,8 +228,9 @@ fn venv(sh: &Shell, cx: &Context, python: &Python, meter: &mut Meter, out: Outpu
     // nothing when the index's responses carry no caching headers (as behind some
     // proxies), and even a warm one asks the index again for each package. Installing
     // from the store with --no-index downloads nothing; only when a pinned wheel is
-    // missing does `pip wheel` fetch (or build) it into the store; the wheels already
-    // there are found first (--find-links), so only the index pages are asked again.
+    // missing does `pip wheel` fetch (or build) it into the store: only the missing pins
+    // when requirements.txt is plain pins, constrained by the file so their dependencies
+    // resolve to the pinned wheels already there (--find-links), not to newer ones.
     fs::create_dir_all(&store).map_err(|e| format!("creating {}: {e}", store.display()))?;
     let _store_lock = cache::acquire(&store.join(".lock"), true, "another setup filling the wheel store")?;
     let from_store = || {
@@ -242,10 +243,18 @@ fn venv(sh: &Shell, cx: &Context, python: &Python, meter: &mut Meter, out: Outpu
         out.say(format!("python: installed from the wheel store {} (nothing downloaded)", store.display()));
     } else {
         out.say(format!("python: fetching the missing wheels into the wheel store {}", store.display()));
+        let text = fs::read_to_string(&requirements).unwrap_or_default();
+        let missing = simple_pins(&text).map(|pins| missing_wheels(&store, &pins)).unwrap_or_default();
+        let what: Vec<String> = if missing.is_empty() {
+            // Richer requirements, or wheels of another platform: pip reads the whole file.
+            vec!["-r".into(), requirements.display().to_string()]
+        } else {
+            missing
+        };
         metered(meter, pip, root, out, |proxy| {
             cmd!(
                 sh,
-                "{venv_python} -m pip wheel --disable-pip-version-check --find-links {store} --wheel-dir {store} -r {requirements}"
+                "{venv_python} -m pip wheel --disable-pip-version-check --find-links {store} --wheel-dir {store} -c {requirements} {what...}"
             )
             .envs(proxy.iter().cloned())
             .run()
@@ -255,6 +264,41 @@ fn venv(sh: &Shell, cx: &Context, python: &Python, meter: &mut Meter, out: Outpu
     }
     cache::store_step(&cache_dir, "venv", &inputs)?;
     Ok(true)
+}
+
+/// The pins of a requirements file that holds nothing but `name==version` lines (and
+/// comments); `None` for anything richer (markers, extras, options, ranges).
+fn simple_pins(text: &str) -> Option<Vec<(String, String)>> {
+    let word = |w: &str, extra: &str| {
+        !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+    };
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let (name, version) = line.split_once("==")?;
+            let (name, version) = (name.trim(), version.trim());
+            (word(name, "-_.") && word(version, "._+!")).then(|| (name.to_string(), version.to_string()))
+        })
+        .collect()
+}
+
+/// The pins (as `name==version`) with no wheel of that name and version in `store`.
+fn missing_wheels(store: &Path, pins: &[(String, String)]) -> Vec<String> {
+    let have: Vec<(String, String)> = fs::read_dir(store)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let mut parts = file.strip_suffix(".whl")?.split('-');
+            Some((models::normalize(parts.next()?), parts.next()?.to_string()))
+        })
+        .collect();
+    pins.iter()
+        .filter(|(name, version)| !have.contains(&(models::normalize(name), version.clone())))
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect()
 }
 
 /// The venv's inputs, whether it is usable, and why pip must run (`None`: it is current).
@@ -555,6 +599,27 @@ mod tests {
         assert_eq!(dotenv_lookup(text, "A").as_deref(), Some("1"));
         assert_eq!(dotenv_lookup(text, "E"), None);
         assert_eq!(dotenv_lookup(text, "NOPE"), None);
+    }
+
+    #[test]
+    fn only_the_pins_missing_from_the_wheel_store_are_fetched() {
+        let text = "# pinned\npiper-tts==1.8.0\nflatbuffers==25.12.19  # a comment\nsix==1.17.0\n\n";
+        let pins = simple_pins(text).unwrap();
+        assert_eq!(pins.len(), 3);
+        for richer in ["numpy>=2\n", "-r other.txt\n", "x==1; python_version<'3.12'\n", "a[b]==1\n"] {
+            assert_eq!(simple_pins(richer), None, "{richer}");
+        }
+        let store = std::env::temp_dir().join(format!("jarvis-wheel-store-{}", std::process::id()));
+        fs::create_dir_all(&store).unwrap();
+        for file in [
+            "piper_tts-1.8.0-cp39-abi3-manylinux_2_28_x86_64.whl",
+            "flatbuffers-25.12.19-py2.py3-none-any.whl",
+        ] {
+            fs::write(store.join(file), "").unwrap();
+        }
+        fs::write(store.join(".lock"), "").unwrap();
+        assert_eq!(missing_wheels(&store, &pins), ["six==1.17.0"]);
+        fs::remove_dir_all(&store).unwrap();
     }
 
     #[test]

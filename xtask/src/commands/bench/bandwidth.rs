@@ -72,6 +72,7 @@ fn rows(cx: &Context, scratch: &Path, iface: &str) -> Result<Vec<Row>, String> {
     bench::copy_sources(&cx.project.root, &two)?;
     let setup = |what: &str, dir: &Path| -> Result<Row, String> {
         eprintln!("bench --bandwidth: {what}...");
+        quiet(iface);
         let before = registry::rx_bytes(iface);
         let stdout = xtask_in(dir, &env, &["setup"])?;
         let host = before.and_then(|b| Some(registry::rx_bytes(iface)?.saturating_sub(b)));
@@ -141,6 +142,7 @@ fn dev_local_change(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &s
         if !serves("ok", Duration::from_secs(900)) {
             return Err(format!("dev-local did not start; see {}", log_path.display()));
         }
+        quiet(iface);
         let before = registry::rx_bytes(iface);
         fs::write(&lib, original.replace(line, "const HEALTH_STATUS: &str = \"bandwidth\";"))
             .context(format!("editing {}", lib.display()))?;
@@ -157,6 +159,21 @@ fn dev_local_change(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &s
     let meter =
         vec![("(nothing fetched: cargo rebuilds from ~/.cargo)".to_string(), Some(0), "measured".into())];
     Ok(Row { what: "`dev-local`, a backend code change (rebuild, restart)".into(), meter, host: result? })
+}
+
+/// Waits (at most two minutes) until the interface has been quiet for three seconds, so
+/// that what other programs download is not counted against the meter; says so when the
+/// machine does not go quiet (then the row's ratio means little).
+fn quiet(iface: &str) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        let before = registry::rx_bytes(iface).unwrap_or(0);
+        std::thread::sleep(Duration::from_secs(3));
+        if registry::rx_bytes(iface).unwrap_or(0).saturating_sub(before) < 20_000 {
+            return;
+        }
+    }
+    eprintln!("bench --bandwidth: warning: {iface} is not idle (another program is downloading)");
 }
 
 /// Runs this xtask in `dir` with `env` (and the voices' own place, whatever the shell
