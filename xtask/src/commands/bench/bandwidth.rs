@@ -32,6 +32,8 @@ struct Row {
     meter: Vec<(String, Option<u64>, String)>,
     /// Received on the host interface during the run.
     host: Option<u64>,
+    /// The interface was not quiet before or right after the run: others were downloading.
+    busy: bool,
 }
 
 pub fn run(cx: &Context) -> Result<(), String> {
@@ -49,10 +51,11 @@ pub fn run(cx: &Context) -> Result<(), String> {
         let (text, total) = meter_text(&row.meter);
         let host = row.host.map_or("?".to_string(), bytes_text);
         let ratio = match row.host {
-            // Below 1 MB both sides are noise (DNS, a TCP handshake): no ratio.
-            Some(h) if h >= 1_000_000 => format!("{:.3}", total as f64 / h as f64),
+            // Below 10 kB both sides are noise (DNS, a TCP handshake): no ratio.
+            Some(h) if h >= 10_000 => format!("{:.3}", total as f64 / h as f64),
             _ => "–".to_string(),
         };
+        let ratio = if row.busy { format!("{ratio} (not idle: others downloaded)") } else { ratio };
         println!("| {} | {text} | {host} | {ratio} |", row.what);
     }
     println!("\nproduced by `cargo xtask bench --bandwidth`");
@@ -72,11 +75,12 @@ fn rows(cx: &Context, scratch: &Path, iface: &str) -> Result<Vec<Row>, String> {
     bench::copy_sources(&cx.project.root, &two)?;
     let setup = |what: &str, dir: &Path| -> Result<Row, String> {
         eprintln!("bench --bandwidth: {what}...");
-        quiet(iface);
+        let idle = quiet(iface, Duration::from_secs(120));
         let before = registry::rx_bytes(iface);
         let stdout = xtask_in(dir, &env, &["setup"])?;
         let host = before.and_then(|b| Some(registry::rx_bytes(iface)?.saturating_sub(b)));
-        Ok(Row { what: format!("`setup`, {what}"), meter: parse_meter(&stdout), host })
+        let busy = !idle || !quiet(iface, Duration::ZERO);
+        Ok(Row { what: format!("`setup`, {what}"), meter: parse_meter(&stdout), host, busy })
     };
     let mut rows = vec![
         setup("first run, empty caches", &one)?,
@@ -142,14 +146,15 @@ fn dev_local_change(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &s
         if !serves("ok", Duration::from_secs(900)) {
             return Err(format!("dev-local did not start; see {}", log_path.display()));
         }
-        quiet(iface);
+        let idle = quiet(iface, Duration::from_secs(120));
         let before = registry::rx_bytes(iface);
         fs::write(&lib, original.replace(line, "const HEALTH_STATUS: &str = \"bandwidth\";"))
             .context(format!("editing {}", lib.display()))?;
         if !serves("bandwidth", Duration::from_secs(300)) {
             return Err(format!("the change was not served; see {}", log_path.display()));
         }
-        Ok(before.and_then(|b| Some(registry::rx_bytes(iface)?.saturating_sub(b))))
+        let host = before.and_then(|b| Some(registry::rx_bytes(iface)?.saturating_sub(b)));
+        Ok((host, !idle || !quiet(iface, Duration::ZERO)))
     })();
     let _ = fs::write(&lib, &original);
     let pid = nix::unistd::Pid::from_raw(session.id() as i32);
@@ -158,22 +163,25 @@ fn dev_local_change(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &s
     // Nothing runs that could download: the rebuild uses the crates cargo already has.
     let meter =
         vec![("(nothing fetched: cargo rebuilds from ~/.cargo)".to_string(), Some(0), "measured".into())];
-    Ok(Row { what: "`dev-local`, a backend code change (rebuild, restart)".into(), meter, host: result? })
+    let (host, busy) = result?;
+    Ok(Row { what: "`dev-local`, a backend code change (rebuild, restart)".into(), meter, host, busy })
 }
 
-/// Waits (at most two minutes) until the interface has been quiet for three seconds, so
-/// that what other programs download is not counted against the meter; says so when the
-/// machine does not go quiet (then the row's ratio means little).
-fn quiet(iface: &str) {
+/// Whether the interface has been quiet (under 20 kB) for three seconds, waiting for that
+/// at most `wait`, so that what other programs download is not counted against the meter.
+fn quiet(iface: &str, wait: Duration) -> bool {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(120) {
+    loop {
         let before = registry::rx_bytes(iface).unwrap_or(0);
         std::thread::sleep(Duration::from_secs(3));
         if registry::rx_bytes(iface).unwrap_or(0).saturating_sub(before) < 20_000 {
-            return;
+            return true;
+        }
+        if started.elapsed() >= wait {
+            eprintln!("bench --bandwidth: warning: {iface} is not idle (another program is downloading)");
+            return false;
         }
     }
-    eprintln!("bench --bandwidth: warning: {iface} is not idle (another program is downloading)");
 }
 
 /// Runs this xtask in `dir` with `env` (and the voices' own place, whatever the shell
