@@ -80,7 +80,7 @@ pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
     }
     let mut meter = Meter::default();
     let mut worked = env_file(root, out)?;
-    worked |= venv(&sh, cx, &python, &mut meter, out)?;
+    worked |= venv(&sh, cx, &python, args.net.offline, &mut meter, out)?;
     worked |= node_modules(&sh, cx, &node, &mut meter, out)?;
     let mut voices_missing = 0;
     if args.no_models {
@@ -190,7 +190,14 @@ fn env_file(root: &Path, out: Output) -> Result<bool, String> {
 
 /// `.venv` with requirements.txt installed, redone only when requirements.txt or the
 /// Python changed, or the venv is gone.
-fn venv(sh: &Shell, cx: &Context, python: &Python, meter: &mut Meter, out: Output) -> Result<bool, String> {
+fn venv(
+    sh: &Shell,
+    cx: &Context,
+    python: &Python,
+    offline: bool,
+    meter: &mut Meter,
+    out: Output,
+) -> Result<bool, String> {
     let root = &cx.project.root;
     let cache_dir = cx.project.cache_dir();
     let venv = root.join(".venv");
@@ -241,6 +248,12 @@ fn venv(sh: &Shell, cx: &Context, python: &Python, meter: &mut Meter, out: Outpu
     };
     if from_store().quiet().ignore_stdout().ignore_stderr().run().is_ok() {
         out.say(format!("python: installed from the wheel store {} (nothing downloaded)", store.display()));
+    } else if offline {
+        return Err(format!(
+            "{OFFLINE}: pip install -r requirements.txt: the wheels in {} do not install here \
+             (another platform's?); nothing was recorded",
+            store.display()
+        ));
     } else {
         out.say(format!("python: fetching the missing wheels into the wheel store {}", store.display()));
         let text = fs::read_to_string(&requirements).unwrap_or_default();
@@ -428,7 +441,14 @@ fn offline_blockers(
     no_models: bool,
 ) -> Vec<String> {
     let mut blockers = Vec::new();
-    if let (_, _, Some(why)) = venv_state(cx, python) {
+    // Every pin in the wheel store: pip installs from there with --no-index, offline.
+    let text = fs::read_to_string(cx.project.root.join("requirements.txt")).unwrap_or_default();
+    let in_store = models::user_store("JARVIS_WHEEL_STORE", "wheels")
+        .zip(simple_pins(&text))
+        .is_some_and(|(store, pins)| missing_wheels(&store, &pins).is_empty());
+    if let (_, _, Some(why)) = venv_state(cx, python)
+        && !in_store
+    {
         blockers.push(format!("{OFFLINE}: pip install -r requirements.txt ({why}; size unknown)"));
     }
     if let (_, Some(why)) = node_modules_state(cx, node) {
