@@ -50,6 +50,10 @@ pub struct Args {
     /// interface's received bytes, in scratch copies with empty caches of their own.
     #[arg(long, conflicts_with_all = ["dev_local", "prod", "registry"])]
     pub bandwidth: bool,
+    /// With --bandwidth: also dev-fast (--build-only) in a scratch project `<name>-bench`
+    /// (its images stay): a first run on this machine's layer cache, a no-op, a code change.
+    #[arg(long, requires = "bandwidth")]
+    pub engine: bool,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
@@ -61,7 +65,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         return prod(cx, runs);
     }
     if args.bandwidth {
-        return bandwidth::run(cx);
+        return bandwidth::run(cx, args.engine);
     }
     if let Some(registry) = &args.registry {
         return registry::run(cx, registry);

@@ -7,7 +7,10 @@
 //! one temporary directory (pip's and npm's caches, the wheel and voice stores), so the
 //! first run really starts empty and the user's caches are neither used nor touched. The
 //! rows need no engine: setup's first run, a no-op, a second checkout with the shared
-//! caches, a pip dependency added, and a backend code change under dev-local.
+//! caches, a pip dependency added, and a backend code change under dev-local. `--engine`
+//! adds dev-fast's (`--build-only`, in a scratch project `<name>-bench`): a first run on
+//! the machine's layer cache and cache mounts as they are (emptying them would take them
+//! from every other project), a no-op and a backend code change.
 
 use std::{
     fs,
@@ -32,14 +35,24 @@ struct Row {
     meter: Vec<(String, Option<u64>, String)>,
     /// Received on the host interface during the run.
     host: Option<u64>,
-    /// The interface was not quiet before or right after the run: others were downloading.
+    /// The interface was not quiet before or right after the run, or a first run was off
+    /// by more than 10% and run again: others were downloading meanwhile.
     busy: bool,
 }
 
-pub fn run(cx: &Context) -> Result<(), String> {
+impl Row {
+    /// The meter's total over the host's bytes, from 10 kB up (below, both are noise: DNS,
+    /// a TCP handshake).
+    fn ratio(&self) -> Option<f64> {
+        let host = self.host.filter(|h| *h >= 10_000)?;
+        Some(meter_text(&self.meter).1 as f64 / host as f64)
+    }
+}
+
+pub fn run(cx: &Context, engine: bool) -> Result<(), String> {
     let iface = registry::default_interface().ok_or("no default route: nothing to compare the meter with")?;
     let scratch = std::env::temp_dir().join(format!("jarvis-bench-bandwidth-{}", std::process::id()));
-    let result = rows(cx, &scratch, &iface);
+    let result = rows(cx, &scratch, &iface, engine);
     let _ = fs::remove_dir_all(&scratch);
     let rows = result?;
     println!(
@@ -48,13 +61,9 @@ pub fn run(cx: &Context) -> Result<(), String> {
     println!("| command | meter, by source | host {iface} rx | meter / host |");
     println!("|---|---|---:|---:|");
     for row in &rows {
-        let (text, total) = meter_text(&row.meter);
+        let (text, _) = meter_text(&row.meter);
         let host = row.host.map_or("?".to_string(), bytes_text);
-        let ratio = match row.host {
-            // Below 10 kB both sides are noise (DNS, a TCP handshake): no ratio.
-            Some(h) if h >= 10_000 => format!("{:.3}", total as f64 / h as f64),
-            _ => "–".to_string(),
-        };
+        let ratio = row.ratio().map_or("–".to_string(), |r| format!("{r:.3}"));
         let ratio = if row.busy { format!("{ratio} (not idle: others downloaded)") } else { ratio };
         println!("| {} | {text} | {host} | {ratio} |", row.what);
     }
@@ -62,31 +71,48 @@ pub fn run(cx: &Context) -> Result<(), String> {
     Ok(())
 }
 
-fn rows(cx: &Context, scratch: &Path, iface: &str) -> Result<Vec<Row>, String> {
-    let caches = scratch.join("caches");
-    let env: Vec<(&str, PathBuf)> = vec![
-        ("PIP_CACHE_DIR", caches.join("pip")),
-        ("npm_config_cache", caches.join("npm")),
-        ("JARVIS_WHEEL_STORE", caches.join("wheels")),
-        ("JARVIS_VOICE_STORE", caches.join("voices")),
-    ];
-    let (one, two) = (scratch.join("one"), scratch.join("two"));
-    bench::copy_sources(&cx.project.root, &one)?;
-    bench::copy_sources(&cx.project.root, &two)?;
-    let setup = |what: &str, dir: &Path| -> Result<Row, String> {
+fn rows(cx: &Context, scratch: &Path, iface: &str, engine: bool) -> Result<Vec<Row>, String> {
+    let setup = |what: &str, dir: &Path, env: &[(&str, PathBuf)]| -> Result<Row, String> {
         eprintln!("bench --bandwidth: {what}...");
         let idle = quiet(iface, Duration::from_secs(120));
         let before = registry::rx_bytes(iface);
-        let stdout = xtask_in(dir, &env, &["setup"])?;
+        let stdout = xtask_in(dir, env, &["setup"])?;
         let host = before.and_then(|b| Some(registry::rx_bytes(iface)?.saturating_sub(b)));
         let busy = !idle || !quiet(iface, Duration::ZERO);
         Ok(Row { what: format!("`setup`, {what}"), meter: parse_meter(&stdout), host, busy })
     };
-    let mut rows = vec![
-        setup("first run, empty caches", &one)?,
-        setup("again, nothing changed", &one)?,
-        setup("a second checkout (caches shared)", &two)?,
-    ];
+    // The first run, in a fresh copy with empty caches, until it did not overlap another
+    // program's downloads (meter and counters within 10%), at most three times; every
+    // attempt stays in the table.
+    let mut rows = Vec::new();
+    let mut attempt = 0;
+    let (env, one) = loop {
+        attempt += 1;
+        let caches = scratch.join(format!("caches-{attempt}"));
+        let env: Vec<(&str, PathBuf)> = vec![
+            ("PIP_CACHE_DIR", caches.join("pip")),
+            ("npm_config_cache", caches.join("npm")),
+            ("JARVIS_WHEEL_STORE", caches.join("wheels")),
+            ("JARVIS_VOICE_STORE", caches.join("voices")),
+        ];
+        let one = scratch.join(format!("one-{attempt}"));
+        bench::copy_sources(&cx.project.root, &one)?;
+        let mut row = setup("first run, empty caches", &one, &env)?;
+        let close = row.ratio().is_some_and(|r| (0.9..=1.1).contains(&r));
+        if close || attempt == 3 {
+            rows.push(row);
+            break (env, one);
+        }
+        row.busy = true;
+        rows.push(row);
+        let _ = fs::remove_dir_all(&one);
+        let _ = fs::remove_dir_all(&caches);
+    };
+    let two = scratch.join("two");
+    bench::copy_sources(&cx.project.root, &two)?;
+    let setup = |what: &str, dir: &Path| setup(what, dir, &env);
+    rows.push(setup("again, nothing changed", &one)?);
+    rows.push(setup("a second checkout (caches shared)", &two)?);
     let requirements = two.join("requirements.txt");
     let text = fs::read_to_string(&requirements).context(format!("reading {}", requirements.display()))?;
     fs::write(&requirements, format!("{text}six==1.17.0\n"))
@@ -95,6 +121,51 @@ fn rows(cx: &Context, scratch: &Path, iface: &str) -> Result<Vec<Row>, String> {
     fs::write(&requirements, text).context(format!("writing {}", requirements.display()))?;
     rows.push(setup("that dependency removed again", &two)?);
     rows.push(dev_local_change(cx, &two, &env, iface)?);
+    if engine {
+        rows.extend(dev_fast_rows(cx, &two, &env, iface)?);
+    }
+    Ok(rows)
+}
+
+/// dev-fast --build-only in `dir` as the project `<name>-bench`: a first run, a no-op and a
+/// backend code change, each with the meter of its `--json` report.
+fn dev_fast_rows(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &str) -> Result<Vec<Row>, String> {
+    let project = PathBuf::from(format!("{}-bench", cx.project.name));
+    let mut env = env.to_vec();
+    env.push(("JARVIS_PROJECT", project.clone()));
+    let run = |what: &str| -> Result<Row, String> {
+        eprintln!("bench --bandwidth: dev-fast, {what}...");
+        let idle = quiet(iface, Duration::from_secs(120));
+        let before = registry::rx_bytes(iface);
+        let stdout = xtask_in(dir, &env, &["dev-fast", "--build-only", "--json"])?;
+        let host = before.and_then(|b| Some(registry::rx_bytes(iface)?.saturating_sub(b)));
+        let busy = !idle || !quiet(iface, Duration::ZERO);
+        let report: serde_json::Value = serde_json::from_str(&stdout)
+            .map_err(|e| format!("dev-fast --json during the benchmark: {e}"))?;
+        let meter = report["downloaded"]["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let text = |key: &str| s[key].as_str().unwrap_or_default().to_string();
+                (text("source"), s["bytes"].as_u64(), text("how"))
+            })
+            .collect();
+        Ok(Row {
+            what: format!("`dev-fast --build-only`, {what} (project {})", project.display()),
+            meter,
+            host,
+            busy,
+        })
+    };
+    let mut rows = vec![run("first run on this machine's layer cache")?, run("no-op")?];
+    let lib = dir.join("crates/jarvis-backend/src/lib.rs");
+    let original = fs::read_to_string(&lib).context(format!("reading {}", lib.display()))?;
+    fs::write(&lib, format!("{original}\n// bench --bandwidth\n"))
+        .context(format!("editing {}", lib.display()))?;
+    let changed = run("a backend code change");
+    let _ = fs::write(&lib, &original);
+    rows.push(changed?);
     Ok(rows)
 }
 
