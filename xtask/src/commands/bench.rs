@@ -50,7 +50,7 @@ pub struct Args {
     /// interface's received bytes, in scratch copies with empty caches of their own.
     #[arg(long, conflicts_with_all = ["dev_local", "prod", "registry"])]
     pub bandwidth: bool,
-    /// With --bandwidth: also dev-fast (--build-only) in a scratch project `<name>-bench`
+    /// With --bandwidth: also dev-fast (--build-only) in a scratch project `<name>-bandwidth`
     /// (its images stay): a first run on this machine's layer cache, a no-op, a code change.
     #[arg(long, requires = "bandwidth")]
     pub engine: bool,

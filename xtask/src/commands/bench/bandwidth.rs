@@ -8,7 +8,7 @@
 //! first run really starts empty and the user's caches are neither used nor touched. The
 //! rows need no engine: setup's first run, a no-op, a second checkout with the shared
 //! caches, a pip dependency added, and a backend code change under dev-local. `--engine`
-//! adds dev-fast's (`--build-only`, in a scratch project `<name>-bench`): a first run on
+//! adds dev-fast's (`--build-only`, in a scratch project `<name>-bandwidth`): a first run on
 //! the machine's layer cache and cache mounts as they are (emptying them would take them
 //! from every other project), a no-op and a backend code change.
 
@@ -67,7 +67,7 @@ pub fn run(cx: &Context, engine: bool) -> Result<(), String> {
         let ratio = if row.busy { format!("{ratio} (not idle: others downloaded)") } else { ratio };
         println!("| {} | {text} | {host} | {ratio} |", row.what);
     }
-    println!("\nproduced by `cargo xtask bench --bandwidth`");
+    println!("\nproduced by `cargo xtask bench --bandwidth{}`", if engine { " --engine" } else { "" });
     Ok(())
 }
 
@@ -127,10 +127,10 @@ fn rows(cx: &Context, scratch: &Path, iface: &str, engine: bool) -> Result<Vec<R
     Ok(rows)
 }
 
-/// dev-fast --build-only in `dir` as the project `<name>-bench`: a first run, a no-op and a
+/// dev-fast --build-only in `dir` as the project `<name>-bandwidth`: a first run, a no-op and a
 /// backend code change, each with the meter of its `--json` report.
 fn dev_fast_rows(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &str) -> Result<Vec<Row>, String> {
-    let project = PathBuf::from(format!("{}-bench", cx.project.name));
+    let project = PathBuf::from(format!("{}-bandwidth", cx.project.name));
     let mut env = env.to_vec();
     env.push(("JARVIS_PROJECT", project.clone()));
     let run = |what: &str| -> Result<Row, String> {
