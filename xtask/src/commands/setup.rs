@@ -443,13 +443,19 @@ fn offline_blockers(
     let mut blockers = Vec::new();
     // Every pin in the wheel store: pip installs from there with --no-index, offline.
     let text = fs::read_to_string(cx.project.root.join("requirements.txt")).unwrap_or_default();
-    let in_store = models::user_store("JARVIS_WHEEL_STORE", "wheels")
+    let missing = models::user_store("JARVIS_WHEEL_STORE", "wheels")
         .zip(simple_pins(&text))
-        .is_some_and(|(store, pins)| missing_wheels(&store, &pins).is_empty());
-    if let (_, _, Some(why)) = venv_state(cx, python)
-        && !in_store
-    {
-        blockers.push(format!("{OFFLINE}: pip install -r requirements.txt ({why}; size unknown)"));
+        .map(|(store, pins)| missing_wheels(&store, &pins));
+    if let (_, _, Some(why)) = venv_state(cx, python) {
+        match missing {
+            Some(missing) if missing.is_empty() => {}
+            // Which wheels, by name: their sizes are on the index, which offline is not asked.
+            Some(missing) => blockers.push(format!(
+                "{OFFLINE}: pip install -r requirements.txt ({why}): not in the wheel store: {} (size unknown)",
+                missing.join(", ")
+            )),
+            None => blockers.push(format!("{OFFLINE}: pip install -r requirements.txt ({why}; size unknown)")),
+        }
     }
     if let (_, Some(why)) = node_modules_state(cx, node) {
         blockers.push(format!("{OFFLINE}: npm ci ({why}; size unknown)"));
