@@ -7,10 +7,11 @@
 //! one temporary directory (pip's and npm's caches, the wheel and voice stores), so the
 //! first run really starts empty and the user's caches are neither used nor touched. The
 //! rows need no engine: setup's first run, a no-op, a second checkout with the shared
-//! caches, a pip dependency added, and a backend code change under dev-local. `--engine`
-//! adds dev-fast's (`--build-only`, in a scratch project `<name>-bandwidth`): a first run on
-//! the machine's layer cache and cache mounts as they are (emptying them would take them
-//! from every other project), a no-op and a backend code change.
+//! caches, a pip and an npm dependency added (and removed), and a backend code change
+//! under dev-local. `--engine` adds dev-fast's (`--build-only`, in a scratch project
+//! `<name>-bandwidth`): a first run on the machine's layer cache and cache mounts as they
+//! are (emptying them would take them from every other project), a no-op and a backend
+//! code change.
 
 use std::{
     fs,
@@ -120,6 +121,29 @@ fn rows(cx: &Context, scratch: &Path, iface: &str, engine: bool) -> Result<Vec<R
     rows.push(setup("a pip dependency added (six==1.17.0)", &two)?);
     fs::write(&requirements, text).context(format!("writing {}", requirements.display()))?;
     rows.push(setup("that dependency removed again", &two)?);
+    // An npm dependency added as a developer would: `npm install` writes the lock file (its
+    // own download, the package's metadata, is not in the row), then setup installs it.
+    let frontend = two.join("frontend");
+    let files = ["package.json", "package-lock.json"].map(|f| frontend.join(f));
+    let saved: Vec<String> = files
+        .iter()
+        .map(|f| fs::read_to_string(f).context(format!("reading {}", f.display())))
+        .collect::<Result<_, _>>()?;
+    let added = Command::new("npm")
+        .args(["install", "--package-lock-only", "--save-dev", "--no-audit", "--no-fund", "ms@2.1.3"])
+        .current_dir(&frontend)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .status()
+        .context("running npm install --package-lock-only")?;
+    if !added.success() {
+        return Err(format!("npm install --package-lock-only ms@2.1.3 failed in {}", frontend.display()));
+    }
+    rows.push(setup("an npm dependency added (ms@2.1.3)", &two)?);
+    for (file, text) in files.iter().zip(&saved) {
+        fs::write(file, text).context(format!("writing {}", file.display()))?;
+    }
+    rows.push(setup("that npm dependency removed again", &two)?);
     rows.push(dev_local_change(cx, &two, &env, iface)?);
     if engine {
         rows.extend(dev_fast_rows(cx, &two, &env, iface)?);
