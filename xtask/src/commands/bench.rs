@@ -9,7 +9,8 @@
 //! answering with the new code under `dev-local`, with a loop of requests all along that
 //! counts the ones the reloads lost. `--prod` times the production image:
 //! a cold build, the no-op `build-prod` and a one-line backend change, with its size.
-//! `--bandwidth` (`bench/bandwidth.rs`) compares the meter with the host's counters.
+//! `--all` prints these three in one run. `--bandwidth` (`bench/bandwidth.rs`) compares
+//! the meter with the host's counters.
 
 mod bandwidth;
 mod registry;
@@ -50,14 +51,25 @@ pub struct Args {
     /// interface's received bytes, in scratch copies with empty caches of their own.
     #[arg(long, conflicts_with_all = ["dev_local", "prod", "registry"])]
     pub bandwidth: bool,
-    /// With --bandwidth: also dev-fast (--build-only) in a scratch project `<name>-bandwidth`
-    /// (its images stay): a first run on this machine's layer cache, a no-op, a code change.
+    /// With --bandwidth: also dev-fast (--build-only) and build-prod in a scratch project
+    /// `<name>-bandwidth` (its images stay): first runs on this machine's layer cache, a
+    /// no-op, code changes, a clean rebuild and a pip dependency added.
     #[arg(long, requires = "bandwidth")]
     pub engine: bool,
+    /// The inner loop's figures in one run: this benchmark, then --dev-local, then --prod.
+    #[arg(long, conflicts_with_all = ["dev_local", "prod", "registry", "bandwidth"])]
+    pub all: bool,
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let runs = args.runs.max(1);
+    if args.all {
+        dev_fast(cx, runs)?;
+        println!();
+        dev_local(cx, runs)?;
+        println!();
+        return prod(cx, runs);
+    }
     if args.dev_local {
         return dev_local(cx, runs);
     }
@@ -70,6 +82,11 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     if let Some(registry) = &args.registry {
         return registry::run(cx, registry);
     }
+    dev_fast(cx, runs)
+}
+
+/// The dev-fast figures: fingerprint, one listing, the no-op, a warm start and doctor.
+fn dev_fast(cx: &Context, runs: usize) -> Result<(), String> {
     let engine = Engine::detect()?;
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
 
@@ -140,15 +157,8 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
     let bench = target.join("xtask-bench/dev-local");
     let ws = bench.join("ws");
     copy_sources(root, &ws)?;
-    let lib = ws.join("crates/jarvis-backend/src/lib.rs");
-    let original = fs::read_to_string(&lib).context(format!("reading {}", lib.display()))?;
-    let line = "const HEALTH_STATUS: &str = \"ok\";";
-    if !original.contains(line) {
-        return Err(format!("{} no longer holds `{line}`, which the benchmark edits", lib.display()));
-    }
-    let port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
-    let (backend_port, frontend_port) =
-        (port().context("finding a free port")?, port().context("finding a free port")?);
+    let (lib, original) = health_line(&ws)?;
+    let (backend_port, frontend_port) = (free_port()?, free_port()?);
     let log_path = bench.join("dev-local.log");
     let log = fs::File::create(&log_path).context(format!("creating {}", log_path.display()))?;
     let exe = std::env::current_exe().context("finding this xtask's own binary")?;
@@ -192,8 +202,11 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
         let change = stats(runs, || {
             i += 1;
             let status = format!("bench-{i}");
-            fs::write(&lib, original.replace(line, &format!("const HEALTH_STATUS: &str = \"{status}\";")))
-                .context(format!("editing {}", lib.display()))?;
+            fs::write(
+                &lib,
+                original.replace(HEALTH_LINE, &format!("const HEALTH_STATUS: &str = \"{status}\";")),
+            )
+            .context(format!("editing {}", lib.display()))?;
             serves(&status, Duration::from_secs(300)).ok_or_else(|| failed("the change was not served"))
         });
         let (answered, lost) = requests.stop();
@@ -314,6 +327,28 @@ fn run_xtask(
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The line of the backend's lib.rs that the benchmarks edit.
+pub(crate) const HEALTH_LINE: &str = "const HEALTH_STATUS: &str = \"ok\";";
+
+/// The backend's lib.rs in the copy `dir` and its text, which must hold the line the
+/// benchmarks edit (`HEALTH_STATUS`, which /health reports).
+pub(crate) fn health_line(dir: &Path) -> Result<(PathBuf, String), String> {
+    let lib = dir.join("crates/jarvis-backend/src/lib.rs");
+    let original = fs::read_to_string(&lib).context(format!("reading {}", lib.display()))?;
+    if !original.contains(HEALTH_LINE) {
+        return Err(format!("{} no longer holds `{HEALTH_LINE}`, which the benchmark edits", lib.display()));
+    }
+    Ok((lib, original))
+}
+
+/// A loopback port free right now.
+pub(crate) fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .context("finding a free port")
 }
 
 /// The median, the fastest and the slowest of a measurement's runs.

@@ -8,10 +8,11 @@
 //! first run really starts empty and the user's caches are neither used nor touched. The
 //! rows need no engine: setup's first run, a no-op, a second checkout with the shared
 //! caches, a pip and an npm dependency added (and removed), and a backend code change
-//! under dev-local. `--engine` adds dev-fast's (`--build-only`, in a scratch project
-//! `<name>-bandwidth`): a first run on the machine's layer cache and cache mounts as they
-//! are (emptying them would take them from every other project), a no-op and a backend
-//! code change.
+//! under dev-local. `--engine` adds dev-fast's (`--build-only`) and build-prod's, in a
+//! scratch project `<name>-bandwidth`: a first run on the machine's layer cache and cache
+//! mounts as they are (emptying them would take them from every other project), a no-op,
+//! a backend code change, a clean rebuild (`--no-cache`: every stage runs) and a pip
+//! dependency added.
 
 use std::{
     fs,
@@ -146,50 +147,72 @@ fn rows(cx: &Context, scratch: &Path, iface: &str, engine: bool) -> Result<Vec<R
     rows.push(setup("that npm dependency removed again", &two)?);
     rows.push(dev_local_change(cx, &two, &env, iface)?);
     if engine {
-        rows.extend(dev_fast_rows(cx, &two, &env, iface)?);
+        rows.extend(engine_rows(cx, &two, &env, iface)?);
     }
     Ok(rows)
 }
 
-/// dev-fast --build-only in `dir` as the project `<name>-bandwidth`: a first run, a no-op and a
-/// backend code change, each with the meter of its `--json` report.
-fn dev_fast_rows(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &str) -> Result<Vec<Row>, String> {
-    let project = PathBuf::from(format!("{}-bandwidth", cx.project.name));
-    let mut env = env.to_vec();
-    env.push(("JARVIS_PROJECT", project.clone()));
-    let run = |what: &str| -> Result<Row, String> {
-        eprintln!("bench --bandwidth: dev-fast, {what}...");
-        let idle = quiet(iface, Duration::from_secs(120));
-        let before = registry::rx_bytes(iface);
-        let stdout = xtask_in(dir, &env, &["dev-fast", "--build-only", "--json"])?;
-        let host = before.and_then(|b| Some(registry::rx_bytes(iface)?.saturating_sub(b)));
-        let busy = !idle || !quiet(iface, Duration::ZERO);
-        let report: serde_json::Value = serde_json::from_str(&stdout)
-            .map_err(|e| format!("dev-fast --json during the benchmark: {e}"))?;
-        let meter = report["downloaded"]["sources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| {
-                let text = |key: &str| s[key].as_str().unwrap_or_default().to_string();
-                (text("source"), s["bytes"].as_u64(), text("how"))
-            })
-            .collect();
-        Ok(Row {
-            what: format!("`dev-fast --build-only`, {what} (project {})", project.display()),
-            meter,
-            host,
-            busy,
+/// One engine command in `dir` (with `--json`) as one row: its report's meter beside the
+/// interface's bytes.
+fn engine_row(
+    dir: &Path,
+    env: &[(&str, PathBuf)],
+    iface: &str,
+    args: &[&str],
+    what: &str,
+) -> Result<Row, String> {
+    eprintln!("bench --bandwidth: {what}...");
+    let idle = quiet(iface, Duration::from_secs(120));
+    let before = registry::rx_bytes(iface);
+    let stdout = xtask_in(dir, env, &[args, &["--json"]].concat())?;
+    let host = before.and_then(|b| Some(registry::rx_bytes(iface)?.saturating_sub(b)));
+    let busy = !idle || !quiet(iface, Duration::ZERO);
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .map_err(|e| format!("`{}` --json during the benchmark: {e}", args.join(" ")))?;
+    let meter = report["downloaded"]["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let text = |key: &str| s[key].as_str().unwrap_or_default().to_string();
+            (text("source"), s["bytes"].as_u64(), text("how"))
         })
+        .collect();
+    Ok(Row { what: what.to_string(), meter, host, busy })
+}
+
+/// Appends a line to `file` for the length of `body`, then puts the file back.
+fn with_line<T>(file: &Path, line: &str, body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let original = fs::read_to_string(file).context(format!("reading {}", file.display()))?;
+    fs::write(file, format!("{original}{line}\n")).context(format!("editing {}", file.display()))?;
+    let result = body();
+    fs::write(file, &original).context(format!("writing {} back", file.display()))?;
+    result
+}
+
+/// The engine rows, in `dir` as the project `<name>-bandwidth`: dev-fast `--build-only` (a
+/// first run, a no-op, a backend code change) and build-prod (a first run, a clean rebuild
+/// with every stage run and the cache mounts as they are, a backend code change, a pip
+/// dependency added), each with the meter of its `--json` report.
+fn engine_rows(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &str) -> Result<Vec<Row>, String> {
+    let project = format!("{}-bandwidth", cx.project.name);
+    let mut env = env.to_vec();
+    env.push(("JARVIS_PROJECT", PathBuf::from(&project)));
+    let row = |args: &[&str], what: &str| {
+        engine_row(dir, &env, iface, args, &format!("`{}`, {what} (project {project})", args.join(" ")))
     };
-    let mut rows = vec![run("first run on this machine's layer cache")?, run("no-op")?];
     let lib = dir.join("crates/jarvis-backend/src/lib.rs");
-    let original = fs::read_to_string(&lib).context(format!("reading {}", lib.display()))?;
-    fs::write(&lib, format!("{original}\n// bench --bandwidth\n"))
-        .context(format!("editing {}", lib.display()))?;
-    let changed = run("a backend code change");
-    let _ = fs::write(&lib, &original);
-    rows.push(changed?);
+    let dev = ["dev-fast", "--build-only"];
+    let mut rows = vec![row(&dev, "first run on this machine's layer cache")?, row(&dev, "no-op")?];
+    rows.push(with_line(&lib, "// bench --bandwidth: dev", || row(&dev, "a backend code change"))?);
+    rows.push(row(&["build-prod"], "first run on this machine's layer cache")?);
+    rows.push(row(&["build-prod", "--rebuild", "--no-cache"], "every stage run, cache mounts kept")?);
+    rows.push(with_line(&lib, "// bench --bandwidth: prod", || {
+        row(&["build-prod"], "a backend code change")
+    })?);
+    rows.push(with_line(&dir.join("requirements.txt"), "six==1.17.0", || {
+        row(&["build-prod"], "a pip dependency added (six==1.17.0)")
+    })?);
     Ok(rows)
 }
 
@@ -197,15 +220,8 @@ fn dev_fast_rows(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &str)
 /// change alone (the rebuild and the restart), which fetch nothing.
 fn dev_local_change(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &str) -> Result<Row, String> {
     eprintln!("bench --bandwidth: dev-local, a backend code change...");
-    let lib = dir.join("crates/jarvis-backend/src/lib.rs");
-    let original = fs::read_to_string(&lib).context(format!("reading {}", lib.display()))?;
-    let line = "const HEALTH_STATUS: &str = \"ok\";";
-    if !original.contains(line) {
-        return Err(format!("{} no longer holds `{line}`, which the benchmark edits", lib.display()));
-    }
-    let port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
-    let (backend, frontend) =
-        (port().context("finding a free port")?, port().context("finding a free port")?);
+    let (lib, original) = bench::health_line(dir)?;
+    let (backend, frontend) = (bench::free_port()?, bench::free_port()?);
     let log_path = dir.join("dev-local.log");
     let log = fs::File::create(&log_path).context(format!("creating {}", log_path.display()))?;
     let target =
@@ -243,7 +259,7 @@ fn dev_local_change(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &s
         }
         let idle = quiet(iface, Duration::from_secs(120));
         let before = registry::rx_bytes(iface);
-        fs::write(&lib, original.replace(line, "const HEALTH_STATUS: &str = \"bandwidth\";"))
+        fs::write(&lib, original.replace(bench::HEALTH_LINE, "const HEALTH_STATUS: &str = \"bandwidth\";"))
             .context(format!("editing {}", lib.display()))?;
         if !serves("bandwidth", Duration::from_secs(300)) {
             return Err(format!("the change was not served; see {}", log_path.display()));
