@@ -396,18 +396,19 @@ fn prune_takes_only_ours_and_never_breaks_a_running_build() {
     assert!(dry.contains("would free about"), "{dry}");
     assert_eq!(listing(), before, "a dry run changes nothing");
 
-    // Another project's build, by this tool, runs meanwhile: prune waits for it.
+    // Another project's build, by this tool, runs meanwhile: prune waits for it. Its slow
+    // step lasts long enough for prune's own engine calls on a loaded CI machine.
     let b_root = dir.0.join("ws-b");
     copy_workspace(&b_root);
     std::fs::write(
         b_root.join("docker/jarvis.Containerfile"),
-        format!("FROM {DEBIAN}\nRUN echo a0 > /v\nRUN sleep 8 && echo built > /built\n"),
+        format!("FROM {DEBIAN}\nRUN echo a0 > /v\nRUN sleep 25 && echo '{}' > /built\n", unique()),
     )
     .unwrap();
     let b_log = dir.0.join("b-build.log");
     let mut b_build = spawn_logged(xtask_command(&b_root, b, &["build-prod"]), &b_log);
     wait_until(60, "the other project's build to start its slow step", || {
-        std::fs::read_to_string(&b_log).unwrap_or_default().contains("RUN sleep 8")
+        std::fs::read_to_string(&b_log).unwrap_or_default().contains("RUN sleep 25")
     });
     let started = Instant::now();
     let pruned = ok(&root, a, &["prune", "--yes"]);
@@ -439,17 +440,21 @@ fn prune_takes_only_ours_and_never_breaks_a_running_build() {
 
     // A build not run by this tool: while it runs, no image is removed.
     let raw_file = files.join("Containerfile.raw");
-    std::fs::write(&raw_file, format!("FROM {DEBIAN}\nRUN sleep 6\n")).unwrap();
+    // A step of its own (never a cache hit from an earlier run), long enough for prune's
+    // engine calls on a loaded machine.
+    let token = unique();
+    std::fs::write(&raw_file, format!("FROM {DEBIAN}\nRUN sleep 20 && echo '{token}' > /token\n")).unwrap();
     let raw_log = dir.0.join("raw.log");
     let raw_label = format!("io.jarvis.project={b}");
     let raw_tag = format!("localhost/{b}-raw:1");
     let mut raw = std::process::Command::new("podman");
     raw.args(["build", "--label", &raw_label, "-t", &raw_tag, "-f"]).arg(&raw_file).arg(&files);
     let mut raw = spawn_logged(raw, &raw_log);
-    wait_until(60, "a build container", || {
-        podman(&sh, &["ps", "-a", "--external", "--format", "{{.State}}"])
-            .lines()
-            .any(|s| s.eq_ignore_ascii_case("storage"))
+    wait_until(60, "the build's slow step, in a build container", || {
+        std::fs::read_to_string(&raw_log).unwrap_or_default().contains("RUN sleep 20")
+            && podman(&sh, &["ps", "-a", "--external", "--format", "{{.State}}"])
+                .lines()
+                .any(|s| s.eq_ignore_ascii_case("storage"))
     });
     let third = podman(&sh, &["image", "inspect", "--format", "{{.Id}}", &tag(3)]).trim().to_string();
     let deferred = ok(&root, a, &["prune", "--yes", "--keep", "2"]);
@@ -626,4 +631,10 @@ fn update_bases_sees_a_changed_base_and_dev_fast_rebuilds_for_it() {
     for (target, reason) in &builds {
         assert!(reason.contains(&format!("base image {base} changed")), "{target}: {reason}");
     }
+}
+
+/// A token no earlier build had, so a step that echoes it is never a cache hit.
+fn unique() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    format!("{}-{}", std::process::id(), now.as_nanos())
 }
