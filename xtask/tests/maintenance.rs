@@ -440,18 +440,29 @@ fn prune_takes_only_ours_and_never_breaks_a_running_build() {
 
     // A build not run by this tool: while it runs, no image is removed.
     let raw_file = files.join("Containerfile.raw");
-    // A step of its own (never a cache hit from an earlier run), long enough for prune's
-    // engine calls on a loaded machine.
-    let token = unique();
-    std::fs::write(&raw_file, format!("FROM {DEBIAN}\nRUN sleep 20 && echo '{token}' > /token\n")).unwrap();
+    // Its step (of its own: never a cache hit) waits for the test to open a gate, a file in
+    // a mounted directory, so it runs for as long as prune takes, however loaded the machine
+    // (at most a minute).
+    let gate = files.join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    std::fs::write(
+        &raw_file,
+        format!(
+            "FROM {DEBIAN}\nRUN for i in $(seq 300); do [ -e /gate/open ] && break; sleep 0.2; done \
+             && echo '{}' > /token\n",
+            unique()
+        ),
+    )
+    .unwrap();
     let raw_log = dir.0.join("raw.log");
     let raw_label = format!("io.jarvis.project={b}");
     let raw_tag = format!("localhost/{b}-raw:1");
+    let mount = format!("{}:/gate", gate.display());
     let mut raw = std::process::Command::new("podman");
-    raw.args(["build", "--label", &raw_label, "-t", &raw_tag, "-f"]).arg(&raw_file).arg(&files);
+    raw.args(["build", "--label", &raw_label, "-t", &raw_tag, "-v", &mount, "-f"]).arg(&raw_file).arg(&files);
     let mut raw = spawn_logged(raw, &raw_log);
-    wait_until(60, "the build's slow step, in a build container", || {
-        std::fs::read_to_string(&raw_log).unwrap_or_default().contains("RUN sleep 20")
+    wait_until(60, "the build's waiting step, in a build container", || {
+        std::fs::read_to_string(&raw_log).unwrap_or_default().contains("/gate/open")
             && podman(&sh, &["ps", "-a", "--external", "--format", "{{.State}}"])
                 .lines()
                 .any(|s| s.eq_ignore_ascii_case("storage"))
@@ -461,6 +472,7 @@ fn prune_takes_only_ours_and_never_breaks_a_running_build() {
     assert!(text(&deferred.stderr).contains("a build is running"), "{}", text(&deferred.stderr));
     assert!(!exists(&sh, &tag(3)), "a name is only a name: untagged meanwhile");
     assert!(exists(&sh, &third), "no image removed while a build runs");
+    std::fs::write(gate.join("open"), "").unwrap();
     assert!(raw.wait().unwrap().success(), "{}", std::fs::read_to_string(&raw_log).unwrap());
     let after = ok(&root, a, &["prune", "--yes", "--keep", "2"]);
     let after = prune_until_done(&root, a, &after, &["prune", "--yes", "--keep", "2"]);
