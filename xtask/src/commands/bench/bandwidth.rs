@@ -46,6 +46,10 @@ impl Row {
     /// The meter's total over the host's bytes, from 10 kB up (below, both are noise: DNS,
     /// a TCP handshake).
     fn ratio(&self) -> Option<f64> {
+        // A source the meter could not measure has no figure to compare.
+        if self.meter.iter().any(|(_, bytes, _)| bytes.is_none()) {
+            return None;
+        }
         let host = self.host.filter(|h| *h >= 10_000)?;
         Some(meter_text(&self.meter).1 as f64 / host as f64)
     }
