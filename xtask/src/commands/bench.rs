@@ -343,12 +343,9 @@ pub(crate) fn health_line(dir: &Path) -> Result<(PathBuf, String), String> {
     Ok((lib, original))
 }
 
-/// A loopback port free right now.
+/// A free port for a scratch session (`host::ports::free_port`).
 pub(crate) fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .context("finding a free port")
+    crate::host::ports::free_port().ok_or_else(|| "no free port in 20000-31999".to_string())
 }
 
 /// The median, the fastest and the slowest of a measurement's runs.

@@ -25,6 +25,22 @@ pub fn is_free(addr: &str, port: u16) -> bool {
     TcpListener::bind((addr, port)).is_ok()
 }
 
+/// A port free on 127.0.0.1 and 0.0.0.0, below the kernel's ephemeral range (32768 and up),
+/// so that no client connection (pip, npm, cargo, a request loop) can take it between this
+/// check and the moment it is bound. Each call in a process gives a different port, and
+/// processes start at different places in the range. For the benchmarks' and the tests'
+/// scratch projects.
+pub fn free_port() -> Option<u16> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    const FIRST: usize = 20000;
+    const COUNT: usize = 12000;
+    let start = (std::process::id() as usize * 7919) % COUNT;
+    (0..COUNT)
+        .map(|_| (FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16)
+        .find(|&port| is_free("127.0.0.1", port) && is_free("0.0.0.0", port))
+}
+
 /// The process listening on TCP `port` (any local address, IPv4 or IPv6), found through
 /// /proc/net/tcp and /proc/net/tcp6 (state 0A = LISTEN, local port in hex) and then the
 /// socket inode in /proc/<pid>/fd/* symlinks ("socket:[INODE]"). None when it cannot be
@@ -157,6 +173,16 @@ mod tests {
    0: 00000000000000000000000000000000:1F40 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 444444 1 0000000000000000 100 0 0 10 0
    1: 00000000000000000000000001000000:1435 00000000000000000000000001000000:A1B2 01 00000000:00000000 00:00000000 00000000  1000        0 555555 1 0000000000000000 20 4 30 10 -1
 ";
+
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_free_and_distinct() {
+        let (a, b) = (super::free_port().unwrap(), super::free_port().unwrap());
+        assert_ne!(a, b);
+        for port in [a, b] {
+            assert!((20000..32000).contains(&port), "{port}");
+            assert!(is_free("127.0.0.1", port));
+        }
+    }
 
     #[test]
     fn parses_ipv4_listeners_and_ignores_other_states() {

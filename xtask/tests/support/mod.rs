@@ -12,7 +12,7 @@ use std::{
     process::{Child, Command, Output, Stdio},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -156,23 +156,9 @@ pub fn xtask_engine() -> xtask::engine::Engine {
     xtask::engine::Engine { kind: xtask::engine::Kind::Podman, program: "podman".into() }
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now.
-/// A free loopback port below the kernel's ephemeral range (32768 and up), so that no
-/// client connection (pip, npm, cargo, the tests' own requests) can take it between this
-/// check and the moment the tool binds it. Each call gives a different port.
+/// A free port below the ephemeral range (the library's `host::ports::free_port`).
 pub fn free_port() -> u16 {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    // Test binaries run at the same time: each starts at its own place in the range.
-    let start = (std::process::id() as usize * 7919) % 12000;
-    for _ in 0..12000 {
-        let port = 20000 + ((start + NEXT.fetch_add(1, Ordering::Relaxed)) % 12000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
-        {
-            return port;
-        }
-    }
-    panic!("no free port in 20000-31999");
+    xtask::host::ports::free_port().expect("a free port in 20000-31999")
 }
 
 /// A plain HTTP/1.0 GET on loopback: the status and the body, or `None` if nothing answers
