@@ -1,6 +1,6 @@
 //! Tests that keep the code base honest about its own rules (rust-analyzer's `tidy`): only
 //! the engine layer starts the engine, the stack's names live in the stack, and the map
-//! in ARCHITECTURE.md names modules that exist.
+//! in ARCHITECTURE.md names modules that exist, and every RUN of our Containerfiles is metered.
 
 use std::path::{Path, PathBuf};
 
@@ -108,4 +108,38 @@ fn the_architecture_map_names_modules_that_exist() {
         let entry = if path.components().count() > 1 { format!("{top}/") } else { top.clone() };
         assert!(map.contains(&format!("`{entry}`")), "ARCHITECTURE.md does not show `{entry}`");
     }
+}
+
+/// Every RUN step of our Containerfiles ends with `docker/meter.sh`, bind-mounted, so that
+/// what a build downloads is measured by source (`engine::buildlog::downloads`).
+#[test]
+fn every_run_of_our_containerfiles_is_metered() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut offenders = Vec::new();
+    for entry in std::fs::read_dir(root.join("docker")).unwrap().filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with("Containerfile") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        for (line, run) in crate::inputs::containerfile::instructions(&text).unwrap() {
+            let run = run.split_whitespace().collect::<Vec<_>>().join(" ");
+            if !run.starts_with("RUN ") {
+                continue;
+            }
+            let mounted = run.contains("--mount=type=bind,source=docker/meter.sh,target=/run/jarvis-meter ");
+            let source = run
+                .strip_suffix(" $?")
+                .and_then(|r| r.rsplit_once("; sh /run/jarvis-meter "))
+                .map(|(_, s)| s);
+            if !mounted || !source.is_some_and(|s| ["apt", "pip", "npm", "cargo", "voices"].contains(&s)) {
+                offenders.push(format!("docker/{name}:{line}"));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these RUN steps do not end with `; sh /run/jarvis-meter <apt|pip|npm|cargo|voices> $?` \
+         with docker/meter.sh bind-mounted there, so their downloads go unmeasured: {offenders:?}"
+    );
 }

@@ -345,6 +345,12 @@ fn docker_end_to_end() {
     let said = stdout(&first);
     assert!(said.contains("backend image: rebuilding: image missing"), "{said}");
     assert!(said.contains("frontend image: rebuilding: image missing"), "{said}");
+    // This dockerd's layer cache starts empty, so every RUN ran, each in a network namespace
+    // of its own under BuildKit too: what each downloaded is measured, by source.
+    for source in ["apt", "pip", "npm"] {
+        assert!(said.contains(&format!("downloaded: {source} (image builds): ")), "{source}: {said}");
+    }
+    assert!(!said.contains("not measured"), "{said}");
     assert_eq!(http_get(p.backend_port, "/health").unwrap().0, 200);
     assert_eq!(http_get(p.frontend_port, "/").unwrap().0, 200);
     // Through Vite's proxy: the frontend container finds the backend by name.

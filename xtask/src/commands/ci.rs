@@ -82,7 +82,7 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         name: "e2e",
-        about: "dev-fast and rebuild-clean end to end, --offline, a table of bad inputs refused, and doctor against real faults (podman)",
+        about: "dev-fast and rebuild-clean end to end, --offline, a build's downloads measured, a table of bad inputs refused, and doctor against real faults (podman)",
         commands: &[&[
             "cargo",
             "test",
@@ -96,6 +96,8 @@ pub const STEPS: &[Step] = &[
             "doctor",
             "--test",
             "offline",
+            "--test",
+            "bandwidth",
         ]],
         tools: &["podman", "python3"],
         shares_images: false,

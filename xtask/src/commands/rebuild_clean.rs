@@ -10,7 +10,7 @@ use crate::{
     converge::plan::{self, Action, Options},
     engine::{Call, Engine, Progress},
     inputs::cache,
-    output::Output,
+    output::{Meter, Output},
     stack::{Llm, Stack},
 };
 
@@ -115,8 +115,14 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         plan::plan(&stack, &facts, Options { rebuild: true, no_cache: true, ..Options::default() });
     plan.actions.retain(|a| matches!(a, Action::Build { .. }));
     plan.blockers.clear();
-    apply::apply(&sh, &engine, &stack, &facts, &plan, out, None)?;
+    let applied = apply::apply(&sh, &engine, &stack, &facts, &plan, out, None)?;
     if !args.dry_run {
+        // What the rebuild downloaded: about nothing when the cache mounts are warm.
+        let mut meter = Meter::default();
+        apply::meter(&serde_json::json!(applied), &mut meter);
+        for line in meter.lines() {
+            out.say(line);
+        }
         out.say("rebuilt; `cargo xtask dev-fast` starts the stack");
     }
     Ok(())

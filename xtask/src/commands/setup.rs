@@ -369,8 +369,12 @@ fn node_modules(
     // (package-lock.json pins every version and digest). A cache that predates the lock
     // file fails with ETARGET; then npm ci runs again, online.
     metered(meter, "npm (package-lock.json)", root, out, |proxy| {
-        let npm_ci =
-            |how: &[&str]| cmd!(sh, "npm ci --no-audit --no-fund {how...}").envs(proxy.iter().cloned());
+        // No update check: npm's own registry document is 3 MB, and not what setup is for.
+        let npm_ci = |how: &[&str]| {
+            cmd!(sh, "npm ci --no-audit --no-fund {how...}")
+                .env("npm_config_update_notifier", "false")
+                .envs(proxy.iter().cloned())
+        };
         if npm_ci(&["--prefer-offline"]).run().is_ok() {
             return Ok(());
         }

@@ -172,12 +172,14 @@ pub fn apply(
             _ => None,
         };
         let mut steps = (Vec::new(), Vec::new());
+        let (mut runs_ran, mut downloads) = (0, Vec::new());
         let result = engine.call(sh, &call, progress).map(|log| {
             if let Action::Build { image, .. } = action {
                 let containerfile = stack.images[*image].containerfile;
                 let text = std::fs::read_to_string(stack.root().join(containerfile)).unwrap_or_default();
                 stages = buildlog::in_containerfile_order(buildlog::stages(&log), &text);
                 steps = buildlog::steps(&log);
+                (runs_ran, downloads) = (buildlog::runs_ran(&log), buildlog::downloads(&log));
             }
         });
         drop(store_lock);
@@ -210,11 +212,12 @@ pub fn apply(
                     }
                     out.say(format!("{} image: built in {seconds:.1}s", img.key));
                     record["stages"] = stages.iter().map(buildlog::Stage::to_json).collect();
-                    // Whether a RUN step ran (only those can download), for the meter.
-                    record["steps"] = json!({
-                        "total": steps.0.len(),
-                        "runs_ran": steps.0.iter().filter(|s| !s.cached && s.instruction.starts_with("RUN")).count(),
-                    });
+                    // What the RUN steps that ran downloaded (only those can), for the meter.
+                    record["steps"] = json!({ "total": steps.0.len(), "runs_ran": runs_ran });
+                    record["downloads"] = downloads
+                        .iter()
+                        .map(|(source, bytes)| json!({ "source": source, "bytes": bytes }))
+                        .collect();
                     record["outcome"] = json!("built");
                     if registry.is_some() {
                         record["registry"] = match shared.remove(image) {
@@ -408,22 +411,30 @@ fn registry_action(
     Ok(())
 }
 
-/// What the applied actions (`apply`'s records) brought in over the network: a registry
-/// pull by its manifest's compressed layer sizes (estimated: layers already held are not
-/// fetched), builds and image pulls named as not measured.
+/// What the applied actions (`apply`'s records) brought in over the network: builds by
+/// what each RUN step that ran received, per source (measured: `docker/meter.sh`), a
+/// registry pull by its manifest's compressed layer sizes (estimated: layers already held
+/// are not fetched), image pulls named as not measured.
 pub fn meter(applied: &Value, meter: &mut Meter) {
     for record in applied.as_array().into_iter().flatten().filter(|r| r["status"] == "ok") {
         let target = record["action"]["target"].as_str().unwrap_or_default();
         match record["action"]["action"].as_str() {
             Some("build") => {
-                let steps = record["steps"]["total"].as_u64().unwrap_or(0);
-                let ran = record["steps"]["runs_ran"].as_u64().unwrap_or(0);
-                if steps > 0 && ran == 0 {
-                    // No RUN step ran (every one came from the layer cache): nothing could download.
-                    meter.estimated(&format!("image build {target}"), 0);
-                } else {
+                let downloads = record["downloads"].as_array().map_or(&[][..], Vec::as_slice);
+                for download in downloads {
+                    let source = format!("{} (image builds)", download["source"].as_str().unwrap_or("?"));
+                    match download["bytes"].as_u64() {
+                        Some(bytes) => meter.measured(&source, bytes),
+                        None => meter.not_measured(&source),
+                    }
+                }
+                // A RUN step that ran without the meter (a Containerfile edited by hand) may
+                // have downloaded anything: said, never guessed.
+                let ran = record["steps"]["runs_ran"].as_u64().unwrap_or(0) as usize;
+                if ran > downloads.len() {
                     meter.not_measured(&format!(
-                        "image build {target} (apt, pip, npm, cargo inside it; {ran} RUN step(s) ran)"
+                        "image build {target} ({} RUN step(s) without docker/meter.sh)",
+                        ran - downloads.len()
                     ));
                 }
             }
@@ -490,19 +501,20 @@ pub fn converge(
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use crate::output::Meter;
 
     #[test]
     fn the_meter_of_applied_actions() {
-        let build = |target: &str, steps: u64, cached: u64| {
+        let build = |target: &str, runs_ran: u64, downloads: Value| {
             json!({ "action": { "action": "build", "target": target }, "status": "ok",
-                    "steps": { "total": steps, "runs_ran": steps - cached } })
+                    "steps": { "total": 3, "runs_ran": runs_ran }, "downloads": downloads })
         };
         let applied = json!([
-            build("cached", 3, 3),
-            build("ran", 3, 1),
+            build("cached", 0, json!([])),
+            build("one", 2, json!([{ "source": "apt", "bytes": 15_000_000 }, { "source": "pip", "bytes": 300 }])),
+            build("two", 2, json!([{ "source": "apt", "bytes": 1_000_000 }])),
             { "action": { "action": "fetch", "target": "f" }, "status": "ok", "outcome": "pulled",
               "registry": { "layer_bytes": 2_000_000 } },
             { "action": { "action": "pull", "target": "llm" }, "status": "skipped" },
@@ -512,9 +524,11 @@ mod tests {
         assert_eq!(
             meter.lines(),
             [
-                "downloaded: image build ran (apt, pip, npm, cargo inside it; 2 RUN step(s) ran): not measured",
+                "downloaded: apt (image builds): 16.0 MB (measured)",
+                "downloaded: pip (image builds): 300 B (measured)",
+                "downloaded: image build two (1 RUN step(s) without docker/meter.sh): not measured",
                 "downloaded: registry pull f (compressed layers): 2.0 MB (estimated)",
-                "downloaded: total 2.0 MB (0 B measured, 2.0 MB estimated), plus 1 source(s) not measured (above)",
+                "downloaded: total 18.0 MB (16.0 MB measured, 2.0 MB estimated), plus 1 source(s) not measured (above)",
             ]
         );
     }

@@ -17,6 +17,8 @@ pub struct Stage {
     /// Steps other than `FROM`.
     pub steps: usize,
     pub cached: usize,
+    /// `RUN` steps that ran (not cached): only those can download.
+    pub runs_ran: usize,
 }
 
 impl Stage {
@@ -40,12 +42,13 @@ impl Stage {
 /// The stages of a build log, in the order they appear in the Containerfile (podman) or
 /// in which BuildKit first started them (docker).
 pub fn stages(output: &str) -> Vec<Stage> {
-    if output.lines().any(|l| vertex_line(l).is_some_and(|(_, rest)| rest.starts_with('['))) {
+    if is_buildkit(output) {
         return buildkit_stages(output);
     }
     let mut stages: Vec<(usize, Stage)> = Vec::new();
-    // (stage index, whether a "Using cache" line was seen) for each step not yet done.
-    let mut open: Vec<(usize, bool)> = Vec::new();
+    // (stage index, whether a "Using cache" line was seen, whether it is a RUN) for each
+    // step not yet done.
+    let mut open: Vec<(usize, bool, bool)> = Vec::new();
     for line in output.lines().map(str::trim) {
         if let Some((index, count, step)) = step_line(line) {
             if !stages.iter().any(|(i, _)| *i == index) {
@@ -54,21 +57,22 @@ pub fn stages(output: &str) -> Vec<Stage> {
                     None if index == count => "final".to_string(),
                     None => format!("stage {index}"),
                 };
-                stages.push((index, Stage { name, steps: 0, cached: 0 }));
+                stages.push((index, Stage { name, steps: 0, cached: 0, runs_ran: 0 }));
             }
-            if !step.trim_start().to_ascii_uppercase().starts_with("FROM ") {
-                open.push((index, false));
+            if !is_instruction(step, "FROM") {
+                open.push((index, false, is_instruction(step, "RUN")));
             }
         } else if line.starts_with("--> Using cache") {
             if let Some(top) = open.last_mut() {
                 top.1 = true;
             }
         } else if line.starts_with("--> ")
-            && let Some((index, cached)) = open.pop()
+            && let Some((index, cached, run)) = open.pop()
             && let Some((_, stage)) = stages.iter_mut().find(|(i, _)| *i == index)
         {
             stage.steps += 1;
             stage.cached += usize::from(cached);
+            stage.runs_ran += usize::from(run && !cached);
         }
     }
     stages.sort_by_key(|(i, _)| *i);
@@ -130,7 +134,7 @@ pub fn steps(output: &str) -> (Vec<Step>, Vec<(String, String)>) {
                 let base = step.split_whitespace().nth(1).unwrap_or("").to_string();
                 froms.push((index, name, base));
             }
-            if !step.trim_start().to_ascii_uppercase().starts_with("FROM ") {
+            if !is_instruction(step, "FROM") {
                 open.push((index, name_of(&froms, index), step.to_string(), None));
             }
         } else if let Some(id) = line.strip_prefix("--> Using cache ") {
@@ -187,6 +191,7 @@ fn buildkit_stages(output: &str) -> Vec<Stage> {
         id: u32,
         stage: usize,
         is_step: bool,
+        is_run: bool,
         cached: bool,
     }
     let mut stages: Vec<Stage> = Vec::new();
@@ -208,18 +213,56 @@ fn buildkit_stages(output: &str) -> Vec<Stage> {
         let position = match stages.iter().position(|s| s.name == name) {
             Some(position) => position,
             None => {
-                stages.push(Stage { name, steps: 0, cached: 0 });
+                stages.push(Stage { name, steps: 0, cached: 0, runs_ran: 0 });
                 stages.len() - 1
             }
         };
-        let is_step = !step.trim_start().to_ascii_uppercase().starts_with("FROM ");
-        vertices.push(Vertex { id, stage: position, is_step, cached: false });
+        let (is_step, is_run) = (!is_instruction(step, "FROM"), is_instruction(step, "RUN"));
+        vertices.push(Vertex { id, stage: position, is_step, is_run, cached: false });
     }
     for vertex in vertices.iter().filter(|v| v.is_step) {
         stages[vertex.stage].steps += 1;
         stages[vertex.stage].cached += usize::from(vertex.cached);
+        stages[vertex.stage].runs_ran += usize::from(vertex.is_run && !vertex.cached);
     }
     stages
+}
+
+/// Whether a step's text starts with the instruction `word` (upper case, as written).
+fn is_instruction(step: &str, word: &str) -> bool {
+    step.split_whitespace().next().is_some_and(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// The RUN steps that ran (were not cached), in a podman or a BuildKit log: only those can
+/// download.
+pub fn runs_ran(output: &str) -> usize {
+    if is_buildkit(output) {
+        buildkit_stages(output).iter().map(|s| s.runs_ran).sum()
+    } else {
+        steps(output).0.iter().filter(|s| !s.cached && is_instruction(&s.instruction, "RUN")).count()
+    }
+}
+
+/// What a build's RUN steps downloaded, by source, as `docker/meter.sh` prints it at the
+/// end of each step that ran: `jarvis-meter: apt received 15792714 bytes` (a BuildKit log
+/// puts its `#7 2.541 ` in front). `None`: the step could not read its counters.
+pub fn downloads(output: &str) -> Vec<(String, Option<u64>)> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let (_, said) = line.split_once("jarvis-meter: ")?;
+            let (source, rest) = said.trim_end().split_once(' ')?;
+            if rest.starts_with("not measured") {
+                return Some((source.to_string(), None));
+            }
+            let bytes = rest.strip_prefix("received ")?.strip_suffix(" bytes")?.parse().ok()?;
+            Some((source.to_string(), Some(bytes)))
+        })
+        .collect()
+}
+
+fn is_buildkit(output: &str) -> bool {
+    output.lines().any(|l| vertex_line(l).is_some_and(|(_, rest)| rest.starts_with('[')))
 }
 
 /// `#12 rest` → (12, "rest").
@@ -332,7 +375,10 @@ Successfully tagged localhost/jarvis-scratch-ms:latest
         // Unnamed stages: BuildKit's stage-N (from 0), podman's "stage N" (from 1) and "final".
         let unnamed = "FROM a\nRUN x\nFROM b AS two\nFROM c\n";
         let named = |names: &[&str]| {
-            names.iter().map(|n| Stage { name: n.to_string(), steps: 1, cached: 0 }).collect::<Vec<_>>()
+            names
+                .iter()
+                .map(|n| Stage { name: n.to_string(), steps: 1, cached: 0, runs_ran: 0 })
+                .collect::<Vec<_>>()
         };
         let order = |stages: Vec<Stage>| stages.into_iter().map(|s| s.name).collect::<Vec<_>>();
         assert_eq!(
@@ -342,6 +388,27 @@ Successfully tagged localhost/jarvis-scratch-ms:latest
         assert_eq!(
             order(in_containerfile_order(named(&["final", "two", "stage 1"]), unnamed)),
             ["stage 1", "two", "final"]
+        );
+    }
+
+    #[test]
+    fn runs_that_ran_and_what_they_downloaded() {
+        assert_eq!((runs_ran(FIRST), runs_ran(SECOND)), (2, 0));
+        // The docker CI step's log: the crate's compile ran, and the final stage's COPYs.
+        assert_eq!(runs_ran(BUILDKIT), 1);
+        let podman = "[1/2] STEP 2/3: RUN --mount=type=bind,source=docker/meter.sh,target=/run/jarvis-meter \
+                      apt-get update; sh /run/jarvis-meter apt $?\n\
+                      jarvis-meter: apt received 15792714 bytes\n\
+                      --> 0430937d6ce\n";
+        let buildkit = "#7 [base 1/2] RUN sh /run/jarvis-meter pip $?\n\
+                        #7 2.541 jarvis-meter: pip received 2048 bytes\n\
+                        #8 0.1 jarvis-meter: npm not measured (no /proc/net/dev)\n\
+                        #9 0.1 jarvis-meter: cargo received many bytes\n";
+        assert_eq!(downloads(podman), [("apt".to_string(), Some(15_792_714))]);
+        assert_eq!(
+            downloads(buildkit),
+            [("pip".to_string(), Some(2048)), ("npm".to_string(), None)],
+            "the RUN line itself and a line that does not parse are no download"
         );
     }
 

@@ -74,7 +74,7 @@ type LineError = (usize, String);
 /// Instructions with continuation lines joined and comments dropped (a comment line may
 /// sit inside a continued instruction, as the engines allow), each with the line it
 /// starts on. Parser directives at the top are checked: only `\` may be the escape.
-fn instructions(text: &str) -> Result<Vec<(usize, String)>, LineError> {
+pub(crate) fn instructions(text: &str) -> Result<Vec<(usize, String)>, LineError> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut start = 0;
