@@ -143,6 +143,22 @@ impl Meter {
         self.add(source, Amount::NotMeasured);
     }
 
+    /// What image builds' RUN steps received, per source, as `docker/meter.sh` measured it
+    /// (`None`: the step could not read its counters).
+    pub fn image_builds(&mut self, downloads: impl IntoIterator<Item = (String, Option<u64>)>) {
+        for (source, bytes) in downloads {
+            let source = format!("{source} (image builds)");
+            match bytes {
+                Some(bytes) => self.measured(&source, bytes),
+                None => self.not_measured(&source),
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
     /// The rows that brought something in (or may have, unmeasured).
     fn nonzero(&self) -> impl Iterator<Item = &(String, Amount)> {
         self.rows.iter().filter(|(_, a)| !matches!(a, Amount::Measured(0) | Amount::Estimated(0)))

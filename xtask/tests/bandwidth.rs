@@ -60,17 +60,21 @@ fn a_build_step_download_is_measured_by_source() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 
-    // A step of the frontend dev image fetches it (a token of its own: never a cache hit).
-    let token = format!("{}-{}", std::process::id(), address.trim());
+    // A step of the frontend dev image fetches it (a token of its own: never a cache hit),
+    // then exits with `status`.
     let containerfile = work.0.join("docker/frontend.dev.Containerfile");
     let text = std::fs::read_to_string(&containerfile).unwrap();
-    let step = format!(
-        "RUN --mount=type=bind,source=docker/meter.sh,target=/run/jarvis-meter \\\n    \
-         node -e \"fetch('http://{}:8080/{token}').then(r => r.arrayBuffer()).then(b => console.log('fetched', b.byteLength))\"; \
-         sh /run/jarvis-meter test-blob $?\n",
-        address.trim()
-    );
-    std::fs::write(&containerfile, format!("{text}{step}")).unwrap();
+    let fetch_then = |status: &str| {
+        let token = format!("{}-{status}", std::process::id());
+        let step = format!(
+            "RUN --mount=type=bind,source=docker/meter.sh,target=/run/jarvis-meter \\\n    \
+             node -e \"fetch('http://{}:8080/{token}').then(r => r.arrayBuffer()).then(b => console.log('fetched', b.byteLength))\"; \
+             sh /run/jarvis-meter test-blob {status}\n",
+            address.trim()
+        );
+        std::fs::write(&containerfile, format!("{text}{step}")).unwrap();
+    };
+    fetch_then("$?");
 
     let output = run_logged(xtask_command(&work.0, &project, &["dev-fast", "--build-only", "--json"]), 40);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -91,4 +95,17 @@ fn a_build_step_download_is_measured_by_source() {
         "the meter says {bytes} bytes for a {BLOB}-byte download: {downloaded}"
     );
     assert_eq!(downloaded["complete"], true, "every RUN step that ran was metered: {downloaded}");
+
+    // A build that fails after its download still says what it cost.
+    fetch_then("3");
+    let failed = run_logged(xtask_command(&work.0, &project, &["dev-fast", "--build-only"]), 40);
+    assert!(!failed.status.success());
+    let said = String::from_utf8_lossy(&failed.stderr);
+    let (_, cost) = said
+        .split_once("before it failed, the build downloaded: test-blob (image builds): ")
+        .unwrap_or_else(|| panic!("a failed build says what it downloaded: {said}"));
+    assert!(
+        ["3.0", "3.1", "3.2", "3.3"].iter().any(|mb| cost.starts_with(&format!("{mb} MB (measured)"))),
+        "{said}"
+    );
 }

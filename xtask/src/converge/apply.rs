@@ -421,13 +421,11 @@ pub fn meter(applied: &Value, meter: &mut Meter) {
         match record["action"]["action"].as_str() {
             Some("build") => {
                 let downloads = record["downloads"].as_array().map_or(&[][..], Vec::as_slice);
-                for download in downloads {
-                    let source = format!("{} (image builds)", download["source"].as_str().unwrap_or("?"));
-                    match download["bytes"].as_u64() {
-                        Some(bytes) => meter.measured(&source, bytes),
-                        None => meter.not_measured(&source),
-                    }
-                }
+                meter.image_builds(
+                    downloads
+                        .iter()
+                        .map(|d| (d["source"].as_str().unwrap_or("?").to_string(), d["bytes"].as_u64())),
+                );
                 // A RUN step that ran without the meter (a Containerfile edited by hand) may
                 // have downloaded anything: said, never guessed.
                 let ran = record["steps"]["runs_ran"].as_u64().unwrap_or(0) as usize;

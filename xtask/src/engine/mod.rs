@@ -416,6 +416,14 @@ impl Engine {
         if message.is_empty() {
             message = status.to_string();
         }
+        // A failed build's downloads were spent all the same: say what they were.
+        let mut meter = crate::output::Meter::default();
+        meter.image_builds(buildlog::downloads(&kept));
+        if !meter.is_empty() {
+            let lines: Vec<String> =
+                meter.lines().iter().map(|l| l.trim_start_matches("downloaded: ").to_string()).collect();
+            message += &format!("\n  before it failed, the build downloaded: {}", lines.join("; "));
+        }
         Err(error::failed(self.name(), args[0], &message))
     }
 

@@ -509,7 +509,13 @@ COPY --from=build /out /out
         let backend = std::fs::read_to_string(root.join("docker/backend.dev.Containerfile")).unwrap();
         assert_eq!(
             copied_sources(&backend),
-            ["requirements.txt", "docker/pip-install-from-store.sh", "docker/backend-dev-entrypoint.sh"]
+            [
+                "docker/meter.sh",
+                "requirements.txt",
+                "docker/pip-install-from-store.sh",
+                "docker/backend-dev-entrypoint.sh"
+            ],
+            "the meter is bind-mounted by the RUNs: an input too"
         );
         assert_eq!(bases(&backend), ["docker.io/library/rust:1.95-slim-bookworm"]);
         let frontend = std::fs::read_to_string(root.join("docker/frontend.dev.Containerfile")).unwrap();
