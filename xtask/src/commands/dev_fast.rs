@@ -168,8 +168,13 @@ fn fill_models(
     };
     let run = Call::Run(run);
     if out.dry_run {
+        // At most the pinned sizes: a voice the volume holds already costs nothing.
+        let pinned: u64 = models::manifest(root).unwrap_or_default().iter().map(|f| f.size).sum();
         for line in engine.command_lines(&run) {
-            out.say(format!("{line}   # the voices of models.json, once per manifest"));
+            out.say(format!(
+                "{line}   # the voices of models.json, once per manifest: at most {} (models.json sizes)",
+                output::bytes_text(pinned)
+            ));
         }
         return Ok(None);
     }

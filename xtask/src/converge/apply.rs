@@ -147,11 +147,18 @@ pub fn apply(
         }
         let call = call(stack, engine, facts, action);
         if out.dry_run {
-            for line in engine.command_lines(&call) {
+            let mut lines = engine.command_lines(&call);
+            let mut record = json!({ "action": action.to_json(stack), "command": engine.calls(&call).concat(), "status": "dry-run" });
+            if let (Action::Build { .. }, Some(last)) = (action, lines.last_mut()) {
+                // What apt, pip, npm and cargo will fetch inside depends on the layer cache and
+                // the cache mounts, which the engine does not tell before the build runs.
+                last.push_str("   # downloads: size unknown (what the RUN steps fetch; measured after)");
+                record["download_bytes"] = Value::Null;
+            }
+            for line in lines {
                 out.say(line);
             }
-            let command = engine.calls(&call).concat();
-            done.push(json!({ "action": action.to_json(stack), "command": command, "status": "dry-run" }));
+            done.push(record);
             continue;
         }
         out.say(action.describe(stack));
