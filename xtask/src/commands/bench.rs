@@ -51,9 +51,10 @@ pub struct Args {
     /// interface's received bytes, in scratch copies with empty caches of their own.
     #[arg(long, conflicts_with_all = ["dev_local", "prod", "registry"])]
     pub bandwidth: bool,
-    /// With --bandwidth: also dev-fast (--build-only) and build-prod in a scratch project
-    /// `<name>-bandwidth` (its images stay): first runs on this machine's layer cache, a
-    /// no-op, code changes, a clean rebuild and a pip dependency added.
+    /// With --bandwidth: also dev-fast (--build-only), rebuild-clean, a registry pull and
+    /// build-prod in a scratch project `<name>-bandwidth` (its images are removed at the end):
+    /// first runs on this machine's layer cache and with empty caches, a no-op, code changes,
+    /// clean rebuilds and pip, npm and Cargo dependencies added.
     #[arg(long, requires = "bandwidth")]
     pub engine: bool,
     /// The inner loop's figures in one run: this benchmark, then --dev-local, then --prod.

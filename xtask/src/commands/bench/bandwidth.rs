@@ -8,11 +8,26 @@
 //! first run really starts empty and the user's caches are neither used nor touched. The
 //! rows need no engine: setup's first run, a no-op, a second checkout with the shared
 //! caches, a pip and an npm dependency added (and removed), and a backend code change
-//! under dev-local. `--engine` adds dev-fast's (`--build-only`) and build-prod's, in a
-//! scratch project `<name>-bandwidth`: a first run on the machine's layer cache and cache
-//! mounts as they are (emptying them would take them from every other project), a no-op,
-//! a backend code change, a clean rebuild (`--no-cache`: every stage runs) and a pip
-//! dependency added.
+//! under dev-local.
+//!
+//! `--engine` adds the image builds, in a scratch project `<name>-bandwidth`:
+//! - dev-fast (`--build-only`): a first run on the machine's layer cache and cache mounts
+//!   as they are (emptying them would take them from every other project), a no-op, a
+//!   backend code change, and a pip, an npm and a Cargo dependency added (the dev backend
+//!   image copies no Cargo manifest: nothing rebuilds, its container's cargo fetches it);
+//! - rebuild-clean (`--no-cache`, which `dev-fast --rebuild` is not: every layer runs) with
+//!   the cache mounts as they are, then as the first run with empty caches: buildah keeps
+//!   the `RUN --mount=type=cache` directories under `$TMPDIR/buildah-cache` (podman 4.3;
+//!   later versions add `-<uid>`), so a TMPDIR of the bench's own gives fresh, empty ones and nobody else's
+//!   are emptied. rebuild-clean has no `--json`: its row reads the meter's lines if it
+//!   prints them, else says "not measured";
+//! - the dev images pulled from a loopback docker-registry of the bench's own (pushed
+//!   first, their names then removed), against the builds above: the meter's registry pull
+//!   (compressed layers), which the host interface does not see;
+//! - build-prod: a first run on the layer cache, a clean rebuild (`--no-cache`: every stage
+//!   runs), a backend code change, a pip and a Cargo dependency added.
+//!
+//! At the end the project's images go: their names untagged, then `prune --yes --keep 0`.
 
 use std::{
     fs,
@@ -24,17 +39,22 @@ use std::{
 use crate::{
     Context, ErrorContext,
     commands::bench::{self, registry},
+    commands::owned,
+    engine::{Call, Engine, Progress},
     host::http,
     output::bytes_text,
+    stack::Project,
 };
 
 /// A line the meter prints: `downloaded: <source>: <amount>`.
 const PREFIX: &str = "downloaded: ";
 
+/// (source, bytes, how) from the meter; bytes `None` when "not measured".
+type Meter = Vec<(String, Option<u64>, String)>;
+
 struct Row {
     what: String,
-    /// (source, bytes, how) from the meter's lines; bytes `None` when "not measured".
-    meter: Vec<(String, Option<u64>, String)>,
+    meter: Meter,
     /// Received on the host interface during the run.
     host: Option<u64>,
     /// The interface was not quiet before or right after the run, or a first run was off
@@ -128,30 +148,11 @@ fn rows(cx: &Context, scratch: &Path, iface: &str, engine: bool) -> Result<Vec<R
     rows.push(setup("that dependency removed again", &two)?);
     // An npm dependency added as a developer would: `npm install` writes the lock file (its
     // own download, the package's metadata, is not in the row), then setup installs it.
-    let frontend = two.join("frontend");
-    let files = ["package.json", "package-lock.json"].map(|f| frontend.join(f));
-    let saved: Vec<String> = files
-        .iter()
-        .map(|f| fs::read_to_string(f).context(format!("reading {}", f.display())))
-        .collect::<Result<_, _>>()?;
-    let added = Command::new("npm")
-        .args(["install", "--package-lock-only", "--save-dev", "--no-audit", "--no-fund", "ms@2.1.3"])
-        .current_dir(&frontend)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .status()
-        .context("running npm install --package-lock-only")?;
-    if !added.success() {
-        return Err(format!("npm install --package-lock-only ms@2.1.3 failed in {}", frontend.display()));
-    }
-    rows.push(setup("an npm dependency added (ms@2.1.3)", &two)?);
-    for (file, text) in files.iter().zip(&saved) {
-        fs::write(file, text).context(format!("writing {}", file.display()))?;
-    }
+    rows.push(with_npm_dependency(&two, &env, || setup("an npm dependency added (ms@2.1.3)", &two))?);
     rows.push(setup("that npm dependency removed again", &two)?);
     rows.push(dev_local_change(cx, &two, &env, iface)?);
     if engine {
-        rows.extend(engine_rows(cx, &two, &env, iface)?);
+        rows.extend(engine_rows(cx, scratch, &two, &env, iface)?);
     }
     Ok(rows)
 }
@@ -165,15 +166,47 @@ fn engine_row(
     args: &[&str],
     what: &str,
 ) -> Result<Row, String> {
+    measured(iface, what, || {
+        let stdout = xtask_in(dir, env, &[args, &["--json"]].concat())?;
+        let report: serde_json::Value = serde_json::from_str(&stdout)
+            .map_err(|e| format!("`{}` --json during the benchmark: {e}", args.join(" ")))?;
+        Ok(json_meter(&report))
+    })
+}
+
+/// One command that has no `--json` (rebuild-clean) as one row: the meter's lines if it
+/// prints them, else a source "not measured" that says so.
+fn text_row(
+    dir: &Path,
+    env: &[(&str, PathBuf)],
+    iface: &str,
+    args: &[&str],
+    what: &str,
+) -> Result<Row, String> {
+    measured(iface, what, || {
+        let meter = parse_meter(&xtask_in(dir, env, args)?);
+        if meter.is_empty() {
+            let source = format!("`{}` prints no meter (it has no --json)", args[0]);
+            return Ok(vec![(source, None, "not measured".into())]);
+        }
+        Ok(meter)
+    })
+}
+
+/// `run` as one row: what it returns as the meter, beside the interface's bytes meanwhile.
+fn measured(iface: &str, what: &str, run: impl FnOnce() -> Result<Meter, String>) -> Result<Row, String> {
     eprintln!("bench --bandwidth: {what}...");
     let idle = quiet(iface, Duration::from_secs(120));
     let before = registry::rx_bytes(iface);
-    let stdout = xtask_in(dir, env, &[args, &["--json"]].concat())?;
+    let meter = run()?;
     let host = before.and_then(|b| Some(registry::rx_bytes(iface)?.saturating_sub(b)));
     let busy = !idle || !quiet(iface, Duration::ZERO);
-    let report: serde_json::Value = serde_json::from_str(&stdout)
-        .map_err(|e| format!("`{}` --json during the benchmark: {e}", args.join(" ")))?;
-    let meter = report["downloaded"]["sources"]
+    Ok(Row { what: what.to_string(), meter, host, busy })
+}
+
+/// The sources of a `--json` report's meter (`downloaded.sources`).
+fn json_meter(report: &serde_json::Value) -> Meter {
+    report["downloaded"]["sources"]
         .as_array()
         .into_iter()
         .flatten()
@@ -181,8 +214,7 @@ fn engine_row(
             let text = |key: &str| s[key].as_str().unwrap_or_default().to_string();
             (text("source"), s["bytes"].as_u64(), text("how"))
         })
-        .collect();
-    Ok(Row { what: what.to_string(), meter, host, busy })
+        .collect()
 }
 
 /// Appends a line to `file` for the length of `body`, then puts the file back.
@@ -194,30 +226,287 @@ fn with_line<T>(file: &Path, line: &str, body: impl FnOnce() -> Result<T, String
     result
 }
 
-/// The engine rows, in `dir` as the project `<name>-bandwidth`: dev-fast `--build-only` (a
-/// first run, a no-op, a backend code change) and build-prod (a first run, a clean rebuild
-/// with every stage run and the cache mounts as they are, a backend code change, a pip
-/// dependency added), each with the meter of its `--json` report.
-fn engine_rows(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &str) -> Result<Vec<Row>, String> {
+/// Saves `files`, runs `body`, and puts them back whatever it returned.
+fn restoring<T>(files: &[PathBuf], body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let saved: Vec<String> = files
+        .iter()
+        .map(|f| fs::read_to_string(f).context(format!("reading {}", f.display())))
+        .collect::<Result<_, _>>()?;
+    let result = body();
+    for (file, text) in files.iter().zip(&saved) {
+        fs::write(file, text).context(format!("writing {} back", file.display()))?;
+    }
+    result
+}
+
+/// ms@2.1.3 added to the frontend as a developer would, for the length of `body`:
+/// `npm install --package-lock-only` writes the lock file (its own download, the package's
+/// metadata, is the developer's step, not the row's).
+fn with_npm_dependency<T>(
+    dir: &Path,
+    env: &[(&str, PathBuf)],
+    body: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let frontend = dir.join("frontend");
+    let files = ["package.json", "package-lock.json"].map(|f| frontend.join(f));
+    restoring(&files, || {
+        let added = Command::new("npm")
+            .args(["install", "--package-lock-only", "--save-dev", "--no-audit", "--no-fund", "ms@2.1.3"])
+            .current_dir(&frontend)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .status()
+            .context("running npm install --package-lock-only")?;
+        if !added.success() {
+            return Err(format!("npm install --package-lock-only ms@2.1.3 failed in {}", frontend.display()));
+        }
+        body()
+    })
+}
+
+/// The crate the Cargo rows add: small, without dependencies, and not in Cargo.lock yet
+/// (itoa is, through serde_json, so the build caches would already hold it).
+const CRATE: &str = "fnv@1.0.7";
+
+/// CRATE added to the backend for the length of `body`, as a developer would: `cargo add`
+/// writes Cargo.toml and resolves it into Cargo.lock (that look-up in the crates.io index is
+/// the developer's step, before the row's window).
+fn with_crate<T>(dir: &Path, body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let files = [dir.join("crates/jarvis-backend/Cargo.toml"), dir.join("Cargo.lock")];
+    restoring(&files, || {
+        let added = Command::new("cargo")
+            .args(["add", "--quiet", CRATE, "-p", "jarvis-backend"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .status()
+            .context("running cargo add")?;
+        if !added.success() {
+            return Err(format!("cargo add {CRATE} failed in {}", dir.display()));
+        }
+        body()
+    })
+}
+
+/// The engine rows, in `dir` as the project `<name>-bandwidth`, each with the meter of its
+/// report. dev-fast `--build-only`: a first run on this machine's layer cache, a no-op, a
+/// backend code change, a pip, an npm and a Cargo dependency added. rebuild-clean (every
+/// layer built): with the cache mounts as they are, then with empty ones of its own. A pull
+/// of the dev images from a loopback registry. build-prod: a first run, a clean rebuild with
+/// every stage run and the cache mounts as they are, a backend code change, a pip and a
+/// Cargo dependency added. Then the project's images go.
+fn engine_rows(
+    cx: &Context,
+    scratch: &Path,
+    dir: &Path,
+    env: &[(&str, PathBuf)],
+    iface: &str,
+) -> Result<Vec<Row>, String> {
     let project = format!("{}-bandwidth", cx.project.name);
     let mut env = env.to_vec();
     env.push(("JARVIS_PROJECT", PathBuf::from(&project)));
-    let row = |args: &[&str], what: &str| {
-        engine_row(dir, &env, iface, args, &format!("`{}`, {what} (project {project})", args.join(" ")))
-    };
+    let env = &env;
+    let name = |args: &[&str], what: &str| format!("`{}`, {what} (project {project})", args.join(" "));
+    let row = |args: &[&str], what: &str| engine_row(dir, env, iface, args, &name(args, what));
     let lib = dir.join("crates/jarvis-backend/src/lib.rs");
+    let requirements = dir.join("requirements.txt");
     let dev = ["dev-fast", "--build-only"];
-    let mut rows = vec![row(&dev, "first run on this machine's layer cache")?, row(&dev, "no-op")?];
-    rows.push(with_line(&lib, "// bench --bandwidth: dev", || row(&dev, "a backend code change"))?);
-    rows.push(row(&["build-prod"], "first run on this machine's layer cache")?);
-    rows.push(row(&["build-prod", "--rebuild", "--no-cache"], "every stage run, cache mounts kept")?);
-    rows.push(with_line(&lib, "// bench --bandwidth: prod", || {
-        row(&["build-prod"], "a backend code change")
-    })?);
-    rows.push(with_line(&dir.join("requirements.txt"), "six==1.17.0", || {
-        row(&["build-prod"], "a pip dependency added (six==1.17.0)")
-    })?);
+    let rows = (|| -> Result<Vec<Row>, String> {
+        let mut rows = vec![row(&dev, "first run on this machine's layer cache")?, row(&dev, "no-op")?];
+        rows.push(with_line(&lib, "// bench --bandwidth: dev", || row(&dev, "a backend code change"))?);
+        rows.push(with_line(&requirements, "six==1.17.0", || {
+            row(&dev, "a pip dependency added (six==1.17.0; the backend image's pip layer)")
+        })?);
+        rows.push(with_npm_dependency(dir, env, || {
+            row(&dev, "an npm dependency added (ms@2.1.3; the frontend image's npm ci layer)")
+        })?);
+        // The dev backend image copies neither Cargo.toml nor Cargo.lock (the source is mounted):
+        // nothing rebuilds, and the container's cargo fetches the crate when it starts.
+        rows.push(with_crate(dir, || {
+            row(
+                &dev,
+                &format!(
+                    "a Cargo dependency added ({CRATE}): no dev image copies Cargo.toml, nothing rebuilds; \
+                     the backend container's cargo fetches it at start"
+                ),
+            )
+        })?);
+
+        // rebuild-clean builds with --no-cache (dev-fast --rebuild uses the layer cache): every
+        // layer runs. It removes only this project's containers and images; named volumes stay.
+        let clean = ["rebuild-clean", "--yes"];
+        rows.push(text_row(
+            dir,
+            env,
+            iface,
+            &clean,
+            &name(&clean, "every layer built, cache mounts as they are"),
+        )?);
+        // Empty cache mounts without emptying anyone's: podman's buildah keeps them under
+        // $TMPDIR/buildah-cache (podman 4.3; later `-<uid>`), so a TMPDIR of our own gives fresh ones.
+        let tmp = scratch.join("tmp");
+        fs::create_dir_all(&tmp).context(format!("creating {}", tmp.display()))?;
+        let fresh = [env.clone(), vec![("TMPDIR", tmp.clone())]].concat();
+        let mut first = text_row(
+            dir,
+            &fresh,
+            iface,
+            &clean,
+            &name(
+                &clean,
+                "first run with empty caches: every layer built, fresh cache mounts (TMPDIR of its own)",
+            ),
+        )?;
+        if !has_buildah_cache(&tmp) {
+            first
+                .what
+                .push_str(" (but no buildah-cache appeared in that TMPDIR: the cache mounts were not fresh)");
+        }
+        rows.push(first);
+        match registry_row(cx, scratch, dir, env, iface, &project) {
+            Ok(row) => rows.push(row),
+            Err(e) => eprintln!("bench --bandwidth: warning: no registry row: {e}"),
+        }
+
+        rows.push(row(&["build-prod"], "first run on this machine's layer cache")?);
+        rows.push(row(&["build-prod", "--rebuild", "--no-cache"], "every stage run, cache mounts kept")?);
+        rows.push(with_line(&lib, "// bench --bandwidth: prod", || {
+            row(&["build-prod"], "a backend code change")
+        })?);
+        rows.push(with_line(&requirements, "six==1.17.0", || {
+            row(&["build-prod"], "a pip dependency added (six==1.17.0)")
+        })?);
+        rows.push(with_crate(dir, || {
+            row(
+                &["build-prod"],
+                &format!("a Cargo dependency added ({CRATE}; the rust-build stage fetches it)"),
+            )
+        })?);
+        Ok(rows)
+    })();
+    // Whatever happened, the project's images go (a failed row would leave them otherwise).
+    let removed = remove_images(cx, dir, env, &project);
+    let rows = rows?;
+    removed?;
     Ok(rows)
+}
+
+/// Whether buildah made its cache-mount directory in `tmp` (`buildah-cache`, or
+/// `buildah-cache-<uid>` in later versions): the proof that the builds used fresh ones.
+fn has_buildah_cache(tmp: &Path) -> bool {
+    fs::read_dir(tmp).is_ok_and(|entries| {
+        entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("buildah-cache"))
+    })
+}
+
+/// The dev images pulled from a registry instead of built: pushed first to a loopback
+/// docker-registry of the bench's own, their names then removed, so that dev-fast fetches
+/// them. The meter counts the pull's compressed layers (from the manifest); the host
+/// interface sees none of it, which moves over loopback.
+fn registry_row(
+    cx: &Context,
+    scratch: &Path,
+    dir: &Path,
+    env: &[(&str, PathBuf)],
+    iface: &str,
+    project: &str,
+) -> Result<Row, String> {
+    let registry = LoopbackRegistry::start(&scratch.join("registry"))?;
+    let reference = registry.reference();
+    eprintln!("bench --bandwidth: pushing the dev images to {reference}...");
+    xtask_in(dir, env, &["dev-fast", "--build-only", "--rebuild", "--registry", &reference, "--push"])?;
+    remove_images(cx, dir, env, project)?;
+    let args = ["dev-fast", "--build-only", "--registry", &reference];
+    let what = format!(
+        "`dev-fast --build-only --registry <loopback>`, the dev images pulled, not built (project {project}; \
+         the host interface sees none of it: the registry is on loopback"
+    );
+    let lo = registry::rx_bytes("lo");
+    let mut row = engine_row(dir, env, iface, &args, &what)?;
+    // What really moved: the layers the engine lacked (other loopback traffic counts too).
+    match lo.and_then(|b| Some(registry::rx_bytes("lo")?.saturating_sub(b))) {
+        Some(bytes) => row.what.push_str(&format!(", {} over loopback)", bytes_text(bytes))),
+        None => row.what.push(')'),
+    }
+    Ok(row)
+}
+
+/// A docker-registry on a free loopback port with its storage under `dir`, stopped on drop.
+struct LoopbackRegistry {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl LoopbackRegistry {
+    fn start(dir: &Path) -> Result<LoopbackRegistry, String> {
+        let program = which::which("docker-registry")
+            .or_else(|_| which::which("registry"))
+            .map_err(|_| "no docker-registry (apt-get install docker-registry)".to_string())?;
+        let port = bench::free_port()?;
+        let storage = dir.join("storage");
+        fs::create_dir_all(&storage).context(format!("creating {}", storage.display()))?;
+        let config = dir.join("config.yml");
+        let text = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.display()
+        );
+        fs::write(&config, text).context(format!("writing {}", config.display()))?;
+        let child = Command::new(program)
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting docker-registry")?;
+        let registry = LoopbackRegistry { child, port };
+        let started = Instant::now();
+        while !matches!(http::get("127.0.0.1", port, "/v2/"), Some((200, _))) {
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err(format!("docker-registry did not answer on 127.0.0.1:{port}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(registry)
+    }
+
+    fn reference(&self) -> String {
+        format!("127.0.0.1:{}/jarvis", self.port)
+    }
+}
+
+impl Drop for LoopbackRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes the bench project's images: no command removes a project's named images
+/// without rebuilding them (prune keeps the current ones, rebuild-clean builds them again),
+/// so the names this tool gave them, on images labelled as the bench project's, are
+/// untagged (which removes no content), and `prune --yes --keep 0` then removes those
+/// images, the way that is safe for other projects' builds. The dev rows start no container.
+fn remove_images(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], project: &str) -> Result<(), String> {
+    let engine = Engine::detect()?;
+    let sh = crate::shell()?;
+    let scratch_cx = Context {
+        project: Project { name: project.to_string(), root: dir.to_path_buf(), ..cx.project.clone() },
+    };
+    let stacks = owned::stacks(&scratch_cx, &engine);
+    let ours = owned::images(&stacks);
+    let names: Vec<String> = engine
+        .all_images(&sh)?
+        .iter()
+        .filter(|i| owned::labelled_ours(i, project))
+        .flat_map(|i| &i.names)
+        .filter(|n| ours.iter().any(|(_, _, image)| owned::is_our_name(image, n)))
+        .cloned()
+        .collect();
+    if !names.is_empty() {
+        engine.call(&sh, &Call::Untag(names), Progress::Quiet)?;
+    }
+    xtask_in(dir, env, &["prune", "--yes", "--keep", "0"])?;
+    Ok(())
 }
 
 /// dev-local in `dir`, then a backend source change until it is served: the bytes of the
@@ -386,5 +675,38 @@ mod tests {
         assert_eq!(meter_text(&[]), ("0 B".to_string(), 0));
         assert_eq!(parse_bytes("4.8 kB"), Some(4_800));
         assert_eq!(parse_bytes("12 B"), Some(12));
+    }
+
+    #[test]
+    fn the_json_reports_meter_is_read_back() {
+        let report = serde_json::json!({ "downloaded": { "sources": [
+            { "source": "registry pull backend (compressed layers)", "bytes": 2_000_000, "how": "estimated" },
+            { "source": "image build frontend", "bytes": null, "how": "not measured" },
+        ], "total_bytes": 2_000_000 } });
+        assert_eq!(
+            json_meter(&report),
+            [
+                (
+                    "registry pull backend (compressed layers)".to_string(),
+                    Some(2_000_000),
+                    "estimated".to_string()
+                ),
+                ("image build frontend".to_string(), None, "not measured".to_string()),
+            ]
+        );
+        // A run that downloaded nothing, or a report without a meter: no source.
+        assert_eq!(json_meter(&serde_json::json!({ "downloaded": { "sources": [] } })), []);
+        assert_eq!(json_meter(&serde_json::json!({})), []);
+    }
+
+    #[test]
+    fn a_fresh_tmpdir_is_seen_used_by_buildah() {
+        let tmp = std::env::temp_dir().join(format!("jarvis-bandwidth-tmp-{}", std::process::id()));
+        fs::create_dir_all(&tmp).unwrap();
+        assert!(!has_buildah_cache(&tmp));
+        fs::create_dir_all(tmp.join("buildah-cache-0")).unwrap();
+        assert!(has_buildah_cache(&tmp));
+        fs::remove_dir_all(&tmp).unwrap();
+        assert!(!has_buildah_cache(&tmp));
     }
 }
