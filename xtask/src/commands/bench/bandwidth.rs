@@ -19,8 +19,7 @@
 //!   the cache mounts as they are, then as the first run with empty caches: buildah keeps
 //!   the `RUN --mount=type=cache` directories under `$TMPDIR/buildah-cache` (podman 4.3;
 //!   later versions add `-<uid>`), so a TMPDIR of the bench's own gives fresh, empty ones and nobody else's
-//!   are emptied. rebuild-clean has no `--json`: its row reads the meter's lines if it
-//!   prints them, else says "not measured";
+//!   are emptied. rebuild-clean has no `--json`: its row reads the meter's lines it prints;
 //! - the dev images pulled from a loopback docker-registry of the bench's own (pushed
 //!   first, their names then removed), against the builds above: the meter's registry pull
 //!   (compressed layers), which the host interface does not see;
@@ -174,8 +173,8 @@ fn engine_row(
     })
 }
 
-/// One command that has no `--json` (rebuild-clean) as one row: the meter's lines if it
-/// prints them, else a source "not measured" that says so.
+/// One command that has no `--json` (rebuild-clean) as one row, its meter read from the
+/// lines it prints.
 fn text_row(
     dir: &Path,
     env: &[(&str, PathBuf)],
@@ -183,14 +182,16 @@ fn text_row(
     args: &[&str],
     what: &str,
 ) -> Result<Row, String> {
-    measured(iface, what, || {
-        let meter = parse_meter(&xtask_in(dir, env, args)?);
-        if meter.is_empty() {
-            let source = format!("`{}` prints no meter (it has no --json)", args[0]);
-            return Ok(vec![(source, None, "not measured".into())]);
-        }
-        Ok(meter)
-    })
+    measured(iface, what, || Ok(text_meter(&xtask_in(dir, env, args)?, args[0])))
+}
+
+/// The meter's sources from the lines `command` printed (none when it downloaded nothing),
+/// or, when it printed no meter at all, one source "not measured" that says so.
+fn text_meter(stdout: &str, command: &str) -> Meter {
+    if !stdout.lines().any(|l| l.starts_with(PREFIX)) {
+        return vec![(format!("`{command}` prints no meter"), None, "not measured".into())];
+    }
+    parse_meter(stdout)
 }
 
 /// `run` as one row: what it returns as the meter, beside the interface's bytes meanwhile.
@@ -675,6 +676,22 @@ mod tests {
         assert_eq!(meter_text(&[]), ("0 B".to_string(), 0));
         assert_eq!(parse_bytes("4.8 kB"), Some(4_800));
         assert_eq!(parse_bytes("12 B"), Some(12));
+    }
+
+    #[test]
+    fn a_printed_meter_is_told_from_none() {
+        let out = "$ podman build ...\ndownloaded: apt (image builds): 3.0 MB (measured)\n\
+                   downloaded: total 3.0 MB\nrebuilt; `cargo xtask dev-fast` starts the stack\n";
+        assert_eq!(
+            text_meter(out, "rebuild-clean"),
+            [("apt (image builds)".to_string(), Some(3_000_000), "measured".to_string())]
+        );
+        // Nothing downloaded: the total line alone, no source (the table says 0 B).
+        assert_eq!(text_meter("downloaded: total 0 B\n", "rebuild-clean"), []);
+        assert_eq!(
+            text_meter("rebuilt\n", "rebuild-clean"),
+            [("`rebuild-clean` prints no meter".to_string(), None, "not measured".to_string())]
+        );
     }
 
     #[test]
