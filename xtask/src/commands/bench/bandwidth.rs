@@ -18,8 +18,9 @@
 //! - rebuild-clean (`--no-cache`, which `dev-fast --rebuild` is not: every layer runs) with
 //!   the cache mounts as they are, then as the first run with empty caches: buildah keeps
 //!   the `RUN --mount=type=cache` directories under `$TMPDIR/buildah-cache` (podman 4.3;
-//!   later versions add `-<uid>`), so a TMPDIR of the bench's own gives fresh, empty ones and nobody else's
-//!   are emptied. rebuild-clean has no `--json`: its row reads the meter's lines it prints;
+//!   later versions add `-<uid>`), so a TMPDIR of the bench's own gives fresh, empty ones,
+//!   and nobody else's are emptied. rebuild-clean has no `--json`: its row reads the meter
+//!   lines it prints;
 //! - the dev images pulled from a loopback docker-registry of the bench's own (pushed
 //!   first, their names then removed), against the builds above: the meter's registry pull
 //!   (compressed layers), which the host interface does not see;
@@ -343,7 +344,7 @@ fn engine_rows(
             &name(&clean, "every layer built, cache mounts as they are"),
         )?);
         // Empty cache mounts without emptying anyone's: podman's buildah keeps them under
-        // $TMPDIR/buildah-cache (podman 4.3; later `-<uid>`), so a TMPDIR of our own gives fresh ones.
+        // $TMPDIR/buildah-cache (podman 4.3; later `-<uid>`): a TMPDIR of our own, fresh ones.
         let tmp = scratch.join("tmp");
         fs::create_dir_all(&tmp).context(format!("creating {}", tmp.display()))?;
         let fresh = [env.clone(), vec![("TMPDIR", tmp.clone())]].concat();
