@@ -420,14 +420,15 @@ fn registry_row(
     let args = ["dev-fast", "--build-only", "--registry", &reference];
     let what = format!(
         "`dev-fast --build-only --registry <loopback>`, the dev images pulled, not built (project {project}; \
-         the host interface sees none of it: the registry is on loopback"
+         the host interface sees none of it: the registry is on loopback)"
     );
     let lo = registry::rx_bytes("lo");
     let mut row = engine_row(dir, env, iface, &args, &what)?;
-    // What really moved: the layers the engine lacked (other loopback traffic counts too).
-    match lo.and_then(|b| Some(registry::rx_bytes("lo")?.saturating_sub(b))) {
-        Some(bytes) => row.what.push_str(&format!(", {} over loopback)", bytes_text(bytes))),
-        None => row.what.push(')'),
+    // What really moved: the meter counts every compressed layer of the manifest, but the
+    // engine skips those it holds (the base's, and other projects' identical steps).
+    if let Some(bytes) = lo.and_then(|b| Some(registry::rx_bytes("lo")?.saturating_sub(b))) {
+        let moved = format!("; {} moved over loopback, the layers the engine lacked", bytes_text(bytes));
+        row.what.insert_str(row.what.len() - 1, &moved);
     }
     Ok(row)
 }
