@@ -508,8 +508,23 @@ fn remove_images(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], project: &st
     if !names.is_empty() {
         engine.call(&sh, &Call::Untag(names), Progress::Quiet)?;
     }
-    xtask_in(dir, env, &["prune", "--yes", "--keep", "0"])?;
+    let report = xtask_in(dir, env, &["prune", "--yes", "--keep", "0", "--json"])?;
+    if let Some(builds) = deferred_for_builds(&report) {
+        // prune removes no image while any build runs (one may use it as its cache).
+        eprintln!(
+            "bench --bandwidth: warning: images of {project} stay while other builds run ({builds}); \
+             `JARVIS_PROJECT={project} cargo xtask prune --yes --keep 0` removes them later"
+        );
+    }
     Ok(())
+}
+
+/// The builds a prune's `--json` report says it waited for, if it left images for them.
+fn deferred_for_builds(report: &str) -> Option<String> {
+    let report: serde_json::Value = serde_json::from_str(report).ok()?;
+    let builds: Vec<&str> =
+        report["deferred_for_builds"].as_array()?.iter().filter_map(|b| b.as_str()).collect();
+    Some(builds.join(", "))
 }
 
 /// dev-local in `dir`, then a backend source change until it is served: the bytes of the
@@ -716,6 +731,15 @@ mod tests {
         // A run that downloaded nothing, or a report without a meter: no source.
         assert_eq!(json_meter(&serde_json::json!({ "downloaded": { "sources": [] } })), []);
         assert_eq!(json_meter(&serde_json::json!({})), []);
+    }
+
+    #[test]
+    fn a_prune_that_waited_for_builds_is_told() {
+        let report =
+            r#"{ "command": "prune", "removed_images": ["abc"], "deferred_for_builds": ["x-build", "y"] }"#;
+        assert_eq!(deferred_for_builds(report), Some("x-build, y".to_string()));
+        assert_eq!(deferred_for_builds(r#"{ "removed_images": [] }"#), None);
+        assert_eq!(deferred_for_builds("not json"), None);
     }
 
     #[test]
