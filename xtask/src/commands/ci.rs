@@ -68,8 +68,8 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         name: "dev-local",
-        about: "setup and dev-local with real pip, npm, cargo and the voice download (no engine)",
-        commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_local"]],
+        about: "setup and dev-local with real pip, npm, cargo and the voice download, and setup --dry-run's sizes from the index (no engine)",
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_local", "--test", "setup_dry_run"]],
         tools: &["python3", "npm", "node", "espeak-ng", "ffmpeg"],
         shares_images: false,
     },

@@ -89,7 +89,8 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         }
     } else {
         let _lock = cache::lock(&p.cache_dir())?;
-        let result = setup::steps(cx, &setup::Args { no_models: args.no_models, net: args.net });
+        let result =
+            setup::steps(cx, &setup::Args { no_models: args.no_models, net: args.net, dry_run: false });
         if wakes.try_recv().is_ok() {
             return Err("interrupted during setup; nothing half-done was recorded".into());
         }

@@ -23,8 +23,10 @@ use crate::{
     },
     inputs::cache::{self, Record},
     inputs::fingerprint::Inputs,
-    output::{Meter, Output},
+    output::{Meter, Output, bytes_text},
 };
+
+mod sizes;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,6 +35,10 @@ pub struct Args {
     /// Do not download the TTS voices (speech then comes from espeak-ng).
     #[arg(long)]
     pub no_models: bool,
+    /// Print each step setup would take and why, with what each download would cost where
+    /// that is known before fetching; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// What the later commands need from a finished setup.
@@ -51,6 +57,9 @@ pub struct Ready {
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let started = Instant::now();
     check_env_file(&cx.project.root)?;
+    if args.dry_run {
+        return dry_run(cx, args);
+    }
     let _lock = cache::lock(&cx.project.cache_dir())?;
     let ready = steps(cx, args)?;
     let what = match (ready.worked, ready.voices_missing) {
@@ -73,7 +82,7 @@ pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
     let (python, node) = check_tools(&sh, root, out)?;
     let models_dir = models_dir(root);
     if args.net.offline {
-        let blockers = offline_blockers(cx, &python, &node, &models_dir, args.no_models);
+        let blockers = plan(cx, &python, &node, &models_dir, args.no_models).blockers();
         if !blockers.is_empty() {
             return Err(format!("nothing was changed:\n  {}", blockers.join("\n  ")));
         }
@@ -434,57 +443,304 @@ fn node_modules_state(cx: &Context, node: &str) -> (Inputs, Option<String>) {
     (inputs, why)
 }
 
-/// What setup would download, each named with its size where it is known: pip and npm
-/// (sizes unknown without their indexes) and each voice file not present with its pinned
-/// size. `--offline` refuses the run, before it changes anything, when this is not empty.
-fn offline_blockers(
-    cx: &Context,
-    python: &Python,
-    node: &str,
-    models_dir: &Path,
-    no_models: bool,
-) -> Vec<String> {
-    let mut blockers = Vec::new();
-    // Every pin in the wheel store: pip installs from there with --no-index, offline.
-    let text = fs::read_to_string(cx.project.root.join("requirements.txt")).unwrap_or_default();
-    let missing = models::user_store("JARVIS_WHEEL_STORE", "wheels")
-        .zip(simple_pins(&text))
-        .map(|(store, pins)| missing_wheels(&store, &pins));
-    if let (_, _, Some(why)) = venv_state(cx, python) {
-        match missing {
-            Some(missing) if missing.is_empty() => {}
+/// What setup would do, found without changing anything: `--offline` refuses the run when
+/// it would have to fetch (`blockers`), `--dry-run` prints it (`dry_run`).
+struct Plan {
+    /// `.env` would be created from `.env.example`.
+    env_file: bool,
+    venv: Option<VenvPlan>,
+    /// Why `npm ci` would run (`None`: node_modules is current).
+    npm: Option<String>,
+    /// What `ensure` would do with each voice file, or why models.json cannot be read;
+    /// `None` under `--no-models`.
+    voices: Option<Result<Vec<(models::FileSpec, models::Need)>, String>>,
+}
+
+struct VenvPlan {
+    why: String,
+    /// The venv is made (anew) first.
+    create: bool,
+    wheels: Wheels,
+}
+
+/// What pip would fetch for the venv.
+enum Wheels {
+    /// Every pin is in the wheel store: pip installs from there with --no-index.
+    InStore(PathBuf),
+    /// These pins (name, version) are not: `pip wheel` fetches them into the store.
+    Missing(PathBuf, Vec<(String, String)>),
+    /// No wheel store (no home), or requirements.txt is more than plain pins: pip reads
+    /// the whole file from the index.
+    Whole,
+}
+
+/// The one planner of setup's steps, over the same state the steps read.
+fn plan(cx: &Context, python: &Python, node: &str, models_dir: &Path, no_models: bool) -> Plan {
+    let root = &cx.project.root;
+    let venv = venv_state(cx, python);
+    let venv = venv.2.map(|why| {
+        let text = fs::read_to_string(root.join("requirements.txt")).unwrap_or_default();
+        let wheels = match (models::user_store("JARVIS_WHEEL_STORE", "wheels"), simple_pins(&text)) {
+            (Some(store), Some(pins)) => {
+                let missing = missing_wheels(&store, &pins);
+                let missing: Vec<(String, String)> =
+                    pins.into_iter().filter(|(n, v)| missing.contains(&format!("{n}=={v}"))).collect();
+                if missing.is_empty() { Wheels::InStore(store) } else { Wheels::Missing(store, missing) }
+            }
+            _ => Wheels::Whole,
+        };
+        VenvPlan { why, create: !venv.1, wheels }
+    });
+    let voices = (!no_models).then(|| {
+        models::manifest(root).map(|specs| {
+            let store = models::voice_store();
+            let needs = models::needs(&specs, models_dir, store.as_deref());
+            needs.into_iter().map(|(spec, need)| (spec.clone(), need)).collect()
+        })
+    });
+    Plan { env_file: !root.join(".env").exists(), venv, npm: node_modules_state(cx, node).1, voices }
+}
+
+impl Plan {
+    /// What setup would download, each named with its size where it is known without
+    /// asking an index: `--offline` refuses the run, before it changes anything, when this
+    /// is not empty.
+    fn blockers(&self) -> Vec<String> {
+        let mut blockers = Vec::new();
+        match &self.venv {
+            None | Some(VenvPlan { wheels: Wheels::InStore(_), .. }) => {}
             // Which wheels, by name: their sizes are on the index, which offline is not asked.
-            Some(missing) => blockers.push(format!(
+            Some(VenvPlan { why, wheels: Wheels::Missing(_, missing), .. }) => blockers.push(format!(
                 "{OFFLINE}: pip install -r requirements.txt ({why}): not in the wheel store: {} (size unknown)",
-                missing.join(", ")
+                missing.iter().map(|(n, v)| format!("{n}=={v}")).collect::<Vec<_>>().join(", ")
             )),
-            None => blockers.push(format!("{OFFLINE}: pip install -r requirements.txt ({why}; size unknown)")),
+            Some(VenvPlan { why, wheels: Wheels::Whole, .. }) => {
+                blockers.push(format!("{OFFLINE}: pip install -r requirements.txt ({why}; size unknown)"))
+            }
         }
+        if let Some(why) = &self.npm {
+            blockers.push(format!("{OFFLINE}: npm ci ({why}; size unknown)"));
+        }
+        match &self.voices {
+            Some(Ok(voices)) => {
+                for (spec, _) in voices.iter().filter(|(_, need)| matches!(need, models::Need::Download(_))) {
+                    blockers.push(format!(
+                        "{OFFLINE}: a voice: {} ({})",
+                        spec.path,
+                        plan::size_text(Some(spec.size))
+                    ));
+                }
+            }
+            Some(Err(e)) => blockers.push(e.clone()),
+            None => {}
+        }
+        blockers
     }
-    if let (_, Some(why)) = node_modules_state(cx, node) {
-        blockers.push(format!("{OFFLINE}: npm ci ({why}; size unknown)"));
+}
+
+/// `setup --dry-run`: the plan, each step with its reason and each download with what it
+/// would cost, then a total of what is known. Changes nothing: no lock, no record, no
+/// venv, no download; the package index is asked for sizes (unless `--offline`), and what
+/// that brought in is on the meter.
+fn dry_run(cx: &Context, args: &Args) -> Result<(), String> {
+    let out = Output { json: false, dry_run: true };
+    let root = &cx.project.root;
+    let sh = crate::shell()?;
+    let (python, node) = check_tools(&sh, root, out)?;
+    let models_dir = models_dir(root);
+    let plan = plan(cx, &python, &node, &models_dir, args.no_models);
+    let downloader = models::Downloader::new(python.path.clone());
+    let target = sizes::Target::here(&python.version);
+    // After one pin the index gave nothing for, the others are not asked: an unreachable
+    // index would otherwise cost a time-out per pin.
+    let silent: std::cell::RefCell<Option<String>> = Default::default();
+    let npm_cache = plan.npm.as_ref().and_then(|_| {
+        let lock = fs::read_to_string(root.join("frontend/package-lock.json")).ok()?;
+        let dir = sizes::npm_cache_dir()?;
+        let (os, cpu, libc) = sizes::npm_platform(sizes::musl());
+        Some((sizes::npm_cache(&serde_json::from_str(&lock).ok()?, &dir, os, cpu, libc)?, dir))
+    });
+    let lines = dry_run_lines(root, &plan, &python, &models_dir, npm_cache, |name, version| {
+        if args.net.offline {
+            return sizes::Cost::Unknown("--offline: the index is not asked".into());
+        }
+        if let Some(pin) = &*silent.borrow() {
+            return sizes::Cost::Unknown(format!("not asked: the index did not answer for {pin}"));
+        }
+        let cost = sizes::cost(&downloader, name, version, target.as_ref());
+        if matches!(cost, sizes::Cost::NoAnswer(_)) {
+            *silent.borrow_mut() = Some(format!("{name}=={version}"));
+        }
+        cost
+    });
+    for line in lines {
+        out.say(line);
     }
-    if !no_models {
-        match models::manifest(&cx.project.root) {
-            Ok(specs) => {
-                for spec in specs {
-                    let path = models_dir.join(&spec.path);
-                    let present = (fs::metadata(&path).is_ok_and(|m| m.len() == spec.size)
-                        && models::sha256_file(&path).is_ok_and(|d| d == spec.sha256))
-                        || models::in_store(models::voice_store().as_deref(), &spec.sha256, spec.size);
-                    if !present {
-                        blockers.push(format!(
-                            "{OFFLINE}: a voice: {} ({})",
-                            spec.path,
-                            plan::size_text(Some(spec.size))
-                        ));
+    let mut meter = Meter::default();
+    meter.measured("package index (sizes for this dry run)", downloader.received());
+    for line in meter.lines() {
+        out.say(line);
+    }
+    let blockers = plan.blockers();
+    if args.net.offline && !blockers.is_empty() {
+        return Err(format!(
+            "setup --offline would refuse; nothing was changed:\n  {}",
+            blockers.join("\n  ")
+        ));
+    }
+    Ok(())
+}
+
+/// What `--dry-run` prints for `plan`, asking `cost` what each missing pin would cost.
+fn dry_run_lines(
+    root: &Path,
+    plan: &Plan,
+    python: &Python,
+    models_dir: &Path,
+    npm_cache: Option<(sizes::NpmCache, PathBuf)>,
+    cost: impl Fn(&str, &str) -> sizes::Cost,
+) -> Vec<String> {
+    let mut lines = vec!["setup --dry-run: what setup would do (nothing is changed):".to_string()];
+    // (bytes known, of which estimated from the index, files with a size, things of unknown size)
+    let (mut pinned, mut estimated, mut files, mut unknown) = (0, 0, 0, Vec::new());
+    if plan.env_file {
+        lines.push(".env: would be created from .env.example".into());
+    }
+    match &plan.venv {
+        None => lines.push("python: .venv is current (requirements.txt unchanged)".into()),
+        Some(venv) => {
+            if venv.create {
+                lines.push(format!(
+                    "python: would create .venv with Python {} ({})",
+                    python.version, venv.why
+                ));
+            }
+            let install = format!("python: would pip install -r requirements.txt into .venv ({})", venv.why);
+            match &venv.wheels {
+                Wheels::InStore(store) => lines.push(format!(
+                    "{install} from the wheel store {}: every pin is there, nothing to download",
+                    store.display()
+                )),
+                Wheels::Whole => {
+                    lines.push(format!(
+                        "{install}: pip resolves the whole file from the index (no wheel store, or not \
+                         plain name==version pins): size unknown"
+                    ));
+                    unknown.push("pip".to_string());
+                }
+                Wheels::Missing(store, missing) => {
+                    lines.push(format!(
+                        "{install}; {} pin(s) not in the wheel store {}, to fetch:",
+                        missing.len(),
+                        store.display()
+                    ));
+                    let mut any_known = false;
+                    for (name, version) in missing {
+                        match cost(name, version) {
+                            sizes::Cost::Known(choice) => {
+                                let bytes = choice.size.unwrap_or_default();
+                                let built =
+                                    if choice.sdist { "; no wheel fits, pip builds it here" } else { "" };
+                                lines.push(format!(
+                                    "  {name}=={version}: {bytes} bytes ({}), {}{built}",
+                                    bytes_text(bytes),
+                                    choice.filename
+                                ));
+                                (estimated, files, any_known) = (estimated + bytes, files + 1, true);
+                            }
+                            sizes::Cost::Unknown(why) | sizes::Cost::NoAnswer(why) => {
+                                lines.push(format!("  {name}=={version}: size unknown ({why})"));
+                                unknown.push(format!("{name}=={version}"));
+                            }
+                        }
+                    }
+                    if any_known {
+                        lines.push(
+                            "  (sizes from the index, estimated: the file pip would take on this machine; \
+                             pip may resolve differently)"
+                                .into(),
+                        );
                     }
                 }
             }
-            Err(e) => blockers.push(e),
         }
     }
-    blockers
+    match &plan.npm {
+        None => lines.push("frontend: node_modules is current (package-lock.json unchanged)".into()),
+        Some(why) => match npm_cache {
+            Some((cache, dir)) if cache.cached == cache.packages => lines.push(format!(
+                "frontend: would run npm ci ({why}): all {} packages for this machine are in npm's cache {} \
+                 ({}): nothing to download expected",
+                cache.packages,
+                dir.display(),
+                bytes_text(cache.cached_bytes)
+            )),
+            Some((cache, dir)) => {
+                let fetched = cache.packages - cache.cached;
+                lines.push(format!(
+                    "frontend: would run npm ci ({why}): {} of its {} packages for this machine are in npm's \
+                     cache {}; the other {fetched}: size unknown (package-lock.json has no sizes)",
+                    cache.cached,
+                    cache.packages,
+                    dir.display()
+                ));
+                unknown.push(format!("npm ci ({fetched} packages)"));
+            }
+            None => {
+                lines.push(format!(
+                    "frontend: would run npm ci ({why}): size unknown (package-lock.json has no sizes)"
+                ));
+                unknown.push("npm ci".into());
+            }
+        },
+    }
+    let shown = models_dir.strip_prefix(root).unwrap_or(models_dir).display();
+    match &plan.voices {
+        None => lines.push("models: skipped (--no-models); TTS uses espeak-ng".into()),
+        Some(Err(e)) => lines.push(format!("models: {e}")),
+        Some(Ok(voices)) => {
+            let present = voices.iter().filter(|(_, need)| *need == models::Need::Present).count();
+            if present == voices.len() {
+                lines.push(format!("models: {present} files present and verified in {shown}"));
+            }
+            for (spec, need) in voices {
+                match need {
+                    models::Need::Present => {}
+                    models::Need::FromStore => lines.push(format!(
+                        "models: would take {} from the voice store (nothing downloaded)",
+                        spec.path
+                    )),
+                    models::Need::Download(wrong) => {
+                        let replaces =
+                            wrong.as_ref().map(|w| format!(" (the file in place: {w})")).unwrap_or_default();
+                        lines.push(format!(
+                            "models: would download {} into {shown}: {} bytes ({}, models.json){replaces}",
+                            spec.path,
+                            spec.size,
+                            bytes_text(spec.size)
+                        ));
+                        (pinned, files) = (pinned + spec.size, files + 1);
+                    }
+                }
+            }
+        }
+    }
+    let mut total = format!("setup --dry-run: would download {}", bytes_text(pinned + estimated));
+    if files > 0 {
+        let mut parts = Vec::new();
+        if pinned > 0 {
+            parts.push(format!("{} pinned in models.json", bytes_text(pinned)));
+        }
+        if estimated > 0 {
+            parts.push(format!("{} estimated from the index", bytes_text(estimated)));
+        }
+        total += &format!(" in {files} file(s) of known size ({})", parts.join(", "));
+    }
+    if !unknown.is_empty() {
+        total += &format!(", plus {} of unknown size: {}", unknown.len(), unknown.join(", "));
+    }
+    lines.push(total);
+    lines
 }
 
 /// Downloads what models.json lists and is missing. Unreachable sources are a warning:
@@ -650,6 +906,111 @@ mod tests {
         fs::write(store.join(".lock"), "").unwrap();
         assert_eq!(missing_wheels(&store, &pins), ["six==1.17.0"]);
         fs::remove_dir_all(&store).unwrap();
+    }
+
+    fn voice(path: &str, size: u64) -> models::FileSpec {
+        models::FileSpec {
+            voice: "v".into(),
+            path: path.into(),
+            size,
+            sha256: "0".repeat(64),
+            sources: vec![models::Source::Url("https://example.invalid/v".into())],
+        }
+    }
+
+    #[test]
+    fn the_dry_run_names_each_step_its_reason_and_each_download_its_cost() {
+        let root = Path::new("/r");
+        let python = Python { path: "/usr/bin/python3".into(), version: "3.12.3".into() };
+        let plan = Plan {
+            env_file: true,
+            venv: Some(VenvPlan {
+                why: "no .venv yet".into(),
+                create: true,
+                wheels: Wheels::Missing(
+                    "/store".into(),
+                    vec![
+                        ("numpy".into(), "2.4.6".into()),
+                        ("six".into(), "1.17.0".into()),
+                        ("x".into(), "1".into()),
+                    ],
+                ),
+            }),
+            npm: Some("no complete frontend/node_modules".into()),
+            voices: Some(Ok(vec![
+                (voice("a.onnx", 63_201_294), models::Need::Download(None)),
+                (voice("a.onnx.json", 4_794), models::Need::FromStore),
+                (voice("b.onnx", 10), models::Need::Present),
+            ])),
+        };
+        let cache = sizes::NpmCache { packages: 20, cached: 3, cached_bytes: 1000 };
+        let lines = dry_run_lines(
+            root,
+            &plan,
+            &python,
+            &root.join("models"),
+            Some((cache, "/npm".into())),
+            |name, _| match name {
+                "numpy" => sizes::Cost::Known(sizes::Choice {
+                    filename: "numpy-2.4.6-cp312-cp312-manylinux_2_27_x86_64.whl".into(),
+                    size: Some(16_645_538),
+                    sdist: false,
+                }),
+                "six" => sizes::Cost::Known(sizes::Choice {
+                    filename: "six-1.17.0.tar.gz".into(),
+                    size: Some(34_166),
+                    sdist: true,
+                }),
+                _ => sizes::Cost::NoAnswer("pypi.org: refused".into()),
+            },
+        );
+        assert_eq!(
+            lines,
+            [
+                "setup --dry-run: what setup would do (nothing is changed):",
+                ".env: would be created from .env.example",
+                "python: would create .venv with Python 3.12.3 (no .venv yet)",
+                "python: would pip install -r requirements.txt into .venv (no .venv yet); 3 pin(s) not in the wheel store /store, to fetch:",
+                "  numpy==2.4.6: 16645538 bytes (16.6 MB), numpy-2.4.6-cp312-cp312-manylinux_2_27_x86_64.whl",
+                "  six==1.17.0: 34166 bytes (34.2 kB), six-1.17.0.tar.gz; no wheel fits, pip builds it here",
+                "  x==1: size unknown (pypi.org: refused)",
+                "  (sizes from the index, estimated: the file pip would take on this machine; pip may resolve differently)",
+                "frontend: would run npm ci (no complete frontend/node_modules): 3 of its 20 packages for this machine are in npm's cache /npm; the other 17: size unknown (package-lock.json has no sizes)",
+                "models: would download a.onnx into models: 63201294 bytes (63.2 MB, models.json)",
+                "models: would take a.onnx.json from the voice store (nothing downloaded)",
+                "setup --dry-run: would download 79.9 MB in 3 file(s) of known size (63.2 MB pinned in models.json, 16.7 MB estimated from the index), plus 2 of unknown size: x==1, npm ci (17 packages)",
+            ]
+        );
+        // What --offline refuses is the same plan, with the sizes known without an index.
+        assert_eq!(
+            plan.blockers(),
+            [
+                format!(
+                    "{OFFLINE}: pip install -r requirements.txt (no .venv yet): not in the wheel store: numpy==2.4.6, six==1.17.0, x==1 (size unknown)"
+                ),
+                format!("{OFFLINE}: npm ci (no complete frontend/node_modules; size unknown)"),
+                format!("{OFFLINE}: a voice: a.onnx (63.2 MB)"),
+            ]
+        );
+        let current = Plan {
+            env_file: false,
+            venv: None,
+            npm: None,
+            voices: Some(Ok(vec![(voice("b.onnx", 10), models::Need::Present)])),
+        };
+        assert_eq!(
+            dry_run_lines(root, &current, &python, &root.join("models"), None, |_, _| unreachable!(
+                "no pin is looked up"
+            )),
+            [
+                "setup --dry-run: what setup would do (nothing is changed):",
+                "python: .venv is current (requirements.txt unchanged)",
+                "frontend: node_modules is current (package-lock.json unchanged)",
+                "models: 1 files present and verified in models",
+                "setup --dry-run: would download 0 B",
+            ]
+        );
+        assert_eq!(current.blockers(), Vec::<String>::new());
     }
 
     #[test]

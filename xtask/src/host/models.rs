@@ -333,7 +333,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    fn message(&self) -> &str {
+    pub fn message(&self) -> &str {
         match self {
             Failure::Network(m) | Failure::Mismatch(m) | Failure::Local(m) => m,
         }
@@ -364,6 +364,35 @@ pub struct Downloader {
 /// when it is taken).
 pub fn in_store(store: Option<&Path>, sha256: &str, size: u64) -> bool {
     store.is_some_and(|store| fs::metadata(store.join(sha256)).is_ok_and(|m| m.len() == size))
+}
+
+/// What `ensure` would do with one file, found without changing anything: what
+/// `setup --dry-run` prints and `setup --offline` refuses.
+#[derive(Debug, PartialEq)]
+pub enum Need {
+    /// In place and verified (by its stamp, or hashed).
+    Present,
+    /// In the voice store: linked into place, nothing downloaded.
+    FromStore,
+    /// To download; `Some(why)` when the file in place is wrong and would be replaced.
+    Download(Option<String>),
+}
+
+/// `ensure`'s decision for each file of `specs` in `dir`, read-only: the same check of the
+/// file in place (its stamp, else its digest), then the store.
+pub fn needs<'a>(specs: &'a [FileSpec], dir: &Path, store: Option<&Path>) -> Vec<(&'a FileSpec, Need)> {
+    let stamps = read_stamps(dir);
+    specs
+        .iter()
+        .map(|spec| {
+            let need = match verify_in_place(&dir.join(&spec.path), spec, &stamps) {
+                Ok(Some(_)) => Need::Present,
+                _ if in_store(store, &spec.sha256, spec.size) => Need::FromStore,
+                in_place => Need::Download(in_place.err()),
+            };
+            (spec, need)
+        })
+        .collect()
 }
 
 /// Where the per-user voice store is: `$JARVIS_VOICE_STORE`, else
@@ -422,6 +451,30 @@ impl Downloader {
     /// The response body bytes this downloader read so far.
     pub fn received(&self) -> u64 {
         self.received.get()
+    }
+
+    /// The package index pip uses here: `PIP_INDEX_URL`, else PyPI's simple index.
+    pub fn index(&self) -> &str {
+        &self.index
+    }
+
+    /// GETs a JSON document (`accept` its media type), counting its bytes.
+    pub fn get_json(&self, url: &str, accept: &str) -> Result<Value, Failure> {
+        let mut response = self
+            .agent
+            .get(url)
+            .header("Accept", accept)
+            .call()
+            .map_err(|e| Failure::Network(format!("{}: {e}", host_of(url))))?;
+        if response.status() != 200 {
+            return Err(Failure::Network(format!("{url} answered HTTP {}", response.status())));
+        }
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| Failure::Network(format!("{}: {e}", host_of(url))))?;
+        self.count(text.len() as u64);
+        serde_json::from_str(&text).map_err(|_| Failure::Network(format!("{url} did not answer with JSON")))
     }
 
     fn count(&self, bytes: u64) {
@@ -720,22 +773,7 @@ impl Downloader {
     fn fetch_wheel(&self, requirement: &str, dir: &Path, say: &dyn Fn(&str)) -> Result<PathBuf, Failure> {
         let (name, version) = requirement.split_once("==").expect("checked when the manifest was read");
         let listing_url = format!("{}/{}/", self.index, normalize(name));
-        let mut response = self
-            .agent
-            .get(&listing_url)
-            .header("Accept", "application/vnd.pypi.simple.v1+json")
-            .call()
-            .map_err(|e| Failure::Network(format!("{}: {e}", host_of(&listing_url))))?;
-        if response.status() != 200 {
-            return Err(Failure::Network(format!("{listing_url} answered HTTP {}", response.status())));
-        }
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| Failure::Network(format!("{}: {e}", host_of(&listing_url))))?;
-        self.count(text.len() as u64);
-        let listing: Value = serde_json::from_str(&text)
-            .map_err(|_| Failure::Network(format!("{listing_url} is not a PEP 691 JSON listing")))?;
+        let listing = self.get_json(&listing_url, PEP_691)?;
         let wheel = pick_wheel(&listing, name, version)
             .ok_or_else(|| Failure::Network(format!("{listing_url} lists no wheel of {requirement}")))?;
         let url = join_url(&listing_url, &wheel.url);
@@ -752,6 +790,9 @@ impl Downloader {
         Ok(path)
     }
 }
+
+/// The media type of a PEP 691 JSON listing of a project on a package index.
+pub const PEP_691: &str = "application/vnd.pypi.simple.v1+json";
 
 #[derive(Debug, PartialEq)]
 struct Wheel {

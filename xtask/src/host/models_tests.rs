@@ -724,3 +724,45 @@ fn the_script_takes_a_voice_from_its_store_without_a_download() {
     assert_eq!(fs::read(store.join(&sha)).unwrap(), body, "and the store is repaired");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn what_ensure_would_do_is_told_without_a_change() {
+    let (dir, store) = (scratch("needs"), scratch("needs-store"));
+    let body = content();
+    let other: Vec<u8> = body.iter().rev().copied().collect();
+    let specs = [
+        spec("present.onnx", &body, vec![Source::Url("http://127.0.0.1:9/a".into())]),
+        spec("stored.onnx", &other, vec![Source::Url("http://127.0.0.1:9/b".into())]),
+        spec("missing.onnx", b"missing", vec![Source::Url("http://127.0.0.1:9/c".into())]),
+        spec("wrong.onnx", b"right", vec![Source::Url("http://127.0.0.1:9/d".into())]),
+    ];
+    fs::write(dir.join("present.onnx"), &body).unwrap();
+    fs::write(store.join(&specs[1].sha256), &other).unwrap();
+    fs::write(dir.join("wrong.onnx"), b"wrong").unwrap();
+    let needs: Vec<(&str, Need)> =
+        needs(&specs, &dir, Some(&store)).into_iter().map(|(s, n)| (s.path.as_str(), n)).collect();
+    assert_eq!(
+        needs,
+        [
+            ("present.onnx", Need::Present),
+            ("stored.onnx", Need::FromStore),
+            ("missing.onnx", Need::Download(None)),
+            (
+                "wrong.onnx",
+                Need::Download(Some(format!(
+                    "sha256 {}, the manifest says {}",
+                    hex(&Sha256::digest(b"wrong")),
+                    specs[3].sha256
+                )))
+            ),
+        ]
+    );
+    // Nothing was written: no stamps, no link, the wrong file still there.
+    let mut names: Vec<String> =
+        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["present.onnx", "wrong.onnx"]);
+    for d in [dir, store] {
+        fs::remove_dir_all(d).unwrap();
+    }
+}
