@@ -1,6 +1,7 @@
 //! Tests that keep the code base honest about its own rules (rust-analyzer's `tidy`): only
-//! the engine layer starts the engine, the stack's names live in the stack, and the map
-//! in ARCHITECTURE.md names modules that exist, every RUN of our Containerfiles is metered, and the lock file names every tarball.
+//! the engine layer starts the engine, the stack's names live in the stack, the map in
+//! ARCHITECTURE.md names modules that exist, every RUN of our Containerfiles is metered,
+//! and the lock file names every tarball.
 
 use std::path::{Path, PathBuf};
 
