@@ -1,6 +1,7 @@
 //! Tests that keep the code base honest about its own rules (rust-analyzer's `tidy`): only
-//! the engine layer starts the engine, the stack's names live in the stack, and the map
-//! in ARCHITECTURE.md names modules that exist, and every RUN of our Containerfiles is metered.
+//! the engine layer starts the engine, the stack's names live in the stack, the map in
+//! ARCHITECTURE.md names modules that exist, every RUN of our Containerfiles is metered,
+//! and the lock file names every tarball.
 
 use std::path::{Path, PathBuf};
 
@@ -141,5 +142,31 @@ fn every_run_of_our_containerfiles_is_metered() {
         offenders.is_empty(),
         "these RUN steps do not end with `; sh /run/jarvis-meter <apt|pip|npm|cargo|voices> $?` \
          with docker/meter.sh bind-mounted there, so their downloads go unmeasured: {offenders:?}"
+    );
+}
+
+/// Every package in frontend/package-lock.json names its tarball (`resolved`): without it,
+/// a cold `npm ci` fetches each package's whole registry document first to find it (16 MB
+/// more here). An npm configured with `omit-lockfile-registry-resolved` drops them.
+#[test]
+fn the_lock_file_names_every_tarball() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("frontend/package-lock.json")).unwrap())
+            .unwrap();
+    let missing: Vec<&String> = lock["packages"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(path, entry)| path.starts_with("node_modules/") && entry["link"] != true)
+        .filter(|(_, entry)| entry["resolved"].as_str().is_none_or(|r| !r.starts_with("https://")))
+        .map(|(path, _)| path)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "package-lock.json has no tarball URL for {missing:?} (an npmrc sets \
+         omit-lockfile-registry-resolved): in frontend/, `rm package-lock.json && npm install \
+         --package-lock-only --omit-lockfile-registry-resolved=false`, and check with git diff that no \
+         version moved"
     );
 }
