@@ -445,7 +445,7 @@ pub fn meter(applied: &Value, meter: &mut Meter) {
             }
             Some("pull") => meter.not_measured(&format!("image pull for {target}")),
             Some("fetch") => match record["registry"]["layer_bytes"].as_u64() {
-                Some(bytes) => meter.estimated(&format!("registry pull {target} (compressed layers)"), bytes),
+                Some(bytes) => meter.estimated(&format!("registry pull {target} (compressed layers, at most: those the engine holds are not fetched)"), bytes),
                 None => meter.not_measured(&format!("registry pull {target}")),
             },
             _ => {}
@@ -532,7 +532,7 @@ mod tests {
                 "downloaded: apt (image builds): 16.0 MB (measured)",
                 "downloaded: pip (image builds): 300 B (measured)",
                 "downloaded: image build two (1 RUN step(s) without docker/meter.sh): not measured",
-                "downloaded: registry pull f (compressed layers): 2.0 MB (estimated)",
+                "downloaded: registry pull f (compressed layers, at most: those the engine holds are not fetched): 2.0 MB (estimated)",
                 "downloaded: total 18.0 MB (16.0 MB measured, 2.0 MB estimated), plus 1 source(s) not measured (above)",
             ]
         );
