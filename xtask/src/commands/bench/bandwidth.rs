@@ -11,21 +11,23 @@
 //! under dev-local.
 //!
 //! `--engine` adds the image builds, in a scratch project `<name>-bandwidth`:
-//! - dev-fast (`--build-only`): a first run on the machine's layer cache and cache mounts
-//!   as they are (emptying them would take them from every other project), a no-op, a
-//!   backend code change, and a pip, an npm and a Cargo dependency added (the dev backend
-//!   image copies no Cargo manifest: nothing rebuilds, its container's cargo fetches it);
-//! - rebuild-clean (`--no-cache`, which `dev-fast --rebuild` is not: every layer runs) with
-//!   the cache mounts as they are, then as the first run with empty caches: buildah keeps
-//!   the `RUN --mount=type=cache` directories under `$TMPDIR/buildah-cache` (podman 4.3;
-//!   later versions add `-<uid>`), so a TMPDIR of the bench's own gives fresh, empty ones,
-//!   and nobody else's are emptied. rebuild-clean has no `--json`: its row reads the meter
-//!   lines it prints;
+//! - dev-fast (`--build-only`) on the machine's layer cache and cache mounts as they are
+//!   (emptying them would take them from every other project): a first run, a no-op, a
+//!   backend code change;
+//! - the first run with empty caches: rebuild-clean (`--no-cache`, which `dev-fast
+//!   --rebuild` is not: every layer runs) with cache mounts of the bench's own: buildah
+//!   keeps the `RUN --mount=type=cache` directories under `$TMPDIR/buildah-cache` (podman
+//!   4.3; later versions add `-<uid>`), so a TMPDIR of the bench's own gives fresh, empty
+//!   ones, and nobody else's are emptied. Then, on those mounts, a pip, an npm and a Cargo
+//!   dependency added (the dev backend image copies no Cargo manifest: nothing rebuilds,
+//!   its container's cargo fetches it), and the clean rebuild with its mounts warm.
+//!   rebuild-clean has no `--json`: its rows read the meter lines it prints;
 //! - the dev images pulled from a loopback docker-registry of the bench's own (pushed
 //!   first, their names then removed), against the builds above: the meter's registry pull
 //!   (compressed layers), which the host interface does not see;
-//! - build-prod: a first run on the layer cache, a clean rebuild (`--no-cache`: every stage
-//!   runs), a backend code change, a pip and a Cargo dependency added.
+//! - build-prod on fresh cache mounts of its own: cold (`--rebuild --no-cache`: every stage
+//!   runs), a no-op, a backend code change, a pip and a Cargo dependency added, and the
+//!   clean rebuild with its mounts warm.
 //!
 //! At the end the project's images go: their names untagged, then `prune --yes --keep 0`.
 
@@ -48,6 +50,9 @@ use crate::{
 
 /// A line the meter prints: `downloaded: <source>: <amount>`.
 const PREFIX: &str = "downloaded: ";
+
+/// What a command runs with, on top of the bench's own.
+type Env<'a> = Vec<(&'a str, PathBuf)>;
 
 /// (source, bytes, how) from the meter; bytes `None` when "not measured".
 type Meter = Vec<(String, Option<u64>, String)>;
@@ -312,19 +317,50 @@ fn engine_rows(
     let lib = dir.join("crates/jarvis-backend/src/lib.rs");
     let requirements = dir.join("requirements.txt");
     let dev = ["dev-fast", "--build-only"];
+    // Cache mounts of the bench's own: podman's buildah keeps them under $TMPDIR/buildah-cache
+    // (podman 4.3; later `-<uid>`), so a TMPDIR of our own starts them empty, and nobody
+    // else's are emptied. Each is checked to have been used.
+    let fresh = |name: &str| -> Result<(Env, PathBuf), String> {
+        let tmp = scratch.join(name);
+        fs::create_dir_all(&tmp).context(format!("creating {}", tmp.display()))?;
+        Ok(([env.clone(), vec![("TMPDIR", tmp.clone())]].concat(), tmp))
+    };
+    let checked = |mut row: Row, tmp: &Path| {
+        if !has_buildah_cache(tmp) {
+            row.what
+                .push_str(" (but no buildah-cache appeared in its TMPDIR: the cache mounts were not fresh)");
+        }
+        row
+    };
+    let clean = ["rebuild-clean", "--yes"];
     let rows = (|| -> Result<Vec<Row>, String> {
         let mut rows = vec![row(&dev, "first run on this machine's layer cache")?, row(&dev, "no-op")?];
         rows.push(with_line(&lib, "// bench --bandwidth: dev", || row(&dev, "a backend code change"))?);
+
+        // The first run with empty caches: rebuild-clean builds with --no-cache (dev-fast
+        // --rebuild uses the layer cache), on fresh cache mounts. It removes only this
+        // project's containers and images; named volumes stay.
+        let (dev_env, dev_tmp) = fresh("tmp-dev")?;
+        let what = "first run with empty caches: every layer built, fresh cache mounts (TMPDIR of its own)";
+        let first = text_row(dir, &dev_env, iface, &clean, &name(&clean, what))?;
+        rows.push(checked(first, &dev_tmp));
+        // Dependencies added, on those cache mounts (which the machine's other builds have
+        // not filled): each costs what it adds. The layers above them are new, so the
+        // machine's layer cache cannot serve the changed step either.
+        let row_in = |env: &[(&str, PathBuf)], args: &[&str], what: &str| {
+            engine_row(dir, env, iface, args, &name(args, what))
+        };
         rows.push(with_line(&requirements, "six==1.17.0", || {
-            row(&dev, "a pip dependency added (six==1.17.0; the backend image's pip layer)")
+            row_in(&dev_env, &dev, "a pip dependency added (six==1.17.0; the backend image's pip layer)")
         })?);
         rows.push(with_npm_dependency(dir, env, || {
-            row(&dev, "an npm dependency added (ms@2.1.3; the frontend image's npm ci layer)")
+            row_in(&dev_env, &dev, "an npm dependency added (ms@2.1.3; the frontend image's npm ci layer)")
         })?);
         // The dev backend image copies neither Cargo.toml nor Cargo.lock (the source is mounted):
         // nothing rebuilds, and the container's cargo fetches the crate when it starts.
         rows.push(with_crate(dir, || {
-            row(
+            row_in(
+                &dev_env,
                 &dev,
                 &format!(
                     "a Cargo dependency added ({CRATE}): no dev image copies Cargo.toml, nothing rebuilds; \
@@ -332,57 +368,36 @@ fn engine_rows(
                 ),
             )
         })?);
-
-        // rebuild-clean builds with --no-cache (dev-fast --rebuild uses the layer cache): every
-        // layer runs. It removes only this project's containers and images; named volumes stay.
-        let clean = ["rebuild-clean", "--yes"];
-        rows.push(text_row(
-            dir,
-            env,
-            iface,
-            &clean,
-            &name(&clean, "every layer built, cache mounts as they are"),
-        )?);
-        // Empty cache mounts without emptying anyone's: podman's buildah keeps them under
-        // $TMPDIR/buildah-cache (podman 4.3; later `-<uid>`): a TMPDIR of our own, fresh ones.
-        let tmp = scratch.join("tmp");
-        fs::create_dir_all(&tmp).context(format!("creating {}", tmp.display()))?;
-        let fresh = [env.clone(), vec![("TMPDIR", tmp.clone())]].concat();
-        let mut first = text_row(
-            dir,
-            &fresh,
-            iface,
-            &clean,
-            &name(
-                &clean,
-                "first run with empty caches: every layer built, fresh cache mounts (TMPDIR of its own)",
-            ),
-        )?;
-        if !has_buildah_cache(&tmp) {
-            first
-                .what
-                .push_str(" (but no buildah-cache appeared in that TMPDIR: the cache mounts were not fresh)");
-        }
-        rows.push(first);
+        // The clean rebuild as a developer runs it: every layer built, the cache mounts warm.
+        let what = "the clean rebuild: every layer built, its cache mounts warm (the row above filled them)";
+        rows.push(text_row(dir, &dev_env, iface, &clean, &name(&clean, what))?);
         match registry_row(cx, scratch, dir, env, iface, &project) {
             Ok(row) => rows.push(row),
             Err(e) => eprintln!("bench --bandwidth: warning: no registry row: {e}"),
         }
 
-        rows.push(row(&["build-prod"], "first run on this machine's layer cache")?);
-        rows.push(row(&["build-prod", "--rebuild", "--no-cache"], "every stage run, cache mounts kept")?);
+        // build-prod: cold (every stage run, fresh cache mounts), then the changes a developer
+        // makes, on those cache mounts.
+        let (prod_env, prod_tmp) = fresh("tmp-prod")?;
+        let cold = ["build-prod", "--rebuild", "--no-cache"];
+        let first =
+            row_in(&prod_env, &cold, "cold: every stage run, fresh cache mounts (TMPDIR of its own)")?;
+        rows.push(checked(first, &prod_tmp));
+        rows.push(row_in(&prod_env, &["build-prod"], "no-op")?);
         rows.push(with_line(&lib, "// bench --bandwidth: prod", || {
-            row(&["build-prod"], "a backend code change")
+            row_in(&prod_env, &["build-prod"], "a backend code change")
         })?);
         rows.push(with_line(&requirements, "six==1.17.0", || {
-            row(&["build-prod"], "a pip dependency added (six==1.17.0)")
+            row_in(&prod_env, &["build-prod"], "a pip dependency added (six==1.17.0)")
         })?);
         rows.push(with_crate(dir, || {
-            row(
+            row_in(
+                &prod_env,
                 &["build-prod"],
                 &format!("a Cargo dependency added ({CRATE}; the rust-build stage fetches it)"),
             )
         })?);
+        rows.push(row_in(&prod_env, &cold, "the clean rebuild: every stage run, its cache mounts warm")?);
         Ok(rows)
     })();
     // Whatever happened, the project's images go (a failed row would leave them otherwise).
