@@ -257,8 +257,11 @@ fn with_npm_dependency<T>(
     let frontend = dir.join("frontend");
     let files = ["package.json", "package-lock.json"].map(|f| frontend.join(f));
     restoring(&files, || {
+        // npm's default keeps the lock's tarball URLs; an npmrc may say otherwise (this
+        // machine's does), and without them every package's registry document is fetched.
         let added = Command::new("npm")
-            .args(["install", "--package-lock-only", "--save-dev", "--no-audit", "--no-fund", "ms@2.1.3"])
+            .args(["install", "--package-lock-only", "--omit-lockfile-registry-resolved=false"])
+            .args(["--save-dev", "--no-audit", "--no-fund", "ms@2.1.3"])
             .current_dir(&frontend)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
