@@ -270,8 +270,26 @@ fn with_npm_dependency<T>(
         if !added.success() {
             return Err(format!("npm install --package-lock-only ms@2.1.3 failed in {}", frontend.display()));
         }
+        // npm ignores "//" keys; this one makes the image's npm layer one no earlier run built.
+        let manifest = frontend.join("package.json");
+        let mut json: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(&manifest).context(format!("reading {}", manifest.display()))?,
+        )
+        .map_err(|e| format!("{}: {e}", manifest.display()))?;
+        json["//"] = serde_json::json!(format!("bench --bandwidth {}", unique()));
+        let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())? + "\n";
+        fs::write(&manifest, text).context(format!("writing {}", manifest.display()))?;
         body()
     })
+}
+
+/// A token no earlier run used. A change a row makes must not be served from the machine's
+/// layer cache, where an earlier run of the bench (or anyone's build of the same change)
+/// left its layers: each row's change carries one.
+fn unique() -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
 }
 
 /// The crate the Cargo rows add: small, without dependencies, and not in Cargo.lock yet
@@ -293,6 +311,11 @@ fn with_crate<T>(dir: &Path, body: impl FnOnce() -> Result<T, String>) -> Result
         if !added.success() {
             return Err(format!("cargo add {CRATE} failed in {}", dir.display()));
         }
+        // A comment no earlier run wrote: the rust-build stage's layers are not in the cache.
+        let manifest = &files[0];
+        let text = fs::read_to_string(manifest).context(format!("reading {}", manifest.display()))?;
+        fs::write(manifest, format!("{text}# bench --bandwidth {}\n", unique()))
+            .context(format!("writing {}", manifest.display()))?;
         body()
     })
 }
@@ -353,9 +376,11 @@ fn engine_rows(
         let row_in = |env: &[(&str, PathBuf)], args: &[&str], what: &str| {
             engine_row(dir, env, iface, args, &name(args, what))
         };
-        rows.push(with_line(&requirements, "six==1.17.0", || {
-            row_in(&dev_env, &dev, "a pip dependency added (six==1.17.0; the backend image's pip layer)")
-        })?);
+        rows.push(with_line(
+            &requirements,
+            &format!("six==1.17.0  # bench --bandwidth {}", unique()),
+            || row_in(&dev_env, &dev, "a pip dependency added (six==1.17.0; the backend image's pip layer)"),
+        )?);
         rows.push(with_npm_dependency(dir, env, || {
             row_in(&dev_env, &dev, "an npm dependency added (ms@2.1.3; the frontend image's npm ci layer)")
         })?);
@@ -390,9 +415,11 @@ fn engine_rows(
         rows.push(with_line(&lib, "// bench --bandwidth: prod", || {
             row_in(&prod_env, &["build-prod"], "a backend code change")
         })?);
-        rows.push(with_line(&requirements, "six==1.17.0", || {
-            row_in(&prod_env, &["build-prod"], "a pip dependency added (six==1.17.0)")
-        })?);
+        rows.push(with_line(
+            &requirements,
+            &format!("six==1.17.0  # bench --bandwidth {}", unique()),
+            || row_in(&prod_env, &["build-prod"], "a pip dependency added (six==1.17.0)"),
+        )?);
         rows.push(with_crate(dir, || {
             row_in(
                 &prod_env,
