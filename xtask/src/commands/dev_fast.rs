@@ -78,6 +78,9 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     )?;
     let mut meter = Meter::default();
     apply::meter(&report["applied"], &mut meter);
+    if !args.dry_run {
+        apply::meter_started(&sh, &engine, &report["applied"], &mut meter);
+    }
     if args.build_only {
         if !args.dry_run {
             meter.report(out, report);

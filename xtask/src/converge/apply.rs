@@ -453,6 +453,24 @@ pub fn meter(applied: &Value, meter: &mut Meter) {
     }
 }
 
+/// What the containers this run started received from their start until they answered,
+/// read from their network namespaces (measured): the dev backend compiles itself at its
+/// first start, and its cargo fetches the crates into its volume. The figure includes the
+/// readiness checks' requests, a few kB.
+pub fn meter_started(sh: &Shell, engine: &Engine, applied: &Value, meter: &mut Meter) {
+    for record in applied.as_array().into_iter().flatten().filter(|r| r["status"] == "ok") {
+        if record["action"]["action"] != "run" {
+            continue;
+        }
+        let container = record["action"]["target"].as_str().unwrap_or_default();
+        let source = format!("container {container}, from its start until it answered");
+        match engine.container_pid(sh, container).and_then(crate::host::netns::received) {
+            Some(bytes) => meter.measured(&source, bytes),
+            None => meter.not_measured(&source),
+        }
+    }
+}
+
 /// Brings the engine to `stack` under the cache lock: observe, plan, apply, then wait until
 /// the services answer. With nothing to do it only reports. The plan goes into `report`.
 // Each argument is its own concern (what, how to plan, wait, print, share, report).

@@ -184,6 +184,13 @@ impl Engine {
             .unwrap_or_else(|_| "missing".into())
     }
 
+    /// The host pid of a running container's first process (its network namespace is
+    /// readable through /proc), if it runs.
+    pub fn container_pid(&self, sh: &Shell, container: &str) -> Option<u32> {
+        let pid = self.read(sh, &["inspect", "--format", "{{.State.Pid}}", container]).ok()?;
+        pid.trim().parse().ok().filter(|pid| *pid > 0)
+    }
+
     /// An image's id (without `sha256:`), if the engine has it.
     pub fn image_id(&self, sh: &Shell, reference: &str) -> Option<String> {
         let id = self.read(sh, &["image", "inspect", "--format", "{{.Id}}", reference]).ok()?;

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod models;
+pub mod netns;
 pub mod ports;
 pub mod proxy;
 pub mod supervise;
