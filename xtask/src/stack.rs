@@ -190,12 +190,12 @@ pub enum Holds {
     LlmData,
 }
 
+/// When a service is ready: `GET path` answers 200. Never a bare TCP connect: rootless
+/// podman publishes ports through `rootlessport`, which accepts on the host before anything
+/// listens in the container, so a connect proves nothing there.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Readiness {
-    /// `GET path` answers 200.
     Http(&'static str),
-    /// The port accepts connections.
-    Tcp,
 }
 
 #[derive(Clone, Debug)]
@@ -256,7 +256,8 @@ fn ollama(p: &Project, container: String) -> Service {
             holds: Holds::LlmData,
         }],
         env: vec![],
-        readiness: Readiness::Tcp,
+        // Ollama answers "Ollama is running".
+        readiness: Readiness::Http("/"),
         optional: true,
     }
 }
@@ -342,7 +343,8 @@ impl Stack {
                     "JARVIS_BACKEND_URL".into(),
                     format!("http://{backend_container}:{BACKEND_PORT}"),
                 )],
-                readiness: Readiness::Tcp,
+                // Vite's page, as a browser asks for it.
+                readiness: Readiness::Http("/"),
                 optional: false,
             },
         ];

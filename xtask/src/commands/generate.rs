@@ -85,10 +85,8 @@ fn image_name(stack: &Stack, service: &Service) -> String {
 }
 
 fn health_path(service: &Service) -> Option<&'static str> {
-    match service.readiness {
-        Readiness::Http(path) => Some(path),
-        Readiness::Tcp => None,
-    }
+    let Readiness::Http(path) = service.readiness;
+    Some(path)
 }
 
 fn compose(stack: &Stack, context: &str) -> String {

@@ -80,7 +80,12 @@ pub fn gather(cx: &Context, engine: &Engine, sh: &Shell) -> Result<Value, String
     let names: Vec<String> = ours.iter().map(|c| name(c)).collect();
     let running: Vec<String> =
         ours.iter().filter(|c| c["State"].as_str() == Some("running")).map(|c| name(c)).collect();
-    let samples = engine.container_stats(sh, &running)?;
+    // A sample the engine refuses (rootless podman on cgroup v1) costs its columns only:
+    // they show `-` with the reason, and the rest of the report stands.
+    let (samples, sample_error) = match engine.container_stats(sh, &running) {
+        Ok(samples) => (samples, None),
+        Err(e) => (vec![], Some(e)),
+    };
     count(usize::from(!running.is_empty()));
     let inspected = engine.inspect_containers(sh, &names)?;
     count(usize::from(!names.is_empty()));
@@ -181,6 +186,7 @@ pub fn gather(cx: &Context, engine: &Engine, sh: &Shell) -> Result<Value, String
         "engine": engine.name(),
         "engine_calls": calls,
         "containers": containers,
+        "stats_error": sample_error,
         "images": image_rows,
         "volumes": volume_rows,
         "cache": {
@@ -225,8 +231,12 @@ pub fn render(doc: &Value, color: bool) -> String {
     if containers.is_empty() {
         line("  (none: `cargo xtask dev-fast` or `cargo xtask up` starts them)".into());
     }
+    let unsampled = doc["stats_error"].as_str();
     for c in &containers {
-        let pair = |v: &Value, a: &str, z: &str| format!("{} / {}", b(&v[a]), b(&v[z]));
+        let pair = |v: &Value, a: &str, z: &str| match unsampled {
+            Some(_) => "-".to_string(),
+            None => format!("{} / {}", b(&v[a]), b(&v[z])),
+        };
         let running = c["state"] == "running";
         line(format!(
             "  {:<w2$} {:>7} {:>22} {:>22} {:>22} {:>8} {:>8}",
@@ -243,6 +253,9 @@ pub fn render(doc: &Value, color: bool) -> String {
             c["restarts"].as_u64().map_or("-".into(), |r| r.to_string()),
             w2 = w - 2,
         ));
+    }
+    if let Some(why) = unsampled.filter(|_| !containers.is_empty()) {
+        line(format!("  - cpu, memory, net and block were not sampled: {}", why.replace('\n', "\n    ")));
     }
     line(h(&format!(
         "{:<w$} {:>10} {:>10} {:>10} {:>8}  {}",

@@ -15,7 +15,7 @@ use crate::{
         registry::{self, Registry},
         spec,
     },
-    engine::{Build, Call, Engine, Progress, buildlog},
+    engine::{Build, Call, Engine, Progress, buildlog, error},
     inputs::cache,
     output::{Meter, Output, bytes_text},
     stack::{INPUTS_LABEL, REVISION_LABEL, ServiceImage, Stack},
@@ -246,11 +246,7 @@ pub fn apply(
             }
             Err(e) => {
                 return Err(match action {
-                    Action::Build { image, .. } => format!(
-                        "building the {} image failed; its inputs are not recorded, so the next run retries it. \
-                         Fix {} (see the build output above) and run again\n  ({e})",
-                        stack.images[*image].key, stack.images[*image].containerfile
-                    ),
+                    Action::Build { image, .. } => build_failed(&stack.images[*image], &e),
                     _ => e,
                 });
             }
@@ -267,6 +263,24 @@ pub fn apply(
         }
     }
     Ok(done)
+}
+
+/// Why a build failed, blaming the Containerfile only when one of its steps ran and failed.
+pub fn build_failed(image: &crate::stack::Image, error: &str) -> String {
+    let first_line = error.lines().next().unwrap_or_default();
+    let blame = match error::Cause::of(first_line) {
+        Some(error::Cause::StepFailed { exit }) => format!(
+            "A RUN step of {} failed{} (its output is above): fix it, or the file it reads, and run again",
+            image.containerfile,
+            exit.map(|code| format!(" with exit status {code}")).unwrap_or_default()
+        ),
+        Some(_) => format!("The cause is not in {}: see what to do below", image.containerfile),
+        None => format!("See the build output above: {} or the engine", image.containerfile),
+    };
+    format!(
+        "building the {} image failed; its inputs are not recorded, so the next run retries it. {blame}\n  ({error})",
+        image.key
+    )
 }
 
 /// The service of a remove or run planned only because its image was rebuilt, when the

@@ -2,7 +2,6 @@
 //! would try next. A cancel token lets the caller (Ctrl-C in `up`) end the wait at once.
 
 use std::{
-    net::TcpStream,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -101,14 +100,8 @@ pub fn wait(
     Ok(())
 }
 
+/// Whether the service answers: an HTTP response, not an accepted connection.
 fn ready(addr: &str, port: u16, readiness: Readiness) -> bool {
-    match readiness {
-        Readiness::Tcp => {
-            TcpStream::connect_timeout(&format!("{addr}:{port}").parse().unwrap(), Duration::from_secs(1))
-                .is_ok()
-        }
-        Readiness::Http(path) => {
-            crate::host::http::get(addr, port, path).is_some_and(|(status, _)| status == 200)
-        }
-    }
+    let Readiness::Http(path) = readiness;
+    crate::host::http::get(addr, port, path).is_some_and(|(status, _)| status == 200)
 }

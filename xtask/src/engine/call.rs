@@ -170,10 +170,13 @@ impl Engine {
     /// The call as a user would type it, one line per engine command.
     pub fn command_lines(&self, call: &Call) -> Vec<String> {
         // Every docker command runs with DOCKER_BUILDKIT=1 (`Engine::command`); only a
-        // build needs it said.
-        let env = match (self.kind, call) {
-            (Kind::Docker, Call::Build(_)) => "DOCKER_BUILDKIT=1 ",
-            _ => "",
+        // build needs it said. A rootless podman build may get a TMPDIR of its own.
+        let env = match (self.kind, call, self.build_tmpdir()) {
+            (Kind::Docker, Call::Build(_), _) => "DOCKER_BUILDKIT=1 ".to_string(),
+            (Kind::Podman, Call::Build(_), Some(dir)) => {
+                format!("TMPDIR={} ", crate::output::shell_quote(&dir.display().to_string()))
+            }
+            _ => String::new(),
         };
         self.calls(call)
             .iter()

@@ -24,37 +24,216 @@ pub fn message(stderr: &[u8], expected: &[&str]) -> String {
     }
 }
 
-/// The remedy for a message the engine is known to give, keyed by a fragment of it.
-const REMEDIES: &[(&str, &str)] = &[
-    ("netavark: No such file", "netavark needs iptables: apt-get install iptables / dnf install iptables"),
-    (
-        "address already in use",
-        "another process holds the port: `cargo xtask status` names it; stop it or set JARVIS_BACKEND_PORT / \
-         JARVIS_FRONTEND_PORT",
-    ),
-    ("no space left on device", "the disk is full: `podman system df` shows what the engine keeps"),
-    ("permission denied", "on SELinux hosts (Fedora) a bind mount needs relabelling or label=disable"),
-    (
-        "Cannot connect to the Docker daemon",
-        "start docker (`systemctl start docker`), or point DOCKER_HOST at the daemon you run, or use \
-         podman: JARVIS_ENGINE=podman",
-    ),
-    (
-        "requires BuildKit",
-        "docker builds need BuildKit: DOCKER_BUILDKIT=1 (docker 20.10) or the buildx plugin",
-    ),
-    (
-        "buildx component is missing",
-        "docker 23 and later build with BuildKit only through the buildx plugin: install it \
-         (docker-buildx-plugin / docker-buildx), or use a docker client older than 23, or podman",
-    ),
-    ("cannot find newuidmap", "rootless podman needs uidmap: apt-get install uidmap"),
-];
+/// What an engine failure is, read once from its message, before any remedy is chosen:
+/// a permission on a path is not an SELinux denial, and a build that failed before its
+/// step ran is not the Containerfile's fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// A RUN step ran and exited non-zero: the Containerfile's step (or what it reads).
+    StepFailed {
+        exit: Option<i32>,
+    },
+    /// podman before 4.4 keeps every user's build cache mounts under one
+    /// `$TMPDIR/buildah-cache`, and another user owns `path` in it.
+    SharedBuildCache {
+        path: String,
+    },
+    /// A lock file that this user may not open.
+    Lock {
+        path: String,
+    },
+    /// SELinux refused access to a path (only on a host where SELinux enforces).
+    SelinuxDenied {
+        path: Option<String>,
+    },
+    /// A path this user may not read or write.
+    PathPermission {
+        path: Option<String>,
+    },
+    /// Rootless networking cannot open `/dev/net/tun`.
+    Tun,
+    /// podman's rootless network namespace is stale (a `podman system reset`, or a runtime
+    /// directory removed under a running pause process).
+    StaleRootlessNetns,
+    /// `stats` of a rootless container on cgroup v1.
+    RootlessStatsCgroupV1,
+    /// No network, or a server that does not answer.
+    Network,
+    NoSpace,
+    PortInUse,
+    NetavarkWithoutIptables,
+    NoDockerDaemon,
+    NeedsBuildKit,
+    NoBuildx,
+    NoNewuidmap,
+}
 
-/// The remedy for `message`, if the table knows it.
-pub fn remedy(message: &str) -> Option<&'static str> {
-    let lower = message.to_ascii_lowercase();
-    REMEDIES.iter().find(|(fragment, _)| lower.contains(&fragment.to_ascii_lowercase())).map(|(_, r)| *r)
+impl Cause {
+    /// Reads what a message is about; `None` for a message nobody has classified yet.
+    pub fn of(message: &str) -> Option<Cause> {
+        let lower = message.to_ascii_lowercase();
+        let has = |fragment: &str| lower.contains(fragment);
+        let denied = has("permission denied") || has("operation not permitted");
+        let cause = if has("netavark: no such file") {
+            Cause::NetavarkWithoutIptables
+        } else if has("/dev/net/tun") {
+            Cause::Tun
+        } else if has("runtime directory for rootless netns") || has("rootless netns") && has("no such file")
+        {
+            Cause::StaleRootlessNetns
+        } else if has("not supported in rootless mode without cgroups v2") {
+            Cause::RootlessStatsCgroupV1
+        } else if has("buildah-cache") && (denied || has("unable to acquire lock")) {
+            Cause::SharedBuildCache { path: path_in(message).unwrap_or_default() }
+        } else if has("unable to acquire lock") || has("lock") && denied && path_in(message).is_some() {
+            Cause::Lock { path: path_in(message).unwrap_or_default() }
+        } else if let Some(exit) = step_exit(&lower) {
+            Cause::StepFailed { exit }
+        } else if has("address already in use") {
+            Cause::PortInUse
+        } else if has("no space left on device") {
+            Cause::NoSpace
+        } else if has("cannot connect to the docker daemon") {
+            Cause::NoDockerDaemon
+        } else if has("requires buildkit") {
+            Cause::NeedsBuildKit
+        } else if has("buildx component is missing") {
+            Cause::NoBuildx
+        } else if has("cannot find newuidmap") || has("newuidmap") && has("executable file not found") {
+            Cause::NoNewuidmap
+        } else if denied && (has("avc:") || selinux_enforcing()) {
+            Cause::SelinuxDenied { path: path_in(message) }
+        } else if denied {
+            Cause::PathPermission { path: path_in(message) }
+        } else if [
+            "temporary failure resolving",
+            "temporary failure in name resolution",
+            "could not resolve",
+            "name or service not known",
+            "no such host",
+            "connection refused",
+            "connection reset",
+            "i/o timeout",
+            "no route to host",
+            "network is unreachable",
+            "tls handshake timeout",
+        ]
+        .iter()
+        .any(|f| has(f))
+        {
+            Cause::Network
+        } else {
+            return None;
+        };
+        Some(cause)
+    }
+
+    /// What to do about it.
+    pub fn remedy(&self) -> String {
+        let path_or = |path: &Option<String>, what: &str| path.clone().unwrap_or_else(|| what.to_string());
+        match self {
+            Cause::StepFailed { .. } => {
+                "a RUN step of the Containerfile failed: its output is above; fix the step, or the file it \
+                 reads (requirements.txt, package-lock.json, Cargo.lock)"
+                    .into()
+            }
+            Cause::SharedBuildCache { path } => format!(
+                "{path} belongs to another user: podman before 4.4 keeps every user's build cache mounts in \
+                 $TMPDIR/buildah-cache. xtask gives rootless builds a directory of your own \
+                 (~/.cache/jarvis/build-tmp) unless TMPDIR is set: unset TMPDIR, or point it at a \
+                 directory of yours"
+            ),
+            Cause::Lock { path } => {
+                format!("you may not open the lock file {path}: check its owner (`ls -l {path}`)")
+            }
+            Cause::SelinuxDenied { path } => format!(
+                "SELinux denied access to {}: a bind mount needs relabelling (`:z`) or label=disable \
+                 (`ausearch -m avc -ts recent` shows the denial)",
+                path_or(path, "a path")
+            ),
+            Cause::PathPermission { path } => format!(
+                "you may not use {}: check its owner and mode (`ls -ld`); rootless, the path must be \
+                 yours or readable by your user",
+                path_or(path, "a path the engine needs")
+            ),
+            Cause::Tun => {
+                "rootless networking (slirp4netns, pasta) needs /dev/net/tun readable and writable \
+                 by you: `sudo chmod 0666 /dev/net/tun` (Fedora's default; a udev rule keeps it), or \
+                 `sudo modprobe tun` where the device is missing"
+                    .into()
+            }
+            Cause::StaleRootlessNetns => "podman's rootless network namespace is stale: `podman system \
+                 migrate` restarts it (and, if that is not enough, remove \
+                 $XDG_RUNTIME_DIR/netns/rootless-netns-*), then run again"
+                .into(),
+            Cause::RootlessStatsCgroupV1 => "rootless podman samples CPU and memory only on cgroup v2: boot \
+                 with cgroup v2 (systemd.unified_cgroup_hierarchy=1), or use rootful podman for stats"
+                .into(),
+            Cause::Network => "the network or a server did not answer: check the connection (and a proxy's \
+                 HTTPS_PROXY), then run again; `--offline` runs with what is already here"
+                .into(),
+            Cause::NoSpace => {
+                "the disk is full: `podman system df` shows what the engine keeps, `cargo xtask \
+                 prune` removes this project's old images"
+                    .into()
+            }
+            Cause::PortInUse => {
+                "another process holds the port: `cargo xtask status` names it; stop it or set \
+                 JARVIS_BACKEND_PORT / JARVIS_FRONTEND_PORT"
+                    .into()
+            }
+            Cause::NetavarkWithoutIptables => {
+                "netavark needs iptables: apt-get install iptables / dnf install iptables".into()
+            }
+            Cause::NoDockerDaemon => "start docker (`systemctl start docker`), or point DOCKER_HOST at the \
+                 daemon you run, or use podman: JARVIS_ENGINE=podman"
+                .into(),
+            Cause::NeedsBuildKit => {
+                "docker builds need BuildKit: DOCKER_BUILDKIT=1 (docker 20.10) or the buildx plugin".into()
+            }
+            Cause::NoBuildx => "docker 23 and later build with BuildKit only through the buildx plugin: \
+                 install it (docker-buildx-plugin / docker-buildx), or use a docker client older than 23, \
+                 or podman"
+                .into(),
+            Cause::NoNewuidmap => "rootless podman needs uidmap: apt-get install uidmap / dnf install \
+                 shadow-utils"
+                .into(),
+        }
+    }
+}
+
+/// The exit status of a RUN step that ran and failed, as podman and BuildKit say it.
+fn step_exit(lower: &str) -> Option<Option<i32>> {
+    let after = |marker: &str| {
+        lower.find(marker).map(|at| {
+            lower[at + marker.len()..].trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+    };
+    if !lower.contains("while running runtime") {
+        // BuildKit (docker 20.10 and buildx), and docker's legacy builder.
+        return after("did not complete successfully: exit code:")
+            .or_else(|| after("returned a non-zero code:"));
+    }
+    after("exit status")
+}
+
+/// The first absolute path in a message (`open /var/tmp/x/lockfile: permission denied`).
+fn path_in(message: &str) -> Option<String> {
+    message
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '(' || c == ')')
+        .map(|word| word.trim_end_matches([':', ',', '.']))
+        .find(|word| word.len() > 1 && word.starts_with('/') && !word.starts_with("//"))
+        .map(str::to_string)
+}
+
+/// Whether SELinux enforces on this host: only then can a denial be SELinux's.
+fn selinux_enforcing() -> bool {
+    std::fs::read_to_string("/sys/fs/selinux/enforce").is_ok_and(|v| v.trim() == "1")
+}
+
+/// The remedy for `message`, if it is a known kind of failure.
+pub fn remedy(message: &str) -> Option<String> {
+    Cause::of(message).map(|c| c.remedy())
 }
 
 /// "`podman build` failed: <message>" and, when known, what to do.
@@ -83,6 +262,68 @@ mod tests {
                        Error: initializing source docker://x: connection refused\n";
         assert_eq!(message(stderr, &[]), "initializing source docker://x: connection refused");
         assert_eq!(message(b"odd\n", &[]), "odd");
+    }
+
+    #[test]
+    fn failures_are_classified_by_what_they_are() {
+        let cases: &[(&str, Cause)] = &[
+            (
+                "building at STEP \"RUN --mount=type=cache,target=/var/cache/apt,sharing=locked apt-get update\": \
+                 unable to acquire lock when sharing mode is locked: open \
+                 /var/tmp/buildah-cache/var/cache/apt/buildah-cache-lockfile: permission denied",
+                Cause::SharedBuildCache {
+                    path: "/var/tmp/buildah-cache/var/cache/apt/buildah-cache-lockfile".into(),
+                },
+            ),
+            (
+                "building at STEP \"RUN --mount=type=cache,target=/var/cache/apt x\": resolving mountpoints for \
+                 container \"b9ce\": unable to change uid,gid of cache directory: mkdir \
+                 /var/tmp/buildah-cache/var/cache/apt: permission denied",
+                Cause::SharedBuildCache { path: "/var/tmp/buildah-cache/var/cache/apt".into() },
+            ),
+            (
+                "/usr/bin/slirp4netns failed: \"open(\\\"/dev/net/tun\\\"): Permission denied\\nchild failed(1)\"",
+                Cause::Tun,
+            ),
+            (
+                "failed to mount runtime directory for rootless netns: no such file or directory",
+                Cause::StaleRootlessNetns,
+            ),
+            ("stats is not supported in rootless mode without cgroups v2", Cause::RootlessStatsCgroupV1),
+            (
+                "building at STEP \"RUN npm ci\": while running runtime: exit status 127",
+                Cause::StepFailed { exit: Some(127) },
+            ),
+            (
+                "process \"/bin/sh -c pip install x\" did not complete successfully: exit code: 1",
+                Cause::StepFailed { exit: Some(1) },
+            ),
+            (
+                "The command '/bin/sh -c false' returned a non-zero code: 2",
+                Cause::StepFailed { exit: Some(2) },
+            ),
+            (
+                "initializing source docker://127.0.0.1:5/x: pinging container registry 127.0.0.1:5: Get \
+                 \"http://127.0.0.1:5/v2/\": dial tcp 127.0.0.1:5: connect: connection refused",
+                Cause::Network,
+            ),
+            (
+                "open /home/u/.local/share/containers/storage/x: permission denied",
+                Cause::PathPermission { path: Some("/home/u/.local/share/containers/storage/x".into()) },
+            ),
+        ];
+        for (message, cause) in cases {
+            // This host has no SELinux; a plain permission is never blamed on it.
+            if selinux_enforcing() {
+                continue;
+            }
+            assert_eq!(Cause::of(message).as_ref(), Some(cause), "{message}");
+        }
+        assert_eq!(Cause::of("something new"), None);
+        // A step that failed because of the build cache is not the step's fault.
+        let cache = "building at STEP \"RUN x\": mkdir /var/tmp/buildah-cache/a: permission denied";
+        assert!(!matches!(Cause::of(cache), Some(Cause::StepFailed { .. })));
+        assert!(!Cause::Tun.remedy().contains("SELinux"), "tun is not SELinux's");
     }
 
     #[test]

@@ -98,6 +98,14 @@ impl Engine {
     /// the engine's own message, with the remedy when it is a known one.
     pub fn call(&self, sh: &Shell, call: &Call, progress: Progress) -> Result<String, String> {
         self.can_run(sh, call)?;
+        if let (Call::Build(_), Some(dir)) = (call, self.build_tmpdir()) {
+            make_private_dir(&dir).map_err(|e| {
+                format!(
+                    "cannot make {} for the build's cache mounts: {e}; set TMPDIR to a directory of yours",
+                    dir.display()
+                )
+            })?;
+        }
         let mut printed = String::new();
         for args in self.calls(call) {
             printed = match progress {
@@ -310,7 +318,26 @@ impl Engine {
         if self.kind == Kind::Docker {
             command.env("DOCKER_BUILDKIT", "1");
         }
+        if args.first() == Some(&"build")
+            && let Some(dir) = self.build_tmpdir()
+        {
+            command.env("TMPDIR", dir);
+        }
         command
+    }
+
+    /// Where a rootless podman build keeps its `RUN --mount=type=cache` directories, when
+    /// not where podman would. podman before 4.4 (buildah 1.28, Debian 12's) keeps them in
+    /// `$TMPDIR/buildah-cache`, `/var/tmp` by default, one directory for every user: once
+    /// another user (root, a CI job) has built there, each build of ours fails on a lock or
+    /// a `mkdir` in a directory that user owns. A directory of the user's own avoids that
+    /// on every version (later ones add `-<uid>` inside it). A TMPDIR the user set is kept.
+    pub fn build_tmpdir(&self) -> Option<PathBuf> {
+        if self.kind != Kind::Podman || !crate::host::rootless() || crate::host::env_path("TMPDIR").is_some()
+        {
+            return None;
+        }
+        crate::host::user_cache("build-tmp")
     }
 
     /// Whether the engine can run `call` at all, asked before a plan's first action so
@@ -697,6 +724,14 @@ impl Engine {
     pub fn spawned_error(&self, verb: &str, stderr: &[u8]) -> String {
         error::failed(self.name(), verb, &error::message(stderr, &[]))
     }
+}
+
+/// `dir` and its parents, the last one readable by its owner only (it is a temporary
+/// directory that other users must not plant files in).
+fn make_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// The major version of `docker --version`'s "Docker version 28.2.2, build e6534b4".

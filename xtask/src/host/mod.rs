@@ -10,7 +10,33 @@ pub mod supervise;
 pub mod tools;
 pub mod watch;
 
-use std::{fs, io::Write, path::Path};
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+/// A per-user store shared by every checkout: `$<var>`, else `$XDG_CACHE_HOME/jarvis/<name>`,
+/// else `~/.cache/jarvis/<name>`; `None` without a home.
+pub fn user_store(var: &str, name: &str) -> Option<PathBuf> {
+    env_path(var).or_else(|| user_cache(name))
+}
+
+/// `$XDG_CACHE_HOME/jarvis/<name>`, else `~/.cache/jarvis/<name>`; `None` without a home.
+pub fn user_cache(name: &str) -> Option<PathBuf> {
+    let cache = env_path("XDG_CACHE_HOME").or_else(|| env_path("HOME").map(|home| home.join(".cache")))?;
+    Some(cache.join("jarvis").join(name))
+}
+
+/// An environment variable naming a path, when it is set and not empty.
+pub fn env_path(key: &str) -> Option<PathBuf> {
+    std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Whether this process runs as an ordinary user: podman is then rootless.
+pub fn rootless() -> bool {
+    !nix::unistd::geteuid().is_root()
+}
 
 /// Writes `bytes` to `path` so that a reader sees the old file or the new one, never half
 /// of one: a temporary file beside it, synced, then renamed over it. On failure the

@@ -401,16 +401,7 @@ pub fn voice_store() -> Option<PathBuf> {
     user_store("JARVIS_VOICE_STORE", "voices")
 }
 
-/// A per-user store shared by every checkout: `$<var>`, else `$XDG_CACHE_HOME/jarvis/<name>`,
-/// else `~/.cache/jarvis/<name>`; `None` without a home.
-pub fn user_store(var: &str, name: &str) -> Option<PathBuf> {
-    let set = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = set(var) {
-        return Some(dir);
-    }
-    let cache = set("XDG_CACHE_HOME").or_else(|| set("HOME").map(|home| home.join(".cache")))?;
-    Some(cache.join("jarvis").join(name))
-}
+pub use super::user_store;
 
 impl Downloader {
     pub fn new(python: PathBuf) -> Downloader {
