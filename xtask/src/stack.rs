@@ -163,6 +163,18 @@ impl Image {
         }
     }
 
+    /// Every name a build from inputs `digest` gives the image: its reference first.
+    pub fn names(&self, digest: &str) -> Vec<String> {
+        let mut names = vec![self.reference.clone(), self.inputs_tag(digest)];
+        names.extend(self.extra_tags.iter().cloned());
+        names
+    }
+
+    /// The name a clean rebuild gives a new image until it replaces the old one.
+    pub fn staged_tag(&self) -> String {
+        format!("{}:rebuild-clean-staged", self.repository())
+    }
+
     /// The tag naming the image by what it was built from, so that anyone holding the same
     /// inputs (a teammate, CI, a registry) can recognise it.
     pub fn inputs_tag(&self, digest: &str) -> String {

@@ -213,6 +213,21 @@ fn dev_fast_builds_reuses_rebuilds_what_changed_and_recovers() {
         .run()
         .unwrap();
     cmd!(sh, "podman tag {image} {second}").quiet().run().unwrap();
+    // A clean rebuild that fails (a bad pin, in the last image it builds) changes nothing:
+    // the images, the containers and .dev-cache are as they were, and the stack serves.
+    let state = project_state(podman_ok, PROJECT);
+    let records = dir_snapshot(&p.root.join(".dev-cache"));
+    let good = break_frontend_pin(&p.root);
+    let failed = p.xtask(&["rebuild-clean", "--yes"]);
+    std::fs::write(p.root.join("frontend/package.json"), good).unwrap();
+    assert!(!failed.status.success(), "the bad pin fails the clean rebuild");
+    let said = stderr(&failed);
+    assert!(said.contains("A RUN step of docker/frontend.dev.Containerfile failed"), "{said}");
+    assert!(said.contains("stopped before changing anything"), "{said}");
+    assert_eq!(project_state(podman_ok, PROJECT), state, "images and containers as they were");
+    assert_eq!(dir_snapshot(&p.root.join(".dev-cache")), records, ".dev-cache as it was");
+    assert_eq!(http_get(p.backend_port, "/health").map(|r| r.0), Some(200), "the backend still serves");
+    assert_eq!(http_get(p.frontend_port, "/").map(|r| r.0), Some(200), "the frontend still serves");
     let clean = p.xtask(&["rebuild-clean", "--yes"]);
     assert!(clean.status.success());
     let label = format!("label=io.jarvis.project={PROJECT}");

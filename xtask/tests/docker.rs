@@ -483,6 +483,20 @@ fn docker_end_to_end() {
     p.docker_ok(&["exec", &frontend, "touch", marker]);
     let refused = p.xtask(&["rebuild-clean"]);
     assert!(!refused.status.success() && stderr(&refused).contains("--yes"));
+    // One that fails (a bad pin, in the last image it builds) changes nothing, and the
+    // stack goes on serving.
+    assert!(p.xtask(&["dev-fast"]).status.success());
+    let state = project_state(|args| p.docker_ok(args), PROJECT);
+    let records = dir_snapshot(&p.root.join(".dev-cache"));
+    let good = break_frontend_pin(&p.root);
+    let failed = p.xtask(&["rebuild-clean", "--yes"]);
+    std::fs::write(p.root.join("frontend/package.json"), good).unwrap();
+    assert!(!failed.status.success(), "the bad pin fails the clean rebuild");
+    assert!(stderr(&failed).contains("stopped before changing anything"), "{}", stderr(&failed));
+    assert_eq!(project_state(|args| p.docker_ok(args), PROJECT), state, "images and containers as they were");
+    assert_eq!(dir_snapshot(&p.root.join(".dev-cache")), records, ".dev-cache as it was");
+    assert_eq!(http_get(p.backend_port, "/health").map(|r| r.0), Some(200), "the backend still serves");
+    assert_eq!(http_get(p.frontend_port, "/").map(|r| r.0), Some(200), "the frontend still serves");
     let clean = p.xtask(&["rebuild-clean", "--yes"]);
     assert!(clean.status.success(), "rebuild-clean failed");
     assert_eq!(p.labelled("containers"), BTreeSet::new(), "containers removed");

@@ -34,8 +34,8 @@ pub struct Args {
     /// JARVIS_REGISTRY).
     #[arg(long)]
     pub offline: bool,
-    /// Only these groups (engine, storage, images, containers, mounts, voices, llm,
-    /// config, registry, tools); all of them when left out.
+    /// Only these groups (engine, rootless, storage, images, containers, mounts, voices,
+    /// llm, config, registry, tools); all of them when left out.
     pub groups: Vec<String>,
 }
 
@@ -138,6 +138,20 @@ pub const CHECKS: &[Check] = &[
         symptom: "`netavark: No such file or directory` on every build and run" },
     Check { group: "engine", name: "host-alias", run: checks::engine_host_alias,
         symptom: "chat answers 503: the backend cannot reach an LLM on the host" },
+    Check { group: "rootless", name: "ids", run: checks::rootless::ids,
+        symptom: "`potentially insufficient UIDs or GIDs` when an image is pulled or built" },
+    Check { group: "rootless", name: "runtime-dir", run: checks::rootless::runtime_dir,
+        symptom: "podman warns about XDG_RUNTIME_DIR, or loses its state at logout" },
+    Check { group: "rootless", name: "network", run: checks::rootless::network,
+        symptom: "`slirp4netns failed: open(\"/dev/net/tun\")` when a container starts" },
+    Check { group: "rootless", name: "storage", run: checks::rootless::storage,
+        symptom: "slow builds and images several times their size (vfs)" },
+    Check { group: "rootless", name: "cgroups", run: checks::rootless::cgroups,
+        symptom: "`cargo xtask stats` shows `-` for CPU and memory" },
+    Check { group: "rootless", name: "build-cache", run: checks::rootless::build_cache,
+        symptom: "builds fail: `unable to acquire lock ... buildah-cache-lockfile: permission denied`" },
+    Check { group: "rootless", name: "linger", run: checks::rootless::linger,
+        symptom: "the stack stops when you log out" },
     Check { group: "storage", name: "free", run: checks::storage_free,
         symptom: "`no space left on device` in the middle of a build" },
     Check { group: "storage", name: "project", run: checks::storage_project,

@@ -1,6 +1,8 @@
-//! `cargo xtask rebuild-clean`: remove this project's containers and images (only those
-//! labelled as ours), forget the dependency cache, and rebuild without the layer cache.
-//! Named volumes (models, node_modules, LLM weights) are kept unless `--volumes`.
+//! `cargo xtask rebuild-clean`: rebuild this project's images without the layer cache,
+//! and only once every build has succeeded, swap them in: remove the containers and the
+//! old images (only those labelled as ours), and record the new inputs. A failed build
+//! changes nothing. Named volumes (models, node_modules, LLM weights) are kept unless
+//! `--volumes`, and then deleted only after the builds and their backup.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -37,36 +39,55 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     }
     let engine = Engine::detect()?;
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
+    let prod = Stack::prod(&cx.project, Llm::default(), engine.host_alias());
     let out = Output { json: false, dry_run: args.dry_run };
     let sh = crate::shell()?;
     crate::converge::validate::inputs(&stack)?;
     let _lock = cache::lock(&cx.project.cache_dir())?;
-    let observed = engine.observe(&sh, &[])?;
 
+    // 1. The new images first, without the layer cache, beside the old ones (under a
+    //    staging name): until every build has succeeded nothing else changes, so a build
+    //    that fails (a bad pin, the network) leaves the stack as it was, still serving.
+    let facts = crate::converge::observe::observe(&sh, &engine, &stack)?;
+    discard_staged(&sh, &engine, &stack, out)?;
+    let options = Options { rebuild: true, no_cache: true, staged: true, ..Options::default() };
+    let mut plan = plan::plan(&stack, &facts, options);
+    plan.actions.retain(|a| matches!(a, Action::Build { .. }));
+    plan.blockers.clear();
+    let applied = match apply::apply(&sh, &engine, &stack, &facts, &plan, out, None) {
+        Ok(applied) => applied,
+        Err(e) => {
+            let discarded = discard_staged(&sh, &engine, &stack, out);
+            return Err(format!(
+                "{e}\nthe clean rebuild stopped before changing anything: your images, containers, volumes \
+                 and .dev-cache are as they were, and a running stack goes on serving{}",
+                discarded
+                    .err()
+                    .map(|e| format!(" (the new images could not be removed: {e})"))
+                    .unwrap_or_default()
+            ));
+        }
+    };
+
+    // 2. Only then the old ones go: containers, images, and the volumes when asked.
+    let observed = engine.observe(&sh, &[])?;
     let mut containers: Vec<String> =
         observed.containers.values().filter(|c| c.is_ours(name)).map(|c| c.name.clone()).collect();
     containers.sort();
-    // Ours are the names this tool gives: each image's reference, its extra tags and its
-    // inputs tags. Never an id: that would take every other name of the image with it.
-    let mut images: Vec<String> = Vec::new();
-    let prod = Stack::prod(&cx.project, Llm::default(), engine.host_alias());
-    for image in [&stack, &prod].into_iter().flat_map(|s| &s.images) {
-        let tag = image.reference.strip_prefix(&format!("{}:", image.repository())).unwrap_or("latest");
-        for name in engine.image_names(&sh, image.repository())? {
-            let other_tag = name.rsplit_once(':').map_or("", |(_, t)| t);
-            if other_tag == tag || other_tag.starts_with("inputs-") || image.extra_tags.contains(&name) {
-                images.push(name);
-            }
-        }
-    }
-
     let mut steps: Vec<Call> = Vec::new();
     if !containers.is_empty() {
-        steps.push(Call::RemoveContainers(containers.clone()));
+        steps.push(Call::RemoveContainers(containers));
     }
-    if !images.is_empty() {
-        steps.push(Call::Untag(images.clone()));
+    let old = old_names(&sh, &engine, [&stack, &prod])?;
+    if !old.is_empty() {
+        steps.push(Call::Untag(old));
     }
+    for (index, image) in stack.images.iter().enumerate() {
+        for to in image.names(&facts.inputs[index].0.digest()) {
+            steps.push(Call::Tag { from: image.staged_tag(), to });
+        }
+    }
+    steps.push(Call::Untag(stack.images.iter().map(|i| i.staged_tag()).collect()));
     steps.push(Call::PruneImages { label: cx.project.label() });
     if args.volumes {
         let volumes = engine.volumes_labelled(&sh, &cx.project.label())?;
@@ -80,9 +101,14 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         if args.dry_run {
             println!("# backs up the volumes to {} first (`--no-backup` skips it)", dir.display());
         } else {
-            crate::commands::volumes::backup(cx, &engine, &sh, &[], &dir, out).map_err(|e| {
-                format!("{e}\n  nothing was removed; `--no-backup` deletes the volumes without a backup")
-            })?;
+            let backed_up = crate::commands::volumes::backup(cx, &engine, &sh, &[], &dir, out);
+            if let Err(e) = backed_up {
+                let discarded = discard_staged(&sh, &engine, &stack, out);
+                return Err(format!(
+                    "{e}\n  nothing was removed{}; `--no-backup` deletes the volumes without a backup",
+                    discarded.err().map(|e| format!(" (the new images stay: {e})")).unwrap_or_default()
+                ));
+            }
             out.say(format!(
                 "backed up the volumes to {} (`cargo xtask volumes restore ARCHIVE`)",
                 dir.display()
@@ -98,34 +124,78 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
             }
         }
         if !args.dry_run {
-            engine.call(&sh, step, Progress::Shown { to_stderr: false })?;
+            engine.call(&sh, step, Progress::Quiet)?;
         }
     }
-    if !args.dry_run {
-        cache::clear(&cx.project.cache_dir())?;
-        out.say("cleared .dev-cache");
-        if !args.volumes {
-            out.say("kept the named volumes (models, node_modules, LLM weights); `--volumes` deletes them");
-        }
+    if args.dry_run {
+        return Ok(());
     }
 
-    // Rebuild from scratch: the engine now has none of our images, so observe again.
-    let facts = crate::converge::observe::observe(&sh, &engine, &stack)?;
-    let mut plan =
-        plan::plan(&stack, &facts, Options { rebuild: true, no_cache: true, ..Options::default() });
-    plan.actions.retain(|a| matches!(a, Action::Build { .. }));
-    plan.blockers.clear();
-    let applied = apply::apply(&sh, &engine, &stack, &facts, &plan, out, None)?;
-    if !args.dry_run {
-        // What the rebuild downloaded: about nothing when the cache mounts are warm.
-        let mut meter = Meter::default();
-        apply::meter(&serde_json::json!(applied), &mut meter);
-        for line in meter.lines() {
-            out.say(line);
-        }
-        out.say("rebuilt; `cargo xtask dev-fast` starts the stack");
+    // 3. The records of what is now built, written after the swap.
+    let dir = cx.project.cache_dir();
+    cache::clear(&dir)?;
+    for (index, image) in stack.images.iter().enumerate() {
+        cache::store(&dir, image.key, &facts.inputs[index].0)?;
     }
+    for record in &applied {
+        if let (Some(key), Some(history)) = (record["action"]["target"].as_str(), record.get("history")) {
+            let image = stack.images.iter().find(|i| i.reference == key).expect("a built image of the stack");
+            if let Err(e) = cache::store_build(&dir, image.key, history) {
+                out.warn(format!("{e} (only `cargo xtask history` needs it)"));
+            }
+        }
+    }
+    out.say("swapped the new images in; .dev-cache records them");
+    if !args.volumes {
+        out.say("kept the named volumes (models, node_modules, LLM weights); `--volumes` deletes them");
+    }
+    // What the rebuild downloaded: about nothing when the cache mounts are warm.
+    let mut meter = Meter::default();
+    apply::meter(&serde_json::json!(applied), &mut meter);
+    for line in meter.lines() {
+        out.say(line);
+    }
+    out.say("rebuilt; `cargo xtask dev-fast` starts the stack");
     Ok(())
+}
+
+/// The names this tool gave the images of these stacks, which a clean rebuild takes off
+/// them: each image's reference, its extra tags and its inputs tags. Never an id: that
+/// would take every other name of the image with it.
+fn old_names<'a>(
+    sh: &xshell::Shell,
+    engine: &Engine,
+    stacks: impl IntoIterator<Item = &'a Stack>,
+) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for image in stacks.into_iter().flat_map(|s| &s.images) {
+        let tag = image.reference.strip_prefix(&format!("{}:", image.repository())).unwrap_or("latest");
+        for name in engine.image_names(sh, image.repository())? {
+            let other_tag = name.rsplit_once(':').map_or("", |(_, t)| t);
+            if other_tag == tag || other_tag.starts_with("inputs-") || image.extra_tags.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Removes the images a clean rebuild staged and did not swap in (this one's, after a
+/// failure, or an interrupted one's); the old images are not touched.
+fn discard_staged(sh: &xshell::Shell, engine: &Engine, stack: &Stack, out: Output) -> Result<(), String> {
+    let mut staged = Vec::new();
+    for image in &stack.images {
+        let tag = image.staged_tag();
+        if engine.image_names(sh, image.repository())?.contains(&tag) {
+            staged.push(tag);
+        }
+    }
+    if staged.is_empty() || out.dry_run {
+        return Ok(());
+    }
+    let call = Call::Untag(staged);
+    engine.call(sh, &call, Progress::Quiet)?;
+    engine.call(sh, &Call::PruneImages { label: stack.project.label() }, Progress::Quiet).map(|_| ())
 }
 
 fn confirm(project: &str, volumes: bool) -> Result<(), String> {

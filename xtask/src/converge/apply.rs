@@ -31,12 +31,11 @@ pub fn call(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> C
         Action::CreateVolume { name } => {
             Call::CreateVolume { name: name.clone(), labels: vec![project.label()] }
         }
-        Action::Build { image, no_cache, offline, .. } => {
+        Action::Build { image, no_cache, offline, staged, .. } => {
             let img = &stack.images[*image];
             let digest = facts.inputs[*image].0.digest();
             let root = stack.root().display().to_string();
-            let mut tags = vec![img.reference.clone(), img.inputs_tag(&digest)];
-            tags.extend(img.extra_tags.iter().cloned());
+            let tags = if *staged { vec![img.staged_tag()] } else { img.names(&digest) };
             Call::Build(Build {
                 containerfile: format!("{root}/{}", img.containerfile),
                 context: root,
@@ -195,11 +194,16 @@ pub fn apply(
             Ok(()) => {
                 let mut record =
                     json!({ "action": action.to_json(stack), "status": "ok", "seconds": seconds });
-                if let Action::Build { image, .. } = action {
+                if let Action::Build { image, staged, .. } = action {
                     let img = &stack.images[*image];
-                    cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*image].0)?;
-                    let id = engine.image_id(sh, &img.reference);
-                    if let Some(id) = &id {
+                    // A staged build records nothing: it is not the image until swapped in.
+                    let id = if *staged {
+                        engine.image_id(sh, &img.staged_tag())
+                    } else {
+                        cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*image].0)?;
+                        engine.image_id(sh, &img.reference)
+                    };
+                    if let (Some(id), false) = (&id, *staged) {
                         rebuilt.insert(*image, id.clone());
                     }
                     // What `history` shows: each step, cached or run (a record, never needed).
@@ -209,7 +213,9 @@ pub fn apply(
                         "steps": steps.0.iter().map(buildlog::Step::to_json).collect::<Vec<_>>(),
                         "froms": steps.1.iter().map(|(stage, base)| json!({ "stage": stage, "base": base })).collect::<Vec<_>>(),
                     });
-                    if let Err(e) = cache::store_build(&stack.project.cache_dir(), img.key, &build) {
+                    if *staged {
+                        record["history"] = build;
+                    } else if let Err(e) = cache::store_build(&stack.project.cache_dir(), img.key, &build) {
                         out.warn(format!("{e} (only `cargo xtask history` needs it)"));
                     }
                     if stages.len() > 1 {

@@ -59,6 +59,9 @@ pub struct Options {
     pub rebuild: bool,
     /// Build without the engine's layer cache (`rebuild-clean`).
     pub no_cache: bool,
+    /// Build each image under its staging tag only, recording nothing: `rebuild-clean`
+    /// swaps the new images in once every build has succeeded.
+    pub staged: bool,
     /// A shared image cache is set: look for each image to build there first.
     pub from_registry: bool,
     /// Push what is built to the shared image cache.
@@ -101,6 +104,8 @@ pub enum Action {
         no_cache: bool,
         /// Build with no network at all (`--offline`).
         offline: bool,
+        /// Under the staging tag only, recording nothing (`Options::staged`).
+        staged: bool,
     },
     /// Push the image just built to the registry (never one that was fetched).
     Share {
@@ -190,6 +195,7 @@ pub fn plan_builds(stack: &Stack, facts: &Facts, options: Options) -> Plan {
                     reason,
                     no_cache: options.no_cache,
                     offline: options.offline,
+                    staged: options.staged,
                 });
                 if options.share && !options.offline {
                     plan.actions.push(Action::Share { image: index });

@@ -27,8 +27,14 @@ const FRONTEND_CACHED: &str = "frontend image: cached";
 const BACKEND_UP: &str = "backend container: running, up to date";
 const FRONTEND_UP: &str = "frontend container: running, up to date";
 
-const DEFAULT: Options =
-    Options { rebuild: false, no_cache: false, from_registry: false, share: false, offline: false };
+const DEFAULT: Options = Options {
+    rebuild: false,
+    no_cache: false,
+    from_registry: false,
+    share: false,
+    offline: false,
+    staged: false,
+};
 const OFFLINE_RUN: Options = Options { offline: true, ..DEFAULT };
 const REBUILD: Options = Options { rebuild: true, ..DEFAULT };
 /// A shared image cache to pull from and push to.
@@ -149,11 +155,11 @@ fn volume(name: &str) -> Action {
 }
 
 fn build(image: usize, reason: &str) -> Action {
-    Action::Build { image, reason: reason.into(), no_cache: false, offline: false }
+    Action::Build { image, reason: reason.into(), no_cache: false, offline: false, staged: false }
 }
 
 fn offline_build(image: usize, reason: &str) -> Action {
-    Action::Build { image, reason: reason.into(), no_cache: false, offline: true }
+    Action::Build { image, reason: reason.into(), no_cache: false, offline: true, staged: false }
 }
 
 fn remove(container: &str, reason: &str) -> Action {
@@ -242,8 +248,20 @@ fn cases() -> Vec<Case> {
             options: Options { rebuild: true, no_cache: true, ..DEFAULT },
             mutate: |_| {},
             actions: vec![
-                Action::Build { image: BACK, reason: "--rebuild".into(), no_cache: true, offline: false },
-                Action::Build { image: FRONT, reason: "--rebuild".into(), no_cache: true, offline: false },
+                Action::Build {
+                    image: BACK,
+                    reason: "--rebuild".into(),
+                    no_cache: true,
+                    offline: false,
+                    staged: false,
+                },
+                Action::Build {
+                    image: FRONT,
+                    reason: "--rebuild".into(),
+                    no_cache: true,
+                    offline: false,
+                    staged: false,
+                },
                 remove(BACKEND, "image rebuilt"),
                 remove(FRONTEND, "image rebuilt"),
                 run(BACK, "image rebuilt"),

@@ -352,3 +352,54 @@ pub fn health_once(port: u16) -> Result<String, String> {
     let status = response.split("\"status\":\"").nth(1).and_then(|r| r.split('"').next());
     status.map(str::to_string).ok_or_else(|| format!("no status in {response:?}"))
 }
+
+/// Every file under `dir` with its contents: compared before and after, it proves that a
+/// command left the directory exactly as it was.
+pub fn dir_snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+/// Makes `frontend/package.json` name a package its lock does not have: `npm ci` then fails
+/// at once (no network needed), in the last image a clean rebuild builds. Returns the
+/// original text, to write back.
+pub fn break_frontend_pin(root: &Path) -> String {
+    let path = root.join("frontend/package.json");
+    let good = std::fs::read_to_string(&path).unwrap();
+    let bad = good.replacen(
+        "\"devDependencies\": {",
+        "\"devDependencies\": {\n    \"jarvis-no-such-package\": \"0.0.1\",",
+        1,
+    );
+    assert_ne!(bad, good, "package.json has a devDependencies object");
+    std::fs::write(&path, bad).unwrap();
+    good
+}
+
+/// What a clean rebuild must leave as it was when it fails: every image name and id of the
+/// project, and each container with its image and state. `engine` runs an engine command
+/// and returns its stdout.
+pub fn project_state(engine: impl Fn(&[&str]) -> String, project: &str) -> (String, String) {
+    let label = format!("label=io.jarvis.project={project}");
+    let sorted = |text: String| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines.join("\n")
+    };
+    let images =
+        sorted(engine(&["images", "--filter", &label, "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]));
+    let containers =
+        sorted(engine(&["ps", "-a", "--filter", &label, "--format", "{{.Names}} {{.Image}} {{.State}}"]));
+    (images, containers)
+}
+
+/// `podman args...`, which must succeed: its stdout.
+pub fn podman_ok(args: &[&str]) -> String {
+    let out = Command::new("podman").args(args).output().unwrap();
+    assert!(out.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -64,7 +64,8 @@ fn measure(
 
     // A cold build: no layer cache (the cache mounts of apt, pip and npm stay, as they do
     // for a developer's `rebuild-clean`).
-    let action = Action::Build { image: index, reason: "bench".into(), no_cache: true, offline: false };
+    let action =
+        Action::Build { image: index, reason: "bench".into(), no_cache: true, offline: false, staged: false };
     let call = apply::call(stack, engine, facts, &action);
     eprintln!("building the {} image without the layer cache...", image.key);
     let net_before = iface.as_deref().and_then(rx_bytes);

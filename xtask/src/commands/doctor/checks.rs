@@ -31,6 +31,8 @@ use crate::{
     stack::{Holds, Llm, PROJECT_LABEL, SERVICE_LABEL, Stack},
 };
 
+pub mod rootless;
+
 const GB: u64 = 1_000_000_000;
 
 fn engine_or_skip(p: &Probe) -> Result<&Engine, Vec<Finding>> {
