@@ -126,6 +126,15 @@ pub const STEPS: &[Step] = &[
         shares_images: false,
     },
     Step {
+        name: "rootless",
+        about: "every command as an ordinary user on rootless podman, after root's builds: dev-fast, reloads, the \
+                no-op, stats, rebuild-clean failing and passing, build-prod, up, and doctor against each rootless \
+                fault made for real (runs as root, to make the users: .ci/rootless.sh)",
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "rootless"]],
+        tools: &["podman", "newuidmap", "slirp4netns"],
+        shares_images: false,
+    },
+    Step {
         name: "docker",
         about: "docker end to end: dev-fast, status/logs/stop, rebuild-clean, build-prod, up, the registry cache, \
                 on a dockerd of its own (installed if missing), and podman still working after",

@@ -3,12 +3,15 @@
 
 /// The engine's own message, on one line: the last `Error:` line when there is one (the
 /// rest is progress and retry chatter), without podman's syslog noise (printed in
-/// sandboxes that have no syslog) and without lines containing `expected`.
+/// sandboxes that have no syslog), its warnings, and lines containing `expected`.
 pub fn message(stderr: &[u8], expected: &[&str]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| !l.contains("failed to connect to syslog"))
+        // podman's warnings (rootless: `"/" is not a shared mount`, the single mapping)
+        // come with successes and failures alike: never the cause of one.
+        .filter(|l| !(l.contains("level=warning") || l.contains("level=info")))
         .filter(|l| !expected.iter().any(|e| l.contains(e)))
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -262,6 +265,10 @@ mod tests {
                        Error: initializing source docker://x: connection refused\n";
         assert_eq!(message(stderr, &[]), "initializing source docker://x: connection refused");
         assert_eq!(message(b"odd\n", &[]), "odd");
+        // A rootless warning beside an expected "not known" is no message at all.
+        let stderr =
+            b"time=\"..\" level=warning msg=\"\\\"/\\\" is not a shared mount\"\nError: image not known\n";
+        assert_eq!(message(stderr, &["image not known"]), "");
     }
 
     #[test]

@@ -75,6 +75,20 @@ pub const TOOLS: &[Tool] = &[
         Source::Apt,
     ),
     Tool::new(
+        "newuidmap",
+        "rootless podman: maps your subuid/subgid ranges",
+        &["sh", "-c", "command -v newuidmap"],
+        ("uidmap", "shadow-utils"),
+        Source::Apt,
+    ),
+    Tool::new(
+        "slirp4netns",
+        "rootless podman 4: the containers' network",
+        &["slirp4netns", "--version"],
+        ("slirp4netns", "slirp4netns"),
+        Source::Apt,
+    ),
+    Tool::new(
         "python3",
         "the venv for piper: 3.11 or newer, and on Debian python3-venv too",
         &["python3", "--version"],

@@ -381,7 +381,7 @@ pub fn break_frontend_pin(root: &Path) -> String {
 }
 
 /// What a clean rebuild must leave as it was when it fails: every image name and id of the
-/// project, and each container with its image and state. `engine` runs an engine command
+/// project, and each container with its id and image. `engine` runs an engine command
 /// and returns its stdout.
 pub fn project_state(engine: impl Fn(&[&str]) -> String, project: &str) -> (String, String) {
     let label = format!("label=io.jarvis.project={project}");
@@ -393,7 +393,7 @@ pub fn project_state(engine: impl Fn(&[&str]) -> String, project: &str) -> (Stri
     let images =
         sorted(engine(&["images", "--filter", &label, "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]));
     let containers =
-        sorted(engine(&["ps", "-a", "--filter", &label, "--format", "{{.Names}} {{.Image}} {{.State}}"]));
+        sorted(engine(&["ps", "-a", "--filter", &label, "--format", "{{.Names}} {{.ID}} {{.Image}}"]));
     (images, containers)
 }
 
