@@ -257,7 +257,13 @@ impl Engine {
                     String::from_utf8_lossy(&out.stdout),
                     String::from_utf8_lossy(&out.stderr)
                 );
-                text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+                // podman's own warnings (cgroup v1 deprecation, rootless mounts) are not the
+                // container's: its last line must be the container's last line.
+                text.lines()
+                    .filter(|l| !l.contains("level=warning"))
+                    .map(|l| format!("    {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             }
             Err(e) => format!("    (no logs: {e})"),
         }

@@ -193,7 +193,15 @@ pub fn load_build(dir: &Path, image_key: &str) -> Option<Value> {
 pub fn store_lock(exclusive: bool) -> Result<Lock, String> {
     use std::os::unix::fs::MetadataExt;
     let uid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
-    let path = PathBuf::from(format!("/tmp/jarvis-image-store-{uid}.lock"));
+    // An ordinary user's own runtime directory where there is one: in the shared /tmp
+    // another user could make the file first, and every build of ours would then fail to
+    // open it. (Root opens any file, and one path keeps all of root's runs on one lock.)
+    let runtime_dir =
+        crate::host::env_path("XDG_RUNTIME_DIR").filter(|d| crate::host::rootless() && d.is_dir());
+    let path = match runtime_dir {
+        Some(dir) => dir.join("jarvis-image-store.lock"),
+        None => PathBuf::from(format!("/tmp/jarvis-image-store-{uid}.lock")),
+    };
     let waits_for = if exclusive { "builds (of any project) to finish" } else { "a prune to finish" };
     acquire(&path, exclusive, waits_for)
 }

@@ -157,17 +157,11 @@ pub fn network(p: &Probe) -> Vec<Finding> {
         Ok(i) => i,
         Err(f) => return f,
     };
-    let slirp = str_at(info, "/host/slirp4netns/executable");
-    let pasta = str_at(info, "/host/pasta/executable");
-    let helper = match (slirp, pasta) {
-        ("", "") => Finding::problem(
-            "neither slirp4netns nor pasta is installed: rootless containers get no network",
-            "apt-get install slirp4netns (podman 4) or passt (podman 5) / dnf install slirp4netns passt",
-        ),
-        (slirp, "") => Finding::ok(format!("slirp4netns at {slirp}")),
-        ("", pasta) => Finding::ok(format!("pasta at {pasta}")),
-        (slirp, pasta) => Finding::ok(format!("pasta at {pasta}, slirp4netns at {slirp}")),
-    };
+    let helper = network_helper(
+        str_at(info, "/host/rootlessNetworkCmd"),
+        str_at(info, "/host/slirp4netns/executable"),
+        str_at(info, "/host/pasta/executable"),
+    );
     let tun = match may_use("/dev/net/tun") {
         Ok(()) => Finding::ok("/dev/net/tun: you may open it"),
         Err(e) => Finding::problem(
@@ -177,6 +171,28 @@ pub fn network(p: &Probe) -> Vec<Finding> {
         ),
     };
     vec![helper.on("helper"), tun.on("/dev/net/tun")]
+}
+
+/// The program that gives rootless containers their network: the one podman says it uses
+/// (`rootlessNetworkCmd`, podman 5: pasta by default), else slirp4netns (podman 4).
+fn network_helper(used: &str, slirp: &str, pasta: &str) -> Finding {
+    let install =
+        "apt-get install passt (podman 5) or slirp4netns (podman 4) / dnf install passt slirp4netns";
+    let (name, path) = match used {
+        "pasta" => ("pasta", pasta),
+        "" | "slirp4netns" => ("slirp4netns", slirp),
+        other => return Finding::ok(format!("podman uses {other}")),
+    };
+    if path.is_empty() {
+        return Finding::problem(
+            format!(
+                "podman uses {name} for rootless networking, and it is not installed: every container with a \
+                     network fails"
+            ),
+            install,
+        );
+    }
+    Finding::ok(format!("{name} at {path}"))
 }
 
 /// The storage driver (vfs copies every layer whole), and /dev/fuse where
@@ -257,7 +273,23 @@ pub fn build_cache(p: &Probe) -> Vec<Finding> {
     let engine = p.engine().expect("checked");
     let (uid, _) = user();
     let default_tmp = crate::host::env_path("TMPDIR").unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let info = p.info().map(|(i, _)| i.clone()).unwrap_or_default();
+    let version = str_at(&info, "/version/Version");
+    if per_user_cache(version) {
+        let base = engine.build_tmpdir().unwrap_or(default_tmp);
+        return vec![Finding::ok(format!(
+            "podman {version} keeps each user's build cache mounts apart ({}/buildah-cache-{uid})",
+            base.display()
+        ))];
+    }
     vec![build_cache_state(engine.build_tmpdir(), &default_tmp, uid.as_raw())]
+}
+
+/// Whether this podman keeps a cache-mount directory per user (buildah 1.29, podman 4.4).
+fn per_user_cache(version: &str) -> bool {
+    let mut numbers = version.split(['.', '-']).map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    (major, minor) >= (4, 4)
 }
 
 fn owner_of(path: &Path) -> Option<u32> {
@@ -334,6 +366,23 @@ mod tests {
         assert_eq!(sub_ranges(text, "dev", 1001), [(100000, 65536), (200000, 1000)]);
         assert_eq!(sub_ranges(text, "nobody", 7), []);
         assert_eq!(sub_ranges("garbage\ndev:x:1\n", "dev", 1), []);
+    }
+
+    #[test]
+    fn the_network_helper_is_the_one_podman_uses() {
+        assert_eq!(network_helper("", "/usr/bin/slirp4netns", "").status, Status::Ok);
+        // podman 5 with slirp4netns installed but no pasta: every container fails.
+        assert_eq!(network_helper("pasta", "/usr/bin/slirp4netns", "").status, Status::Problem);
+        assert_eq!(network_helper("pasta", "", "/usr/bin/pasta").status, Status::Ok);
+        assert_eq!(network_helper("", "", "").status, Status::Problem);
+    }
+
+    #[test]
+    fn podman_keeps_cache_mounts_per_user_from_4_4() {
+        assert!(!per_user_cache("4.3.1"));
+        assert!(per_user_cache("4.4.0"));
+        assert!(per_user_cache("5.4.2"));
+        assert!(!per_user_cache(""));
     }
 
     #[test]
