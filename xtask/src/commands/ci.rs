@@ -135,6 +135,15 @@ pub const STEPS: &[Step] = &[
         shares_images: false,
     },
     Step {
+        name: "podman5",
+        about: "rootless podman 5 (Debian 13's, with pasta) in a trixie rootfs beside podman 4.3: doctor, \
+                dev-fast answering, the no-op, stats, a failing rebuild-clean that leaves the stack serving \
+                (runs as root: .ci/podman5.sh)",
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "podman5"]],
+        tools: &["podman", "debootstrap"],
+        shares_images: false,
+    },
+    Step {
         name: "docker",
         about: "docker end to end: dev-fast, status/logs/stop, rebuild-clean, build-prod, up, the registry cache, \
                 on a dockerd of its own (installed if missing), and podman still working after",

@@ -89,6 +89,13 @@ pub const TOOLS: &[Tool] = &[
         Source::Apt,
     ),
     Tool::new(
+        "debootstrap",
+        "the podman 5 step's Debian 13 rootfs",
+        &["sh", "-c", "command -v debootstrap"],
+        ("debootstrap", "debootstrap"),
+        Source::Apt,
+    ),
+    Tool::new(
         "python3",
         "the venv for piper: 3.11 or newer, and on Debian python3-venv too",
         &["python3", "--version"],
