@@ -342,7 +342,11 @@ fn registry_action(
                     None
                 };
                 let layers = manifest.as_ref().and_then(|m| {
-                    m.doc["layers"].as_array()?.iter().map(|l| l["size"].as_u64()).collect::<Option<Vec<u64>>>()
+                    m.doc["layers"]
+                        .as_array()?
+                        .iter()
+                        .map(|l| l["size"].as_u64())
+                        .collect::<Option<Vec<u64>>>()
                 });
                 let pulled = match &manifest {
                     Some(m) => format!("{}/{}@{}", r.host(), r.repository_and_tag(&remote).0, m.digest),
@@ -385,7 +389,8 @@ fn registry_action(
                 img.key,
                 remote.rsplit('/').next().unwrap_or_default()
             ));
-            let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let at =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             match registry::pull(sh, engine, r, img, &digest) {
                 Ok(pulled) => {
                     cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*index].0)?;
@@ -444,7 +449,10 @@ fn registry_action(
                 Ok(remote) => {
                     let seconds = started.elapsed().as_secs_f64();
                     let key = r.signer.as_ref().map(|s| s.fingerprint()).unwrap_or_default();
-                    out.say(format!("{} image: pushed {remote} and signed it (key {key}) in {seconds:.1}s", img.key));
+                    out.say(format!(
+                        "{} image: pushed {remote} and signed it (key {key}) in {seconds:.1}s",
+                        img.key
+                    ));
                     true
                 }
                 Err(e) => {

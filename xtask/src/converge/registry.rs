@@ -8,11 +8,7 @@
 //! registry is a cache, never a dependency: whatever goes wrong with it is a warning and
 //! the build goes on locally. Nothing from a refused entry is pulled, tagged or recorded.
 
-use std::{
-    net::IpAddr,
-    path::Path,
-    time::Instant,
-};
+use std::{net::IpAddr, path::Path, time::Instant};
 
 use serde_json::{Value, json};
 use xshell::Shell;
@@ -64,7 +60,9 @@ impl RegistryArgs {
     ) -> Result<Option<Registry>, String> {
         let Some(reference) = self.registry.as_deref().map(str::trim).filter(|r| !r.is_empty()) else {
             if self.push {
-                return Err("--push needs a registry: pass --registry HOST[:PORT]/PATH or set JARVIS_REGISTRY".into());
+                return Err(
+                    "--push needs a registry: pass --registry HOST[:PORT]/PATH or set JARVIS_REGISTRY".into(),
+                );
             }
             return Ok(None);
         };
@@ -229,8 +227,12 @@ impl Miss {
     pub fn of_pull_error(message: &str) -> Miss {
         let m = message.to_ascii_lowercase();
         let has = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
-        if has(&["digest did not match", "manifest verification failed", "does not match digest", "digest mismatch"])
-        {
+        if has(&[
+            "digest did not match",
+            "manifest verification failed",
+            "does not match digest",
+            "digest mismatch",
+        ]) {
             Miss::Swapped(message.to_string())
         } else if has(&["manifest unknown", "name unknown", "not found", "no such image"]) {
             Miss::Absent
@@ -335,13 +337,15 @@ const MAX_SIGNATURES: usize = 16;
 
 /// The signatures attached to `manifest_digest` in `repo` (none: an empty list).
 pub fn signatures(client: &Client, repo: &str, manifest_digest: &str) -> Result<Vec<Attached>, Miss> {
-    let Some(attachment) = client.manifest(repo, &signature_tag(manifest_digest)).map_err(Miss::of_failure)?
+    let Some(attachment) =
+        client.manifest(repo, &signature_tag(manifest_digest)).map_err(Miss::of_failure)?
     else {
         return Ok(vec![]);
     };
     let layers = attachment.doc["layers"].as_array().cloned().unwrap_or_default();
     let mut attached = Vec::new();
-    for layer in layers.iter().filter(|l| l["mediaType"] == trust::SIGNATURE_MEDIA_TYPE).take(MAX_SIGNATURES) {
+    for layer in layers.iter().filter(|l| l["mediaType"] == trust::SIGNATURE_MEDIA_TYPE).take(MAX_SIGNATURES)
+    {
         let Some(digest) = layer["digest"].as_str() else {
             return Err(Miss::Untrusted(Refusal::Malformed("a signature layer without a digest".into())));
         };
@@ -359,11 +363,17 @@ pub fn signatures(client: &Client, repo: &str, manifest_digest: &str) -> Result<
 /// Writes the cosign attachment of `manifest_digest`: an OCI manifest whose layers are
 /// the simple-signing payloads, each annotated with its signature, as podman and cosign
 /// write it. `attached` replaces what was there.
-pub fn attach(client: &Client, repo: &str, manifest_digest: &str, attached: &[Attached]) -> Result<(), Failure> {
+pub fn attach(
+    client: &Client,
+    repo: &str,
+    manifest_digest: &str,
+    attached: &[Attached],
+) -> Result<(), Failure> {
     let mut layers = Vec::new();
     for one in attached {
         let digest = client.put_blob(repo, &one.payload)?;
-        let mut layer = json!({ "mediaType": trust::SIGNATURE_MEDIA_TYPE, "digest": digest, "size": one.payload.len() });
+        let mut layer =
+            json!({ "mediaType": trust::SIGNATURE_MEDIA_TYPE, "digest": digest, "size": one.payload.len() });
         if let Some(signature) = &one.signature {
             layer["annotations"] = json!({ trust::SIGNATURE_ANNOTATION: signature });
         }
@@ -420,8 +430,11 @@ pub fn pull(
     let (repo, tag) = registry.repository_and_tag(&remote);
     let client = registry.client();
     let manifest = client.manifest(repo, tag).map_err(Miss::of_failure)?.ok_or(Miss::Absent)?;
-    let claim =
-        Claim { identity: remote.clone(), manifest_digest: manifest.digest.clone(), inputs: digest.to_string() };
+    let claim = Claim {
+        identity: remote.clone(),
+        manifest_digest: manifest.digest.clone(),
+        inputs: digest.to_string(),
+    };
     let attached = signatures(&client, repo, &manifest.digest)?;
     let key = trust::verify(&registry.trust, &claim, &attached).map_err(Miss::Untrusted)?;
     let verify_seconds = started.elapsed().as_secs_f64();
@@ -478,7 +491,10 @@ pub fn push(
 ) -> Result<String, String> {
     let remote = registry.remote(image, digest);
     let Some(signer) = &registry.signer else {
-        return Err(format!("{remote} not pushed: no signing key ({}), and nothing unsigned is pushed", trust::KEY_ENV));
+        return Err(format!(
+            "{remote} not pushed: no signing key ({}), and nothing unsigned is pushed",
+            trust::KEY_ENV
+        ));
     };
     let local = image.inputs_tag(digest);
     if let Err(e) = engine.call(sh, &registry.push_call(&local, &remote), Progress::Quiet) {
@@ -491,7 +507,9 @@ pub fn push(
         ));
     }
     let unsigned = |why: String| {
-        format!("{remote} was pushed but not signed ({why}), so teammates will discard it; run the push again")
+        format!(
+            "{remote} was pushed but not signed ({why}), so teammates will discard it; run the push again"
+        )
     };
     let (repo, tag) = registry.repository_and_tag(&remote);
     let client = registry.client();
@@ -505,7 +523,11 @@ pub fn push(
     if config != id {
         return Err(unsigned(format!("the tag now holds image {config}, not the one pushed ({id})")));
     }
-    let claim = Claim { identity: remote.clone(), manifest_digest: manifest.digest.clone(), inputs: digest.to_string() };
+    let claim = Claim {
+        identity: remote.clone(),
+        manifest_digest: manifest.digest.clone(),
+        inputs: digest.to_string(),
+    };
     let payload = trust::payload(&claim);
     let ours = Attached { signature: Some(signer.sign(&payload)), payload };
     // Other signatures of the same image stay (a second signer, a key being rotated in).
@@ -608,7 +630,10 @@ mod tests {
         let r = resolve(&args, &untrusting, None, false).unwrap().unwrap();
         assert!(!r.pull);
         let notice = r.notice.unwrap();
-        assert!(notice.contains("nothing is pulled") && notice.contains("cargo xtask cache-key new"), "{notice}");
+        assert!(
+            notice.contains("nothing is pulled") && notice.contains("cargo xtask cache-key new"),
+            "{notice}"
+        );
     }
 
     #[test]

@@ -61,7 +61,9 @@ impl Trust {
     /// The trust of the checkout at `root`: `JARVIS_CACHE_TRUST` when set, else `TRUST_DIR`.
     pub fn load(root: &Path) -> Trust {
         match std::env::var_os(TRUST_ENV).filter(|v| !v.is_empty()) {
-            Some(path) => Trust::from_path(Path::new(&path), &format!("{TRUST_ENV}={}", path.to_string_lossy())),
+            Some(path) => {
+                Trust::from_path(Path::new(&path), &format!("{TRUST_ENV}={}", path.to_string_lossy()))
+            }
             None => Trust::from_path(&root.join(TRUST_DIR), TRUST_DIR),
         }
     }
@@ -93,7 +95,8 @@ impl Trust {
 
     /// Trust in exactly one signer's key (a bench's or a test's own, never a checkout's).
     pub fn only(signer: &Signer, name: &str) -> Trust {
-        let key = TrustedKey { name: name.to_string(), fingerprint: signer.fingerprint(), key: signer.public() };
+        let key =
+            TrustedKey { name: name.to_string(), fingerprint: signer.fingerprint(), key: signer.public() };
         Trust { keys: vec![key], source: name.to_string(), problems: vec![] }
     }
 
@@ -224,7 +227,8 @@ pub struct Claim {
 /// The simple-signing payload for a claim: sigstore's `critical` section, and the full
 /// inputs digest under `optional` (also signed; podman ignores keys it does not know).
 pub fn payload(claim: &Claim) -> Vec<u8> {
-    let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let timestamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     json!({
         "critical": {
             "identity": { "docker-reference": claim.identity },
@@ -344,7 +348,10 @@ fn check_payload(payload: &[u8], claim: &Claim) -> Result<(), Refusal> {
         return Err(Refusal::Malformed("its payload names no docker-reference or manifest digest".into()));
     };
     if digest != claim.manifest_digest {
-        return Err(Refusal::OtherImage { signed: digest.to_string(), served: claim.manifest_digest.clone() });
+        return Err(Refusal::OtherImage {
+            signed: digest.to_string(),
+            served: claim.manifest_digest.clone(),
+        });
     }
     let inputs = doc["optional"][INPUTS_CLAIM].as_str();
     if identity != claim.identity {
@@ -376,7 +383,11 @@ mod tests {
         let keys = signers
             .iter()
             .enumerate()
-            .map(|(n, s)| TrustedKey { name: format!("key{n}"), fingerprint: s.fingerprint(), key: s.public() })
+            .map(|(n, s)| TrustedKey {
+                name: format!("key{n}"),
+                fingerprint: s.fingerprint(),
+                key: s.public(),
+            })
             .collect();
         Trust { keys, source: TRUST_DIR.into(), problems: vec![] }
     }
@@ -417,7 +428,8 @@ mod tests {
         assert_eq!(moved.kind(), "digest-mismatch");
         assert!(moved.cause(&trust).contains("digest does not match"), "{}", moved.cause(&trust));
         // This image signed under another tag, or with other full inputs.
-        let other_tag = Claim { identity: "127.0.0.1:5000/team/jarvis:inputs-ffffffffffffffff".into(), ..c.clone() };
+        let other_tag =
+            Claim { identity: "127.0.0.1:5000/team/jarvis:inputs-ffffffffffffffff".into(), ..c.clone() };
         assert_eq!(verify(&trust, &c, &[signed(&ours, &other_tag)]).unwrap_err().kind(), "other-inputs");
         let other_inputs = Claim { inputs: "f".repeat(64), ..c.clone() };
         let refusal = verify(&trust, &c, &[signed(&ours, &other_inputs)]).unwrap_err();
@@ -457,7 +469,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("jarvis-trust-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("ci.pub"), signer.public_pem()).unwrap();
-        std::fs::write(dir.join("broken.pub"), "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").unwrap();
+        std::fs::write(
+            dir.join("broken.pub"),
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        )
+        .unwrap();
         std::fs::write(dir.join("README.md"), "not a key").unwrap();
         let trust = Trust::from_path(&dir, "test");
         assert_eq!(trust.keys.len(), 1);

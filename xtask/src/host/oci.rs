@@ -119,7 +119,8 @@ impl Client {
         if status != 202 {
             return Err(self.status_failure(&url, status, &body));
         }
-        let location = location.ok_or_else(|| Failure::Failed(format!("{url}: no Location for the upload")))?;
+        let location =
+            location.ok_or_else(|| Failure::Failed(format!("{url}: no Location for the upload")))?;
         let location =
             if location.starts_with("http") { location } else { format!("{}{location}", self.base) };
         let separator = if location.contains('?') { '&' } else { '?' };
@@ -132,7 +133,13 @@ impl Client {
         Ok(digest)
     }
 
-    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> Result<(), Failure> {
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), Failure> {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
         let (status, _, body) = self.send("PUT", &url, &[("Content-Type", media_type)], Some(bytes))?;
         if status != 201 {
@@ -187,7 +194,8 @@ impl Client {
             };
             let mut response = sent.map_err(|e| Failure::Unreachable(format!("{}: {e}", self.host)))?;
             let status = response.status().as_u16();
-            let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let header =
+                |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
             let (challenge, location) = (header("www-authenticate"), header("location"));
             let bytes = response
                 .body_mut()

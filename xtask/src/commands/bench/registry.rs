@@ -127,7 +127,10 @@ fn measure(
     if let Some(bytes) = lo {
         println!("                          {} moved over loopback during the pull", mb(bytes));
     }
-    println!("  push       {:>8.1} s   (once, by whoever built it first; signing included)", push_time.as_secs_f64());
+    println!(
+        "  push       {:>8.1} s   (once, by whoever built it first; signing included)",
+        push_time.as_secs_f64()
+    );
     let names = [vec![image.reference.clone(), image.inputs_tag(&digest)], image.extra_tags.clone()].concat();
     let _ = engine.call(sh, &Call::RemoveImages(names), Progress::Quiet);
     Ok(())
