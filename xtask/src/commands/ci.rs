@@ -406,7 +406,6 @@ mod tests {
     use serde_json::Value;
 
     use super::{STEPS, exit_code, matrix};
-    use crate::converge::trust::KEY_ENV;
     use crate::host::tools::{Source, TOOLS};
 
     fn root() -> std::path::PathBuf {
