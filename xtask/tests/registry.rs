@@ -55,6 +55,13 @@ impl Drop for Images {
     }
 }
 
+/// The names and digests of an image that come from the registry (a pull gives them).
+fn registry_names(sh: &Shell, image: &str, reference: &str) -> Vec<String> {
+    let format = "{{json .RepoTags}} {{json .RepoDigests}}";
+    let names = cmd!(sh, "podman image inspect --format {format} {image}").quiet().read().unwrap();
+    names.split(['"', ' ', '[', ']', ',']).filter(|n| n.starts_with(reference)).map(str::to_string).collect()
+}
+
 /// The image id a local name has now.
 fn image_id(sh: &Shell, image: &str) -> String {
     let format = "{{.Id}}";
@@ -159,11 +166,10 @@ fn registry_is_a_shared_cache() {
     let pull: Value =
         serde_json::from_slice(&std::fs::read(root.join(".dev-cache/pulls/prod.json")).unwrap()).unwrap();
     assert_eq!((pull["verified"].as_bool(), pull["key"].as_str()), (Some(true), Some("team")), "{pull}");
-    let by_digest = format!("{reference}/{PROJECT}@{genuine}");
-    for leftover in [&remote, &by_digest] {
-        let exists = cmd!(sh, "podman image exists {leftover}").quiet().ignore_stderr().run();
-        assert!(exists.is_err(), "the registry's name {leftover} was left on the local image");
-    }
+    assert!(
+        registry_names(&sh, &names[0], &reference).is_empty(),
+        "the registry's names were left on the image"
+    );
 
     // 3. Current image: no registry call at all, so even a dead registry costs nothing.
     let (third, said) = build_prod(&root, &team, &["--registry", &closed, "--push"]);
@@ -177,7 +183,7 @@ fn registry_is_a_shared_cache() {
     std::fs::write(
         context.join("Containerfile"),
         format!(
-            "FROM {}\nRUN echo \"attacker was here\" > /pwned\nLABEL io.jarvis.inputs={inputs}\n",
+            "FROM {}\nUSER root\nRUN echo \"attacker was here\" > /pwned\nLABEL io.jarvis.inputs={inputs}\n",
             names[2]
         ),
     )
@@ -238,19 +244,24 @@ fn registry_is_a_shared_cache() {
         assert!(said.contains(&warning), "{attack}: wanted {warning:?} in:\n{said}");
         assert_eq!(said.matches("warning:").count(), 1, "{attack}: one warning line:\n{said}");
         assert_eq!(report["outcome"], "built", "{attack}: a local build follows");
-        assert_eq!(image_id(&sh, &names[0]), genuine_id, "{attack}: the local build is the genuine image");
-        assert_ne!(image_id(&sh, &names[0]), forged_id);
-        let pulled = format!("{reference}/{PROJECT}@{evil}");
-        let exists = cmd!(sh, "podman image exists {pulled}").quiet().ignore_stderr().run();
-        assert!(exists.is_err(), "{attack}: the refused image was pulled");
+        // What runs is what this checkout built: not the attacker's image, not its file.
+        assert_ne!(image_id(&sh, &names[0]), forged_id, "{attack}: the attacker's image is tagged as ours");
+        let image = &names[0];
+        let pwned =
+            cmd!(sh, "podman run --rm --entrypoint cat {image} /pwned").quiet().ignore_stderr().read();
+        assert!(pwned.is_err(), "{attack}: the attacker's file is in the image: {pwned:?}");
+        // Never pulled: a pull would have given it the registry's name.
+        assert!(
+            registry_names(&sh, &forged, &reference).is_empty(),
+            "{attack}: the refused image was pulled"
+        );
         let pull: Value =
             serde_json::from_slice(&std::fs::read(root.join(".dev-cache/pulls/prod.json")).unwrap()).unwrap();
         assert_eq!((pull["verified"].as_bool(), pull["cause"].as_str()), (Some(false), Some(kind)), "{pull}");
     }
-    // What the attacker's image would have done, had it run: it is not what runs here.
-    let image = &names[0];
-    let pwned = cmd!(sh, "podman run --rm --entrypoint cat {image} /pwned").quiet().ignore_stderr().read();
-    assert!(pwned.is_err(), "the attacker's file is in the image: {pwned:?}");
+    // The attacker's image does carry the file: the check above can fail.
+    let pwned = cmd!(sh, "podman run --rm --entrypoint cat {forged} /pwned").quiet().read().unwrap();
+    assert_eq!(pwned.trim(), "attacker was here");
 
     // 5. A registry that swaps the image after signing: the tag and its signature are the
     // genuine ones, but a pull by the signed digest gets the attacker's bytes. The engine
@@ -258,6 +269,7 @@ fn registry_is_a_shared_cache() {
     build_prod(&root, &team, &["--registry", &reference, "--push", "--rebuild"]);
     let (genuine, _) = attacker::manifest(registry.port, &repository, &tag);
     assert_ne!(genuine, evil, "the push restored the tag");
+    let genuine_id = image_id(&sh, &names[0]);
     let (_, evil_bytes) = attacker::manifest(registry.port, &repository, &evil);
     let manifest_path = format!("/v2/{repository}/manifests/{genuine}");
     let evil_doc: Value = serde_json::from_slice(&evil_bytes).unwrap();
@@ -279,7 +291,8 @@ fn registry_is_a_shared_cache() {
         "{said}"
     );
     assert_eq!(swapped["outcome"], "built");
-    assert_eq!(image_id(&sh, &names[0]), genuine_id);
+    assert_ne!(image_id(&sh, &names[0]), forged_id);
+    assert!(registry_names(&sh, &names[0], &via).is_empty(), "the swapped pull left a name");
     drop(proxy);
 
     // 6. The correctly signed entry is pulled and used.
@@ -287,7 +300,8 @@ fn registry_is_a_shared_cache() {
     let (fifth, said) = build_prod(&root, &team, &["--registry", &reference]);
     assert_eq!(fifth["outcome"], "pulled", "{fifth}");
     assert!(!said.contains("warning"), "{said}");
-    assert_eq!(image_id(&sh, &names[0]), genuine_id);
+    assert!(said.contains("signed by trusted key team"), "{said}");
+    assert_eq!(image_id(&sh, &names[0]), genuine_id, "the signed image, pulled");
 
     // 7. Nothing answers: a warning with the engine's words, a local build, no failure
     // (not even from the push, which cannot reach it either).

@@ -77,7 +77,9 @@ impl RegistryArgs {
                 Some(signer) => {
                     if registry.trust.holds(&signer.public()).is_none() {
                         return Err(format!(
-                            "{}: its public key ({}) is not trusted in {}, so what it signs would be                              discarded by everyone; add it there (`openssl pkey -in KEY -pubout > {}/NAME.pub`)                              or use a trusted key",
+                            "{}: its public key ({}) is not trusted in {}, so what it signs would be \
+                             discarded by everyone; add it there (`openssl pkey -in KEY -pubout > {}/NAME.pub`) \
+                             or use a trusted key",
                             signer.source,
                             signer.fingerprint(),
                             registry.trust.source,
@@ -88,7 +90,8 @@ impl RegistryArgs {
                 }
                 None if self.push => {
                     return Err(format!(
-                        "--push signs what it pushes, and no signing key is set: point {} at the team's                          private key (`cargo xtask cache-key new --private PATH` makes one), or drop --push. \
+                        "--push signs what it pushes, and no signing key is set: point {} at the team's \
+                         private key (`cargo xtask cache-key new --private PATH` makes one), or drop --push. \
                          An unsigned image would be discarded by every teammate, and would take the tag from \
                          the signed one",
                         trust::KEY_ENV
@@ -230,7 +233,7 @@ impl Miss {
         if has(&[
             "digest did not match",
             "manifest verification failed",
-            "does not match digest",
+            "does not match provided manifest digest",
             "digest mismatch",
         ]) {
             Miss::Swapped(message.to_string())
@@ -681,6 +684,14 @@ mod tests {
         assert_eq!(Miss::of_pull_error(closed).kind(), "unreachable");
         assert_eq!(Miss::of_pull_error(plain).kind(), "unreachable");
         assert_eq!(Miss::of_pull_error("disk full").kind(), "failed");
+        // A registry serving other bytes for a signed digest, as podman 4.3 and docker 20.10 say it.
+        let podman_swap = "`podman pull --tls-verify=false` failed: determining manifest MIME type for \
+                           docker://127.0.0.1:33517/j/x@sha256:07: Manifest does not match provided manifest digest sha256:07";
+        assert_eq!(Miss::of_pull_error(podman_swap).kind(), "swapped");
+        assert_eq!(
+            Miss::of_pull_error("manifest verification failed for digest sha256:07").kind(),
+            "swapped"
+        );
 
         // Each says what happened, what goes on, and for trouble, the engine's own words.
         let (backend, _) = images();
@@ -699,6 +710,15 @@ mod tests {
         let m = say(&Miss::Rejected { found: Some("ffff".into()) });
         assert!(m.contains("label is ffff") && m.contains(DIGEST) && m.contains("discarded"), "{m}");
         assert!(say(&Miss::Rejected { found: None }).contains("label is missing"));
+        let m = say(&Miss::Untrusted(Refusal::Unsigned));
+        assert_eq!(
+            m,
+            format!(
+                "backend image: discarded {remote}: not signed by a trusted key (it has no signature); building it here"
+            )
+        );
+        assert!(Miss::Untrusted(Refusal::Unsigned).is_warning());
+        assert!(say(&Miss::Swapped("x".into())).contains("other bytes than the signed manifest"));
         let m = say(&Miss::of_pull_error("disk full"));
         assert!(Miss::Failed(String::new()).is_warning() && m.contains("disk full"), "{m}");
     }
