@@ -327,13 +327,18 @@ fn dev_fast_dry_run_shows_pull_and_push() {
     let scratch = ScratchDir::new("registry-dev");
     copy_workspace(&scratch.0);
     let (backend, frontend) = (free_port().to_string(), free_port().to_string());
+    // The keys outside the workspace copy, as a developer keeps them.
+    let key_dir = ScratchDir::new("registry-dev-keys");
+    let keys = CacheKeys::new(&key_dir.0);
+    let team = keys.env();
     // A project of its own whose images are never built, so both are planned.
-    let env = [
+    let mut env = vec![
         ("JARVIS_PROJECT", "jarvis-e2e-reg-dev"),
         ("JARVIS_BACKEND_PORT", backend.as_str()),
         ("JARVIS_FRONTEND_PORT", frontend.as_str()),
         ("JARVIS_REGISTRY", "localhost:5999/team"),
     ];
+    env.extend(team.iter().map(|(k, v)| (*k, v.as_str())));
     let output = run(&scratch.0, &env, &["dev-fast", "--dry-run", "--push"]);
     assert!(output.status.success());
     let printed = String::from_utf8_lossy(&output.stdout);
