@@ -597,7 +597,13 @@ fn docker_end_to_end() {
     assert_eq!(pushed["registry"]["pull"], "absent", "{pushed}");
     assert_eq!(pushed["pushed"], true, "{pushed}");
     let tag = format!("inputs-{}", &inputs[..16]);
-    assert_eq!(registry.tags(&format!("jarvis/{PROJECT}")), [tag]);
+    // The inputs tag and its signature (`sha256-<manifest digest>.sig`).
+    let tags = registry.tags(&format!("jarvis/{PROJECT}"));
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert!(
+        tags.contains(&tag) && tags.iter().any(|t| t.starts_with("sha256-") && t.ends_with(".sig")),
+        "{tags:?}"
+    );
     remove_local();
     let _ = std::fs::remove_dir_all(p.root.join(".dev-cache"));
     let pulled = p.json(&["build-prod", "--registry", &reference]);
@@ -624,7 +630,18 @@ fn docker_end_to_end() {
     let forged = format!("localhost/{PROJECT}-forged");
     let project_label = format!("io.jarvis.project={PROJECT}");
     let context_dir = context.display().to_string();
-    p.docker_ok(&["build", "-q", "--label", &project_label, "-t", &forged, &context_dir]);
+    let containerfile = context.join("Containerfile").display().to_string();
+    p.docker_ok(&[
+        "build",
+        "-q",
+        "-f",
+        &containerfile,
+        "--label",
+        &project_label,
+        "-t",
+        &forged,
+        &context_dir,
+    ]);
     let forged_id = p.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &forged]);
     p.docker_ok(&["tag", &forged, &remote]);
     p.docker_ok(&["push", &remote]);
