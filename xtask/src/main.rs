@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use xtask::{
     Context,
     commands::{
-        bench, build_prod, ci, dev_fast, dev_local, doctor, everyday, generate, history, prune,
+        bench, build_prod, cache_key, ci, dev_fast, dev_local, doctor, everyday, generate, history, prune,
         rebuild_clean, setup, stats, up, update_bases, volumes,
     },
     stack, workspace_root,
@@ -61,6 +61,9 @@ enum Command {
     Ci(ci::Args),
     /// Find what is wrong with this machine for the stack, say why, and fix what is safe.
     Doctor(doctor::Args),
+    /// Make and list the keys that sign the shared image cache (`new --private PATH`, `list`).
+    #[command(subcommand)]
+    CacheKey(cache_key::Command),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             Command::Prune(args) => prune::run(&cx, args),
             Command::Volumes(command) => volumes::run(&cx, command),
             Command::UpdateBases(args) => update_bases::run(&cx, args),
+            Command::CacheKey(command) => cache_key::run(&cx, command),
         }
     });
     match result {

@@ -108,6 +108,8 @@ struct Project {
     /// PATH with the chosen docker client first.
     path: String,
     client: PathBuf,
+    /// The team's cache signing key and trust (`CacheKeys::env`).
+    cache: Vec<(&'static str, String)>,
 }
 
 impl Project {
@@ -122,7 +124,8 @@ impl Project {
             .env("DOCKER_HOST", &self.host)
             .env("PATH", path)
             .env("JARVIS_BACKEND_PORT", self.backend_port.to_string())
-            .env("JARVIS_FRONTEND_PORT", self.frontend_port.to_string());
+            .env("JARVIS_FRONTEND_PORT", self.frontend_port.to_string())
+            .envs(self.cache.iter().map(|(k, v)| (*k, v.as_str())));
         run_logged(command, usize::MAX)
     }
 
@@ -265,6 +268,7 @@ fn docker_end_to_end() {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let root = scratch.0.join("ws");
     copy_workspace(&root);
+    let keys = CacheKeys::new(&scratch.0);
     let p = Project {
         root: root.clone(),
         backend_port: free_port(),
@@ -272,6 +276,7 @@ fn docker_end_to_end() {
         host: dockerd.host(),
         path,
         client: client.clone(),
+        cache: keys.env(),
     };
     eprintln!("--- dockerd up after {:.1}s; client {}", started.elapsed().as_secs_f64(), client.display());
     eprintln!(
@@ -580,8 +585,10 @@ fn docker_end_to_end() {
     assert!(p.xtask(&["stop"]).status.success());
     assert!(http_get(p.backend_port, "/health").is_none(), "app stopped");
 
-    // 10. The registry cache: a build pushes; with the image gone, it is pulled instead of
-    // built; with the registry gone, a warning and a local build.
+    // 10. The registry cache: a build pushes and signs; with the image gone, its signature
+    // is verified and it is pulled by digest instead of built; entries no trusted key
+    // signed are discarded before any pull and built here; with the registry gone, a
+    // warning and a local build.
     let registry = LocalRegistry::start(&registry_program, &scratch.0.join("registry"));
     let reference = registry.reference();
     let names = |inputs: &str| {
@@ -604,12 +611,97 @@ fn docker_end_to_end() {
     assert_eq!(pushed["registry"]["pull"], "absent", "{pushed}");
     assert_eq!(pushed["pushed"], true, "{pushed}");
     let tag = format!("inputs-{}", &inputs[..16]);
-    assert_eq!(registry.tags(&format!("jarvis/{PROJECT}")), [tag]);
+    // The inputs tag and its signature (`sha256-<manifest digest>.sig`).
+    let tags = registry.tags(&format!("jarvis/{PROJECT}"));
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert!(
+        tags.contains(&tag) && tags.iter().any(|t| t.starts_with("sha256-") && t.ends_with(".sig")),
+        "{tags:?}"
+    );
     remove_local();
     let _ = std::fs::remove_dir_all(p.root.join(".dev-cache"));
     let pulled = p.json(&["build-prod", "--registry", &reference]);
     assert_eq!(pulled["outcome"], "pulled", "{pulled}");
+    assert_eq!(pulled["registry"]["key"], "team", "{pulled}");
     assert_eq!(p.docker_ok(&["image", "inspect", "--format", format, &image]), inputs);
+
+    // The attack: ours plus one RUN, labelled with our (public) inputs digest, pushed under
+    // our tag; unsigned, then carrying the genuine image's signature. docker cannot verify
+    // by itself: the tool does, before anything is pulled.
+    let repository = format!("jarvis/{PROJECT}");
+    let tag = format!("inputs-{}", &inputs[..16]);
+    let remote = format!("{reference}/{PROJECT}:{tag}");
+    let (genuine, _) = attacker::manifest(registry.port, &repository, &tag);
+    let genuine_signatures = attacker::signatures(registry.port, &repository, &genuine);
+    assert_eq!(genuine_signatures.len(), 1, "the push was signed");
+    let context = scratch.0.join("attack");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(
+        context.join("Containerfile"),
+        format!("FROM {image}\nUSER root\nRUN echo \"attacker was here\" > /pwned\nLABEL io.jarvis.inputs={inputs}\n"),
+    )
+    .unwrap();
+    let forged = format!("localhost/{PROJECT}-forged");
+    let project_label = format!("io.jarvis.project={PROJECT}");
+    let context_dir = context.display().to_string();
+    let containerfile = context.join("Containerfile").display().to_string();
+    p.docker_ok(&[
+        "build",
+        "-q",
+        "-f",
+        &containerfile,
+        "--label",
+        &project_label,
+        "-t",
+        &forged,
+        &context_dir,
+    ]);
+    let forged_id = p.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &forged]);
+    p.docker_ok(&["tag", &forged, &remote]);
+    p.docker_ok(&["push", &remote]);
+    p.docker_ok(&["rmi", &remote]);
+    let (evil, _) = attacker::manifest(registry.port, &repository, &tag);
+    let attacks = [
+        (
+            "the forged label (unsigned)",
+            vec![],
+            "unsigned",
+            "not signed by a trusted key (it has no signature)".to_string(),
+        ),
+        (
+            "a valid signature moved to another image",
+            genuine_signatures.clone(),
+            "digest-mismatch",
+            format!(
+                "the digest does not match: its signature is for image {genuine}, the registry serves {evil}"
+            ),
+        ),
+    ];
+    for (attack, signatures, kind, cause) in attacks {
+        attacker::set_signatures(registry.port, &repository, &evil, &signatures);
+        remove_local();
+        let output = p.xtask(&["build-prod", "--registry", &reference, "--json"]);
+        assert!(output.status.success(), "{attack}");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["registry"]["pull"], kind, "{attack}: {report}");
+        let warning = format!("warning: prod image: discarded {remote}: {cause}");
+        assert!(stderr(&output).contains(&warning), "{attack}: wanted {warning:?} in:\n{}", stderr(&output));
+        assert_eq!(report["outcome"], "built", "{attack}");
+        assert_ne!(p.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]), forged_id, "{attack}");
+        let pwned = p.docker(&["run", "--rm", "--entrypoint", "cat", &image, "/pwned"]);
+        assert!(!pwned.status.success(), "{attack}: the attacker's file is in the image");
+    }
+    let pwned = p.docker(&["run", "--rm", "--entrypoint", "cat", &forged, "/pwned"]);
+    assert_eq!(stdout(&pwned).trim(), "attacker was here", "the check above can fail");
+    let _ = p.docker(&["rmi", &forged]);
+    // The genuine image pushed and signed again: pulled and used.
+    let restored = p.json(&["build-prod", "--registry", &reference, "--push", "--rebuild"]);
+    assert_eq!(restored["pushed"], true, "{restored}");
+    let restored_id = p.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    remove_local();
+    let pulled = p.json(&["build-prod", "--registry", &reference]);
+    assert_eq!(pulled["outcome"], "pulled", "{pulled}");
+    assert_eq!(p.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]), restored_id);
     drop(registry);
     remove_local();
     let output = p.xtask(&["build-prod", "--registry", &reference, "--json"]);

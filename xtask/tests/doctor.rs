@@ -395,3 +395,43 @@ fn engine_missing_from_path_and_an_unreachable_llm() {
     assert!(line.contains("start LM Studio's local server") && line.contains("LLM_API_BASE"), "{line}");
     assert!(started.elapsed() < Duration::from_secs(10), "doctor without an engine is quick");
 }
+
+/// The registry check says whether the shared cache is trusted from here (the keys, the
+/// signing key) and what the last pulls found, verified or discarded with their cause.
+#[test]
+fn registry_trust_and_the_last_pulls() {
+    let co = Checkout::new("trust");
+    let closed = format!("127.0.0.1:{}/jarvis", free_port());
+    let out = co.doctor_with(&["registry"], &[("JARVIS_REGISTRY", &closed)]);
+    let line = finding(&out, "warning", "cache trust");
+    assert!(
+        line.contains("no trusted key in docker/cache-trust") && line.contains("cache-key new"),
+        "{line}"
+    );
+
+    let keys = CacheKeys::new(&co._dir.0);
+    let stranger = co._dir.0.join("stranger.key");
+    xtask::commands::cache_key::write_private(&stranger, &xtask::converge::trust::Signer::generate())
+        .unwrap();
+    co.write(
+        ".dev-cache/pulls/prod.json",
+        br#"{"at": 1, "remote": "r/jarvis:inputs-1", "verified": true, "key": "team"}"#,
+    );
+    co.write(
+        ".dev-cache/pulls/backend.json",
+        br#"{"at": 1, "remote": "r/b:inputs-1", "verified": false, "cause": "unsigned",
+             "message": "backend image: discarded r/b:inputs-1: not signed by a trusted key (it has no signature)"}"#,
+    );
+    let trust = keys.trust.display().to_string();
+    let stranger = stranger.display().to_string();
+    let env = [("JARVIS_CACHE_TRUST", trust.as_str()), ("JARVIS_CACHE_KEY", stranger.as_str())];
+    let out = co.doctor_with(&["registry"], &env);
+    let line = finding(&out, "ok", "cache trust");
+    assert!(line.contains("trusts 1 key(s)") && line.contains("team ("), "{line}");
+    let line = finding(&out, "warning", "cache signing key");
+    assert!(line.contains("is not a trusted key"), "{line}");
+    let line = finding(&out, "ok", "last pull: prod image");
+    assert!(line.contains("verified") && line.contains("trusted key team"), "{line}");
+    let line = finding(&out, "warning", "last pull: backend image");
+    assert!(line.contains("discarded") && line.contains("not signed by a trusted key"), "{line}");
+}

@@ -41,7 +41,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     output::reporting("build-prod", args.json, |report| {
         let rebuild = args.rebuild || args.no_cache;
         // A forced build pulls nothing instead (what it builds is still pushed if asked).
-        let registry = args.registry.registry(!rebuild, false)?;
+        let registry = args.registry.registry(&cx.project.root, !rebuild, false)?;
         let engine = Engine::detect()?;
         let sh = crate::shell()?;
         let _lock = cache::lock(&cx.project.cache_dir())?;

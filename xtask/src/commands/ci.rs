@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::{
+    converge::trust::KEY_ENV,
     host::tools::{Source, Tool, tool},
     output::{self, BOLD, GREEN, RED, Stream, YELLOW, paint},
 };
@@ -343,13 +344,33 @@ fn run_commands(sh: &Shell, step: &Step, registry: Option<&str>) -> Status {
         }
         return Status::Missing(missing.iter().map(|t| t.name).collect());
     }
+    // Only the key's holder fills the cache: with JARVIS_CACHE_KEY (main's pushes) the step
+    // pushes and signs; without it (a pull request) it reads the cache and pushes nothing.
+    let signs = std::env::var_os(KEY_ENV).is_some_and(|k| !k.is_empty());
+    if let Some(registry) = registry
+        && !signs
+    {
+        println!(
+            "ci {}: no {KEY_ENV}: images are pulled from {registry} when signed, nothing is pushed",
+            step.name
+        );
+    }
     for argv in step.commands {
         let (program, args) = argv.split_first().expect("a command has a program");
         let cmd = match registry {
-            Some(registry) => {
+            Some(registry) if signs => {
                 sh.cmd(program).args(args).env("JARVIS_REGISTRY", registry).env("JARVIS_PUSH", "true")
             }
-            None => sh.cmd(program).args(args).env_remove("JARVIS_REGISTRY").env_remove("JARVIS_PUSH"),
+            Some(registry) => {
+                sh.cmd(program).args(args).env("JARVIS_REGISTRY", registry).env_remove("JARVIS_PUSH")
+            }
+            // Steps without the registry never see the key either.
+            None => sh
+                .cmd(program)
+                .args(args)
+                .env_remove("JARVIS_REGISTRY")
+                .env_remove("JARVIS_PUSH")
+                .env_remove(KEY_ENV),
         };
         println!("$ {cmd}");
         // stdin is closed: nothing a step runs can stop and wait for an answer.
@@ -589,6 +610,23 @@ mod tests {
         for file in ["Cargo.lock", "frontend/package-lock.json"] {
             assert!(workflow.contains(&format!("hashFiles('{file}')")), "a cache keyed on {file}");
         }
+    }
+
+    /// The cache's signing key reaches a job only on a push to main: the one place the
+    /// secret is named is guarded by that condition, so no pull_request job gets it.
+    #[test]
+    fn only_pushes_to_main_get_the_signing_key() {
+        let workflow = std::fs::read_to_string(root().join(".github/workflows/ci.yml")).unwrap();
+        let uses: Vec<&str> = workflow.lines().filter(|l| l.contains("secrets.")).collect();
+        assert_eq!(uses.len(), 1, "the workflow names one secret, once: {uses:?}");
+        let line = uses[0].trim();
+        assert_eq!(
+            line,
+            "JARVIS_CACHE_KEY: ${{ github.event_name == 'push' && github.ref == 'refs/heads/main' && \
+             secrets.JARVIS_CACHE_KEY || '' }}"
+        );
+        assert!(!workflow.contains("pull_request_target"), "pull_request_target would run a PR with secrets");
+        assert!(workflow.contains("\n  push:\n    branches: [main]\n"), "pushes are to main only");
     }
 
     /// README's "Test it" command is the one `.ci/run` runs: what CI proves is what a

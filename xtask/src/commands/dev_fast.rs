@@ -63,7 +63,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     let sh = crate::shell()?;
     let options = Options { rebuild: args.rebuild, offline: args.net.offline, ..Options::default() };
     // `--rebuild` asks for a build: nothing is pulled instead (what it builds is pushed).
-    let registry = args.registry.registry(!args.rebuild, false)?;
+    let registry = args.registry.registry(&cx.project.root, !args.rebuild, false)?;
     let timeout = Duration::from_secs(args.timeout);
     apply::converge(
         &sh,

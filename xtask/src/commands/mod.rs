@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod build_prod;
+pub mod cache_key;
 pub mod ci;
 pub mod dev_fast;
 pub mod dev_local;

@@ -51,7 +51,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let on_signal = cancel.clone();
     ctrlc::set_handler(move || on_signal.cancel()).map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
 
-    let registry = args.registry.registry(true, false)?;
+    let registry = args.registry.registry(&cx.project.root, true, false)?;
     let timeout = Duration::from_secs(args.timeout);
     let mut report = json!({});
     let converged = apply::converge(

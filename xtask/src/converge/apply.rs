@@ -111,6 +111,12 @@ pub fn apply(
             engine.can_run(sh, &call(stack, engine, facts, action))?;
         }
     }
+    // No trusted key: the registry is not read. Said once, by a run that builds something.
+    if let Some(notice) = registry.and_then(|r| r.notice.as_ref())
+        && plan.actions.iter().any(|a| matches!(a, Action::Build { .. }))
+    {
+        out.say(notice);
+    }
     let mut done = Vec::new();
     // Optional services whose image could not be pulled are not started either.
     let mut skipped: Vec<usize> = Vec::new();
@@ -347,21 +353,41 @@ fn registry_action(
             Action::Fetch { .. } => {
                 // What the pull would cost, known before paying it where the manifest can be
                 // read (plain HTTP: loopback registries only).
-                let layers = if r.is_loopback() { registry::manifest_layers(r, &remote) } else { None };
+                // The pull goes by the manifest digest that the signature names; a dry run
+                // shows it where the manifest can be read cheaply (loopback), and verifies nothing.
+                let manifest = if r.is_loopback() {
+                    let (repo, tag) = r.repository_and_tag(&remote);
+                    r.client().manifest(repo, tag).ok().flatten()
+                } else {
+                    None
+                };
+                let layers = manifest.as_ref().and_then(|m| {
+                    m.doc["layers"]
+                        .as_array()?
+                        .iter()
+                        .map(|l| l["size"].as_u64())
+                        .collect::<Option<Vec<u64>>>()
+                });
+                let pulled = match &manifest {
+                    Some(m) => format!("{}/{}@{}", r.host(), r.repository_and_tag(&remote).0, m.digest),
+                    None => remote.clone(),
+                };
                 let note = match &layers {
                     Some(sizes) => {
                         cost = json!(sizes.iter().sum::<u64>());
                         format!(
-                            "tried first, at most {} of compressed layers (registry manifest); the build \
-                             below runs only if this misses",
+                            "tried first, if its signature verifies: at most {} of compressed layers \
+                             (registry manifest); the build below runs only if this misses",
                             bytes_text(sizes.iter().sum())
                         )
                     }
                     None if r.is_loopback() => "not in the registry: the build below runs".to_string(),
-                    None => "tried first, size unknown; the build below runs only if this misses".to_string(),
+                    None => "tried first, by its manifest digest once its signature verifies, size unknown; \
+                             the build below runs only if this misses"
+                        .to_string(),
                 };
                 engine
-                    .command_lines(&r.pull_call(&remote))
+                    .command_lines(&r.pull_call(&pulled))
                     .into_iter()
                     .map(|line| format!("{line}   # {note}"))
                     .collect()
@@ -383,13 +409,27 @@ fn registry_action(
                 img.key,
                 remote.rsplit('/').next().unwrap_or_default()
             ));
+            let at =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             match registry::pull(sh, engine, r, img, &digest) {
                 Ok(pulled) => {
                     cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*index].0)?;
                     out.say(format!(
-                        "{} image: pulled from {r} in {:.1}s (inputs label verified)",
-                        img.key, pulled.seconds
+                        "{} image: pulled from {r} in {:.1}s (signed by trusted key {}, checked in {:.0} ms; \
+                         pulled by digest {})",
+                        img.key,
+                        pulled.seconds,
+                        pulled.key,
+                        pulled.verify_seconds * 1000.0,
+                        &pulled.manifest_digest[..19.min(pulled.manifest_digest.len())]
                     ));
+                    let record = json!({
+                        "at": at, "remote": pulled.remote, "verified": true, "key": pulled.key,
+                        "manifest_digest": pulled.manifest_digest, "verify_seconds": pulled.verify_seconds,
+                    });
+                    if let Err(e) = cache::store_pull(&stack.project.cache_dir(), img.key, &record) {
+                        out.warn(format!("{e} (only `cargo xtask doctor` reads it)"));
+                    }
                     // The manifest's compressed layer sizes: what the pull cost at most (layers
                     // the store already had are not fetched again). Read over plain HTTP, so
                     // only from a loopback registry.
@@ -399,14 +439,26 @@ fn registry_action(
                         "action": action.to_json(stack), "status": "ok", "outcome": "pulled",
                         "seconds": pulled.seconds,
                         "registry": {
-                            "remote": pulled.remote, "pull": "hit",
+                            "remote": pulled.remote, "pull": "hit", "key": pulled.key,
+                            "manifest_digest": pulled.manifest_digest, "verify_seconds": pulled.verify_seconds,
                             "layer_bytes": layers.map(|l| l.iter().sum::<u64>()),
                         },
                     }));
                     shared.insert(*index, Shared::Pulled);
                 }
                 Err(miss) => {
-                    shared.insert(*index, Shared::Missed(registry::report_miss(out, &miss, r, img, &digest)));
+                    let report = registry::report_miss(out, &miss, r, img, &digest);
+                    // What doctor tells: a refused entry, or trouble; a plain absence is no news.
+                    if miss != registry::Miss::Absent {
+                        let record = json!({
+                            "at": at, "remote": report["remote"], "verified": false,
+                            "cause": miss.kind(), "message": report["message"],
+                        });
+                        if let Err(e) = cache::store_pull(&stack.project.cache_dir(), img.key, &record) {
+                            out.warn(format!("{e} (only `cargo xtask doctor` reads it)"));
+                        }
+                    }
+                    shared.insert(*index, Shared::Missed(report));
                 }
             }
         }
@@ -416,7 +468,11 @@ fn registry_action(
             let pushed = match registry::push(sh, engine, r, img, &digest) {
                 Ok(remote) => {
                     let seconds = started.elapsed().as_secs_f64();
-                    out.say(format!("{} image: pushed {remote} in {seconds:.1}s", img.key));
+                    let key = r.signer.as_ref().map(|s| s.fingerprint()).unwrap_or_default();
+                    out.say(format!(
+                        "{} image: pushed {remote} and signed it (key {key}) in {seconds:.1}s",
+                        img.key
+                    ));
                     true
                 }
                 Err(e) => {

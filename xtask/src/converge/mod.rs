@@ -7,4 +7,5 @@ pub mod plan;
 pub mod ready;
 pub mod registry;
 pub mod spec;
+pub mod trust;
 pub mod validate;

@@ -1,22 +1,22 @@
 //! The shared image cache. Every image is tagged by its inputs digest, so a registry can
 //! serve as a cache for CI and every developer: before building, look for
-//! `<REF>/<name>:inputs-<16 hex>`; when it is there, pull it, check that its
-//! `io.jarvis.inputs` label is the digest it was pulled for, and use it instead of building.
-//! After a build, push that tag when asked. The registry is a cache, never a dependency:
-//! whatever goes wrong with it is a warning and the build goes on locally. Credentials are
-//! the engine's own (`podman login`); this tool never sees them.
+//! `<REF>/<name>:inputs-<16 hex>`; use it instead of building only when a key the checkout
+//! trusts signed exactly that tag and that manifest digest (`trust.rs`), then pull it by
+//! that digest, so the bytes that arrive are the bytes that were signed, and tag it. After
+//! a build, push that tag and sign it when asked (only with the key: an unsigned entry
+//! would be discarded by everyone, and would take the tag from a signed one). The
+//! registry is a cache, never a dependency: whatever goes wrong with it is a warning and
+//! the build goes on locally. Nothing from a refused entry is pulled, tagged or recorded.
 
-use std::{
-    io::{Read, Write},
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::{net::IpAddr, path::Path, time::Instant};
 
 use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::{
+    converge::trust::{self, Attached, Claim, Refusal, Signer, Trust},
     engine::{Call, Engine, Progress},
+    host::oci::{self, Client, Failure},
     output::Output,
     stack::{INPUTS_LABEL, Image},
 };
@@ -26,26 +26,81 @@ use crate::{
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct RegistryArgs {
     /// A registry shared as an image cache, as HOST[:PORT]/PATH (e.g. 127.0.0.1:5000/jarvis):
-    /// an image built from the same inputs is pulled from there instead of built. Log in
-    /// with `podman login HOST` first if it needs credentials.
+    /// an image built from the same inputs, signed by a trusted key (docker/cache-trust/),
+    /// is pulled from there instead of built. Log in with `podman login HOST` first if it
+    /// needs credentials.
     #[arg(long, value_name = "REF", env = "JARVIS_REGISTRY")]
     pub registry: Option<String>,
-    /// After a successful build, push the image's inputs tag to the registry.
+    /// After a successful build, push the image's inputs tag to the registry and sign it
+    /// with the private key JARVIS_CACHE_KEY names (required: nothing unsigned is pushed).
     #[arg(long, env = "JARVIS_PUSH")]
     pub push: bool,
 }
 
 impl RegistryArgs {
-    /// The registry to use, if any. `pull` is false for a forced rebuild (the user asked
-    /// for a build); `always_push` is for `ci`, which shares whatever it builds.
-    pub fn registry(&self, pull: bool, always_push: bool) -> Result<Option<Registry>, String> {
-        match self.registry.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
-            None if self.push => {
-                Err("--push needs a registry: pass --registry HOST[:PORT]/PATH or set JARVIS_REGISTRY".into())
-            }
-            None => Ok(None),
-            Some(reference) => Ok(Some(Registry::parse(reference, pull, self.push || always_push)?)),
+    /// The registry to use, if any, with the checkout's trust (`root`) and the signing key.
+    /// `pull` is false for a forced rebuild (the user asked for a build); `always_push` is
+    /// for `ci`, which shares whatever it builds when it holds the key.
+    pub fn registry(&self, root: &Path, pull: bool, always_push: bool) -> Result<Option<Registry>, String> {
+        if self.registry.as_deref().is_none_or(|r| r.trim().is_empty()) && !self.push {
+            return Ok(None);
         }
+        let signer = if self.push || always_push { Signer::from_env()? } else { None };
+        self.resolve(Trust::load(root), signer, pull, always_push)
+    }
+
+    /// `registry` with the trust and the signing key given: what decides, without the
+    /// environment.
+    pub fn resolve(
+        &self,
+        trust: Trust,
+        signer: Option<Signer>,
+        pull: bool,
+        always_push: bool,
+    ) -> Result<Option<Registry>, String> {
+        let Some(reference) = self.registry.as_deref().map(str::trim).filter(|r| !r.is_empty()) else {
+            if self.push {
+                return Err(
+                    "--push needs a registry: pass --registry HOST[:PORT]/PATH or set JARVIS_REGISTRY".into(),
+                );
+            }
+            return Ok(None);
+        };
+        let mut registry = Registry::parse(reference, pull, self.push || always_push)?;
+        registry.trust = trust;
+        if registry.pull && !registry.trust.is_configured() {
+            registry.pull = false;
+            registry.notice = Some(registry.trust.not_configured());
+        }
+        if registry.push {
+            match signer {
+                Some(signer) => {
+                    if registry.trust.holds(&signer.public()).is_none() {
+                        return Err(format!(
+                            "{}: its public key ({}) is not trusted in {}, so what it signs would be \
+                             discarded by everyone; add it there (`openssl pkey -in KEY -pubout > {}/NAME.pub`) \
+                             or use a trusted key",
+                            signer.source,
+                            signer.fingerprint(),
+                            registry.trust.source,
+                            trust::TRUST_DIR
+                        ));
+                    }
+                    registry.signer = Some(signer);
+                }
+                None if self.push => {
+                    return Err(format!(
+                        "--push signs what it pushes, and no signing key is set: point {} at the team's \
+                         private key (`cargo xtask cache-key new --private PATH` makes one), or drop --push. \
+                         An unsigned image would be discarded by every teammate, and would take the tag from \
+                         the signed one",
+                        trust::KEY_ENV
+                    ));
+                }
+                None => registry.push = false,
+            }
+        }
+        Ok(Some(registry))
     }
 }
 
@@ -55,8 +110,13 @@ pub struct Registry {
     pub prefix: String,
     /// Look for an image there before building it.
     pub pull: bool,
-    /// Push what was built.
+    /// Push what was built (and sign it: `signer` is set whenever this is).
     pub push: bool,
+    /// The public keys a pulled image must be signed by.
+    pub trust: Trust,
+    pub signer: Option<Signer>,
+    /// Said once by a run that would have pulled: why it does not (no trusted key).
+    pub notice: Option<String>,
 }
 
 impl std::fmt::Display for Registry {
@@ -89,7 +149,14 @@ impl Registry {
         if !path.chars().all(path_ok) || path.contains("//") {
             return bad("a repository path is lowercase letters, digits, '.', '_', '-' and '/'");
         }
-        Ok(Registry { prefix: prefix.to_string(), pull, push })
+        Ok(Registry {
+            prefix: prefix.to_string(),
+            pull,
+            push,
+            trust: Trust::default(),
+            signer: None,
+            notice: None,
+        })
     }
 
     /// `127.0.0.1:5000` of `127.0.0.1:5000/jarvis`: what `podman login` takes.
@@ -114,6 +181,17 @@ impl Registry {
         format!("{}/{name}", self.prefix)
     }
 
+    /// The repository path in the registry and the tag of a `remote` name.
+    pub fn repository_and_tag<'a>(&self, remote: &'a str) -> (&'a str, &'a str) {
+        let path = remote.strip_prefix(self.host()).unwrap_or(remote).trim_start_matches('/');
+        path.rsplit_once(':').unwrap_or((path, "latest"))
+    }
+
+    /// A client of the registry's HTTP API (plain HTTP for loopback, as the engines do).
+    pub fn client(&self) -> Client {
+        Client::new(&self.host().replace("localhost", "127.0.0.1"), !self.is_loopback())
+    }
+
     /// A loopback registry is the one a developer or a test starts with no certificate;
     /// docker talks plain HTTP to loopback registries without being asked, podman only
     /// with `--tls-verify=false`. Every other registry is reached over verified TLS.
@@ -136,9 +214,14 @@ pub enum Miss {
     Unreachable(String),
     /// The registry wants credentials, or refused the ones the engine has.
     Refused(String),
+    /// Not signed by a trusted key as exactly this tag and manifest: discarded before any pull.
+    Untrusted(Refusal),
+    /// Verified, but the engine got other bytes for the signed digest (a registry that
+    /// swaps what it serves): the engine refused them.
+    Swapped(String),
     /// Pulled, but its inputs label is not the digest it was pulled for (`None`: no label).
     Rejected { found: Option<String> },
-    /// Anything else the engine said.
+    /// Anything else the engine or the registry said.
     Failed(String),
 }
 
@@ -147,7 +230,14 @@ impl Miss {
     pub fn of_pull_error(message: &str) -> Miss {
         let m = message.to_ascii_lowercase();
         let has = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
-        if has(&["manifest unknown", "name unknown", "not found", "no such image"]) {
+        if has(&[
+            "digest did not match",
+            "manifest verification failed",
+            "does not match provided manifest digest",
+            "digest mismatch",
+        ]) {
+            Miss::Swapped(message.to_string())
+        } else if has(&["manifest unknown", "name unknown", "not found", "no such image"]) {
             Miss::Absent
         } else if has(&["unauthorized", "authentication required", "denied", "403 forbidden", "credentials"])
         {
@@ -171,20 +261,31 @@ impl Miss {
         }
     }
 
+    /// A failed request of this tool's own to the registry's API.
+    pub fn of_failure(failure: Failure) -> Miss {
+        match failure {
+            Failure::Unreachable(e) => Miss::Unreachable(e),
+            Failure::Refused(e) => Miss::Refused(e),
+            Failure::Failed(e) => Miss::Failed(e),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Miss::Absent => "absent",
             Miss::Unreachable(_) => "unreachable",
             Miss::Refused(_) => "refused",
+            Miss::Untrusted(refusal) => refusal.kind(),
+            Miss::Swapped(_) => "swapped",
             Miss::Rejected { .. } => "rejected",
             Miss::Failed(_) => "failed",
         }
     }
 
-    /// Absent and rejected are what a cache does; the others are the registry's trouble,
-    /// which the user should hear about as a warning.
+    /// Absent is what a cache does; everything else is a warning: the registry's trouble,
+    /// or an entry that someone put there and nobody trusted signed.
     pub fn is_warning(&self) -> bool {
-        matches!(self, Miss::Unreachable(_) | Miss::Refused(_) | Miss::Failed(_))
+        !matches!(self, Miss::Absent)
     }
 
     /// The line the user reads; the build goes on after each of them.
@@ -200,6 +301,14 @@ impl Miss {
             Miss::Refused(e) => format!(
                 "registry {host} refused access, so the {key} image is built here. Log in with \
                  `podman login {host}` (this tool never takes credentials itself) ({e})"
+            ),
+            Miss::Untrusted(refusal) => format!(
+                "{key} image: discarded {remote}: {}; building it here",
+                refusal.cause(&registry.trust)
+            ),
+            Miss::Swapped(e) => format!(
+                "{key} image: discarded {remote}: the registry served other bytes than the signed manifest \
+                 (the engine refused them: {e}); building it here"
             ),
             Miss::Rejected { found } => format!(
                 "{key} image: discarded {remote}: its {INPUTS_LABEL} label is {}, not {digest}, the inputs \
@@ -221,35 +330,97 @@ pub fn verify(label: Option<&str>, digest: &str) -> Result<(), Miss> {
     }
 }
 
+/// The tag of a manifest digest's cosign attachment: `sha256:ab..` -> `sha256-ab...sig`.
+pub fn signature_tag(manifest_digest: &str) -> String {
+    format!("{}.sig", manifest_digest.replace(':', "-"))
+}
+
+/// The most signatures read beside one image: a registry cannot make a pull read forever.
+const MAX_SIGNATURES: usize = 16;
+
+/// The signatures attached to `manifest_digest` in `repo` (none: an empty list).
+pub fn signatures(client: &Client, repo: &str, manifest_digest: &str) -> Result<Vec<Attached>, Miss> {
+    let Some(attachment) =
+        client.manifest(repo, &signature_tag(manifest_digest)).map_err(Miss::of_failure)?
+    else {
+        return Ok(vec![]);
+    };
+    let layers = attachment.doc["layers"].as_array().cloned().unwrap_or_default();
+    let mut attached = Vec::new();
+    for layer in layers.iter().filter(|l| l["mediaType"] == trust::SIGNATURE_MEDIA_TYPE).take(MAX_SIGNATURES)
+    {
+        let Some(digest) = layer["digest"].as_str() else {
+            return Err(Miss::Untrusted(Refusal::Malformed("a signature layer without a digest".into())));
+        };
+        let payload = match client.blob(repo, digest) {
+            Ok(payload) => payload,
+            Err(Failure::Failed(e)) => return Err(Miss::Untrusted(Refusal::Malformed(e))),
+            Err(other) => return Err(Miss::of_failure(other)),
+        };
+        let signature = layer["annotations"][trust::SIGNATURE_ANNOTATION].as_str().map(str::to_string);
+        attached.push(Attached { payload, signature });
+    }
+    Ok(attached)
+}
+
+/// Writes the cosign attachment of `manifest_digest`: an OCI manifest whose layers are
+/// the simple-signing payloads, each annotated with its signature, as podman and cosign
+/// write it. `attached` replaces what was there.
+pub fn attach(
+    client: &Client,
+    repo: &str,
+    manifest_digest: &str,
+    attached: &[Attached],
+) -> Result<(), Failure> {
+    let mut layers = Vec::new();
+    for one in attached {
+        let digest = client.put_blob(repo, &one.payload)?;
+        let mut layer =
+            json!({ "mediaType": trust::SIGNATURE_MEDIA_TYPE, "digest": digest, "size": one.payload.len() });
+        if let Some(signature) = &one.signature {
+            layer["annotations"] = json!({ trust::SIGNATURE_ANNOTATION: signature });
+        }
+        layers.push(layer);
+    }
+    let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
+    let config = json!({ "architecture": "", "os": "", "config": {}, "rootfs": { "type": "layers", "diff_ids": diff_ids } })
+        .to_string()
+        .into_bytes();
+    let config_digest = client.put_blob(repo, &config)?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_MANIFEST,
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": layers,
+    })
+    .to_string();
+    client.put_manifest(repo, &signature_tag(manifest_digest), oci::OCI_MANIFEST, manifest.as_bytes())
+}
+
 /// The compressed size of each layer of `remote`, from the registry's manifest (plain HTTP:
 /// only called for loopback registries, which have no TLS).
 pub fn manifest_layers(registry: &Registry, remote: &str) -> Option<Vec<u64>> {
-    let host = registry.host();
-    let path = remote.strip_prefix(host)?;
-    let (name, tag) = path.trim_start_matches('/').rsplit_once(':')?;
-    let mut stream = std::net::TcpStream::connect(host.replace("localhost", "127.0.0.1")).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        stream,
-        "GET /v2/{name}/manifests/{tag} HTTP/1.0\r\nHost: {host}\r\nAccept: \
-         application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (_, body) = response.split_once("\r\n\r\n")?;
-    let manifest: Value = serde_json::from_str(body).ok()?;
-    manifest["layers"].as_array()?.iter().map(|l| l["size"].as_u64()).collect()
+    let (repo, tag) = registry.repository_and_tag(remote);
+    let manifest = registry.client().manifest(repo, tag).ok()??;
+    manifest.doc["layers"].as_array()?.iter().map(|l| l["size"].as_u64()).collect()
 }
 
 /// A pull that went through and was verified.
 pub struct Pulled {
     pub remote: String,
+    /// The manifest digest that was verified and pulled.
+    pub manifest_digest: String,
+    /// The trusted key that signed it (its `.pub` file's name).
+    pub key: String,
     pub seconds: f64,
+    /// Of which: reading and checking the signature (the registry's API, then ECDSA).
+    pub verify_seconds: f64,
 }
 
-/// Pulls the image built from `digest`, checks its label and tags it under every local
-/// name a build would give it. On a miss, nothing of the pulled image is left behind.
+/// Looks for the image built from `digest`, verifies its signature against the trusted
+/// keys, pulls it by the signed manifest digest, checks its label and tags it under every
+/// local name a build would give it. On a miss, nothing of it is left behind; a refused
+/// entry is never pulled at all.
 pub fn pull(
     sh: &Shell,
     engine: &Engine,
@@ -259,20 +430,34 @@ pub fn pull(
 ) -> Result<Pulled, Miss> {
     let remote = registry.remote(image, digest);
     let started = Instant::now();
-    let pulled = engine.call(sh, &registry.pull_call(&remote), Progress::Quiet);
-    if let Err(e) = pulled {
+    let (repo, tag) = registry.repository_and_tag(&remote);
+    let client = registry.client();
+    let manifest = client.manifest(repo, tag).map_err(Miss::of_failure)?.ok_or(Miss::Absent)?;
+    let claim = Claim {
+        identity: remote.clone(),
+        manifest_digest: manifest.digest.clone(),
+        inputs: digest.to_string(),
+    };
+    let attached = signatures(&client, repo, &manifest.digest)?;
+    let key = trust::verify(&registry.trust, &claim, &attached).map_err(Miss::Untrusted)?;
+    let verify_seconds = started.elapsed().as_secs_f64();
+
+    // By digest: whatever the tag names by now, the engine takes only the signed bytes.
+    let by_digest = format!("{}/{repo}@{}", registry.host(), manifest.digest);
+    if let Err(e) = engine.call(sh, &registry.pull_call(&by_digest), Progress::Quiet) {
         return Err(Miss::of_pull_error(&e));
     }
     let discard = || {
-        let _ = engine.call(sh, &Call::RemoveImages(vec![remote.clone()]), Progress::Quiet);
+        let _ = engine.call(sh, &Call::RemoveImages(vec![by_digest.clone()]), Progress::Quiet);
     };
-    let labels = match engine.image_labels(sh, &remote) {
+    let labels = match engine.image_labels(sh, &by_digest) {
         Ok(labels) => labels,
         Err(e) => {
             discard();
             return Err(Miss::Failed(e));
         }
     };
+    // Signed, so this holds unless the signer built it wrong; checked all the same.
     if let Err(miss) = verify(labels.get(INPUTS_LABEL).map(String::as_str), digest) {
         discard();
         return Err(miss);
@@ -281,7 +466,7 @@ pub fn pull(
     names.extend(image.extra_tags.iter().cloned());
     for name in &names {
         if let Err(e) =
-            engine.call(sh, &Call::Tag { from: remote.clone(), to: name.clone() }, Progress::Quiet)
+            engine.call(sh, &Call::Tag { from: by_digest.clone(), to: name.clone() }, Progress::Quiet)
         {
             discard();
             return Err(Miss::Failed(e));
@@ -289,10 +474,17 @@ pub fn pull(
     }
     // The image keeps its local names; the registry's name would only clutter the list.
     discard();
-    Ok(Pulled { remote, seconds: started.elapsed().as_secs_f64() })
+    Ok(Pulled {
+        remote,
+        manifest_digest: manifest.digest,
+        key,
+        seconds: started.elapsed().as_secs_f64(),
+        verify_seconds,
+    })
 }
 
-/// Pushes the image's inputs tag; the error is the engine's message, for a warning.
+/// Pushes the image's inputs tag and signs what the tag then holds, after checking it is
+/// the image just pushed (its config is the local image's id). The error is for a warning.
 pub fn push(
     sh: &Shell,
     engine: &Engine,
@@ -301,8 +493,14 @@ pub fn push(
     digest: &str,
 ) -> Result<String, String> {
     let remote = registry.remote(image, digest);
-    if let Err(e) = engine.call(sh, &registry.push_call(&image.inputs_tag(digest), &remote), Progress::Quiet)
-    {
+    let Some(signer) = &registry.signer else {
+        return Err(format!(
+            "{remote} not pushed: no signing key ({}), and nothing unsigned is pushed",
+            trust::KEY_ENV
+        ));
+    };
+    let local = image.inputs_tag(digest);
+    if let Err(e) = engine.call(sh, &registry.push_call(&local, &remote), Progress::Quiet) {
         let hint = match Miss::of_pull_error(&e) {
             Miss::Refused(_) => format!("; log in with `podman login {}`", registry.host()),
             _ => String::new(),
@@ -311,11 +509,40 @@ pub fn push(
             "pushing {remote} failed{hint}; the image is built and kept here, only not shared ({e})"
         ));
     }
+    let unsigned = |why: String| {
+        format!(
+            "{remote} was pushed but not signed ({why}), so teammates will discard it; run the push again"
+        )
+    };
+    let (repo, tag) = registry.repository_and_tag(&remote);
+    let client = registry.client();
+    let manifest = client
+        .manifest(repo, tag)
+        .map_err(|e| unsigned(e.to_string()))?
+        .ok_or_else(|| unsigned("the registry does not show the tag".into()))?;
+    // Sign only what was pushed: a tag someone replaced meanwhile is not ours to vouch for.
+    let config = manifest.doc["config"]["digest"].as_str().unwrap_or_default().to_string();
+    let id = engine.image_id(sh, &local).map(|id| format!("sha256:{id}")).unwrap_or_default();
+    if config != id {
+        return Err(unsigned(format!("the tag now holds image {config}, not the one pushed ({id})")));
+    }
+    let claim = Claim {
+        identity: remote.clone(),
+        manifest_digest: manifest.digest.clone(),
+        inputs: digest.to_string(),
+    };
+    let payload = trust::payload(&claim);
+    let ours = Attached { signature: Some(signer.sign(&payload)), payload };
+    // Other signatures of the same image stay (a second signer, a key being rotated in).
+    let mut attached = signatures(&client, repo, &manifest.digest).unwrap_or_default();
+    attached.truncate(MAX_SIGNATURES - 1);
+    attached.push(ours);
+    attach(&client, repo, &manifest.digest, &attached).map_err(|e| unsigned(e.to_string()))?;
     Ok(remote)
 }
 
-/// Tells the user about a miss (a warning when it is the registry's trouble) and returns
-/// its JSON for the report.
+/// Tells the user about a miss (a warning unless the tag is just absent) and returns its
+/// JSON for the report.
 pub fn report_miss(out: Output, miss: &Miss, registry: &Registry, image: &Image, digest: &str) -> Value {
     let remote = registry.remote(image, digest);
     let message = miss.message(registry, image, &remote, digest);
@@ -374,13 +601,42 @@ mod tests {
     }
 
     #[test]
-    fn push_needs_a_registry_and_ci_always_pushes() {
+    fn push_needs_a_registry_and_a_trusted_key() {
+        let signer = Signer::generate();
+        let trusted = Trust::only(&signer, "test");
+        let resolve = |args: &RegistryArgs, trust: &Trust, signer: Option<&Signer>, always: bool| {
+            args.resolve(trust.clone(), signer.cloned(), true, always)
+        };
         let args = RegistryArgs { registry: None, push: true };
-        assert!(args.registry(true, false).unwrap_err().contains("JARVIS_REGISTRY"));
+        assert!(resolve(&args, &trusted, Some(&signer), false).unwrap_err().contains("JARVIS_REGISTRY"));
         let args = RegistryArgs { registry: Some("127.0.0.1:5000/j".into()), push: false };
-        assert!(!args.registry(true, false).unwrap().unwrap().push);
-        assert!(args.registry(true, true).unwrap().unwrap().push);
-        assert_eq!(RegistryArgs { registry: Some(" ".into()), push: false }.registry(true, false), Ok(None));
+        let r = resolve(&args, &trusted, None, false).unwrap().unwrap();
+        assert!(r.pull && !r.push && r.notice.is_none());
+        // ci shares what it builds when it holds the key, and only then.
+        let r = resolve(&args, &trusted, Some(&signer), true).unwrap().unwrap();
+        assert!(r.push && r.signer.is_some());
+        assert!(!resolve(&args, &trusted, None, true).unwrap().unwrap().push);
+        let blank = RegistryArgs { registry: Some(" ".into()), push: false };
+        assert_eq!(resolve(&blank, &trusted, None, false), Ok(None));
+
+        // --push without the key pushes nothing: it says so before building anything.
+        let push = RegistryArgs { registry: Some("127.0.0.1:5000/j".into()), push: true };
+        let e = resolve(&push, &trusted, None, false).unwrap_err();
+        assert!(e.contains("JARVIS_CACHE_KEY") && e.contains("cache-key new"), "{e}");
+        // A key nobody trusts would sign entries everyone discards.
+        let e = resolve(&push, &trusted, Some(&Signer::generate()), false).unwrap_err();
+        assert!(e.contains("not trusted in test"), "{e}");
+        assert!(resolve(&push, &trusted, Some(&signer), false).unwrap().unwrap().push);
+
+        // No trusted key: nothing is pulled, and the run says why once.
+        let untrusting = Trust { source: trust::TRUST_DIR.into(), ..Trust::default() };
+        let r = resolve(&args, &untrusting, None, false).unwrap().unwrap();
+        assert!(!r.pull);
+        let notice = r.notice.unwrap();
+        assert!(
+            notice.contains("nothing is pulled") && notice.contains("cargo xtask cache-key new"),
+            "{notice}"
+        );
     }
 
     #[test]
@@ -428,6 +684,14 @@ mod tests {
         assert_eq!(Miss::of_pull_error(closed).kind(), "unreachable");
         assert_eq!(Miss::of_pull_error(plain).kind(), "unreachable");
         assert_eq!(Miss::of_pull_error("disk full").kind(), "failed");
+        // A registry serving other bytes for a signed digest, as podman 4.3 and docker 20.10 say it.
+        let podman_swap = "`podman pull --tls-verify=false` failed: determining manifest MIME type for \
+                           docker://127.0.0.1:33517/j/x@sha256:07: Manifest does not match provided manifest digest sha256:07";
+        assert_eq!(Miss::of_pull_error(podman_swap).kind(), "swapped");
+        assert_eq!(
+            Miss::of_pull_error("manifest verification failed for digest sha256:07").kind(),
+            "swapped"
+        );
 
         // Each says what happened, what goes on, and for trouble, the engine's own words.
         let (backend, _) = images();
@@ -446,6 +710,15 @@ mod tests {
         let m = say(&Miss::Rejected { found: Some("ffff".into()) });
         assert!(m.contains("label is ffff") && m.contains(DIGEST) && m.contains("discarded"), "{m}");
         assert!(say(&Miss::Rejected { found: None }).contains("label is missing"));
+        let m = say(&Miss::Untrusted(Refusal::Unsigned));
+        assert_eq!(
+            m,
+            format!(
+                "backend image: discarded {remote}: not signed by a trusted key (it has no signature); building it here"
+            )
+        );
+        assert!(Miss::Untrusted(Refusal::Unsigned).is_warning());
+        assert!(say(&Miss::Swapped("x".into())).contains("other bytes than the signed manifest"));
         let m = say(&Miss::of_pull_error("disk full"));
         assert!(Miss::Failed(String::new()).is_warning() && m.contains("disk full"), "{m}");
     }

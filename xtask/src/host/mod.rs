@@ -4,6 +4,7 @@
 pub mod http;
 pub mod models;
 pub mod netns;
+pub mod oci;
 pub mod ports;
 pub mod proxy;
 pub mod supervise;

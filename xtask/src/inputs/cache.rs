@@ -186,6 +186,33 @@ pub fn load_build(dir: &Path, image_key: &str) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
+/// What the last registry pull of each image found (verified, by which key, or why it was
+/// discarded), for `doctor`: `pulls/<key>.json`. An outcome, never an inputs record: a
+/// discarded pull records nothing that a plan would trust.
+const PULLS: &str = "pulls";
+
+pub fn store_pull(dir: &Path, image_key: &str, record: &Value) -> Result<(), String> {
+    let path = record_path(dir, PULLS, image_key);
+    let parent = path.parent().expect("record paths have a parent");
+    fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let text = serde_json::to_string_pretty(record).expect("records serialize");
+    crate::host::write_atomic(&path, text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Every pull record, by image key (sorted).
+pub fn load_pulls(dir: &Path) -> Vec<(String, Value)> {
+    let Ok(entries) = fs::read_dir(dir.join(PULLS)) else { return vec![] };
+    let mut pulls: Vec<(String, Value)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().strip_suffix(".json")?.to_string();
+            Some((name, serde_json::from_str(&fs::read_to_string(e.path()).ok()?).ok()?))
+        })
+        .collect();
+    pulls.sort_by(|a, b| a.0.cmp(&b.0));
+    pulls
+}
+
 /// The lock over the engine's image store, one per user (the store is per user): every
 /// build of every checkout and project holds it shared; `prune` holds it alone while it
 /// removes images, so it never removes an image a running build of ours found in the

@@ -62,6 +62,9 @@ pub fn xtask_command(root: &Path, project: &str, args: &[&str]) -> Command {
         .env_remove("JARVIS_REGISTRY")
         .env_remove("JARVIS_PUSH")
         .env_remove("JARVIS_OFFLINE")
+        // A developer's own cache keys never reach a test: each test brings its own.
+        .env_remove("JARVIS_CACHE_KEY")
+        .env_remove("JARVIS_CACHE_TRUST")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     command
@@ -402,4 +405,163 @@ pub fn podman_ok(args: &[&str]) -> String {
     let out = Command::new("podman").args(args).output().unwrap();
     assert!(out.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A team's cache signing key for a test: the private key in a file (0600) and the trust
+/// directory holding its public key, outside the workspace copy; `env()` makes xtask
+/// sign with it and trust it.
+pub struct CacheKeys {
+    pub signer: xtask::converge::trust::Signer,
+    pub key: PathBuf,
+    pub trust: PathBuf,
+}
+
+impl CacheKeys {
+    pub fn new(dir: &Path) -> CacheKeys {
+        let signer = xtask::converge::trust::Signer::generate();
+        let (key, trust) = (dir.join("team.key"), dir.join("cache-trust"));
+        std::fs::create_dir_all(&trust).unwrap();
+        xtask::commands::cache_key::write_private(&key, &signer).unwrap();
+        std::fs::write(trust.join("team.pub"), signer.public_pem()).unwrap();
+        CacheKeys { signer, key, trust }
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("JARVIS_CACHE_KEY", self.key.display().to_string()),
+            ("JARVIS_CACHE_TRUST", self.trust.display().to_string()),
+        ]
+    }
+}
+
+/// What an attacker with push access does to a loopback registry's cache entries, through
+/// its HTTP API (the library's own client).
+pub mod attacker {
+    use xtask::{
+        converge::{
+            registry,
+            trust::{self, Attached, Claim, Signer},
+        },
+        host::oci::Client,
+    };
+
+    pub fn client(port: u16) -> Client {
+        Client::new(&format!("127.0.0.1:{port}"), false)
+    }
+
+    /// The manifest digest (and bytes) a tag names now.
+    pub fn manifest(port: u16, repo: &str, tag: &str) -> (String, Vec<u8>) {
+        let m = client(port).manifest(repo, tag).unwrap().unwrap_or_else(|| panic!("no {repo}:{tag}"));
+        (m.digest, m.bytes)
+    }
+
+    pub fn signatures(port: u16, repo: &str, digest: &str) -> Vec<Attached> {
+        registry::signatures(&client(port), repo, digest).unwrap()
+    }
+
+    /// Replaces the signatures attached to `digest`.
+    pub fn set_signatures(port: u16, repo: &str, digest: &str, attached: &[Attached]) {
+        registry::attach(&client(port), repo, digest, attached).unwrap();
+    }
+
+    /// A signature by `signer` that `identity` (a full tag) is `digest` built from `inputs`.
+    pub fn signed(signer: &Signer, identity: &str, digest: &str, inputs: &str) -> Attached {
+        let claim = Claim {
+            identity: identity.to_string(),
+            manifest_digest: digest.to_string(),
+            inputs: inputs.to_string(),
+        };
+        let payload = trust::payload(&claim);
+        Attached { signature: Some(signer.sign(&payload)), payload }
+    }
+}
+
+/// A registry that swaps what it serves: a proxy in front of a real one that answers every
+/// request for `path` (a manifest by digest) with other bytes, and passes the rest through.
+pub struct SwappingProxy {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl SwappingProxy {
+    pub fn start(
+        upstream: u16,
+        path: String,
+        body: Vec<u8>,
+        media_type: String,
+        claimed_digest: String,
+    ) -> SwappingProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let (path, body, media_type, digest) =
+                    (path.clone(), body.clone(), media_type.clone(), claimed_digest.clone());
+                std::thread::spawn(move || {
+                    let _ = proxy_one(client, upstream, &path, &body, &media_type, &digest);
+                });
+            }
+        });
+        SwappingProxy { port, stop }
+    }
+}
+
+impl Drop for SwappingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// One request (GET or HEAD: pulls only), one response, then the connection closes.
+fn proxy_one(
+    mut client: TcpStream,
+    upstream: u16,
+    swapped: &str,
+    body: &[u8],
+    media_type: &str,
+    digest: &str,
+) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let mut words = text.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    if path == swapped {
+        let mut response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {media_type}\r\nDocker-Content-Digest: {digest}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        if method != "HEAD" {
+            response.extend_from_slice(body);
+        }
+        return client.write_all(&response);
+    }
+    // Passed through as HTTP/1.1 with the connection closed after the answer.
+    let mut forwarded: Vec<String> = text
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(str::to_string)
+        .collect();
+    forwarded.push("Connection: close".into());
+    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+    server.write_all(format!("{}\r\n\r\n", forwarded.join("\r\n")).as_bytes())?;
+    std::io::copy(&mut server, &mut client)?;
+    Ok(())
 }

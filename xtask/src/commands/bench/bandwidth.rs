@@ -459,6 +459,16 @@ fn registry_row(
 ) -> Result<Row, String> {
     let registry = LoopbackRegistry::start(&scratch.join("registry"))?;
     let reference = registry.reference();
+    // A signing key of the bench's own, trusted by its runs only: pushes are signed, pulls verified.
+    let signer = crate::converge::trust::Signer::generate();
+    let (key, trust) = (scratch.join("cache.key"), scratch.join("cache-trust"));
+    fs::create_dir_all(&trust).map_err(|e| format!("creating {}: {e}", trust.display()))?;
+    crate::commands::cache_key::write_private(&key, &signer)?;
+    fs::write(trust.join("bench.pub"), signer.public_pem())
+        .map_err(|e| format!("writing the bench key: {e}"))?;
+    let mut env = env.to_vec();
+    env.extend([("JARVIS_CACHE_KEY", key), ("JARVIS_CACHE_TRUST", trust)]);
+    let env = env.as_slice();
     eprintln!("bench --bandwidth: pushing the dev images to {reference}...");
     xtask_in(dir, env, &["dev-fast", "--build-only", "--rebuild", "--registry", &reference, "--push"])?;
     remove_images(cx, dir, env, project)?;
