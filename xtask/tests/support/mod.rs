@@ -73,13 +73,15 @@ pub fn xtask_command(root: &Path, project: &str, args: &[&str]) -> Command {
 /// Runs it and echoes what it said, with the last `tail` lines of its stderr (a test's
 /// output is shown when it fails).
 pub fn run_logged(mut command: Command, tail: usize) -> Output {
+    let started = Instant::now();
     let output = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     eprintln!(
-        "--- xtask {}: {}\n{}{}",
+        "--- xtask {}: {} in {:.1} s\n{}{}",
         command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
         output.status,
+        started.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&output.stdout),
         lines[lines.len().saturating_sub(tail)..].join("\n")
     );
