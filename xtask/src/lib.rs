@@ -18,6 +18,36 @@ use std::{
     path::{Path, PathBuf},
 };
 
+/// How a command that did not succeed ends: with a message for the user (exit 1), or with
+/// an exit code of its own once it has printed its report (`ci`: the failing step's code).
+#[derive(Debug)]
+pub enum Error {
+    Message(String),
+    Exit(u8),
+}
+
+impl Error {
+    /// The process's exit code, and what to print first (nothing for `Exit`).
+    pub fn exit(&self) -> (u8, Option<&str>) {
+        match self {
+            Error::Message(message) => (1, Some(message)),
+            Error::Exit(code) => (*code, None),
+        }
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Error {
+        Error::Message(message)
+    }
+}
+
+impl From<engine::EngineError> for Error {
+    fn from(e: engine::EngineError) -> Error {
+        Error::Message(e.to_string())
+    }
+}
+
 /// What every command works on: the checkout and the stack's name and ports.
 pub struct Context {
     pub project: stack::Project,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use xtask::{
-    Context,
+    Context, Error,
     commands::{
         bench, build_prod, cache_key, ci, dev_fast, dev_local, doctor, everyday, generate, history, prune,
         rebuild_clean, setup, stats, up, update_bases, volumes,
@@ -68,50 +68,45 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A CI step exits with its own code (the failing test's), not just failure.
-    if let Command::Ci(args) = &cli.command {
-        return ci::run(&workspace_root(), args);
-    }
-    // Doctor runs even when the JARVIS_* settings are invalid: that is one of its checks.
-    if let Command::Doctor(args) = &cli.command {
-        return match doctor::run(workspace_root(), args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let result = stack::Project::from_env(workspace_root()).and_then(|project| {
-        let cx = Context { project };
-        match &cli.command {
-            Command::DevFast(args) => dev_fast::run(&cx, args),
-            Command::DevLocal(args) => dev_local::run(&cx, args),
-            Command::Setup(args) => setup::run(&cx, args),
-            Command::RebuildClean(args) => rebuild_clean::run(&cx, args),
-            Command::BuildProd(args) => build_prod::run(&cx, args),
-            Command::Up(args) => up::run(&cx, args),
-            Command::Gen(args) => generate::run(&cx, args),
-            Command::Status(args) => everyday::status(&cx, args),
-            Command::Logs(args) => everyday::logs(&cx, args),
-            Command::Stop(args) => everyday::stop(&cx, args),
-            Command::Bench(args) => bench::run(&cx, args),
-            Command::Ci(_) | Command::Doctor(_) => unreachable!("handled above"),
-            Command::Stats(args) => stats::run(&cx, args),
-            Command::History(args) => history::run(&cx, args),
-            Command::Prune(args) => prune::run(&cx, args),
-            Command::Volumes(command) => volumes::run(&cx, command),
-            Command::UpdateBases(args) => update_bases::run(&cx, args),
-            Command::CacheKey(command) => cache_key::run(&cx, command),
-        }
-    });
-    match result {
+    match run(&cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            let (code, message) = e.exit();
+            if let Some(message) = message {
+                eprintln!("error: {message}");
+            }
+            ExitCode::from(code)
         }
     }
+}
+
+fn run(command: &Command) -> Result<(), Error> {
+    let root = workspace_root();
+    // The settings are read where a command needs them: doctor runs even when they are
+    // invalid (that is one of its checks), and ci needs none.
+    let cx = || stack::Project::from_env(root.clone()).map(|project| Context { project });
+    match command {
+        Command::Ci(args) => return ci::run(&root, args),
+        Command::Doctor(args) => doctor::run(root, args)?,
+        Command::DevFast(args) => dev_fast::run(&cx()?, args)?,
+        Command::DevLocal(args) => dev_local::run(&cx()?, args)?,
+        Command::Setup(args) => setup::run(&cx()?, args)?,
+        Command::RebuildClean(args) => rebuild_clean::run(&cx()?, args)?,
+        Command::BuildProd(args) => build_prod::run(&cx()?, args)?,
+        Command::Up(args) => up::run(&cx()?, args)?,
+        Command::Gen(args) => generate::run(&cx()?, args)?,
+        Command::Status(args) => everyday::status(&cx()?, args)?,
+        Command::Logs(args) => everyday::logs(&cx()?, args)?,
+        Command::Stop(args) => everyday::stop(&cx()?, args)?,
+        Command::Bench(args) => bench::run(&cx()?, args)?,
+        Command::Stats(args) => stats::run(&cx()?, args)?,
+        Command::History(args) => history::run(&cx()?, args)?,
+        Command::Prune(args) => prune::run(&cx()?, args)?,
+        Command::Volumes(command) => volumes::run(&cx()?, command)?,
+        Command::UpdateBases(args) => update_bases::run(&cx()?, args)?,
+        Command::CacheKey(command) => cache_key::run(&cx()?, command)?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]

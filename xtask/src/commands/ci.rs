@@ -6,7 +6,7 @@
 use std::{
     os::unix::process::ExitStatusExt,
     path::Path,
-    process::{ExitCode, ExitStatus, Stdio},
+    process::{ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
@@ -263,20 +263,14 @@ impl Status {
 /// Runs the steps and exits with the first failing step's code. `all` runs every step
 /// even after a failure (unless `--fail-fast`): the steps are independent, as the matrix
 /// jobs on GitHub are, so one run reports every broken step, not only the first.
-pub fn run(root: &Path, args: &Args) -> ExitCode {
+pub fn run(root: &Path, args: &Args) -> Result<(), crate::Error> {
     if args.list {
         println!("{}", matrix());
-        return ExitCode::SUCCESS;
+        return Ok(());
     }
     let wanted = args.step.as_deref().expect("clap requires a step without --list");
     let steps: Vec<&Step> = STEPS.iter().filter(|s| wanted == "all" || s.name == wanted).collect();
-    let sh = match Shell::new() {
-        Ok(sh) => sh,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let sh = Shell::new().map_err(|e| format!("starting a shell: {e}"))?;
     sh.change_dir(root);
     // Run as CI does: a test that would skip for want of a tool fails instead.
     if std::env::var_os("CI").is_none() {
@@ -306,8 +300,9 @@ pub fn run(root: &Path, args: &Args) -> ExitCode {
     }
     print_summary(&results);
     match results.iter().find_map(|(_, s, _)| s.exit_code()) {
-        None => ExitCode::SUCCESS,
-        Some(code) => ExitCode::from(code),
+        None => Ok(()),
+        // The summary said what failed: exit with the failing step's code.
+        Some(code) => Err(crate::Error::Exit(code)),
     }
 }
 

@@ -195,7 +195,8 @@ fn discard_staged(sh: &xshell::Shell, engine: &Engine, stack: &Stack, out: Outpu
     }
     let call = Call::Untag(staged);
     engine.call(sh, &call, Progress::Quiet)?;
-    engine.call(sh, &Call::PruneImages { label: stack.project.label() }, Progress::Quiet).map(|_| ())
+    engine.call(sh, &Call::PruneImages { label: stack.project.label() }, Progress::Quiet)?;
+    Ok(())
 }
 
 fn confirm(project: &str, volumes: bool) -> Result<(), String> {

@@ -84,7 +84,7 @@ pub fn gather(cx: &Context, engine: &Engine, sh: &Shell) -> Result<Value, String
     // they show `-` with the reason, and the rest of the report stands.
     let (samples, sample_error) = match engine.container_stats(sh, &running) {
         Ok(samples) => (samples, None),
-        Err(e) => (vec![], Some(e)),
+        Err(e) => (vec![], Some(e.to_string())),
     };
     count(usize::from(!running.is_empty()));
     let inspected = engine.inspect_containers(sh, &names)?;

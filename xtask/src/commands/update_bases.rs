@@ -125,7 +125,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
             if let Err(e) = engine.call(&sh, &pull, Progress::Quiet) {
                 out.warn(format!("{base}: not pulled, kept as it is ({e})"));
                 row["pulled"] = json!(false);
-                row["error"] = json!(e);
+                row["error"] = json!(e.to_string());
                 continue;
             }
             let now = engine.image_id(&sh, base);

@@ -170,7 +170,7 @@ fn wait(engine: &Engine, mut child: Child, verb: &str) -> Result<(), String> {
         let _ = e.read_to_end(&mut stderr);
     }
     let status = child.wait().map_err(|e| format!("waiting for {}: {e}", engine.name()))?;
-    if status.success() { Ok(()) } else { Err(engine.spawned_error(verb, &stderr)) }
+    if status.success() { Ok(()) } else { Err(engine.spawned_error(verb, &stderr).into()) }
 }
 
 fn sha256_file(path: &Path) -> Result<String, String> {

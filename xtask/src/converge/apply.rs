@@ -15,7 +15,7 @@ use crate::{
         registry::{self, Registry},
         spec,
     },
-    engine::{Build, Call, Engine, Progress, buildlog, error},
+    engine::{Build, Call, Engine, EngineError, Progress, buildlog, error},
     inputs::cache,
     output::{Meter, Output, bytes_text},
     stack::{INPUTS_LABEL, REVISION_LABEL, ServiceImage, Stack},
@@ -254,12 +254,14 @@ pub fn apply(
                     skipped.push(*service);
                 }
                 out.warn(format!("{e}; going on without it"));
-                done.push(json!({ "action": action.to_json(stack), "status": "skipped", "error": e }));
+                done.push(
+                    json!({ "action": action.to_json(stack), "status": "skipped", "error": e.to_string() }),
+                );
             }
             Err(e) => {
                 return Err(match action {
                     Action::Build { image, .. } => build_failed(&stack.images[*image], &e),
-                    _ => e,
+                    _ => e.to_string(),
                 });
             }
         }
@@ -277,10 +279,10 @@ pub fn apply(
     Ok(done)
 }
 
-/// Why a build failed, blaming the Containerfile only when one of its steps ran and failed.
-pub fn build_failed(image: &crate::stack::Image, error: &str) -> String {
-    let first_line = error.lines().next().unwrap_or_default();
-    let blame = match error::Cause::of(first_line) {
+/// Why a build failed, blaming the Containerfile only when one of its steps ran and failed,
+/// and what it downloaded before it failed (spent all the same).
+pub fn build_failed(image: &crate::stack::Image, error: &EngineError) -> String {
+    let blame = match &error.cause {
         Some(error::Cause::StepFailed { exit }) => format!(
             "A RUN step of {} failed{} (its output is above): fix it, or the file it reads, and run again",
             image.containerfile,
@@ -289,6 +291,14 @@ pub fn build_failed(image: &crate::stack::Image, error: &str) -> String {
         Some(_) => format!("The cause is not in {}: see what to do below", image.containerfile),
         None => format!("See the build output above: {} or the engine", image.containerfile),
     };
+    let mut error = error.clone();
+    let mut meter = Meter::default();
+    meter.image_builds(buildlog::downloads(&error.log));
+    if !meter.is_empty() {
+        let lines: Vec<String> =
+            meter.lines().iter().map(|l| l.trim_start_matches("downloaded: ").to_string()).collect();
+        error = error.note(format!("before it failed, the build downloaded: {}", lines.join("; ")));
+    }
     format!(
         "building the {} image failed; its inputs are not recorded, so the next run retries it. {blame}\n  ({error})",
         image.key

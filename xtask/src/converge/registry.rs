@@ -15,7 +15,7 @@ use xshell::Shell;
 
 use crate::{
     converge::trust::{self, Attached, Claim, Refusal, Signer, Trust},
-    engine::{Call, Engine, Progress},
+    engine::{Call, Engine, EngineError, Progress, error::Cause},
     host::oci::{self, Client, Failure},
     output::Output,
     stack::{INPUTS_LABEL, Image},
@@ -226,38 +226,16 @@ pub enum Miss {
 }
 
 impl Miss {
-    /// What a failed `pull` means, from the engine's message.
-    pub fn of_pull_error(message: &str) -> Miss {
-        let m = message.to_ascii_lowercase();
-        let has = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
-        if has(&[
-            "digest did not match",
-            "manifest verification failed",
-            "does not match provided manifest digest",
-            "digest mismatch",
-        ]) {
-            Miss::Swapped(message.to_string())
-        } else if has(&["manifest unknown", "name unknown", "not found", "no such image"]) {
-            Miss::Absent
-        } else if has(&["unauthorized", "authentication required", "denied", "403 forbidden", "credentials"])
-        {
-            Miss::Refused(message.to_string())
-        } else if has(&[
-            "connection refused",
-            "no such host",
-            "i/o timeout",
-            "timeout",
-            "network is unreachable",
-            "no route to host",
-            "connection reset",
-            "pinging container registry",
-            "x509",
-            "tls",
-            "https client",
-        ]) {
-            Miss::Unreachable(message.to_string())
-        } else {
-            Miss::Failed(message.to_string())
+    /// What a failed `pull` (or push) means: read from the engine error's cause, which
+    /// was classified once from the engine's own words.
+    pub fn of_pull_error(e: &EngineError) -> Miss {
+        let message = e.to_string();
+        match &e.cause {
+            Some(Cause::DigestMismatch) => Miss::Swapped(message),
+            Some(Cause::Missing) => Miss::Absent,
+            Some(Cause::Unauthorized) => Miss::Refused(message),
+            Some(Cause::Network) => Miss::Unreachable(message),
+            _ => Miss::Failed(message),
         }
     }
 
@@ -454,7 +432,7 @@ pub fn pull(
         Ok(labels) => labels,
         Err(e) => {
             discard();
-            return Err(Miss::Failed(e));
+            return Err(Miss::Failed(e.to_string()));
         }
     };
     // Signed, so this holds unless the signer built it wrong; checked all the same.
@@ -469,7 +447,7 @@ pub fn pull(
             engine.call(sh, &Call::Tag { from: by_digest.clone(), to: name.clone() }, Progress::Quiet)
         {
             discard();
-            return Err(Miss::Failed(e));
+            return Err(Miss::Failed(e.to_string()));
         }
     }
     // The image keeps its local names; the registry's name would only clutter the list.
@@ -670,6 +648,7 @@ mod tests {
     // The messages are podman 4.3's own, captured against a Debian docker-registry.
     #[test]
     fn pull_errors_are_told_apart() {
+        let pull_error = |message: &str| EngineError::new("podman", "pull", Some(125), message);
         let absent = "initializing source docker://127.0.0.1:5917/jarvis/x:inputs-0123: reading manifest \
                       inputs-0123 in 127.0.0.1:5917/jarvis/x: manifest unknown: manifest unknown";
         let refused = "initializing source docker://127.0.0.1:5919/jarvis/x:inputs-1: reading manifest \
@@ -679,17 +658,17 @@ mod tests {
                       connect: connection refused";
         let plain = "pinging container registry 10.0.0.5:5000: Get \"https://10.0.0.5:5000/v2/\": http: \
                      server gave HTTP response to HTTPS client";
-        assert_eq!(Miss::of_pull_error(absent), Miss::Absent);
-        assert_eq!(Miss::of_pull_error(refused).kind(), "refused");
-        assert_eq!(Miss::of_pull_error(closed).kind(), "unreachable");
-        assert_eq!(Miss::of_pull_error(plain).kind(), "unreachable");
-        assert_eq!(Miss::of_pull_error("disk full").kind(), "failed");
+        assert_eq!(Miss::of_pull_error(&pull_error(absent)), Miss::Absent);
+        assert_eq!(Miss::of_pull_error(&pull_error(refused)).kind(), "refused");
+        assert_eq!(Miss::of_pull_error(&pull_error(closed)).kind(), "unreachable");
+        assert_eq!(Miss::of_pull_error(&pull_error(plain)).kind(), "unreachable");
+        assert_eq!(Miss::of_pull_error(&pull_error("disk full")).kind(), "failed");
         // A registry serving other bytes for a signed digest, as podman 4.3 and docker 20.10 say it.
         let podman_swap = "`podman pull --tls-verify=false` failed: determining manifest MIME type for \
                            docker://127.0.0.1:33517/j/x@sha256:07: Manifest does not match provided manifest digest sha256:07";
-        assert_eq!(Miss::of_pull_error(podman_swap).kind(), "swapped");
+        assert_eq!(Miss::of_pull_error(&pull_error(podman_swap)).kind(), "swapped");
         assert_eq!(
-            Miss::of_pull_error("manifest verification failed for digest sha256:07").kind(),
+            Miss::of_pull_error(&pull_error("manifest verification failed for digest sha256:07")).kind(),
             "swapped"
         );
 
@@ -700,12 +679,12 @@ mod tests {
         let say = |miss: &Miss| miss.message(&r, &backend, &remote, DIGEST);
         assert!(say(&Miss::Absent).contains("not in 127.0.0.1:5917/jarvis yet"));
         assert!(!Miss::Absent.is_warning());
-        let m = say(&Miss::of_pull_error(closed));
+        let m = say(&Miss::of_pull_error(&pull_error(closed)));
         assert!(
             m.contains("does not answer") && m.contains("connection refused") && m.contains("built here"),
             "{m}"
         );
-        let m = say(&Miss::of_pull_error(refused));
+        let m = say(&Miss::of_pull_error(&pull_error(refused)));
         assert!(m.contains("podman login 127.0.0.1:5917") && m.contains("authentication required"), "{m}");
         let m = say(&Miss::Rejected { found: Some("ffff".into()) });
         assert!(m.contains("label is ffff") && m.contains(DIGEST) && m.contains("discarded"), "{m}");
@@ -719,7 +698,7 @@ mod tests {
         );
         assert!(Miss::Untrusted(Refusal::Unsigned).is_warning());
         assert!(say(&Miss::Swapped("x".into())).contains("other bytes than the signed manifest"));
-        let m = say(&Miss::of_pull_error("disk full"));
+        let m = say(&Miss::of_pull_error(&pull_error("disk full")));
         assert!(Miss::Failed(String::new()).is_warning() && m.contains("disk full"), "{m}");
     }
 }

@@ -69,6 +69,17 @@ pub enum Cause {
     NeedsBuildKit,
     NoBuildx,
     NoNewuidmap,
+    /// The engine has no such object (container, image, volume): an answer, not a fault.
+    Missing,
+    /// An image record whose files are gone (an interrupted commit): listings that reach
+    /// it fail until the image is removed.
+    DamagedImage {
+        id: Option<String>,
+    },
+    /// What a registry served is not what was asked for by digest.
+    DigestMismatch,
+    /// The registry wants credentials, or refused the ones given.
+    Unauthorized,
 }
 
 impl Cause {
@@ -77,7 +88,9 @@ impl Cause {
         let lower = message.to_ascii_lowercase();
         let has = |fragment: &str| lower.contains(fragment);
         let denied = has("permission denied") || has("operation not permitted");
-        let cause = if has("netavark: no such file") {
+        let cause = if has("locating item named") || has("consider removing the image") {
+            Cause::DamagedImage { id: image_id_in(&lower) }
+        } else if has("netavark: no such file") {
             Cause::NetavarkWithoutIptables
         } else if has("/dev/net/tun") {
             Cause::Tun
@@ -92,6 +105,42 @@ impl Cause {
             Cause::Lock { path: path_in(message).unwrap_or_default() }
         } else if let Some(exit) = step_exit(&lower) {
             Cause::StepFailed { exit }
+        } else if [
+            "digest did not match",
+            "manifest verification failed",
+            "does not match provided manifest digest",
+            "digest mismatch",
+        ]
+        .iter()
+        .any(|f| has(f))
+        {
+            Cause::DigestMismatch
+        } else if [
+            "unauthorized",
+            "authentication required",
+            "403 forbidden",
+            "requested access to the resource is denied",
+        ]
+        .iter()
+        .any(|f| has(f))
+        {
+            Cause::Unauthorized
+        } else if [
+            "no such container",
+            "no such image",
+            "no such object",
+            "no such volume",
+            "image not known",
+            "no container with name or id",
+            "no such network",
+            "manifest unknown",
+            "name unknown",
+        ]
+        .iter()
+        .any(|f| has(f))
+            || has("not known") && !denied
+        {
+            Cause::Missing
         } else if has("address already in use") {
             Cause::PortInUse
         } else if has("no space left on device") {
@@ -120,6 +169,9 @@ impl Cause {
             "no route to host",
             "network is unreachable",
             "tls handshake timeout",
+            "x509",
+            "pinging container registry",
+            "http: server gave http response to https client",
         ]
         .iter()
         .any(|f| has(f))
@@ -194,13 +246,26 @@ impl Cause {
             Cause::NeedsBuildKit => {
                 "docker builds need BuildKit: DOCKER_BUILDKIT=1 (docker 20.10) or the buildx plugin".into()
             }
-            Cause::NoBuildx => "docker 23 and later build with BuildKit only through the buildx plugin: \
-                 install it (docker-buildx-plugin / docker-buildx), or use a docker client older than 23, \
-                 or podman"
+            Cause::NoBuildx => "install the buildx plugin (docker-buildx-plugin from Docker's apt repository; \
+                 docker-buildx on Debian 13 / Ubuntu), or put a docker client older than 23 first on PATH \
+                 (Debian 12's docker.io installs one at /usr/bin/docker), or use podman (JARVIS_ENGINE=podman)"
                 .into(),
             Cause::NoNewuidmap => "rootless podman needs uidmap: apt-get install uidmap / dnf install \
                  shadow-utils"
                 .into(),
+            Cause::Missing => "the engine has no such object: `cargo xtask status` shows what exists".into(),
+            Cause::DamagedImage { id } => format!(
+                "the image store holds a damaged image{}: `cargo xtask doctor --fix` removes it when it is \
+                 ours or nameless; else `{}`",
+                id.as_ref().map(|id| format!(" ({id})")).unwrap_or_default(),
+                id.as_ref().map_or("podman rmi -f <id>".to_string(), |id| format!("podman rmi -f {id}"))
+            ),
+            Cause::DigestMismatch => "the registry served other bytes than the digest asked for: do not use \
+                 it until whoever runs it has looked"
+                .into(),
+            Cause::Unauthorized => {
+                "log in to the registry first (`podman login HOST` / `docker login HOST`)".into()
+            }
         }
     }
 }
@@ -220,6 +285,13 @@ fn step_exit(lower: &str) -> Option<Option<i32>> {
     after("exit status")
 }
 
+/// The image id a damaged-store message names (`for image with ID dcd715c2...`).
+fn image_id_in(lower: &str) -> Option<String> {
+    let at = lower.find("image with id ")? + "image with id ".len();
+    let id: String = lower[at..].chars().take_while(char::is_ascii_hexdigit).collect();
+    (id.len() >= 12).then_some(id)
+}
+
 /// The first absolute path in a message (`open /var/tmp/x/lockfile: permission denied`).
 fn path_in(message: &str) -> Option<String> {
     message
@@ -234,9 +306,114 @@ fn selinux_enforcing() -> bool {
     std::fs::read_to_string("/sys/fs/selinux/enforce").is_ok_and(|v| v.trim() == "1")
 }
 
+/// An engine command that failed: what ran, how it ended, what the engine said (cleaned),
+/// and what that is, classified once from the engine's own words. The remedy is chosen
+/// when the error is shown, never baked into the message that decisions look at. Boxed:
+/// it travels in every engine `Result`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineError(Box<Failure>);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    pub program: &'static str,
+    /// The engine's verb (`build`, `image inspect`).
+    pub verb: String,
+    /// The exit status, when the command ran to an end.
+    pub status: Option<i32>,
+    pub message: String,
+    pub cause: Option<Cause>,
+    /// What this tool adds (what a failed build downloaded; that the engine does not answer).
+    pub notes: Vec<String>,
+    /// What the command printed before it failed (a build's log), for whoever reads it.
+    pub log: String,
+}
+
+impl std::ops::Deref for EngineError {
+    type Target = Failure;
+    fn deref(&self) -> &Failure {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for EngineError {
+    fn deref_mut(&mut self) -> &mut Failure {
+        &mut self.0
+    }
+}
+
+impl EngineError {
+    pub fn new(
+        program: &'static str,
+        verb: impl Into<String>,
+        status: Option<i32>,
+        message: impl Into<String>,
+    ) -> EngineError {
+        let message = message.into();
+        let message = if message.is_empty() { "no message".to_string() } else { message };
+        EngineError(Box::new(Failure {
+            program,
+            verb: verb.into(),
+            status,
+            cause: Cause::of(&message),
+            message,
+            notes: vec![],
+            log: String::new(),
+        }))
+    }
+
+    /// The same, with the cause known by who makes it (not read from the message).
+    pub fn with_cause(mut self, cause: Option<Cause>) -> EngineError {
+        self.cause = cause;
+        self
+    }
+
+    pub fn with_log(mut self, log: String) -> EngineError {
+        self.log = log;
+        self
+    }
+
+    /// The engine could not be started, or waited for.
+    pub fn not_run(program: &'static str, verb: impl Into<String>, e: &std::io::Error) -> EngineError {
+        EngineError::new(program, verb, None, format!("cannot run {program}: {e}")).with_cause(None)
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> EngineError {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// Whether it is `Cause::Missing`: the object asked for does not exist.
+    pub fn is_missing(&self) -> bool {
+        self.cause == Some(Cause::Missing)
+    }
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{} {}` failed: {}", self.program, self.verb, self.message)?;
+        for note in &self.notes {
+            write!(f, "\n  {note}")?;
+        }
+        // A missing object is an answer that needs no advice.
+        if let Some(cause) = self.cause.as_ref().filter(|c| **c != Cause::Missing) {
+            write!(f, "\n  what to do: {}", cause.remedy())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// Where a command's errors are still sentences: the error as the user reads it.
+impl From<EngineError> for String {
+    fn from(e: EngineError) -> String {
+        e.to_string()
+    }
+}
+
 /// The remedy for `message`, if it is a known kind of failure.
 pub fn remedy(message: &str) -> Option<String> {
-    Cause::of(message).map(|c| c.remedy())
+    Cause::of(message).filter(|c| *c != Cause::Missing).map(|c| c.remedy())
 }
 
 /// "`podman build` failed: <message>" and, when known, what to do.
@@ -331,6 +508,37 @@ mod tests {
         let cache = "building at STEP \"RUN x\": mkdir /var/tmp/buildah-cache/a: permission denied";
         assert!(!matches!(Cause::of(cache), Some(Cause::StepFailed { .. })));
         assert!(!Cause::Tun.remedy().contains("SELinux"), "tun is not SELinux's");
+    }
+
+    #[test]
+    fn an_engine_error_is_classified_once_and_shown_with_its_remedy() {
+        let e = EngineError::new(
+            "podman",
+            "build",
+            Some(125),
+            "netavark: No such file or directory (os error 2)",
+        );
+        assert_eq!(e.cause, Some(Cause::NetavarkWithoutIptables));
+        assert_eq!(
+            e.message, "netavark: No such file or directory (os error 2)",
+            "the message stays the engine's"
+        );
+        let shown = e.note("(a note)").to_string();
+        assert!(shown.starts_with("`podman build` failed: netavark"), "{shown}");
+        assert!(shown.contains("\n  (a note)\n  what to do: netavark needs iptables"), "{shown}");
+        // A missing object is an answer: no advice.
+        let missing = EngineError::new("podman", "image inspect", Some(125), "image not known");
+        assert!(missing.is_missing() && !missing.to_string().contains("what to do"));
+        // A damaged store names the image.
+        let damaged = EngineError::new(
+            "podman",
+            "images",
+            Some(125),
+            "locating item named \"manifest\" for image with ID dcd715c2a0b1c2d3e4f5 (consider removing the image \
+             to resolve the issue): file does not exist",
+        );
+        assert_eq!(damaged.cause, Some(Cause::DamagedImage { id: Some("dcd715c2a0b1c2d3e4f5".into()) }));
+        assert!(!damaged.is_missing(), "a damaged image is not retried as a vanished one");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::{
 use xshell::{Shell, cmd};
 
 pub use call::{Build, Call, Run};
+pub use error::EngineError;
 pub use listing::{Observed, ObservedContainer, ObservedImage};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,14 +97,14 @@ impl Engine {
     /// Runs a call: each of its engine commands in turn. Returns what the last one printed
     /// on stdout (a build's log, from which `buildlog` reads the stages). The error is
     /// the engine's own message, with the remedy when it is a known one.
-    pub fn call(&self, sh: &Shell, call: &Call, progress: Progress) -> Result<String, String> {
+    pub fn call(&self, sh: &Shell, call: &Call, progress: Progress) -> Result<String, EngineError> {
         self.can_run(sh, call)?;
         if let (Call::Build(_), Some(dir)) = (call, self.build_tmpdir()) {
             make_private_dir(&dir).map_err(|e| {
-                format!(
-                    "cannot make {} for the build's cache mounts: {e}; set TMPDIR to a directory of yours",
-                    dir.display()
-                )
+                let message = format!("cannot make {}: {e}", dir.display());
+                let mut error = EngineError::new(self.name(), "build", None, message);
+                error.cause = Some(error::Cause::PathPermission { path: Some(dir.display().to_string()) });
+                error.note("(the directory for the build's cache mounts: set TMPDIR to a directory of yours)")
             })?;
         }
         let mut printed = String::new();
@@ -119,24 +120,23 @@ impl Engine {
     /// Everything we need to plan: the images we name (inspected, not listed: a listing
     /// costs time in proportion to every image on the machine, intermediate build stages
     /// included), then one listing each of containers, volumes and networks.
-    pub fn observe(&self, sh: &Shell, images: &[&str]) -> Result<Observed, String> {
+    pub fn observe(&self, sh: &Shell, images: &[&str]) -> Result<Observed, EngineError> {
         // The first engine calls of every command: when they fail, the engine is broken.
-        let broken = |e: String| {
-            format!("{e}\n  (the engine does not answer: check that `{} info` works)", self.name())
+        let broken = |e: EngineError| {
+            e.note(format!("(the engine does not answer: check that `{} info` works)", self.name()))
         };
         // Independent calls, at the same time: the no-op costs the slowest one, not the sum.
         // (A `Shell` is not `Sync`; each thread makes its own, in the same directory.)
-        let listing = |args: [&'static str; 4]| {
-            move || xshell::Shell::new().map_err(|e| e.to_string()).and_then(|sh| self.read(&sh, &args))
-        };
+        let listing = |args: [&'static str; 4]| move || self.read_in_thread(&args);
         let json = self.json_format();
         let (images, containers, volumes, networks) = std::thread::scope(|scope| {
             let containers = scope.spawn(listing(["ps", "-a", "--format", json]));
             let volumes = scope.spawn(listing(["volume", "ls", "--format", json]));
             let networks = scope.spawn(listing(["network", "ls", "--format", json]));
             let images = self.inspect_images(sh, images);
-            let join = |h: std::thread::ScopedJoinHandle<'_, Result<String, String>>| {
-                h.join().unwrap_or_else(|_| Err("an engine listing panicked".into()))
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<String, EngineError>>| {
+                h.join()
+                    .unwrap_or_else(|_| Err(EngineError::new(self.name(), "ps", None, "a listing panicked")))
             };
             (images, join(containers), join(volumes), join(networks))
         });
@@ -206,15 +206,22 @@ impl Engine {
     }
 
     /// An image's labels.
-    pub fn image_labels(&self, sh: &Shell, reference: &str) -> Result<BTreeMap<String, String>, String> {
+    pub fn image_labels(&self, sh: &Shell, reference: &str) -> Result<BTreeMap<String, String>, EngineError> {
         let text = self.read(sh, &["image", "inspect", "--format", "{{json .Config.Labels}}", reference])?;
-        Ok(listing::labels(&serde_json::from_str(&text).unwrap_or_default()))
+        // Labels it cannot read are an error, never "no labels" (that would be a silent rebuild).
+        let labels = serde_json::from_str(&text).map_err(|e| {
+            let message = format!("the labels of {reference} are not JSON ({e}): {text}");
+            EngineError::new(self.name(), "image inspect", None, message)
+        })?;
+        Ok(listing::labels(&labels))
     }
 
     /// An image's size in bytes, as the engine counts it.
-    pub fn image_size(&self, sh: &Shell, reference: &str) -> Result<u64, String> {
+    pub fn image_size(&self, sh: &Shell, reference: &str) -> Result<u64, EngineError> {
         let size = self.read(sh, &["image", "inspect", "--format", "{{.Size}}", reference])?;
-        size.trim().parse().map_err(|_| format!("{} reported size {size:?} for {reference}", self.name()))
+        size.trim().parse().map_err(|_| {
+            EngineError::new(self.name(), "image inspect", None, format!("size {size:?} for {reference}"))
+        })
     }
 
     /// How many layers an image has, if the engine has it.
@@ -227,7 +234,7 @@ impl Engine {
     }
 
     /// Every `repository:tag` name the engine has in `repository`.
-    pub fn image_names(&self, sh: &Shell, repository: &str) -> Result<Vec<String>, String> {
+    pub fn image_names(&self, sh: &Shell, repository: &str) -> Result<Vec<String>, EngineError> {
         let names = self.read(sh, &["images", "--format", "{{.Repository}}:{{.Tag}}", repository])?;
         let mut names: Vec<String> = names
             .lines()
@@ -241,7 +248,7 @@ impl Engine {
     }
 
     /// The names of the volumes carrying `label` (`k=v`).
-    pub fn volumes_labelled(&self, sh: &Shell, label: &str) -> Result<Vec<String>, String> {
+    pub fn volumes_labelled(&self, sh: &Shell, label: &str) -> Result<Vec<String>, EngineError> {
         let filter = format!("label={label}");
         let names = self.read(sh, &["volume", "ls", "-q", "--filter", &filter])?;
         Ok(names.lines().map(str::to_string).filter(|v| !v.is_empty()).collect())
@@ -297,16 +304,11 @@ impl Engine {
     /// `read` of a listing that the engine fails when something it lists is removed while
     /// it lists it (another project's prune, a build's intermediate image, a container
     /// going away): asked again, up to five times.
-    fn read_listing(&self, sh: &Shell, args: &[&str]) -> Result<String, String> {
+    fn read_listing(&self, sh: &Shell, args: &[&str]) -> Result<String, EngineError> {
         let mut attempt = 0;
         loop {
             match self.read(sh, args) {
-                Err(e)
-                    if attempt < 5
-                        && ["not known", "no such container", "does not exist"]
-                            .iter()
-                            .any(|m| e.contains(m)) =>
-                {
+                Err(e) if attempt < 5 && e.is_missing() => {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(200));
                 }
@@ -348,7 +350,7 @@ impl Engine {
 
     /// Whether the engine can run `call` at all, asked before a plan's first action so
     /// that a refusal leaves nothing half-done (and `call` asks again).
-    pub fn can_run(&self, sh: &Shell, call: &Call) -> Result<(), String> {
+    pub fn can_run(&self, sh: &Shell, call: &Call) -> Result<(), EngineError> {
         match (self.kind, call) {
             (Kind::Docker, Call::Build(build)) => self.docker_can_build(sh, build),
             _ => Ok(()),
@@ -358,60 +360,71 @@ impl Engine {
     /// Whether this docker can build our Containerfiles, checked before a build: with
     /// BuildKit (the buildx plugin, or the builder inside clients before 23, which
     /// DOCKER_BUILDKIT=1 turns on), from the context the fingerprint describes.
-    fn docker_can_build(&self, sh: &Shell, build: &Build) -> Result<(), String> {
+    fn docker_can_build(&self, sh: &Shell, build: &Build) -> Result<(), EngineError> {
         crate::inputs::build_context::Ignore::docker_agrees(
             std::path::Path::new(&build.context),
             std::path::Path::new(&build.containerfile),
-        )?;
+        )
+        .map_err(|e| EngineError::new(self.name(), "build", None, e).with_cause(None))?;
         let buildx = self.command(sh, &["buildx", "version"]).output();
         if buildx.is_ok_and(|o| o.status.success()) {
             return Ok(());
         }
-        let version =
-            self.command(sh, &["--version"]).output().map_err(|e| format!("cannot run docker: {e}"))?;
+        let version = self
+            .command(sh, &["--version"])
+            .output()
+            .map_err(|e| EngineError::not_run(self.name(), "version", &e))?;
         let version = String::from_utf8_lossy(&version.stdout).into_owned();
         match docker_client_major(&version) {
-            Some(major) if major >= 23 => Err(format!(
-                "{} is {}: from 23 on, docker builds with BuildKit only through the buildx plugin, and \
-                 `docker buildx version` fails (the legacy builder rejects the Containerfiles' \
-                 `RUN --mount=type=cache`).\n  what to do: install the buildx plugin (docker-buildx-plugin \
-                 from Docker's apt repository; docker-buildx on Debian 13 / Ubuntu), or put a docker \
-                 client older than 23 first on PATH (Debian 12's docker.io installs one at \
-                 /usr/bin/docker), or use podman (JARVIS_ENGINE=podman)",
-                self.program.display(),
-                version.trim()
-            )),
+            Some(major) if major >= 23 => {
+                let message = format!(
+                    "{} is {}: from 23 on, docker builds with BuildKit only through the buildx plugin, and \
+                     `docker buildx version` fails (the legacy builder rejects the Containerfiles' \
+                     `RUN --mount=type=cache`)",
+                    self.program.display(),
+                    version.trim()
+                );
+                Err(EngineError::new(self.name(), "build", None, message)
+                    .with_cause(Some(error::Cause::NoBuildx)))
+            }
             _ => Ok(()),
         }
     }
 
     /// Runs `engine args...` and returns its stdout; on failure, the engine's own message.
-    fn read(&self, sh: &Shell, args: &[&str]) -> Result<String, String> {
+    fn read(&self, sh: &Shell, args: &[&str]) -> Result<String, EngineError> {
+        let verb = args.iter().take(2).copied().collect::<Vec<_>>().join(" ");
         let output =
-            self.command(sh, args).output().map_err(|e| format!("cannot run {}: {e}", self.name()))?;
+            self.command(sh, args).output().map_err(|e| EngineError::not_run(self.name(), &verb, &e))?;
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_string());
         }
-        let verb = args.iter().take(2).copied().collect::<Vec<_>>().join(" ");
-        Err(error::failed(self.name(), &verb, &error::message(&output.stderr, &[])))
+        Err(EngineError::new(self.name(), verb, output.status.code(), error::message(&output.stderr, &[])))
+    }
+
+    /// `read` from a thread of its own (a `Shell` is not `Sync`: each thread makes one).
+    fn read_in_thread(&self, args: &[&str]) -> Result<String, EngineError> {
+        let sh = Shell::new()
+            .map_err(|e| EngineError::not_run(self.name(), args[0], &std::io::Error::other(e)))?;
+        self.read(&sh, args)
     }
 
     /// `read` of a command given as owned arguments, its stdout dropped.
-    fn capture(&self, sh: &Shell, args: &[String]) -> Result<String, String> {
+    fn capture(&self, sh: &Shell, args: &[String]) -> Result<String, EngineError> {
         self.read(sh, &args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// Runs a command with its output passed through (stdout to stderr with `to_stderr`,
     /// keeping our stdout for `--json`) and kept: stdout, then stderr (where BuildKit
     /// writes its build log), and stderr's last lines for the error message.
-    fn stream(&self, sh: &Shell, args: &[String], to_stderr: bool) -> Result<String, String> {
+    fn stream(&self, sh: &Shell, args: &[String], to_stderr: bool) -> Result<String, EngineError> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut child = self
             .command(sh, &args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.name()))?;
+            .map_err(|e| EngineError::not_run(self.name(), args[0], &e))?;
         let tail = Arc::new(Mutex::new(Vec::<String>::new()));
         let stderr_thread = {
             let tail = Arc::clone(&tail);
@@ -446,7 +459,7 @@ impl Engine {
         }
         let mut rest = Vec::new();
         let _ = stdout.read_to_end(&mut rest);
-        let status = child.wait().map_err(|e| format!("waiting for {}: {e}", self.name()))?;
+        let status = child.wait().map_err(|e| EngineError::not_run(self.name(), args[0], &e))?;
         kept.push_str(&stderr_thread.join().unwrap_or_default());
         if status.success() {
             return Ok(kept);
@@ -456,20 +469,13 @@ impl Engine {
         if message.is_empty() {
             message = status.to_string();
         }
-        // A failed build's downloads were spent all the same: say what they were.
-        let mut meter = crate::output::Meter::default();
-        meter.image_builds(buildlog::downloads(&kept));
-        if !meter.is_empty() {
-            let lines: Vec<String> =
-                meter.lines().iter().map(|l| l.trim_start_matches("downloaded: ").to_string()).collect();
-            message += &format!("\n  before it failed, the build downloaded: {}", lines.join("; "));
-        }
-        Err(error::failed(self.name(), args[0], &message))
+        // The log goes with the error: what a failed build downloaded is read from it.
+        Err(EngineError::new(self.name(), args[0], status.code(), message).with_log(kept))
     }
 
     /// `image inspect` of `references`: those the engine has, as JSON; the missing ones
     /// are left out (the engine fails the call, yet prints what it found).
-    fn inspect_images(&self, sh: &Shell, references: &[&str]) -> Result<String, String> {
+    fn inspect_images(&self, sh: &Shell, references: &[&str]) -> Result<String, EngineError> {
         self.inspect_found(sh, "image", references, &["image not known", "No such image"])
     }
 
@@ -480,17 +486,19 @@ impl Engine {
         kind: &str,
         names: &[&str],
         missing: &[&str],
-    ) -> Result<String, String> {
+    ) -> Result<String, EngineError> {
         if names.is_empty() {
             return Ok(String::new());
         }
         let verb: &[&str] = if kind.is_empty() { &["inspect"] } else { &[kind, "inspect"] };
         let args = [verb, names].concat();
-        let output =
-            self.command(sh, &args).output().map_err(|e| format!("cannot run {}: {e}", self.name()))?;
+        let output = self
+            .command(sh, &args)
+            .output()
+            .map_err(|e| EngineError::not_run(self.name(), verb.join(" "), &e))?;
         let unexpected = error::message(&output.stderr, missing);
         if !output.status.success() && !unexpected.is_empty() {
-            return Err(error::failed(self.name(), &verb.join(" "), &unexpected));
+            return Err(EngineError::new(self.name(), verb.join(" "), output.status.code(), unexpected));
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
@@ -503,7 +511,7 @@ impl Engine {
         sh: &Shell,
         containers: &[&str],
         images: &[&str],
-    ) -> Result<Observed, String> {
+    ) -> Result<Observed, EngineError> {
         let names = [containers, images].concat();
         let text = self.inspect_found(sh, "", &names, &["no such object", "No such object"])?;
         let (containers, images): (Vec<_>, Vec<_>) =
@@ -528,12 +536,12 @@ impl Engine {
     /// as the engine prints it: podman's and docker's shapes differ, the caller reads both.
     /// docker's `info` succeeds without a daemon (exit 0, the client's half and
     /// `ServerErrors`): that is the engine not answering, and an error here.
-    pub fn info(&self, sh: &Shell) -> Result<serde_json::Value, String> {
+    pub fn info(&self, sh: &Shell) -> Result<serde_json::Value, EngineError> {
         let text = self.read(sh, &["info", "--format", self.json_format()])?;
         let info: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| format!("`{} info` printed no JSON: {e}", self.name()))?;
+            .map_err(|e| EngineError::new(self.name(), "info", None, format!("printed no JSON: {e}")))?;
         match info["ServerErrors"].as_array().and_then(|e| e.first()).and_then(|e| e.as_str()) {
-            Some(server_error) => Err(error::failed(self.name(), "info", server_error)),
+            Some(server_error) => Err(EngineError::new(self.name(), "info", None, server_error)),
             None => Ok(info),
         }
     }
@@ -544,7 +552,7 @@ impl Engine {
         &self,
         sh: &Shell,
         label: &str,
-    ) -> Result<Vec<(String, Vec<String>, u64)>, String> {
+    ) -> Result<Vec<(String, Vec<String>, u64)>, EngineError> {
         let filter = format!("label={label}");
         let text =
             self.read(sh, &["images", "--all", "--filter", &filter, "--format", self.json_format()])?;
@@ -584,7 +592,7 @@ impl Engine {
     }
 
     /// Every volume and where the engine keeps its files (its mount point on the host).
-    pub fn volume_mountpoints(&self, sh: &Shell) -> Result<Vec<(String, String)>, String> {
+    pub fn volume_mountpoints(&self, sh: &Shell) -> Result<Vec<(String, String)>, EngineError> {
         let text = self.read(sh, &["volume", "ls", "--format", self.json_format()])?;
         Ok(listing::json_items(&text)
             .iter()
@@ -610,7 +618,7 @@ impl Engine {
 
     /// Every image, intermediate build images included (`images -a`): ids, parents, names,
     /// labels, sizes and the names each image had before (podman's names history).
-    pub fn all_images(&self, sh: &Shell) -> Result<Vec<listing::ListedImage>, String> {
+    pub fn all_images(&self, sh: &Shell) -> Result<Vec<listing::ListedImage>, EngineError> {
         let text = match self.kind {
             // An image removed during the listing (another project's prune or build)
             // makes podman fail it: ask again.
@@ -632,23 +640,23 @@ impl Engine {
         &self,
         sh: &Shell,
         references: &[&str],
-    ) -> Result<Vec<listing::ListedImage>, String> {
+    ) -> Result<Vec<listing::ListedImage>, EngineError> {
         Ok(listing::parse_listed_images(&listing::json_items(&self.inspect_images(sh, references)?)))
     }
 
     /// Every container, as one listing.
-    pub fn all_containers(&self, sh: &Shell) -> Result<Vec<serde_json::Value>, String> {
+    pub fn all_containers(&self, sh: &Shell) -> Result<Vec<serde_json::Value>, EngineError> {
         Ok(listing::json_items(&self.read(sh, &["ps", "-a", "--format", self.json_format()])?))
     }
 
     /// The names of the working containers of builds running now: podman lists them with
     /// `ps --external` in state "storage" (docker's BuildKit keeps none: empty there).
     /// A build that ends during the listing makes podman fail it, so it is asked again.
-    pub fn build_containers(&self, sh: &Shell) -> Result<Vec<String>, String> {
+    pub fn build_containers(&self, sh: &Shell) -> Result<Vec<String>, EngineError> {
         if self.kind == Kind::Docker {
             return Ok(vec![]);
         }
-        let mut last = String::new();
+        let mut last = EngineError::new(self.name(), "ps", None, "no answer");
         for _ in 0..5 {
             match self.read(sh, &["ps", "-a", "--external", "--format", "json"]) {
                 Ok(text) => return Ok(listing::build_containers(&listing::json_items(&text))),
@@ -660,7 +668,11 @@ impl Engine {
     }
 
     /// One sample of `stats` for these running containers, in one call.
-    pub fn container_stats(&self, sh: &Shell, names: &[String]) -> Result<Vec<serde_json::Value>, String> {
+    pub fn container_stats(
+        &self,
+        sh: &Shell,
+        names: &[String],
+    ) -> Result<Vec<serde_json::Value>, EngineError> {
         if names.is_empty() {
             return Ok(vec![]);
         }
@@ -673,7 +685,11 @@ impl Engine {
     }
 
     /// `container inspect` of these containers in one call (restart counts, start times).
-    pub fn inspect_containers(&self, sh: &Shell, names: &[String]) -> Result<Vec<serde_json::Value>, String> {
+    pub fn inspect_containers(
+        &self,
+        sh: &Shell,
+        names: &[String],
+    ) -> Result<Vec<serde_json::Value>, EngineError> {
         if names.is_empty() {
             return Ok(vec![]);
         }
@@ -684,7 +700,7 @@ impl Engine {
 
     /// The engine's disk usage per image (size, shared, unique), container and volume, in
     /// one `system df -v` call. podman 4 prints it only as a table; docker as JSON.
-    pub fn disk_usage(&self, sh: &Shell) -> Result<listing::DiskUsage, String> {
+    pub fn disk_usage(&self, sh: &Shell) -> Result<listing::DiskUsage, EngineError> {
         match self.kind {
             Kind::Podman => Ok(listing::parse_podman_df(&self.read_listing(sh, &["system", "df", "-v"])?)),
             Kind::Docker => {
@@ -695,7 +711,11 @@ impl Engine {
     }
 
     /// The volumes carrying `label` (`k=v`), with their labels.
-    pub fn volumes_with_labels(&self, sh: &Shell, label: &str) -> Result<Vec<listing::Labelled>, String> {
+    pub fn volumes_with_labels(
+        &self,
+        sh: &Shell,
+        label: &str,
+    ) -> Result<Vec<listing::Labelled>, EngineError> {
         let filter = format!("label={label}");
         let text = self.read(sh, &["volume", "ls", "--filter", &filter, "--format", self.json_format()])?;
         Ok(listing::json_items(&text)
@@ -715,7 +735,7 @@ impl Engine {
 
     /// Starts a call's (single) engine command with the given stdin and stdout, stderr
     /// piped: for data streamed through a container (a volume's tar to and from a file).
-    pub fn spawn(&self, sh: &Shell, call: &Call, stdin: Stdio, stdout: Stdio) -> Result<Child, String> {
+    pub fn spawn(&self, sh: &Shell, call: &Call, stdin: Stdio, stdout: Stdio) -> Result<Child, EngineError> {
         let args = self.calls(call).concat();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.command(sh, &args)
@@ -723,12 +743,12 @@ impl Engine {
             .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.name()))
+            .map_err(|e| EngineError::not_run(self.name(), args[0], &e))
     }
 
-    /// The engine's message for a spawned command that ended with `status`.
-    pub fn spawned_error(&self, verb: &str, stderr: &[u8]) -> String {
-        error::failed(self.name(), verb, &error::message(stderr, &[]))
+    /// The engine's error for a spawned command that failed.
+    pub fn spawned_error(&self, verb: &str, stderr: &[u8]) -> EngineError {
+        EngineError::new(self.name(), verb, None, error::message(stderr, &[]))
     }
 }
 

@@ -350,7 +350,7 @@ pub fn storage_project(p: &Probe) -> Vec<Finding> {
     let label = p.project.label();
     let images = match engine.images_labelled(&sh, &label) {
         Ok(images) => images,
-        Err(e) => return vec![Finding::skipped(first_line(&e).to_string())],
+        Err(e) => return vec![Finding::skipped(first_line(&e.to_string()).to_string())],
     };
     let mut seen = BTreeSet::new();
     let (mut named, mut cache, mut named_n, mut cache_n) = (0, 0, 0, 0);

@@ -106,7 +106,7 @@ impl Probe {
                 let engine = self.engine()?;
                 let sh = Shell::new().map_err(|e| e.to_string())?;
                 let started = Instant::now();
-                engine.info(&sh).map(|v| (v, started.elapsed()))
+                engine.info(&sh).map(|v| (v, started.elapsed())).map_err(String::from)
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -212,7 +212,7 @@ impl Probe {
         let run = Call::Run(Run { name: None, labels: vec![self.project.label()], spec });
         let sh = Shell::new().map_err(|e| e.to_string())?;
         let started = Instant::now();
-        let seen = engine.call(&sh, &run, Progress::Quiet).map(|out| {
+        let seen = engine.call(&sh, &run, Progress::Quiet).map_err(String::from).map(|out| {
             out.lines()
                 .filter_map(|l| l.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.trim().to_string()))
