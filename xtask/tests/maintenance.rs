@@ -650,3 +650,54 @@ fn unique() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     format!("{}-{}", std::process::id(), now.as_nanos())
 }
+
+/// A damaged image record, made as an interrupted commit leaves one (its `manifest` gone
+/// from the store): every listing of the engine fails on it. `doctor` names it as a
+/// problem, `stats`, `prune` and `volumes ls` read around it, and `doctor --fix` removes
+/// it (it is ours); then the engine lists again.
+#[test]
+fn a_damaged_image_is_named_read_around_and_repaired() {
+    let Some(sh) = podman_or_skip("a_damaged_image_is_named_read_around_and_repaired") else { return };
+    let project = "jarvis-mt-damaged";
+    let (_dir, root, _forget) = scratch("mt-damaged", &[project]);
+    let name = format!("localhost/{project}-backend-dev:latest");
+    let id = build(&sh, &root, project, &unique(), std::slice::from_ref(&name), "");
+    let id = id.lines().last().unwrap().trim().to_string();
+    let label = format!("io.jarvis.project={project}");
+    let volume = format!("{project}-models");
+    cmd!(sh, "podman volume create --label {label} {volume}").quiet().ignore_stdout().run().unwrap();
+    let format = "{{.Store.GraphRoot}}/{{.Store.GraphDriverName}}-images";
+    let store = cmd!(sh, "podman info --format {format}").quiet().read().unwrap();
+    let manifest = Path::new(&store).join(&id).join("manifest");
+    assert!(manifest.is_file(), "the store keeps the image's manifest at {}", manifest.display());
+    std::fs::remove_file(&manifest).unwrap();
+    let broken = cmd!(sh, "podman images -a").quiet().ignore_stdout().ignore_stderr().run();
+    assert!(broken.is_err(), "a damaged image fails the engine's own listing");
+
+    let short = &id[..12];
+    let doctor = xtask(&root, project, &["doctor", "storage"]);
+    assert!(!doctor.status.success(), "a damaged image is a problem");
+    let said = text(&doctor.stdout);
+    let line = said.lines().find(|l| l.starts_with("problem  storage/images")).unwrap_or_default();
+    assert!(line.contains(short) && line.contains("damaged"), "doctor names the image: {said}");
+    assert!(said.contains("`cargo xtask doctor --fix` removes it"), "{said}");
+
+    let stats = ok(&root, project, &["stats", "--json"]);
+    let doc: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(doc["damaged_images"][0]["id"], id.as_str(), "stats reads around it: {doc}");
+    assert!(doc["images"].as_array().is_some_and(|i| !i.is_empty()), "and reports the rest: {doc}");
+    let prune = ok(&root, project, &["prune"]);
+    assert!(text(&prune.stderr).contains(short), "prune names it: {}", text(&prune.stderr));
+    let volumes = ok(&root, project, &["volumes", "ls"]);
+    assert!(text(&volumes.stdout).contains(&volume), "volumes ls lists around it: {}", text(&volumes.stdout));
+
+    let fixed = xtask(&root, project, &["doctor", "--fix", "storage"]);
+    assert!(fixed.status.success(), "--fix repairs it: {}", text(&fixed.stdout));
+    assert!(
+        text(&fixed.stdout).contains(&format!("removed damaged image(s) {id}")),
+        "{}",
+        text(&fixed.stdout)
+    );
+    assert!(cmd!(sh, "podman images -a").quiet().ignore_stdout().run().is_ok(), "the engine lists again");
+    cmd!(sh, "podman volume rm {volume}").quiet().ignore_stdout().run().unwrap();
+}

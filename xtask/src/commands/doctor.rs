@@ -59,7 +59,8 @@ impl Status {
     }
 }
 
-/// What `--fix` may do: only this project's own things, never a deletion.
+/// What `--fix` may do: only this project's own things (or nameless broken ones), never a
+/// volume, never a named image of someone else's.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Repair {
     /// Stop these containers, each checked to be this project's.
@@ -67,6 +68,8 @@ pub enum Repair {
     /// Fetch these voice files (verified) into the models directory, and copy them into
     /// the models volume when it is named.
     Voices { files: Vec<String>, volume: Option<String> },
+    /// Remove these damaged images (each checked again to be ours or nameless).
+    RemoveDamaged(Vec<String>),
 }
 
 /// One result of a check.
@@ -154,6 +157,8 @@ pub const CHECKS: &[Check] = &[
         symptom: "the stack stops when you log out" },
     Check { group: "storage", name: "free", run: checks::storage_free,
         symptom: "`no space left on device` in the middle of a build" },
+    Check { group: "storage", name: "images", run: checks::storage_images,
+        symptom: "`stats`, `prune` and `podman images` fail: `locating item named \"manifest\" ... file does not exist`" },
     Check { group: "storage", name: "project", run: checks::storage_project,
         symptom: "" },
     Check { group: "images", name: "dev", run: checks::images_dev,
@@ -352,9 +357,11 @@ fn apply(probe: &Probe, repairs: &[Repair], out: Output) -> Vec<String> {
     let mut stop: Vec<String> = Vec::new();
     let mut voices: Vec<String> = Vec::new();
     let mut volume: Option<String> = None;
+    let mut damaged: Vec<String> = Vec::new();
     for repair in repairs {
         match repair {
             Repair::Stop(names) => stop.extend(names.iter().cloned()),
+            Repair::RemoveDamaged(ids) => damaged.extend(ids.iter().cloned()),
             Repair::Voices { files, volume: v } => {
                 voices.extend(files.iter().cloned());
                 if v.is_some() {
@@ -378,6 +385,31 @@ fn apply(probe: &Probe, repairs: &[Repair], out: Output) -> Vec<String> {
                     done.push(line);
                 }
                 Err(e) => out.warn(format!("stopping {}: {e}", ours.join(", "))),
+            }
+        }
+    }
+    if !damaged.is_empty()
+        && let Ok(engine) = &probe.engine
+        && let Ok(listed) = engine.all_images(&sh)
+    {
+        // Asked again of the engine: only a damaged image that is ours or nameless goes,
+        // by id and `rmi --no-prune` (never its parents, never an image a container uses).
+        let ours: Vec<String> = listed
+            .damaged
+            .iter()
+            .filter(|d| {
+                damaged.contains(&d.id) && crate::commands::owned::damaged_is_ours(d, &probe.project.name)
+            })
+            .map(|d| d.id.clone())
+            .collect();
+        if !ours.is_empty() {
+            match engine.call(&sh, &Call::RemoveImagesOnly(ours.clone()), Progress::Quiet) {
+                Ok(_) => {
+                    let line = format!("removed damaged image(s) {}", ours.join(", "));
+                    out.say(format!("  {line}"));
+                    done.push(line);
+                }
+                Err(e) => out.warn(format!("removing damaged images {}: {e}", ours.join(", "))),
             }
         }
     }

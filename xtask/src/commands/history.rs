@@ -55,7 +55,11 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
                     records each build's steps"
             .into());
     }
-    let listing = engine.all_images(&sh)?;
+    let listed = engine.all_images(&sh)?;
+    for d in &listed.damaged {
+        eprintln!("warning: {}", owned::damaged_line(d, &engine));
+    }
+    let listing = listed.images;
     let tree = owned::Tree::new(&listing);
     let mut docs = Vec::new();
     for image in chosen {

@@ -6,13 +6,39 @@ use std::collections::BTreeMap;
 
 use crate::{
     Context,
-    engine::{Engine, listing::ListedImage},
+    engine::{
+        Engine,
+        listing::{Damaged, ListedImage},
+    },
     inputs::{containerfile, fingerprint::Inputs},
     stack::{Holds, INPUTS_LABEL, Image, Llm, Mount, PROJECT_LABEL, Stack},
 };
 
 /// Both stacks with every optional service (the LLM's volume included): every image,
 /// container and volume this project can have.
+/// A damaged image as the user reads it: which, what is wrong, and the fix. Removing it is
+/// safe only for one of ours or a nameless one (doctor's --fix does those).
+pub fn damaged_line(d: &Damaged, engine: &Engine) -> String {
+    let names = if d.names.is_empty() { "no name".to_string() } else { d.names.join(", ") };
+    format!(
+        "image {} ({names}) is damaged: {}; `cargo xtask doctor --fix` removes it if it is ours or nameless, \
+         or `{} rmi --no-prune {}`",
+        &d.id[..12.min(d.id.len())],
+        d.why,
+        engine.name(),
+        d.id
+    )
+}
+
+/// Whether a damaged image may be removed without asking: it has no name, or only ours.
+pub fn damaged_is_ours(d: &Damaged, project: &str) -> bool {
+    let ours = |n: &String| {
+        let repo = n.rsplit_once(':').map_or(n.as_str(), |(r, _)| r);
+        repo == format!("localhost/{project}") || repo.starts_with(&format!("localhost/{project}-"))
+    };
+    d.names.iter().all(ours)
+}
+
 pub fn stacks(cx: &Context, engine: &Engine) -> [Stack; 2] {
     [
         Stack::dev(&cx.project, Llm::Ollama, engine.host_alias()),

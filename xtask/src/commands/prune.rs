@@ -181,9 +181,13 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         let ours: Vec<&Image> = owned::images(&stacks).into_iter().map(|(_, _, i)| i).collect();
         let project = &cx.project.name;
         let observe = || -> Result<(Vec<ListedImage>, Vec<ObservedContainer>), String> {
-            let images = engine.all_images(&sh)?;
+            let listed = engine.all_images(&sh)?;
+            // A damaged image is never pruned blind: named, with its fix, and read around.
+            for d in &listed.damaged {
+                out.warn(owned::damaged_line(d, &engine));
+            }
             let containers = engine.observe(&sh, &[])?.containers.into_values().collect();
-            Ok((images, containers))
+            Ok((listed.images, containers))
         };
         let (images, containers) = observe()?;
         let planned = plan(project, &ours, &images, &containers, args.keep);

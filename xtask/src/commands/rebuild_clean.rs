@@ -8,6 +8,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use crate::{
     Context, ErrorContext,
+    commands::owned,
     converge::apply,
     converge::plan::{self, Action, Options},
     engine::{Call, Engine, Progress},
@@ -48,8 +49,23 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     // 1. The new images first, without the layer cache, beside the old ones (under a
     //    staging name): until every build has succeeded nothing else changes, so a build
     //    that fails (a bad pin, the network) leaves the stack as it was, still serving.
+    // The seed's remedy for a corrupt store: a damaged image of ours (or a nameless one)
+    // goes first, since every listing and prune fails while it is there; another's is named.
+    let damaged = engine.all_images(&sh)?.damaged;
+    let (ours, foreign): (Vec<_>, Vec<_>) = damaged.iter().partition(|d| owned::damaged_is_ours(d, name));
+    if !ours.is_empty() && !args.dry_run {
+        let ids: Vec<String> = ours.iter().map(|d| d.id.clone()).collect();
+        engine.call(&sh, &Call::RemoveImagesOnly(ids.clone()), Progress::Quiet)?;
+        out.say(format!("removed damaged image(s) {}", ids.join(", ")));
+    }
+    for d in &foreign {
+        out.warn(format!(
+            "{}; old images of ours are left for `cargo xtask prune` until then",
+            owned::damaged_line(d, &engine)
+        ));
+    }
     let facts = crate::converge::observe::observe(&sh, &engine, &stack)?;
-    discard_staged(&sh, &engine, &stack, out)?;
+    discard_staged(&sh, &engine, &stack, out, foreign.is_empty())?;
     let options = Options { rebuild: true, no_cache: true, staged: true, ..Options::default() };
     let mut plan = plan::plan(&stack, &facts, options);
     plan.actions.retain(|a| matches!(a, Action::Build { .. }));
@@ -57,7 +73,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let applied = match apply::apply(&sh, &engine, &stack, &facts, &plan, out, None) {
         Ok(applied) => applied,
         Err(e) => {
-            let discarded = discard_staged(&sh, &engine, &stack, out);
+            let discarded = discard_staged(&sh, &engine, &stack, out, foreign.is_empty());
             return Err(format!(
                 "{e}\nthe clean rebuild stopped before changing anything: your images, containers, volumes \
                  and .dev-cache are as they were, and a running stack goes on serving{}",
@@ -88,7 +104,10 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         }
     }
     steps.push(Call::Untag(stack.images.iter().map(|i| i.staged_tag()).collect()));
-    steps.push(Call::PruneImages { label: cx.project.label() });
+    // `image prune` fails while another's damaged image is there (said above).
+    if foreign.is_empty() {
+        steps.push(Call::PruneImages { label: cx.project.label() });
+    }
     if args.volumes {
         let volumes = engine.volumes_labelled(&sh, &cx.project.label())?;
         if !volumes.is_empty() {
@@ -103,7 +122,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         } else {
             let backed_up = crate::commands::volumes::backup(cx, &engine, &sh, &[], &dir, out);
             if let Err(e) = backed_up {
-                let discarded = discard_staged(&sh, &engine, &stack, out);
+                let discarded = discard_staged(&sh, &engine, &stack, out, foreign.is_empty());
                 return Err(format!(
                     "{e}\n  nothing was removed{}; `--no-backup` deletes the volumes without a backup",
                     discarded.err().map(|e| format!(" (the new images stay: {e})")).unwrap_or_default()
@@ -182,7 +201,13 @@ fn old_names<'a>(
 
 /// Removes the images a clean rebuild staged and did not swap in (this one's, after a
 /// failure, or an interrupted one's); the old images are not touched.
-fn discard_staged(sh: &xshell::Shell, engine: &Engine, stack: &Stack, out: Output) -> Result<(), String> {
+fn discard_staged(
+    sh: &xshell::Shell,
+    engine: &Engine,
+    stack: &Stack,
+    out: Output,
+    prune: bool,
+) -> Result<(), String> {
     let mut staged = Vec::new();
     for image in &stack.images {
         let tag = image.staged_tag();
@@ -195,7 +220,9 @@ fn discard_staged(sh: &xshell::Shell, engine: &Engine, stack: &Stack, out: Outpu
     }
     let call = Call::Untag(staged);
     engine.call(sh, &call, Progress::Quiet)?;
-    engine.call(sh, &Call::PruneImages { label: stack.project.label() }, Progress::Quiet)?;
+    if prune {
+        engine.call(sh, &Call::PruneImages { label: stack.project.label() }, Progress::Quiet)?;
+    }
     Ok(())
 }
 

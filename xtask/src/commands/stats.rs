@@ -89,9 +89,14 @@ pub fn gather(cx: &Context, engine: &Engine, sh: &Shell) -> Result<Value, String
     count(usize::from(!running.is_empty()));
     let inspected = engine.inspect_containers(sh, &names)?;
     count(usize::from(!names.is_empty()));
-    let images = engine.all_images(sh)?;
+    let listed = engine.all_images(sh)?;
+    let images = listed.images;
     count(1);
-    let usage = engine.disk_usage(sh)?;
+    // The engine's accounting fails while an image is damaged: sizes then show `-`.
+    let (usage, usage_error) = match engine.disk_usage(sh) {
+        Ok(usage) => (usage, None),
+        Err(e) => (Default::default(), Some(e.to_string())),
+    };
     count(1);
     let volumes = engine.volumes_with_labels(sh, &cx.project.label())?;
     count(1);
@@ -187,6 +192,10 @@ pub fn gather(cx: &Context, engine: &Engine, sh: &Shell) -> Result<Value, String
         "engine_calls": calls,
         "containers": containers,
         "stats_error": sample_error,
+        "disk_usage_error": usage_error,
+        "damaged_images": listed.damaged.iter().map(|d| json!({
+            "id": d.id, "names": d.names, "why": d.why, "fix": owned::damaged_line(d, engine),
+        })).collect::<Vec<_>>(),
         "images": image_rows,
         "volumes": volume_rows,
         "cache": {
@@ -294,6 +303,12 @@ pub fn render(doc: &Value, color: bool) -> String {
             v["holds"].as_str().unwrap_or(""),
             w2 = w - 2
         ));
+    }
+    for d in doc["damaged_images"].as_array().into_iter().flatten() {
+        line(format!("  damaged: {}", d["fix"].as_str().unwrap_or("")));
+    }
+    if let Some(why) = doc["disk_usage_error"].as_str() {
+        line(format!("  - sizes of volumes and layers were not measured: {}", why.replace('\n', "\n    ")));
     }
     let cache = &doc["cache"];
     line(h("cache"));

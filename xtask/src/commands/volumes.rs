@@ -85,14 +85,30 @@ pub fn default_dir(project: &str) -> Result<PathBuf, String> {
 
 fn ls(cx: &Context, engine: &Engine, sh: &Shell, json_out: bool) -> Result<(), String> {
     let volumes = engine.volumes_with_labels(sh, &cx.project.label())?;
-    let usage = engine.disk_usage(sh)?;
+    // The engine's accounting fails while an image is damaged: then each volume's files
+    // are measured where the engine keeps them.
+    let sizes: std::collections::HashMap<String, u64> = match engine.disk_usage(sh) {
+        Ok(usage) => usage.volumes,
+        Err(e) => {
+            eprintln!("warning: {}; sizes measured on disk instead", e.to_string().replace('\n', " "));
+            engine
+                .volume_mountpoints(sh)?
+                .into_iter()
+                .filter_map(|(name, dir)| {
+                    let (size, _) =
+                        crate::host::dir_size(Path::new(&dir), std::time::Duration::from_secs(10))?;
+                    Some((name, size))
+                })
+                .collect()
+        }
+    };
     let known = owned::volumes(&owned::stacks(cx, engine));
     let rows: Vec<Value> = volumes
         .iter()
         .map(|(name, _)| {
             let holds =
                 known.iter().find(|(n, _)| n == name).map_or("not in the stack", |(_, h)| owned::holds(*h));
-            json!({ "name": name, "size": usage.volumes.get(name), "holds": holds })
+            json!({ "name": name, "size": sizes.get(name), "holds": holds })
         })
         .collect();
     if json_out {

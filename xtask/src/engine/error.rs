@@ -258,7 +258,7 @@ impl Cause {
                 "the image store holds a damaged image{}: `cargo xtask doctor --fix` removes it when it is \
                  ours or nameless; else `{}`",
                 id.as_ref().map(|id| format!(" ({id})")).unwrap_or_default(),
-                id.as_ref().map_or("podman rmi -f <id>".to_string(), |id| format!("podman rmi -f {id}"))
+                id.as_ref().map_or("podman rmi --no-prune <id>".to_string(), |id| format!("podman rmi --no-prune {id}"))
             ),
             Cause::DigestMismatch => "the registry served other bytes than the digest asked for: do not use \
                  it until whoever runs it has looked"
@@ -288,7 +288,8 @@ fn step_exit(lower: &str) -> Option<Option<i32>> {
 /// The image id a damaged-store message names (`for image with ID dcd715c2...`).
 fn image_id_in(lower: &str) -> Option<String> {
     let at = lower.find("image with id ")? + "image with id ".len();
-    let id: String = lower[at..].chars().take_while(char::is_ascii_hexdigit).collect();
+    let id: String =
+        lower[at..].trim_start_matches(['"', '\\']).chars().take_while(char::is_ascii_hexdigit).collect();
     (id.len() >= 12).then_some(id)
 }
 
@@ -380,6 +381,14 @@ impl EngineError {
     pub fn note(mut self, note: impl Into<String>) -> EngineError {
         self.notes.push(note.into());
         self
+    }
+
+    /// The image a damaged-store failure names, if it is one.
+    pub fn damaged_image(&self) -> Option<&str> {
+        match &self.cause {
+            Some(Cause::DamagedImage { id: Some(id) }) => Some(id),
+            _ => None,
+        }
     }
 
     /// Whether it is `Cause::Missing`: the object asked for does not exist.
@@ -534,8 +543,8 @@ mod tests {
             "podman",
             "images",
             Some(125),
-            "locating item named \"manifest\" for image with ID dcd715c2a0b1c2d3e4f5 (consider removing the image \
-             to resolve the issue): file does not exist",
+            "checking if image \"ed81477df5f3\" is dangling: locating item named \"manifest\" for image with ID \
+             \"dcd715c2a0b1c2d3e4f5\" (consider removing the image to resolve the issue): file does not exist",
         );
         assert_eq!(damaged.cause, Some(Cause::DamagedImage { id: Some("dcd715c2a0b1c2d3e4f5".into()) }));
         assert!(!damaged.is_missing(), "a damaged image is not retried as a vanished one");

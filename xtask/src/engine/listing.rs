@@ -248,6 +248,31 @@ pub struct ListedImage {
     pub digest: String,
 }
 
+/// Every image the engine could list, and those it could not read at all.
+#[derive(Clone, Debug, Default)]
+pub struct ImageListing {
+    pub images: Vec<ListedImage>,
+    pub damaged: Vec<Damaged>,
+}
+
+/// An image record the engine holds but cannot read (its manifest or a layer is gone,
+/// after an interrupted commit): every listing that reaches it fails.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Damaged {
+    pub id: String,
+    /// What the engine said of it.
+    pub why: String,
+    /// The names the store's own record gives it.
+    pub names: Vec<String>,
+}
+
+/// The image records of podman's store (`<graphroot>/<driver>-images/images.json`): id
+/// and names, read without the engine, which fails every listing while one is damaged.
+pub(crate) fn stored_images(text: &str) -> Vec<(String, Vec<String>)> {
+    let records: Vec<Value> = serde_json::from_str(text).unwrap_or_default();
+    records.iter().filter_map(|r| Some((r["id"].as_str()?.to_string(), str_list(&r["names"])))).collect()
+}
+
 /// podman's `images -a --format json`: one entry per name, so images are merged by id.
 pub(crate) fn parse_listed_images(items: &[Value]) -> Vec<ListedImage> {
     let mut images: Vec<ListedImage> = Vec::new();

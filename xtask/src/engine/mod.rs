@@ -618,11 +618,16 @@ impl Engine {
 
     /// Every image, intermediate build images included (`images -a`): ids, parents, names,
     /// labels, sizes and the names each image had before (podman's names history).
-    pub fn all_images(&self, sh: &Shell) -> Result<Vec<listing::ListedImage>, EngineError> {
+    pub fn all_images(&self, sh: &Shell) -> Result<listing::ImageListing, EngineError> {
         let text = match self.kind {
             // An image removed during the listing (another project's prune or build)
-            // makes podman fail it: ask again.
-            Kind::Podman => self.read_listing(sh, &["images", "-a", "--format", "json"])?,
+            // makes podman fail it: ask again. A damaged one makes it fail for good: read
+            // around it.
+            Kind::Podman => match self.read_listing(sh, &["images", "-a", "--format", "json"]) {
+                Ok(text) => text,
+                Err(e) if e.damaged_image().is_some() => return self.images_around_damage(sh, e),
+                Err(e) => return Err(e),
+            },
             // docker's listing has neither labels nor parents: inspect them all at once.
             Kind::Docker => {
                 let ids = self.read(sh, &["images", "-a", "-q", "--no-trunc"])?;
@@ -631,7 +636,57 @@ impl Engine {
                 self.inspect_images(sh, &ids)?
             }
         };
-        Ok(listing::parse_listed_images(&listing::json_items(&text)))
+        Ok(listing::ImageListing {
+            images: listing::parse_listed_images(&listing::json_items(&text)),
+            damaged: vec![],
+        })
+    }
+
+    /// The images podman can still read while `first` says one is damaged: the ids from
+    /// the store's own record, inspected without the damaged ones (each failure names the
+    /// next one), and the damaged ones named.
+    fn images_around_damage(
+        &self,
+        sh: &Shell,
+        first: EngineError,
+    ) -> Result<listing::ImageListing, EngineError> {
+        let Some(stored) = self.stored_images(sh) else { return Err(first) };
+        let mut damaged: Vec<listing::Damaged> = Vec::new();
+        let mut error = first;
+        while let Some(id) = error.damaged_image().map(str::to_string) {
+            if damaged.iter().any(|d| d.id == id) {
+                break;
+            }
+            let names = stored.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone()).unwrap_or_default();
+            damaged.push(listing::Damaged { id, why: error.message.clone(), names });
+            let rest: Vec<&str> = stored
+                .iter()
+                .map(|(i, _)| i.as_str())
+                .filter(|i| !damaged.iter().any(|d| d.id == *i))
+                .collect();
+            match self.inspect_images(sh, &rest) {
+                Ok(text) => {
+                    let mut images = listing::parse_listed_images(&listing::json_items(&text));
+                    // An inspection says neither: no name and no child is dangling.
+                    let parents: Vec<String> = images.iter().map(|i| i.parent.clone()).collect();
+                    for image in &mut images {
+                        image.dangling = image.names.is_empty() && !parents.contains(&image.id);
+                    }
+                    return Ok(listing::ImageListing { images, damaged });
+                }
+                Err(e) => error = e,
+            }
+        }
+        Err(error)
+    }
+
+    /// podman's image records, read from its store (id and names), when it can be found.
+    fn stored_images(&self, sh: &Shell) -> Option<Vec<(String, Vec<String>)>> {
+        let info =
+            self.read(sh, &["info", "--format", "{{.Store.GraphRoot}} {{.Store.GraphDriverName}}"]).ok()?;
+        let (root, driver) = info.trim().split_once(' ')?;
+        let path = std::path::Path::new(root).join(format!("{driver}-images")).join("images.json");
+        Some(listing::stored_images(&std::fs::read_to_string(path).ok()?))
     }
 
     /// These images, as a full listing has them (ids, names, creation, digest), in one

@@ -34,6 +34,23 @@ pub fn env_path(key: &str) -> Option<PathBuf> {
     std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
+/// The size of the files under `dir`, walked for at most `budget` (`false`: cut short);
+/// `None` when it cannot be read.
+pub fn dir_size(dir: &Path, budget: std::time::Duration) -> Option<(u64, bool)> {
+    fs::read_dir(dir).ok()?;
+    let started = std::time::Instant::now();
+    let mut total = 0;
+    for entry in walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok) {
+        if started.elapsed() > budget {
+            return Some((total, false));
+        }
+        if entry.file_type().is_file() {
+            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    Some((total, true))
+}
+
 /// Whether this process runs as an ordinary user: podman is then rootless.
 pub fn rootless() -> bool {
     !nix::unistd::geteuid().is_root()

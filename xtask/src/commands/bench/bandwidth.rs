@@ -554,6 +554,7 @@ fn remove_images(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], project: &st
     let ours = owned::images(&stacks);
     let names: Vec<String> = engine
         .all_images(&sh)?
+        .images
         .iter()
         .filter(|i| owned::labelled_ours(i, project))
         .flat_map(|i| &i.names)

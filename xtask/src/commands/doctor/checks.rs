@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
@@ -13,7 +13,7 @@ use xshell::{Shell, cmd};
 
 use super::{Finding, Probe, Repair, probe::Inside};
 use crate::{
-    commands::setup,
+    commands::{owned, setup},
     converge::{
         plan::{self, Facts, Options},
         registry::Registry,
@@ -21,6 +21,7 @@ use crate::{
     },
     engine::{Call, Engine, Kind, Progress, Run},
     host::{
+        dir_size,
         models::{self, FileSpec, Source},
         ports, tools,
     },
@@ -325,20 +326,57 @@ pub fn storage_free(p: &Probe) -> Vec<Finding> {
         .collect()
 }
 
-/// The size of the files under `dir`, walked for at most `budget`; `None` when unreadable.
-fn dir_size(dir: &Path, budget: Duration) -> Option<(u64, bool)> {
-    std::fs::read_dir(dir).ok()?;
-    let started = Instant::now();
-    let mut total = 0;
-    for entry in walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok) {
-        if started.elapsed() > budget {
-            return Some((total, false));
+/// Image records the engine cannot read (an interrupted commit leaves one without its
+/// manifest): every listing fails on them, so `stats`, `prune` and the rest read around
+/// them; here each is named, and `--fix` removes those that are ours or nameless.
+pub fn storage_images(p: &Probe) -> Vec<Finding> {
+    let engine = match engine_or_skip(p) {
+        Ok(e) => e,
+        Err(f) => return f,
+    };
+    let Ok(sh) = Shell::new() else { return vec![] };
+    let listed = match engine.all_images(&sh) {
+        Ok(listed) => listed,
+        Err(e) => {
+            return vec![Finding::problem(
+                format!("the image listing fails: {}", first_line(&e.to_string())),
+                e.cause
+                    .as_ref()
+                    .map(|c| c.remedy())
+                    .unwrap_or_else(|| format!("see `{} images -a`", engine.name())),
+            )];
         }
-        if entry.file_type().is_file() {
-            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
-        }
+    };
+    if listed.damaged.is_empty() {
+        return vec![Finding::ok(format!("{} images, every one readable", listed.images.len()))];
     }
-    Some((total, true))
+    listed
+        .damaged
+        .iter()
+        .map(|d| {
+            let evidence = format!("damaged: {}", d.why);
+            let subject = d.id[..12.min(d.id.len())].to_string();
+            if owned::damaged_is_ours(d, &p.project.name) {
+                Finding::problem(
+                    evidence,
+                    format!(
+                        "`cargo xtask doctor --fix` removes it (`{} rmi --no-prune {}`)",
+                        engine.name(),
+                        d.id
+                    ),
+                )
+                .repair(Repair::RemoveDamaged(vec![d.id.clone()]))
+                .on(subject)
+            } else {
+                let names = d.names.join(", ");
+                Finding::problem(
+                    format!("{evidence} (named {names}: not this project's, so not removed by --fix)"),
+                    format!("`{} rmi --no-prune {}`, then pull or build {names} again", engine.name(), d.id),
+                )
+                .on(subject)
+            }
+        })
+        .collect()
 }
 
 pub fn storage_project(p: &Probe) -> Vec<Finding> {
