@@ -85,6 +85,21 @@ fn run(command: &Command) -> Result<(), Error> {
     // The settings are read where a command needs them: doctor runs even when they are
     // invalid (that is one of its checks), and ci needs none.
     let cx = || stack::Project::from_env(root.clone()).map(|project| Context { project });
+    let result = dispatch(command, &root, cx);
+    // Every throwaway container of this run has ended with it: a killed run leaves its
+    // mark for the next command to clean up after.
+    if let Ok(project) = stack::Project::from_env(root.clone()) {
+        xtask::commands::owned::helpers_ended(&project);
+    }
+    result
+}
+
+fn dispatch(
+    command: &Command,
+    root: &std::path::Path,
+    cx: impl Fn() -> Result<Context, String>,
+) -> Result<(), Error> {
+    let root = root.to_path_buf();
     match command {
         Command::Ci(args) => return ci::run(&root, args),
         Command::Doctor(args) => doctor::run(root, args)?,

@@ -13,6 +13,9 @@ pub const CONFIG_LABEL: &str = "io.jarvis.config";
 pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 /// Which service of the stack a container is.
 pub const SERVICE_LABEL: &str = "io.jarvis.service";
+/// On a throwaway container (a volume's backup, a voice fill, doctor's probe): the process
+/// that runs it (`host::process_token`), so one that outlived a killed run can be found.
+pub const HELPER_LABEL: &str = "io.jarvis.helper";
 
 /// The backend's port, in its container and (by default) on the host.
 pub const BACKEND_PORT: u16 = 8000;

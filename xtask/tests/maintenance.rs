@@ -284,6 +284,85 @@ fn volumes_back_up_and_restore_exactly_and_refuse_corruption() {
     assert_eq!(snapshot(&sh, &volume), before, "the volume is as it was, no staging left");
 }
 
+/// `volumes restore` killed (`kill -9` of its process group, as a power cut or the OOM
+/// killer does) at moments spread over a whole restore: the throwaway container goes on
+/// without it. The next command that touches the volume removes that container and
+/// completes or rolls back the swap from the journal: the volume is then exactly the old
+/// or exactly the new contents, never neither, and a restore run again succeeds.
+#[test]
+fn a_restore_killed_at_any_moment_leaves_the_volume_old_or_new() {
+    use std::os::unix::process::CommandExt;
+    let Some(sh) = podman_or_skip("a_restore_killed_at_any_moment_leaves_the_volume_old_or_new") else {
+        return;
+    };
+    let project = "jarvis-mt-crash";
+    let (dir, root, _forget) = scratch("mt-crash", &[project]);
+    let label = format!("io.jarvis.project={project}");
+    let volume = format!("{project}-models");
+    podman(&sh, &["volume", "create", "--label", &label, &volume]);
+    let mount = format!("{volume}:/d");
+    let change = |script: &str| {
+        podman(&sh, &["run", "--rm", "--network", "none", "-v", &mount, DEBIAN, "sh", "-c", script])
+    };
+    // Many files, so that moving them aside and back takes a while to be killed in.
+    change(
+        "cd /d && for i in $(seq 1 3000); do echo new-$i > f$i; done && head -c 2000000 /dev/urandom > voice.onnx",
+    );
+    let new = snapshot(&sh, &volume);
+    let backups = dir.0.join("backups");
+    ok(&root, project, &["volumes", "backup", "models", "--to", backups.to_str().unwrap()]);
+    let archive = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains(".tar."))
+        .unwrap();
+    let archive = archive.to_str().unwrap();
+    let make_old = "cd /d && rm -rf ./* ./.[!.]* ; for i in $(seq 1 2000); do echo old-$i > g$i; done";
+    change(make_old);
+    let old = snapshot(&sh, &volume);
+
+    // How long a whole restore takes, so the kills are spread over all of it.
+    let started = Instant::now();
+    ok(&root, project, &["volumes", "restore", archive]);
+    let whole = started.elapsed();
+    assert_eq!(snapshot(&sh, &volume), new);
+    let trials = 10;
+    let (mut left_old, mut left_new) = (0, 0);
+    for trial in 0..trials {
+        change(make_old);
+        let at = whole.mul_f64(f64::from(trial + 1) / f64::from(trials + 1));
+        let mut command = xtask_command(&root, project, &["volumes", "restore", archive]);
+        command.env("XDG_DATA_HOME", root.join(".data")).stdout(std::process::Stdio::null());
+        command.stderr(std::process::Stdio::null()).process_group(0);
+        let mut child = command.spawn().unwrap();
+        std::thread::sleep(at);
+        let group = format!("-{}", child.id());
+        let _ = std::process::Command::new("kill").args(["-9", "--", &group]).status();
+        let _ = child.wait();
+        // The next command of the project that touches volumes finishes what was left.
+        let next = ok(
+            &root,
+            project,
+            &["volumes", "backup", "models", "--to", dir.0.join("after").to_str().unwrap()],
+        );
+        let now = snapshot(&sh, &volume);
+        if now == old {
+            left_old += 1;
+        } else if now == new {
+            left_new += 1;
+        } else {
+            panic!("killed after {at:?}: the volume is neither old nor new\n{}\n{now}", text(&next.stdout));
+        }
+        let filter = format!("label={label}");
+        let helpers =
+            podman(&sh, &["ps", "-a", "--filter", &filter, "--filter", "label=io.jarvis.helper", "-q"]);
+        assert!(helpers.trim().is_empty(), "no throwaway container is left: {helpers}");
+    }
+    eprintln!("restore killed {trials} times over {whole:?}: {left_old} left old, {left_new} left new");
+    ok(&root, project, &["volumes", "restore", archive]);
+    assert_eq!(snapshot(&sh, &volume), new, "a restore after the kills succeeds");
+}
+
 /// Waits until `cond` holds, or fails after `secs`.
 fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -652,46 +731,93 @@ fn unique() -> String {
 }
 
 /// A damaged image record, made as an interrupted commit leaves one (its `manifest` gone
-/// from the store): every listing of the engine fails on it. `doctor` names it as a
-/// problem, `stats`, `prune` and `volumes ls` read around it, and `doctor --fix` removes
-/// it (it is ours); then the engine lists again.
+/// from the store): every listing and every inspection of the engine fails on it. `doctor`
+/// names it as a problem, `stats`, `prune`, `status` and `volumes ls` read around it, and
+/// `doctor --fix` removes it (it is ours); then the engine lists again. All in a store of
+/// its own (`CONTAINERS_STORAGE_CONF`): a damaged store would fail every test beside it.
 #[test]
 fn a_damaged_image_is_named_read_around_and_repaired() {
     let Some(sh) = podman_or_skip("a_damaged_image_is_named_read_around_and_repaired") else { return };
     let project = "jarvis-mt-damaged";
-    let (_dir, root, _forget) = scratch("mt-damaged", &[project]);
-    let name = format!("localhost/{project}-backend-dev:latest");
-    let id = build(&sh, &root, project, &unique(), std::slice::from_ref(&name), "");
-    let id = id.lines().last().unwrap().trim().to_string();
+    let dir = ScratchDir::new("mt-damaged");
+    let root = dir.0.join("ws");
+    copy_workspace(&root);
+    let conf = dir.0.join("storage.conf");
+    let store = dir.0.join("store");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    sh.set_var("CONTAINERS_STORAGE_CONF", &conf);
+    let _store = OwnStore::new(conf.clone(), store.join("graph"));
+    let run = |args: &[&str]| {
+        let mut command = xtask_command(&root, project, args);
+        command.env("XDG_DATA_HOME", root.join(".data")).env("CONTAINERS_STORAGE_CONF", &conf);
+        run_logged(command, 60)
+    };
+    let ok = |args: &[&str]| {
+        let output = run(args);
+        assert!(output.status.success(), "xtask {args:?} failed: {}", text(&output.stderr));
+        output
+    };
+
+    // Two images of ours, from scratch (this store has no base image), the second on the first.
     let label = format!("io.jarvis.project={project}");
+    let (first, second) = (
+        format!("localhost/{project}-frontend-dev:latest"),
+        format!("localhost/{project}-backend-dev:latest"),
+    );
+    std::fs::write(dir.0.join("a"), unique()).unwrap();
+    std::fs::write(dir.0.join("Containerfile.a"), "FROM scratch\nCOPY a /a\n").unwrap();
+    std::fs::write(dir.0.join("Containerfile.b"), format!("FROM {first}\nCOPY a /b\n")).unwrap();
+    let context = &dir.0;
+    for (tag, file) in [(&first, "Containerfile.a"), (&second, "Containerfile.b")] {
+        let file = dir.0.join(file);
+        cmd!(sh, "podman build -q --format docker --label {label} -t {tag} -f {file} {context}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .unwrap();
+    }
+    let format = "{{.Id}}";
+    let id = cmd!(sh, "podman image inspect --format {format} {second}").quiet().read().unwrap();
     let volume = format!("{project}-models");
     cmd!(sh, "podman volume create --label {label} {volume}").quiet().ignore_stdout().run().unwrap();
-    let format = "{{.Store.GraphRoot}}/{{.Store.GraphDriverName}}-images";
-    let store = cmd!(sh, "podman info --format {format}").quiet().read().unwrap();
-    let manifest = Path::new(&store).join(&id).join("manifest");
+    let manifest = store.join("graph/overlay-images").join(&id).join("manifest");
     assert!(manifest.is_file(), "the store keeps the image's manifest at {}", manifest.display());
     std::fs::remove_file(&manifest).unwrap();
     let broken = cmd!(sh, "podman images -a").quiet().ignore_stdout().ignore_stderr().run();
     assert!(broken.is_err(), "a damaged image fails the engine's own listing");
 
     let short = &id[..12];
-    let doctor = xtask(&root, project, &["doctor", "storage"]);
+    let doctor = run(&["doctor", "storage"]);
     assert!(!doctor.status.success(), "a damaged image is a problem");
     let said = text(&doctor.stdout);
     let line = said.lines().find(|l| l.starts_with("problem  storage/images")).unwrap_or_default();
     assert!(line.contains(short) && line.contains("damaged"), "doctor names the image: {said}");
     assert!(said.contains("`cargo xtask doctor --fix` removes it"), "{said}");
+    assert!(!said.contains("skipped  storage/project"), "the project's images are read around it: {said}");
 
-    let stats = ok(&root, project, &["stats", "--json"]);
+    let stats = ok(&["stats", "--json"]);
     let doc: Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert_eq!(doc["damaged_images"][0]["id"], id.as_str(), "stats reads around it: {doc}");
     assert!(doc["images"].as_array().is_some_and(|i| !i.is_empty()), "and reports the rest: {doc}");
-    let prune = ok(&root, project, &["prune"]);
+    let prune = ok(&["prune"]);
     assert!(text(&prune.stderr).contains(short), "prune names it: {}", text(&prune.stderr));
-    let volumes = ok(&root, project, &["volumes", "ls"]);
+    let volumes = ok(&["volumes", "ls"]);
     assert!(text(&volumes.stdout).contains(&volume), "volumes ls lists around it: {}", text(&volumes.stdout));
+    let status = ok(&["status"]);
+    assert!(
+        text(&status.stderr).contains(&format!("damaged image {id}")),
+        "status names it: {}",
+        text(&status.stderr)
+    );
 
-    let fixed = xtask(&root, project, &["doctor", "--fix", "storage"]);
+    let fixed = run(&["doctor", "--fix", "storage"]);
     assert!(fixed.status.success(), "--fix repairs it: {}", text(&fixed.stdout));
     assert!(
         text(&fixed.stdout).contains(&format!("removed damaged image(s) {id}")),
@@ -699,5 +825,50 @@ fn a_damaged_image_is_named_read_around_and_repaired() {
         text(&fixed.stdout)
     );
     assert!(cmd!(sh, "podman images -a").quiet().ignore_stdout().run().is_ok(), "the engine lists again");
-    cmd!(sh, "podman volume rm {volume}").quiet().ignore_stdout().run().unwrap();
+    assert!(cmd!(sh, "podman image exists {first}").quiet().run().is_ok(), "the sound image is kept");
+}
+
+/// A test's own image store: what it holds is removed with it, once podman is seen to
+/// use it (never `system reset`, which would remove every network on the machine).
+struct OwnStore(PathBuf);
+
+impl OwnStore {
+    fn new(conf: PathBuf, graph: PathBuf) -> OwnStore {
+        let store = OwnStore(conf);
+        assert_eq!(
+            store.graph_root().as_deref(),
+            Some(graph.to_str().unwrap()),
+            "podman takes the test's store"
+        );
+        store
+    }
+
+    fn shell(&self) -> Shell {
+        let sh = Shell::new().unwrap();
+        sh.set_var("CONTAINERS_STORAGE_CONF", &self.0);
+        sh
+    }
+
+    fn graph_root(&self) -> Option<String> {
+        let sh = self.shell();
+        let format = "{{.Store.GraphRoot}}";
+        cmd!(sh, "podman info --format {format}").quiet().read().ok()
+    }
+}
+
+impl Drop for OwnStore {
+    fn drop(&mut self) {
+        let sh = self.shell();
+        let ours =
+            self.graph_root().is_some_and(|g| self.0.parent().is_some_and(|d| Path::new(&g).starts_with(d)));
+        if ours {
+            let _ = cmd!(sh, "podman rm -af").quiet().ignore_stdout().ignore_stderr().run();
+            let _ = cmd!(sh, "podman rmi -af").quiet().ignore_stdout().ignore_stderr().run();
+            let _ = cmd!(sh, "podman volume rm -f jarvis-mt-damaged-models")
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run();
+        }
+    }
 }

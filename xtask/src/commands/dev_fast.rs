@@ -61,6 +61,10 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
         stack.volumes.clear();
     }
     let sh = crate::shell()?;
+    // What a killed run left (a throwaway container, a half-swapped volume) goes first.
+    if !args.dry_run {
+        super::volumes::recover(cx, &engine, &sh, out)?;
+    }
     let options = Options { rebuild: args.rebuild, offline: args.net.offline, ..Options::default() };
     // `--rebuild` asks for a build: nothing is pulled instead (what it builds is pushed).
     let registry = args.registry.registry(&cx.project.root, !args.rebuild, false)?;
@@ -148,7 +152,7 @@ fn fill_models(
         |rel: &str| format!("{}:/src/{}:ro", root.join(rel).display(), rel.rsplit('/').next().unwrap_or(rel));
     let run = Run {
         name: None,
-        labels: vec![stack.project.label()],
+        labels: crate::commands::owned::helper_labels(&stack.project),
         spec: [
             "--entrypoint",
             "/opt/venv/bin/python",

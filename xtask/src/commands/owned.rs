@@ -14,8 +14,69 @@ use crate::{
     stack::{Holds, INPUTS_LABEL, Image, Llm, Mount, PROJECT_LABEL, Stack},
 };
 
-/// Both stacks with every optional service (the LLM's volume included): every image,
-/// container and volume this project can have.
+/// The labels of a throwaway container of this run: ours, and which process runs it.
+/// A mark on the host (`.dev-cache/helpers/<process>`) tells the next command to look
+/// for helpers a killed run left, so a command after a clean exit looks for nothing.
+pub fn helper_labels(project: &crate::stack::Project) -> Vec<String> {
+    let token =
+        crate::host::process_token(std::process::id()).unwrap_or_else(|| std::process::id().to_string());
+    let marks = project.cache_dir().join("helpers");
+    let _ = std::fs::create_dir_all(&marks).and_then(|()| std::fs::write(marks.join(&token), ""));
+    vec![project.label(), format!("{}={token}", crate::stack::HELPER_LABEL)]
+}
+
+/// This run's helpers have all ended: its mark goes (called when a command ends well).
+pub fn helpers_ended(project: &crate::stack::Project) {
+    if let Some(token) = crate::host::process_token(std::process::id()) {
+        let _ = std::fs::remove_file(project.cache_dir().join("helpers").join(token));
+    }
+}
+
+/// After a killed run: removes this project's throwaway containers whose run has ended
+/// (a `kill -9` of the tool leaves them working), found in one listing and removed in one
+/// call. Costs a directory read when no run left a mark. Returns their names.
+pub fn reap_helpers(
+    engine: &Engine,
+    sh: &xshell::Shell,
+    project: &crate::stack::Project,
+) -> Result<Vec<String>, String> {
+    let marks = project.cache_dir().join("helpers");
+    let dead: Vec<std::path::PathBuf> = std::fs::read_dir(&marks)
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(crate::host::process_alive))
+        .collect();
+    if dead.is_empty() {
+        return Ok(vec![]);
+    }
+    let stale: Vec<String> = engine
+        .all_containers(sh)?
+        .iter()
+        .filter_map(|c| {
+            let labels = crate::engine::listing::labels(&c["Labels"]);
+            let token = labels.get(crate::stack::HELPER_LABEL)?;
+            let ours = labels.get(PROJECT_LABEL) == Some(&project.name);
+            let name = match &c["Names"] {
+                serde_json::Value::Array(n) => n.first()?.as_str()?.to_string(),
+                other => other.as_str()?.to_string(),
+            };
+            (ours && !crate::host::process_alive(token)).then_some(name)
+        })
+        .collect();
+    if !stale.is_empty() {
+        engine.call(
+            sh,
+            &crate::engine::Call::RemoveContainers(stale.clone()),
+            crate::engine::Progress::Quiet,
+        )?;
+    }
+    for mark in dead {
+        let _ = std::fs::remove_file(mark);
+    }
+    Ok(stale)
+}
+
 /// A damaged image as the user reads it: which, what is wrong, and the fix. Removing it is
 /// safe only for one of ours or a nameless one (doctor's --fix does those).
 pub fn damaged_line(d: &Damaged, engine: &Engine) -> String {
@@ -39,6 +100,8 @@ pub fn damaged_is_ours(d: &Damaged, project: &str) -> bool {
     d.names.iter().all(ours)
 }
 
+/// Both stacks with every optional service (the LLM's volume included): every image,
+/// container and volume this project can have.
 pub fn stacks(cx: &Context, engine: &Engine) -> [Stack; 2] {
     [
         Stack::dev(&cx.project, Llm::Ollama, engine.host_alias()),

@@ -45,6 +45,9 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let sh = crate::shell()?;
     crate::converge::validate::inputs(&stack)?;
     let _lock = cache::lock(&cx.project.cache_dir())?;
+    if !args.dry_run {
+        super::volumes::recover(cx, &engine, &sh, out)?;
+    }
 
     // 1. The new images first, without the layer cache, beside the old ones (under a
     //    staging name): until every build has succeeded nothing else changes, so a build

@@ -46,6 +46,9 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let engine = Engine::detect()?;
     let stack = Stack::prod(&cx.project, args.llm, engine.host_alias());
     let sh = crate::shell()?;
+    if !args.dry_run {
+        super::volumes::recover(cx, &engine, &sh, out)?;
+    }
     // Installed before anything starts, so a Ctrl-C while waiting still cleans up.
     let cancel = Cancel::default();
     let on_signal = cancel.clone();

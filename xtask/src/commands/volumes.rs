@@ -59,6 +59,9 @@ pub fn run(cx: &Context, command: &Command) -> Result<(), String> {
     let engine = Engine::detect()?;
     let sh = Shell::new().map_err(|e| e.to_string())?;
     let out = Output { json: false, dry_run: false };
+    if !matches!(command, Command::Ls { .. }) {
+        recover(cx, &engine, &sh, out)?;
+    }
     match command {
         Command::Ls { json } => ls(cx, &engine, &sh, *json),
         Command::Backup { names, to } => {
@@ -176,7 +179,7 @@ fn throwaway(cx: &Context, image: &str, mounts: &[String], interactive: bool, sc
         spec.extend(["-v".to_string(), m.clone()]);
     }
     spec.extend(["--entrypoint".into(), "sh".into(), image.to_string(), "-c".into(), script.to_string()]);
-    Call::Run(Run { name: None, labels: vec![cx.project.label()], spec })
+    Call::Run(Run { name: None, labels: owned::helper_labels(&cx.project), spec })
 }
 
 /// Waits for a spawned engine command; its stderr becomes the error.
@@ -343,11 +346,14 @@ fn manifest_of(archive: &Path) -> PathBuf {
 
 /// Extract into `.jarvis-restore-new`, verify every digest and the file count there, then
 /// swap by renames; any failure puts the old contents back and leaves no staging behind.
+// The journal (`.jarvis-restore-journal` on the volume) says how far the swap got, so a
+// restore killed at any moment is completed or rolled back by the next command that
+// touches the volume (`RECOVER`): never a volume holding neither version.
 const RESTORE: &str = r#"set -u
-new=/vol/.jarvis-restore-new; old=/vol/.jarvis-restore-old
-top() { d=$1; shift; find "$d" -mindepth 1 -maxdepth 1 ! -name .jarvis-restore-new ! -name .jarvis-restore-old "$@"; }
-rm -rf "$new" "$old"
-fail() { echo "$1; the volume is as it was" >&2; rm -rf "$new"; exit 1; }
+new=/vol/.jarvis-restore-new; old=/vol/.jarvis-restore-old; j=/vol/.jarvis-restore-journal
+top() { d=$1; shift; find "$d" -mindepth 1 -maxdepth 1 ! -name .jarvis-restore-new ! -name .jarvis-restore-old ! -name .jarvis-restore-journal "$@"; }
+rm -rf "$new" "$old"; rm -f "$j"
+fail() { echo "$1; the volume is as it was" >&2; rm -rf "$new"; rm -f "$j"; exit 1; }
 mkdir "$new" || fail "cannot stage on the volume"
 $UNPACK | tar -C "$new" -xpf - --numeric-owner || fail "the archive does not extract"
 cd "$new" || fail "no staging"
@@ -355,18 +361,75 @@ sha256sum --quiet --strict -c /restore/files.sha256 >&2 || fail "a restored file
 n=$(find . -type f | wc -l)
 [ "$n" = "$(cat /restore/count)" ] || fail "the archive holds $n files, the manifest lists $(cat /restore/count)"
 cd /vol
-undo_old() { top "$old" -exec mv -t /vol {} + ; rmdir "$old"; rm -rf "$new"; echo "swapping failed; the volume is as it was" >&2; exit 1; }
+undo_old() { top "$old" -exec mv -t /vol {} + ; rmdir "$old"; rm -rf "$new"; rm -f "$j"; echo "swapping failed; the volume is as it was" >&2; exit 1; }
 undo_new() { top /vol -exec rm -rf {} + ; undo_old; }
-mkdir "$old" || fail "cannot stage on the volume"
+echo moving-old > "$j" && sync
+mkdir "$old" || undo_old
 top /vol -exec mv -t "$old" {} + || undo_old
 [ -z "$(top /vol)" ] || undo_old
+echo moving-new > "$j" && sync
 top "$new" -exec mv -t /vol {} + || undo_new
 [ -z "$(top "$new")" ] || undo_new
 sha256sum --quiet --strict -c /restore/files.sha256 >&2 || undo_new
+echo done > "$j" && sync
 chmod --reference="$new" /vol 2>/dev/null; chown --reference="$new" /vol 2>/dev/null
-rm -rf "$old" "$new"
+rm -rf "$old" "$new"; rm -f "$j"
 echo restored
 "#;
+
+/// What the next command does with a volume whose restore was interrupted, by the
+/// journal's last phase: before the swap, or while the old contents moved aside, the old
+/// contents are put back; once the new ones were all in place and verified, it completes.
+const RECOVER: &str = r#"set -u
+new=/vol/.jarvis-restore-new; old=/vol/.jarvis-restore-old; j=/vol/.jarvis-restore-journal
+top() { d=$1; shift; find "$d" -mindepth 1 -maxdepth 1 ! -name .jarvis-restore-new ! -name .jarvis-restore-old ! -name .jarvis-restore-journal "$@"; }
+phase=$(cat "$j" 2>/dev/null || echo staging)
+case "$phase" in
+  done) rm -rf "$old" "$new"; rm -f "$j"; echo "completed: it holds the restored contents" ;;
+  moving-new) top /vol -exec rm -rf {} +; [ -d "$old" ] && top "$old" -exec mv -t /vol {} +
+              rm -rf "$old" "$new"; rm -f "$j"; echo "rolled back: it holds its old contents" ;;
+  moving-old) [ -d "$old" ] && top "$old" -exec mv -t /vol {} +
+              rm -rf "$old" "$new"; rm -f "$j"; echo "rolled back: it holds its old contents" ;;
+  *) rm -rf "$new"; rm -f "$j"; echo "untouched: the restore had not begun to swap" ;;
+esac
+"#;
+
+/// Where a restore marks its volume as being restored, on the host: a cheap file that
+/// tells the next command to recover the volume first, when the run was killed.
+fn pending_dir(cx: &Context) -> PathBuf {
+    cx.project.cache_dir().join("restores")
+}
+
+/// Removes the throwaway containers of killed runs (one may still be swapping a volume),
+/// then completes or rolls back every restore a killed run left (its mark names the run;
+/// a restore still running elsewhere is left alone). Nothing to do costs two directory
+/// reads: every command that touches the project's volumes calls it first.
+pub fn recover(cx: &Context, engine: &Engine, sh: &Shell, out: Output) -> Result<(), String> {
+    let reaped = owned::reap_helpers(engine, sh, &cx.project)?;
+    if !reaped.is_empty() {
+        out.say(format!("removed throwaway containers a killed run left: {}", reaped.join(", ")));
+    }
+    let marks: Vec<PathBuf> = std::fs::read_dir(pending_dir(cx))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    for mark in marks {
+        let run = std::fs::read_to_string(&mark).unwrap_or_default();
+        if crate::host::process_alive(run.lines().next().unwrap_or("")) {
+            continue;
+        }
+        let volume = mark.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if engine.volume_labels(sh, &volume).is_some() {
+            let call =
+                throwaway(cx, &helper_image(cx, engine, sh)?, &[format!("{volume}:/vol")], false, RECOVER);
+            let said = engine
+                .call(sh, &call, Progress::Quiet)
+                .map_err(|e| format!("volume {volume}: completing an interrupted restore failed: {e}"))?;
+            out.say(format!("volume {volume}: an interrupted restore was {}", said.trim()));
+        }
+        let _ = std::fs::remove_file(&mark);
+    }
+    Ok(())
+}
 
 pub fn restore(cx: &Context, engine: &Engine, sh: &Shell, archive: &Path, out: Output) -> Result<(), String> {
     let manifest_path = manifest_of(archive);
@@ -439,6 +502,14 @@ pub fn restore(cx: &Context, engine: &Engine, sh: &Shell, archive: &Path, out: O
     let mounts = [format!("{volume}:/vol"), format!("{}:/restore:ro", staging.0.display())];
     let call = throwaway(cx, &helper_image(cx, engine, sh)?, &mounts, true, &script);
     let input = File::open(archive).map_err(|e| format!("reading {}: {e}", archive.display()))?;
+    // Marked before anything is swapped; the mark goes once the restore has ended either way.
+    let pending = pending_dir(cx).join(&volume);
+    std::fs::create_dir_all(pending_dir(cx))
+        .and_then(|()| {
+            let run = crate::host::process_token(std::process::id()).unwrap_or_default();
+            std::fs::write(&pending, format!("{run}\n{}\n", archive.display()))
+        })
+        .map_err(|e| format!("marking {} as being restored: {e}", volume))?;
     let result = if zstd {
         let program = which::which("zstd")
             .map_err(|_| "the archive is zstd and the host has no zstd: install it (apt-get install zstd)")?;
@@ -456,6 +527,8 @@ pub fn restore(cx: &Context, engine: &Engine, sh: &Shell, archive: &Path, out: O
     } else {
         wait(engine, engine.spawn(sh, &call, input.into(), Stdio::null())?, "run (restore)")
     };
+    // The script undid its own failure; only a killed run leaves the mark for `recover`.
+    let _ = std::fs::remove_file(&pending);
     result.map_err(|e| format!("restoring {volume} from {} failed\n  ({e})", archive.display()))?;
     out.say(format!(
         "{volume}: restored {} files from {}, every sha256 verified",

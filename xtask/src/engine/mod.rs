@@ -476,7 +476,19 @@ impl Engine {
     /// `image inspect` of `references`: those the engine has, as JSON; the missing ones
     /// are left out (the engine fails the call, yet prints what it found).
     fn inspect_images(&self, sh: &Shell, references: &[&str]) -> Result<String, EngineError> {
-        self.inspect_found(sh, "image", references, &["image not known", "No such image"])
+        match self.inspect_found(sh, "image", references, &["image not known", "No such image"]) {
+            // podman's inspection walks its layer tree, so one damaged image fails the
+            // inspection of every image near it: answer from the store itself then (the
+            // damaged one is missing, so a plan rebuilds it) and say so.
+            Err(e) if self.kind == Kind::Podman && e.damaged_image().is_some() => {
+                let around = self.images_around_damage(sh, e)?;
+                for damaged in &around.damaged {
+                    eprintln!("warning: {}", listing::damaged_warning(damaged));
+                }
+                Ok(listing::as_inspected(&around.images, references).to_string())
+            }
+            other => other,
+        }
     }
 
     /// `<kind> inspect` of `names`, those the engine has; a missing one is an answer.
@@ -555,7 +567,21 @@ impl Engine {
     ) -> Result<Vec<(String, Vec<String>, u64)>, EngineError> {
         let filter = format!("label={label}");
         let text =
-            self.read(sh, &["images", "--all", "--filter", &filter, "--format", self.json_format()])?;
+            match self.read(sh, &["images", "--all", "--filter", &filter, "--format", self.json_format()]) {
+                Ok(text) => text,
+                // A damaged image fails the listing: the store's own records answer.
+                Err(e) if self.kind == Kind::Podman && e.damaged_image().is_some() => {
+                    let (key, value) = label.split_once('=').unwrap_or((label, ""));
+                    let around = self.images_around_damage(sh, e)?;
+                    return Ok(around
+                        .images
+                        .into_iter()
+                        .filter(|i| i.labels.get(key).is_some_and(|v| value.is_empty() || v == value))
+                        .map(|i| (i.id, i.names, i.size))
+                        .collect());
+                }
+                Err(e) => return Err(e),
+            };
         Ok(listing::json_items(&text)
             .iter()
             .map(|item| {
@@ -642,51 +668,45 @@ impl Engine {
         })
     }
 
-    /// The images podman can still read while `first` says one is damaged: the ids from
-    /// the store's own record, inspected without the damaged ones (each failure names the
-    /// next one), and the damaged ones named.
+    /// The images podman's store holds while `first` says one is damaged, read from the
+    /// store itself: podman fails every listing and every inspection then (its layer tree
+    /// reaches each image). The damaged ones are named: the one `first` names and any
+    /// other whose manifest or config is gone.
     fn images_around_damage(
         &self,
         sh: &Shell,
         first: EngineError,
     ) -> Result<listing::ImageListing, EngineError> {
-        let Some(stored) = self.stored_images(sh) else { return Err(first) };
-        let mut damaged: Vec<listing::Damaged> = Vec::new();
-        let mut error = first;
-        while let Some(id) = error.damaged_image().map(str::to_string) {
-            if damaged.iter().any(|d| d.id == id) {
-                break;
-            }
-            let names = stored.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone()).unwrap_or_default();
-            damaged.push(listing::Damaged { id, why: error.message.clone(), names });
-            let rest: Vec<&str> = stored
-                .iter()
-                .map(|(i, _)| i.as_str())
-                .filter(|i| !damaged.iter().any(|d| d.id == *i))
-                .collect();
-            match self.inspect_images(sh, &rest) {
-                Ok(text) => {
-                    let mut images = listing::parse_listed_images(&listing::json_items(&text));
-                    // An inspection says neither: no name and no child is dangling.
-                    let parents: Vec<String> = images.iter().map(|i| i.parent.clone()).collect();
-                    for image in &mut images {
-                        image.dangling = image.names.is_empty() && !parents.contains(&image.id);
-                    }
-                    return Ok(listing::ImageListing { images, damaged });
-                }
-                Err(e) => error = e,
-            }
+        let Some(named) = first.damaged_image().map(str::to_string) else { return Err(first) };
+        let info = self.read(sh, &["info", "--format", "{{.Store.GraphRoot}} {{.Store.GraphDriverName}}"]);
+        let Some((root, driver)) = info.as_deref().ok().and_then(|i| i.trim().split_once(' ')) else {
+            return Err(first);
+        };
+        let images_dir = std::path::Path::new(root).join(format!("{driver}-images"));
+        let layers = std::path::Path::new(root).join(format!("{driver}-layers")).join("layers.json");
+        let Ok(records) = std::fs::read_to_string(images_dir.join("images.json")) else { return Err(first) };
+        let layers = std::fs::read_to_string(layers).unwrap_or_default();
+        let blob = |id: &str, key: &str| {
+            std::fs::read(images_dir.join(id).join(listing::big_data_file_name(key))).ok()
+        };
+        let (mut images, broken) = listing::stored_listing(&records, &layers, blob);
+        images.retain(|i| i.id != named);
+        let mut damaged: Vec<listing::Damaged> = broken
+            .into_iter()
+            .map(|(id, names)| listing::Damaged {
+                why: if id == named {
+                    first.message.clone()
+                } else {
+                    "its manifest or config is gone".into()
+                },
+                id,
+                names,
+            })
+            .collect();
+        if !damaged.iter().any(|d| d.id == named) {
+            damaged.push(listing::Damaged { id: named, why: first.message.clone(), names: vec![] });
         }
-        Err(error)
-    }
-
-    /// podman's image records, read from its store (id and names), when it can be found.
-    fn stored_images(&self, sh: &Shell) -> Option<Vec<(String, Vec<String>)>> {
-        let info =
-            self.read(sh, &["info", "--format", "{{.Store.GraphRoot}} {{.Store.GraphDriverName}}"]).ok()?;
-        let (root, driver) = info.trim().split_once(' ')?;
-        let path = std::path::Path::new(root).join(format!("{driver}-images")).join("images.json");
-        Some(listing::stored_images(&std::fs::read_to_string(path).ok()?))
+        Ok(listing::ImageListing { images, damaged })
     }
 
     /// These images, as a full listing has them (ids, names, creation, digest), in one

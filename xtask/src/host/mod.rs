@@ -51,6 +51,21 @@ pub fn dir_size(dir: &Path, budget: std::time::Duration) -> Option<(u64, bool)> 
     Some((total, true))
 }
 
+/// A process named so that a reused pid does not pass for it: `<pid>-<start time>` (the
+/// start time in clock ticks since boot, `/proc/<pid>/stat` field 22).
+pub fn process_token(pid: u32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: the fields start after its end.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    Some(format!("{pid}-{}", fields.get(19)?))
+}
+
+/// Whether the process `token` names still runs.
+pub fn process_alive(token: &str) -> bool {
+    let Some(pid) = token.split('-').next().and_then(|p| p.parse().ok()) else { return false };
+    process_token(pid).as_deref() == Some(token)
+}
+
 /// Whether this process runs as an ordinary user: podman is then rootless.
 pub fn rootless() -> bool {
     !nix::unistd::geteuid().is_root()

@@ -1071,7 +1071,7 @@ pub fn fetch_voices(
             "sh".into(),
         ];
         spec.extend(specs.iter().map(|s| s.path.clone()));
-        let run = Call::Run(Run { name: None, labels: vec![p.project.label()], spec });
+        let run = Call::Run(Run { name: None, labels: owned::helper_labels(&p.project), spec });
         engine.call(sh, &run, Progress::Quiet)?;
         let line = format!(
             "copied {} into volume {volume} (verified copies from {})",

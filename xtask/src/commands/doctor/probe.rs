@@ -209,7 +209,8 @@ impl Probe {
         }
         spec.extend(engine.host_alias_args());
         spec.extend([image.clone(), "-c".into(), script]);
-        let run = Call::Run(Run { name: None, labels: vec![self.project.label()], spec });
+        let run =
+            Call::Run(Run { name: None, labels: crate::commands::owned::helper_labels(&self.project), spec });
         let sh = Shell::new().map_err(|e| e.to_string())?;
         let started = Instant::now();
         let seen = engine.call(&sh, &run, Progress::Quiet).map_err(String::from).map(|out| {
