@@ -127,6 +127,14 @@ pub const STEPS: &[Step] = &[
         shares_images: false,
     },
     Step {
+        name: "crash",
+        about: "kill -9 of the tool's process group at moments spread over dev-fast (rebuilding), build-prod, \
+                prune and rebuild-clean: the next run converges, the no-op plans nothing, nothing foreign changes (podman)",
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "crash"]],
+        tools: &["podman"],
+        shares_images: false,
+    },
+    Step {
         name: "rootless",
         about: "every command as an ordinary user on rootless podman, after root's builds: dev-fast, reloads, the \
                 no-op, stats, rebuild-clean failing and passing, build-prod, up, and doctor against each rootless \

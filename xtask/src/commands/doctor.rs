@@ -70,6 +70,11 @@ pub enum Repair {
     Voices { files: Vec<String>, volume: Option<String> },
     /// Remove these damaged images (each checked again to be ours or nameless).
     RemoveDamaged(Vec<String>),
+    /// Remove the throwaway containers of this project's dead runs (found again).
+    ReapHelpers,
+    /// Remove these files under `.dev-cache` (half-written records of killed runs,
+    /// records of images that are gone).
+    RemoveRecords(Vec<std::path::PathBuf>),
 }
 
 /// One result of a check.
@@ -161,6 +166,8 @@ pub const CHECKS: &[Check] = &[
         symptom: "`stats`, `prune` and `podman images` fail: `locating item named \"manifest\" ... file does not exist`" },
     Check { group: "storage", name: "project", run: checks::storage_project,
         symptom: "" },
+    Check { group: "storage", name: "leftovers", run: checks::storage_leftovers,
+        symptom: "a killed run's throwaway container goes on working; records of images that are gone" },
     Check { group: "images", name: "dev", run: checks::images_dev,
         symptom: "\"Image not found\" when dev-fast starts a container" },
     Check { group: "images", name: "prod", run: checks::images_prod,
@@ -360,6 +367,33 @@ fn apply(probe: &Probe, repairs: &[Repair], out: Output) -> Vec<String> {
     let mut damaged: Vec<String> = Vec::new();
     for repair in repairs {
         match repair {
+            Repair::ReapHelpers => {
+                if let Ok(engine) = &probe.engine {
+                    match crate::commands::owned::reap_helpers(engine, &sh, &probe.project) {
+                        Ok(names) if !names.is_empty() => {
+                            let line =
+                                format!("removed throwaway containers of killed runs: {}", names.join(", "));
+                            out.say(format!("  {line}"));
+                            done.push(line);
+                        }
+                        Ok(_) => {}
+                        Err(e) => out.warn(format!("removing throwaway containers: {e}")),
+                    }
+                }
+            }
+            Repair::RemoveRecords(files) => {
+                let cache = probe.project.cache_dir();
+                for file in files.iter().filter(|f| f.starts_with(&cache)) {
+                    match std::fs::remove_file(file) {
+                        Ok(()) => {
+                            let line = format!("removed {}", file.display());
+                            out.say(format!("  {line}"));
+                            done.push(line);
+                        }
+                        Err(e) => out.warn(format!("removing {}: {e}", file.display())),
+                    }
+                }
+            }
             Repair::Stop(names) => stop.extend(names.iter().cloned()),
             Repair::RemoveDamaged(ids) => damaged.extend(ids.iter().cloned()),
             Repair::Voices { files, volume: v } => {

@@ -133,6 +133,7 @@ pub fn is_our_name(image: &Image, name: &str) -> bool {
     let name = with_latest(name);
     name == with_latest(&image.reference)
         || image.extra_tags.iter().any(|t| with_latest(t) == name)
+        || name == image.staged_tag()
         || name
             .strip_prefix(&format!("{}:", image.repository()))
             .is_some_and(|tag| tag.starts_with("inputs-"))

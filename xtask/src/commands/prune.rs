@@ -95,6 +95,13 @@ pub fn plan(
             .flat_map(|i| i.names.iter().filter(|n| n.starts_with(&prefix)).map(move |n| (i, n)))
             .collect();
         tagged.sort_by(|a, b| b.0.created.cmp(&a.0.created).then(b.1.cmp(a.1)));
+        // A clean rebuild's staging name outlives only a killed rebuild-clean: prune runs
+        // alone, so no rebuild-clean is between its builds and its swap now.
+        let staged = image.staged_tag();
+        for found in listing.iter().filter(|i| i.names.contains(&staged)) {
+            plan.untags.push(staged.clone());
+            names.entry(&found.id).or_default().retain(|n| *n != staged);
+        }
         let current = owned::current(listing, image).map(|i| i.id.as_str());
         let mut kept = 0;
         for (found, name) in tagged {
@@ -358,5 +365,22 @@ mod tests {
         assert_eq!(ids, ["old", "s1"], "children first; i2 is in use, the rest is not ours");
         assert_eq!(plan.bytes(), 60);
         assert!(plan.kept.iter().any(|k| k.starts_with("i2")), "{:?}", plan.kept);
+    }
+
+    /// A killed rebuild-clean leaves its staged image: its staging name goes, then the
+    /// image with it (it is ours and has no other name).
+    #[test]
+    fn a_killed_clean_rebuilds_staged_image_goes() {
+        let stack = Stack::dev(&test_project(), Llm::Lmstudio, "h");
+        let ours: Vec<&Image> = stack.images.iter().collect();
+        let staged = stack.images[0].staged_tag();
+        let listing = vec![
+            image("base", "", &["docker.io/library/rust:1"], &[], None, 100),
+            image("staged", "base", &[&staged], &[], Some("jarvis"), 150),
+        ];
+        let plan = plan("jarvis", &ours, &listing, &[], 3);
+        assert_eq!(plan.untags, [staged]);
+        let ids: Vec<&str> = plan.images.iter().map(|(id, _, _)| id.as_str()).collect();
+        assert_eq!(ids, ["staged"]);
     }
 }

@@ -45,6 +45,9 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let sh = crate::shell()?;
     crate::converge::validate::inputs(&stack)?;
     let _lock = cache::lock(&cx.project.cache_dir())?;
+    // Held from the first build to the swap: `prune` (which takes it alone) never sees the
+    // staged images between, and may remove the staged names a killed rebuild-clean left.
+    let _store = cache::store_lock(false)?;
     if !args.dry_run {
         super::volumes::recover(cx, &engine, &sh, out)?;
     }

@@ -379,6 +379,118 @@ pub fn storage_images(p: &Probe) -> Vec<Finding> {
         .collect()
 }
 
+/// What interrupted work leaves: throwaway containers of dead runs (a `kill -9` of the
+/// tool leaves them working), buildah's working containers of builds that no longer run,
+/// half-written `.dev-cache` records and records of images that are gone. Those that are
+/// ours `--fix` removes; a build container may be another user's build, so its command is
+/// printed instead.
+pub fn storage_leftovers(p: &Probe) -> Vec<Finding> {
+    let engine = match engine_or_skip(p) {
+        Ok(e) => e,
+        Err(f) => return f,
+    };
+    let Ok(sh) = Shell::new() else { return vec![] };
+    let mut findings = Vec::new();
+    match engine.all_containers(&sh) {
+        Ok(containers) => {
+            let dead: Vec<String> = containers
+                .iter()
+                .filter_map(|c| {
+                    let labels = crate::engine::listing::labels(&c["Labels"]);
+                    let run = labels.get(crate::stack::HELPER_LABEL)?;
+                    let ours = labels.get(crate::stack::PROJECT_LABEL) == Some(&p.project.name);
+                    let name = match &c["Names"] {
+                        serde_json::Value::Array(n) => n.first()?.as_str()?.to_string(),
+                        other => other.as_str()?.to_string(),
+                    };
+                    (ours && !crate::host::process_alive(run)).then(|| format!("{name} (run {run})"))
+                })
+                .collect();
+            if !dead.is_empty() {
+                findings.push(
+                    Finding::problem(
+                        format!("throwaway containers whose run has ended: {}", dead.join(", ")),
+                        "`cargo xtask doctor --fix` removes them (the next dev-fast or volumes command does too)",
+                    )
+                    .repair(Repair::ReapHelpers)
+                    .on("helpers"),
+                );
+                // The next reap must find them even without the run's mark.
+                let marks = p.project.cache_dir().join("helpers");
+                let _ =
+                    std::fs::create_dir_all(&marks).and_then(|()| std::fs::write(marks.join("0-doctor"), ""));
+            }
+        }
+        Err(e) => findings.push(Finding::skipped(first_line(&e.to_string()).to_string()).on("helpers")),
+    }
+    if let Ok(builds) = engine.build_containers(&sh)
+        && !builds.is_empty()
+    {
+        findings.push(
+            Finding::warning(
+                format!(
+                    "build containers (buildah's, of a build that may have been interrupted): {}",
+                    builds.join(", ")
+                ),
+                format!("when no build runs on this machine: `{} rm -f {}`", engine.name(), builds.join(" ")),
+            )
+            .on("builds"),
+        );
+    }
+    let cache = p.project.cache_dir();
+    let half_written: Vec<std::path::PathBuf> = walkdir::WalkDir::new(&cache)
+        .into_iter()
+        .flatten()
+        .map(|e| e.into_path())
+        .filter(|path| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            // `host::write_atomic`'s `.<name>.tmp<pid>` of a run that is gone.
+            name.starts_with('.')
+                && name.rsplit_once(".tmp").is_some_and(|(_, pid)| {
+                    pid.parse::<u32>().is_ok_and(|pid| crate::host::process_token(pid).is_none())
+                })
+        })
+        .collect();
+    if !half_written.is_empty() {
+        let shown: Vec<String> = half_written.iter().map(|f| f.display().to_string()).collect();
+        findings.push(
+            Finding::warning(
+                format!("half-written records of killed runs: {}", shown.join(", ")),
+                "`cargo xtask doctor --fix` removes them (the records they were to replace are intact)",
+            )
+            .repair(Repair::RemoveRecords(half_written))
+            .on(".dev-cache"),
+        );
+    }
+    let images: Vec<&crate::stack::Image> = p.dev.images.iter().chain(&p.prod.images).collect();
+    let recorded: Vec<&&crate::stack::Image> =
+        images.iter().filter(|i| matches!(cache::load(&cache, i.key), Record::Built(_))).collect();
+    let names: Vec<&str> = recorded.iter().map(|i| i.reference.as_str()).collect();
+    if let Ok(found) = engine.inspect_listed(&sh, &names) {
+        let gone: Vec<&&&crate::stack::Image> = recorded
+            .iter()
+            .filter(|i| !found.iter().any(|f| f.names.iter().any(|n| owned::is_our_name(i, n))))
+            .collect();
+        if !gone.is_empty() {
+            let files: Vec<std::path::PathBuf> =
+                gone.iter().map(|i| cache.join("images").join(format!("{}.json", i.key))).collect();
+            let shown: Vec<String> = gone.iter().map(|i| format!("{} ({})", i.key, i.reference)).collect();
+            findings.push(
+                Finding::warning(
+                    format!("build records of images that are gone: {}", shown.join(", ")),
+                    "`cargo xtask doctor --fix` removes them (the next run builds those images and says why)",
+                )
+                .repair(Repair::RemoveRecords(files))
+                .on(".dev-cache"),
+            );
+        }
+    }
+    if findings.is_empty() {
+        findings.push(Finding::ok("no throwaway or build container left, every record current"));
+    }
+    findings
+}
+
 pub fn storage_project(p: &Probe) -> Vec<Finding> {
     let engine = match engine_or_skip(p) {
         Ok(e) => e,

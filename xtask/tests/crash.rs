@@ -1,0 +1,257 @@
+//! `kill -9` of the tool's whole process group, as a power cut, the OOM killer or a closed
+//! laptop does, at moments spread over a run: `dev-fast` while it rebuilds the frontend
+//! image and recreates its container, `build-prod` while it builds, `prune` while it
+//! removes, `rebuild-clean` while it builds its staged images. (`volumes restore` is killed
+//! the same way in tests/maintenance.rs.) After each kill the same command runs again and
+//! must converge; then the no-op plans nothing, and a container, an image and a volume
+//! that are not ours are exactly as they were. The counts are printed.
+
+mod support;
+
+use std::{
+    os::unix::process::CommandExt,
+    process::{Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use support::*;
+use xshell::{Shell, cmd};
+
+const PROJECT: &str = "jarvis-crash";
+const DEBIAN: &str = "docker.io/library/debian:bookworm-slim";
+
+struct Project {
+    root: std::path::PathBuf,
+    backend_port: u16,
+    frontend_port: u16,
+}
+
+impl Project {
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = xtask_command(&self.root, PROJECT, args);
+        command
+            .env("JARVIS_BACKEND_PORT", self.backend_port.to_string())
+            .env("JARVIS_FRONTEND_PORT", self.frontend_port.to_string())
+            .env("XDG_DATA_HOME", self.root.join(".data"));
+        command
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let output = run_logged(self.command(args), 40);
+        assert!(output.status.success(), "xtask {args:?} failed:\n{}", text(&output.stderr));
+        output
+    }
+
+    /// Runs `args` and kills its process group `after` it started; whether it had ended.
+    fn killed(&self, args: &[&str], after: Duration) -> bool {
+        let mut command = self.command(args);
+        command.stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+        let mut child = command.spawn().unwrap();
+        std::thread::sleep(after);
+        let ended = child.try_wait().unwrap().is_some();
+        let group = format!("-{}", child.id());
+        let _ = std::process::Command::new("kill").args(["-9", "--", &group]).status();
+        let _ = child.wait();
+        ended
+    }
+
+    /// What the no-op would do: nothing.
+    fn assert_noop(&self, what: &str) {
+        let output = self.ok(&["dev-fast", "--dry-run", "--json"]);
+        let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(planned(&doc).is_empty(), "{what}: the no-op plans {:?}", planned(&doc));
+    }
+
+    fn edit(&self, rel: &str, f: impl FnOnce(String) -> String) {
+        let path = self.root.join(rel);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, f(text)).unwrap();
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A container, an image and a volume that are not ours, and how they must stay.
+struct Foreign {
+    container: String,
+    image: String,
+    volume: String,
+}
+
+impl Foreign {
+    fn make(sh: &Shell) -> Foreign {
+        let f = Foreign {
+            container: format!("crash-foreign-{}", std::process::id()),
+            image: format!("localhost/crash-foreign:{}", std::process::id()),
+            volume: format!("crash-foreign-{}", std::process::id()),
+        };
+        let (container, image, volume) = (&f.container, &f.image, &f.volume);
+        cmd!(sh, "podman tag {DEBIAN} {image}").quiet().run().unwrap();
+        cmd!(sh, "podman volume create {volume}").quiet().ignore_stdout().run().unwrap();
+        let mount = format!("{volume}:/v");
+        cmd!(sh, "podman run -d --name {container} -v {mount} {image} sleep infinity")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .unwrap();
+        f
+    }
+
+    /// Ids and states, all in one line: what must not change.
+    fn state(&self, sh: &Shell) -> String {
+        let (container, image, volume) = (&self.container, &self.image, &self.volume);
+        let c = "{{.Id}} {{.State.Status}} {{.State.StartedAt}}";
+        let i = "{{.Id}}";
+        let v = "{{.Name}} {{.CreatedAt}}";
+        [
+            cmd!(sh, "podman container inspect --format {c} {container}").quiet().read(),
+            cmd!(sh, "podman image inspect --format {i} {image}").quiet().read(),
+            cmd!(sh, "podman volume inspect --format {v} {volume}").quiet().read(),
+        ]
+        .map(|r| r.unwrap_or_else(|e| format!("gone: {e}")))
+        .join(" | ")
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let sh = Shell::new().unwrap();
+        let (container, image, volume) = (&self.container, &self.image, &self.volume);
+        let _ = cmd!(sh, "podman rm -f -t 0 {container}").quiet().ignore_stdout().ignore_stderr().run();
+        let _ = cmd!(sh, "podman rmi {image}").quiet().ignore_stdout().ignore_stderr().run();
+        let _ = cmd!(sh, "podman volume rm {volume}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+}
+
+/// Every container and image of the test project, removed at the start and the end
+/// (its volumes too: this project is the test's alone).
+fn forget(sh: &Shell) {
+    let label = format!("label=io.jarvis.project={PROJECT}");
+    let containers = cmd!(sh, "podman ps -aq --filter {label}").quiet().read().unwrap_or_default();
+    for c in containers.lines() {
+        let _ = cmd!(sh, "podman rm -f -t 0 {c}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+    let images = cmd!(sh, "podman images -aq --filter {label}").quiet().read().unwrap_or_default();
+    for i in images.lines() {
+        let _ = cmd!(sh, "podman rmi -f {i}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+}
+
+struct Forget;
+impl Drop for Forget {
+    fn drop(&mut self) {
+        forget(&Shell::new().unwrap());
+    }
+}
+
+/// The moments of `trials` kills spread over `whole`, from early to late.
+fn moments(whole: Duration, trials: u32) -> Vec<Duration> {
+    (1..=trials).map(|i| whole.mul_f64(f64::from(i) / f64::from(trials + 1))).collect()
+}
+
+#[test]
+fn killed_at_any_moment_the_next_run_converges() {
+    let Some(sh) = podman_or_skip("killed_at_any_moment_the_next_run_converges") else { return };
+    forget(&sh);
+    let _forget = Forget;
+    let work = ScratchDir::new("crash");
+    copy_workspace(&work.0);
+    let p = Project { root: work.0.clone(), backend_port: free_port(), frontend_port: free_port() };
+    let foreign = Foreign::make(&sh);
+    let before = foreign.state(&sh);
+    p.ok(&["dev-fast"]);
+    p.assert_noop("after the first run");
+    let mut counts: Vec<String> = Vec::new();
+
+    // dev-fast rebuilding the frontend image (a new label: no network, every layer cached)
+    // and recreating its container.
+    let mut trial = 0;
+    let mut change = |p: &Project| {
+        trial += 1;
+        p.edit("docker/frontend.dev.Containerfile", |t| {
+            format!("{t}\nLABEL io.jarvis.crash-trial=\"{trial}\"\n")
+        });
+    };
+    change(&p);
+    let started = Instant::now();
+    p.ok(&["dev-fast"]);
+    let whole = started.elapsed();
+    let mut ended = 0;
+    for at in moments(whole, 5) {
+        change(&p);
+        ended += usize::from(p.killed(&["dev-fast"], at));
+        let next = p.ok(&["dev-fast"]);
+        assert!(
+            text(&next.stdout).contains("ready"),
+            "dev-fast after a kill at {at:?}:\n{}",
+            text(&next.stdout)
+        );
+        p.assert_noop(&format!("dev-fast killed at {at:?}"));
+        assert_eq!(foreign.state(&sh), before, "dev-fast killed at {at:?} changed what is not ours");
+    }
+    counts.push(format!("dev-fast: 5 kills over {whole:.1?} ({ended} had ended), 5 converged"));
+
+    // build-prod: the final stage rebuilt (a new label), killed while it builds and tags.
+    let mut trial = 0;
+    let mut change = |p: &Project| {
+        trial += 1;
+        p.edit("docker/jarvis.Containerfile", |t| format!("{t}\nLABEL io.jarvis.crash-trial=\"{trial}\"\n"));
+    };
+    p.ok(&["build-prod"]);
+    change(&p);
+    let started = Instant::now();
+    p.ok(&["build-prod"]);
+    let whole = started.elapsed();
+    for at in moments(whole, 4) {
+        change(&p);
+        p.killed(&["build-prod"], at);
+        p.ok(&["build-prod"]);
+        let dry = p.ok(&["build-prod", "--dry-run", "--json"]);
+        let doc: Value = serde_json::from_slice(&dry.stdout).unwrap();
+        assert!(planned(&doc).is_empty(), "build-prod killed at {at:?}: it plans {:?}", planned(&doc));
+        assert_eq!(foreign.state(&sh), before, "build-prod killed at {at:?} changed what is not ours");
+    }
+    counts.push(format!("build-prod: 4 kills over {whole:.1?}, 4 converged"));
+
+    // prune, killed while it removes the old builds those trials left.
+    let started = Instant::now();
+    let dry = p.ok(&["prune", "--json"]);
+    let listed: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let planned_prune = listed.to_string().len();
+    p.killed(&["prune", "--yes"], Duration::from_millis(600));
+    p.ok(&["prune", "--yes"]);
+    let again: Value = serde_json::from_slice(&p.ok(&["prune", "--json"]).stdout).unwrap();
+    assert!(
+        again["images"].as_array().is_none_or(Vec::is_empty),
+        "after a killed prune and a prune, nothing is left to prune: {again}"
+    );
+    p.assert_noop("prune killed");
+    assert_eq!(foreign.state(&sh), before, "a killed prune changed what is not ours");
+    counts.push(format!(
+        "prune: 1 kill at 0.6 s ({planned_prune} bytes of plan), converged in {:.1?}",
+        started.elapsed()
+    ));
+
+    // rebuild-clean, killed while it builds its staged images: the stack keeps serving
+    // (nothing is swapped before every build succeeded) and the next dev-fast converges.
+    for at in [Duration::from_secs(3), Duration::from_secs(20)] {
+        p.killed(&["rebuild-clean", "--yes"], at);
+        let next = p.ok(&["dev-fast"]);
+        assert!(text(&next.stdout).contains("ready"), "dev-fast after rebuild-clean killed at {at:?}");
+        p.assert_noop(&format!("rebuild-clean killed at {at:?}"));
+        // What the kill left staged, prune removes (it is ours, and no rebuild-clean runs).
+        p.ok(&["prune", "--yes"]);
+        let label = format!("label=io.jarvis.project={PROJECT}");
+        let format = "{{.Repository}}:{{.Tag}}";
+        let names =
+            cmd!(sh, "podman images --filter {label} --format {format}").quiet().read().unwrap_or_default();
+        assert!(!names.contains("rebuild-clean-staged"), "no staged image outlives prune: {names}");
+        p.assert_noop(&format!("prune after rebuild-clean killed at {at:?}"));
+        assert_eq!(foreign.state(&sh), before, "rebuild-clean killed at {at:?} changed what is not ours");
+    }
+    counts.push("rebuild-clean: 2 kills (3 s, 20 s), 2 converged".into());
+    eprintln!("crash trials:\n  {}", counts.join("\n  "));
+}
