@@ -170,3 +170,111 @@ fn the_lock_file_names_every_tarball() {
          version moved"
     );
 }
+
+/// The layer a source file belongs to: its folder, or its file's name at the top.
+fn layer_of(path: &Path) -> String {
+    let first = path.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// The top-level modules a file's code names: each `crate::x` path, and each first name of
+/// a `use crate::{a::.., b, ..}` group. (`super::` stays within a folder.)
+fn crate_uses(code: &str) -> std::collections::BTreeSet<String> {
+    let mut used = std::collections::BTreeSet::new();
+    let ident =
+        |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // Items at depth 1 of the group, up to its closing brace.
+            let (mut depth, mut item_start) = (0usize, true);
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && !c.is_whitespace() => {
+                        used.insert(ident(&group[i..]));
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            used.insert(ident(rest));
+        }
+    }
+    used
+}
+
+/// The layers and what each may use, from ARCHITECTURE.md's "Layers" table.
+fn allowed_edges() -> Vec<(String, Vec<String>)> {
+    let map = std::fs::read_to_string(crate::workspace_root().join("ARCHITECTURE.md")).unwrap();
+    let table = map.split("## Layers").nth(1).expect("ARCHITECTURE.md has a `## Layers` section");
+    table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let names = |cell: &str| {
+                cell.split(',')
+                    .map(|n| n.trim().trim_matches('`').to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect::<Vec<_>>()
+            };
+            (names(cells[1]).remove(0), names(cells[2]))
+        })
+        .collect()
+}
+
+/// Imports run down the layers ARCHITECTURE.md lists, never up or sideways: the map is
+/// what the code does. (Unit tests may reach anywhere.) The table itself has no cycle.
+#[test]
+fn imports_run_down_the_layers() {
+    let edges = allowed_edges();
+    let layers: Vec<&str> = edges.iter().map(|(l, _)| l.as_str()).collect();
+    // Each layer may use only those below it in the table: no cycle can be written.
+    for (i, (layer, may)) in edges.iter().enumerate() {
+        for m in may {
+            let below = layers.iter().position(|l| l == m);
+            assert!(
+                below.is_some_and(|b| b > i),
+                "ARCHITECTURE.md: {layer} may use {m}, which is not below it"
+            );
+        }
+    }
+    let mut offenders = Vec::new();
+    for (path, text) in sources() {
+        let layer = layer_of(&path);
+        if matches!(layer.as_str(), "tidy" | "main" | "lib") {
+            continue;
+        }
+        let Some((_, may)) = edges.iter().find(|(l, _)| *l == layer) else {
+            offenders.push(format!(
+                "src/{}: layer {layer} is not in ARCHITECTURE.md's Layers table",
+                path.display()
+            ));
+            continue;
+        };
+        for used in crate_uses(code(&text)) {
+            // The crate root's own items (`Context`, `shell`, `workspace_root`) are for all.
+            if used == layer || !layers.contains(&used.as_str()) || may.contains(&used) {
+                continue;
+            }
+            offenders.push(format!("src/{}: {layer} uses {used}", path.display()));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "imports against the layers of ARCHITECTURE.md (move the shared code down, or change the map on purpose):\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
+fn crate_uses_reads_paths_and_groups() {
+    let code = "use crate::{\n    engine::{Engine, listing},\n    host::hex,\n    Context,\n};\nfn f() { crate::output::say(); }";
+    let used: Vec<String> = crate_uses(code).into_iter().collect();
+    assert_eq!(used, ["Context", "engine", "host", "output"]);
+}

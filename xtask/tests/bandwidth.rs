@@ -3,6 +3,8 @@
 //! as every RUN of ours is) fetches a blob of known size from this test's own container,
 //! and dev-fast's meter reports it within 10%, as "measured", with no step unmeasured.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use serde_json::Value;

@@ -2,6 +2,8 @@
 //! failing every step up front with an install hint, and a real failing step (an
 //! unformatted file in a scratch copy) failing the run with the step's own exit code.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use std::process::{Command, Output, Stdio};

@@ -2,6 +2,8 @@
 //! copy of the workspace running as its own project (own names, own free ports), so the
 //! developer's stack is never touched.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use std::{

@@ -3,6 +3,8 @@
 //! Vite proxies `/api` to it across the dev network by name. The containers are started
 //! from the library's own run spec (`converge::spec`), as dev-fast starts them.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use std::time::Duration;

@@ -8,6 +8,8 @@
 //! that docker sends the build context the fingerprint describes (no `.env` at any depth),
 //! and, with dockerd stopped, that podman still builds, publishes and resolves.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use std::{

@@ -7,6 +7,8 @@
 //! its own project name, with a test manifest whose sources are on loopback: no traffic
 //! leaves 127.0.0.1, and only what a test made is removed.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use std::{

@@ -1,6 +1,8 @@
 //! The frontend builds from its lock file with real npm: `npm ci`, then `npm run build`
 //! (type check and Vite build) produces `dist/index.html` and its assets.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use support::*;

@@ -3,6 +3,8 @@
 //! `--network none` from the layer cache (cache mounts included); an input change fails
 //! before it changes anything, naming the build it would need, and `--dry-run` says the same.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use std::process::Output;

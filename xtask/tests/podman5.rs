@@ -6,6 +6,8 @@
 //! host, the no-op, stats, and a clean rebuild made to fail that leaves the stack serving.
 //! It needs root (to make the rootfs and enter it); elsewhere it skips loudly.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use std::{

@@ -1,6 +1,8 @@
 //! `build-prod`, `up` and the generated compose and kube files, on real podman, in a scratch
 //! copy of the workspace under its own project name and free ports.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use std::{

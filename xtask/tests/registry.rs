@@ -2,6 +2,8 @@
 //! test on a free loopback port with its storage in a scratch directory, and `build-prod`
 //! on a scratch copy of the workspace under its own project name.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use std::{path::Path, process::Output};

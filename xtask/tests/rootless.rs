@@ -8,6 +8,8 @@
 //! are the user's. A second user, set up carelessly, has every rootless fault doctor
 //! knows, each reported. Cleanup removes only what the test made.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use std::{

@@ -4,6 +4,8 @@
 //! models.json; and nothing is created. Then `--dry-run --offline` names the same steps,
 //! with the pins' sizes unknown, refuses as `setup --offline` would, and asks no index.
 
+#![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
+
 mod support;
 
 use std::{

@@ -87,6 +87,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
 }
 
 /// The dev-fast figures: fingerprint, one listing, the no-op, a warm start and doctor.
+#[expect(clippy::disallowed_methods, reason = "bench times the tool itself and the old scripts")]
 fn dev_fast(cx: &Context, runs: usize) -> Result<(), String> {
     let engine = Engine::detect()?;
     let stack = Stack::dev(&cx.project, Llm::default(), engine.host_alias());
@@ -148,6 +149,7 @@ fn dev_fast(cx: &Context, runs: usize) -> Result<(), String> {
     Ok(())
 }
 
+#[expect(clippy::disallowed_methods, reason = "bench times the tool itself and the old scripts")]
 fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
     let root = &cx.project.root;
     // Set up once (may download and install), then time the runs with nothing to do.
@@ -304,6 +306,7 @@ fn xtask_in(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Resul
 
 /// Runs this xtask binary as a user would (in `dir`, with `env`), output hidden unless it
 /// fails.
+#[expect(clippy::disallowed_methods, reason = "bench times the tool itself and the old scripts")]
 fn run_xtask(
     dir: Option<&std::path::Path>,
     env: &[(&str, &str)],

@@ -330,6 +330,7 @@ fn run_step(sh: &Shell, step: &Step, github: bool, registry: Option<&str>) -> St
     status
 }
 
+#[expect(clippy::disallowed_methods, reason = "ci runs each step's cargo commands")]
 fn run_commands(sh: &Shell, step: &Step, registry: Option<&str>) -> Status {
     // Checked before anything runs, so a missing tool costs seconds, not a half-done step.
     let missing: Vec<&Tool> = step.needs().into_iter().filter(|t| !works(sh, t)).collect();
@@ -390,6 +391,7 @@ fn run_commands(sh: &Shell, step: &Step, registry: Option<&str>) -> Status {
     Status::Passed
 }
 
+#[expect(clippy::disallowed_methods, reason = "ci runs each step's cargo commands")]
 fn works(sh: &Shell, tool: &Tool) -> bool {
     let (program, args) = tool.probe.split_first().expect("a probe has a program");
     sh.cmd(program).args(args).quiet().ignore_stdout().ignore_stderr().run().is_ok()
@@ -466,6 +468,7 @@ mod tests {
     /// test` commands select. Every unit-test and integration-test target must be run by
     /// exactly one step: a new `xtask/tests/*.rs` cannot be forgotten, nor run twice.
     #[test]
+    #[expect(clippy::disallowed_methods, reason = "cargo metadata lists the test targets")]
     fn every_test_target_is_run_by_exactly_one_step() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let output = std::process::Command::new(cargo)

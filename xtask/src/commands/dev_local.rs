@@ -302,6 +302,7 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    #[expect(clippy::disallowed_methods, reason = "dev-local supervises the host's cargo, backend and vite")]
     fn start_build(&mut self, trigger: Instant) -> Result<(), String> {
         let messages = Arc::new(Mutex::new(Vec::new()));
         let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -403,6 +404,7 @@ impl<'a> Session<'a> {
         }
     }
 
+    #[expect(clippy::disallowed_methods, reason = "dev-local supervises the host's cargo, backend and vite")]
     fn spawn_backend(&self, exe: &Path) -> Result<Child, String> {
         let p = self.p;
         // The built executable, run as `cargo run` would (it only builds, then execs it):
@@ -423,6 +425,7 @@ impl<'a> Session<'a> {
         supervise::spawn_listening("backend", Color::Cyan, backend, &self.listener, self.log, Stdout::Log)
     }
 
+    #[expect(clippy::disallowed_methods, reason = "dev-local supervises the host's cargo, backend and vite")]
     fn spawn_frontend(&self) -> Result<Child, String> {
         let p = self.p;
         let npm =

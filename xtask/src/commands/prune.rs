@@ -217,9 +217,21 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         let again = plan(project, &ours, &images, &containers, args.keep);
         let mut freed = 0;
         let mut removed = Vec::new();
+        let mut named_stale = false;
         for (id, _, own) in &again.images {
             let builds = engine.build_containers(&sh)?;
-            if !builds.is_empty() {
+            // Working containers with no build process on the machine are what a killed
+            // build left: they would defer every prune for ever. Named once, then ignored.
+            if !builds.is_empty() && crate::host::build_processes().is_empty() {
+                if !std::mem::replace(&mut named_stale, true) {
+                    out.warn(format!(
+                        "build containers left by an interrupted build (no build runs): {}; `{} rm -f {}` removes them",
+                        builds.join(", "),
+                        engine.name(),
+                        builds.join(" ")
+                    ));
+                }
+            } else if !builds.is_empty() {
                 out.warn(format!(
                     "a build is running ({}): no image removed meanwhile, so none it may use as cache goes; \
                      run `cargo xtask prune --yes` again when it ends",

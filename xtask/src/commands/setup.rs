@@ -118,6 +118,7 @@ fn hint(tool: &Tool) -> String {
 
 /// Every missing tool is named with its install hint, all at once, before anything is done.
 /// Returns the Python to make the venv with, and Node's version.
+#[expect(clippy::disallowed_methods, reason = "setup runs the host's python, pip and npm")]
 fn check_tools(sh: &Shell, root: &Path, out: Output) -> Result<(Python, String), String> {
     let mut missing = Vec::new();
     let python = venv_python(root).or_else(|| find_python(sh));
@@ -164,6 +165,7 @@ fn venv_python(root: &Path) -> Option<Python> {
 }
 
 /// The first of python3, python3.13, ... that is 3.11 or newer and can make a venv.
+#[expect(clippy::disallowed_methods, reason = "setup runs the host's python, pip and npm")]
 fn find_python(sh: &Shell) -> Option<Python> {
     // Prints the version first, so that a Python without venv/ensurepip (Debian without
     // python3-venv) still says which version it is before the import fails.
@@ -199,6 +201,7 @@ fn env_file(root: &Path, out: Output) -> Result<bool, String> {
 
 /// `.venv` with requirements.txt installed, redone only when requirements.txt or the
 /// Python changed, or the venv is gone.
+#[expect(clippy::disallowed_methods, reason = "setup runs the host's python, pip and npm")]
 fn venv(
     sh: &Shell,
     cx: &Context,
@@ -357,6 +360,7 @@ fn venv_version(venv: &Path) -> Option<String> {
 
 /// `frontend/node_modules` from package-lock.json with `npm ci`, redone only when
 /// package.json, package-lock.json or Node's major version changed, or node_modules is gone.
+#[expect(clippy::disallowed_methods, reason = "setup runs the host's python, pip and npm")]
 fn node_modules(
     sh: &Shell,
     cx: &Context,

@@ -15,7 +15,7 @@ use crate::{
         registry::{self, Registry},
         spec,
     },
-    engine::{Build, Call, Engine, EngineError, Progress, buildlog, error},
+    engine::{Build, Call, Engine, EngineError, Kind, Progress, buildlog, error},
     inputs::cache,
     output::{Meter, Output, bytes_text},
     stack::{INPUTS_LABEL, REVISION_LABEL, ServiceImage, Stack},
@@ -67,6 +67,7 @@ pub fn call(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> C
 
 /// The checkout's commit (with "-dirty" when it has local changes), for the image label
 /// that says which source an image came from; "unknown" outside git.
+#[expect(clippy::disallowed_methods, reason = "git names the checkout's revision for the image's label")]
 fn git_revision(root: &std::path::Path) -> String {
     static REVISION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     REVISION
@@ -108,7 +109,15 @@ pub fn apply(
     // first action, rather than after the network and volumes are made.
     if !out.dry_run {
         for action in plan.actions.iter().filter(|a| matches!(a, Action::Build { .. })) {
-            engine.can_run(sh, &call(stack, engine, facts, action))?;
+            let call = call(stack, engine, facts, action);
+            // docker reads its own ignore file: the context it sends must be the one fingerprinted.
+            if let (Kind::Docker, Call::Build(build)) = (engine.kind, &call) {
+                crate::inputs::build_context::Ignore::docker_agrees(
+                    std::path::Path::new(&build.context),
+                    std::path::Path::new(&build.containerfile),
+                )?;
+            }
+            engine.can_run(sh, &call)?;
         }
     }
     // No trusted key: the registry is not read. Said once, by a run that builds something.
@@ -189,7 +198,10 @@ pub fn apply(
             if let Action::Build { image, .. } = action {
                 let containerfile = stack.images[*image].containerfile;
                 let text = std::fs::read_to_string(stack.root().join(containerfile)).unwrap_or_default();
-                stages = buildlog::in_containerfile_order(buildlog::stages(&log), &text);
+                stages = buildlog::in_containerfile_order(
+                    buildlog::stages(&log),
+                    &crate::inputs::containerfile::stage_names(&text),
+                );
                 steps = buildlog::steps(&log);
                 (runs_ran, downloads) = (buildlog::runs_ran(&log), buildlog::downloads(&log));
             }

@@ -156,8 +156,7 @@ pub fn steps(output: &str) -> (Vec<Step>, Vec<(String, String)>) {
 /// them in the order it happens to start them). A stage is found by its `AS` name, or as
 /// the engines name unnamed ones: podman "stage i" (from 1) and "final", BuildKit
 /// "stage-i" (from 0).
-pub fn in_containerfile_order(mut stages: Vec<Stage>, containerfile: &str) -> Vec<Stage> {
-    let names = crate::inputs::containerfile::stage_names(containerfile);
+pub fn in_containerfile_order(mut stages: Vec<Stage>, names: &[String]) -> Vec<Stage> {
     let position = |stage: &Stage| {
         let name = stage.name.as_str();
         names
@@ -359,7 +358,8 @@ Successfully tagged localhost/jarvis-scratch-ms:latest
     #[test]
     fn buildkit_logs_are_read_per_stage_in_containerfile_order() {
         let containerfile = include_str!("../../../docker/jarvis.Containerfile");
-        let stages = in_containerfile_order(stages(BUILDKIT), containerfile);
+        let names = crate::inputs::containerfile::stage_names(containerfile);
+        let stages = in_containerfile_order(stages(BUILDKIT), &names);
         assert_eq!(
             stages.iter().map(Stage::describe).collect::<Vec<_>>(),
             [
@@ -373,7 +373,7 @@ Successfully tagged localhost/jarvis-scratch-ms:latest
             ]
         );
         // Unnamed stages: BuildKit's stage-N (from 0), podman's "stage N" (from 1) and "final".
-        let unnamed = "FROM a\nRUN x\nFROM b AS two\nFROM c\n";
+        let unnamed = &crate::inputs::containerfile::stage_names("FROM a\nRUN x\nFROM b AS two\nFROM c\n");
         let named = |names: &[&str]| {
             names
                 .iter()

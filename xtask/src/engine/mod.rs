@@ -3,6 +3,11 @@
 //! its commands, typed (`Call`, `call`, and the read-only methods below). A tidy test fails
 //! when any other module spawns podman or docker.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the layers that start processes: the engine, the host's tools"
+)]
+
 pub mod buildlog;
 pub mod call;
 pub mod error;
@@ -352,20 +357,15 @@ impl Engine {
     /// that a refusal leaves nothing half-done (and `call` asks again).
     pub fn can_run(&self, sh: &Shell, call: &Call) -> Result<(), EngineError> {
         match (self.kind, call) {
-            (Kind::Docker, Call::Build(build)) => self.docker_can_build(sh, build),
+            (Kind::Docker, Call::Build(_)) => self.docker_can_build(sh),
             _ => Ok(()),
         }
     }
 
     /// Whether this docker can build our Containerfiles, checked before a build: with
     /// BuildKit (the buildx plugin, or the builder inside clients before 23, which
-    /// DOCKER_BUILDKIT=1 turns on), from the context the fingerprint describes.
-    fn docker_can_build(&self, sh: &Shell, build: &Build) -> Result<(), EngineError> {
-        crate::inputs::build_context::Ignore::docker_agrees(
-            std::path::Path::new(&build.context),
-            std::path::Path::new(&build.containerfile),
-        )
-        .map_err(|e| EngineError::new(self.name(), "build", None, e).with_cause(None))?;
+    /// DOCKER_BUILDKIT=1 turns on).
+    fn docker_can_build(&self, sh: &Shell) -> Result<(), EngineError> {
         let buildx = self.command(sh, &["buildx", "version"]).output();
         if buildx.is_ok_and(|o| o.status.success()) {
             return Ok(());

@@ -1,6 +1,11 @@
 //! The host side, no engine involved: ports and who holds them, supervised child
 //! processes, a plain HTTP GET, and the verified voice downloads.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the layers that start processes: the engine, the host's tools"
+)]
+
 pub mod http;
 pub mod models;
 pub mod netns;
@@ -51,6 +56,91 @@ pub fn dir_size(dir: &Path, budget: std::time::Duration) -> Option<(u64, bool)> 
     Some((total, true))
 }
 
+/// Lowercase hex of `bytes` (digests as the engines and registries print them).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        write!(s, "{b:02x}").unwrap();
+        s
+    })
+}
+
+/// The processes on this machine that may be building images: `podman build`, `buildah`,
+/// `docker build`/`buildx`, and podman's API service (a compose build goes through it).
+/// Read from /proc, so another user's build counts too. Each as `<pid> <command line>`.
+pub fn build_processes() -> Vec<String> {
+    let Ok(entries) = fs::read_dir("/proc") else { return vec![] };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let raw = fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            is_build_command(&args).then(|| format!("{pid} {}", args.join(" ")))
+        })
+        .collect()
+}
+
+/// Whether a command line is one that builds images (its program and its first verb).
+fn is_build_command(args: &[String]) -> bool {
+    let Some(program) = args.first().map(|p| p.rsplit('/').next().unwrap_or(p)) else { return false };
+    // The verbs, from the first word that is one (a global flag's value is not).
+    const VERBS: &[&str] = &[
+        "build",
+        "image",
+        "buildx",
+        "system",
+        "compose",
+        "run",
+        "exec",
+        "ps",
+        "pull",
+        "push",
+        "rm",
+        "rmi",
+        "create",
+        "start",
+        "stop",
+        "inspect",
+        "images",
+        "volume",
+        "network",
+        "pod",
+        "kube",
+        "logs",
+        "info",
+        "container",
+        "tag",
+        "save",
+        "load",
+        "commit",
+        "stats",
+        "events",
+        "cp",
+        "version",
+        "bud",
+        "from",
+    ];
+    let first = args[1..].iter().position(|a| VERBS.contains(&a.as_str())).map_or(args.len(), |i| i + 1);
+    let verbs: Vec<&str> =
+        args[first..].iter().map(String::as_str).filter(|a| !a.starts_with('-')).take(2).collect();
+    match program {
+        "buildah" => true,
+        "podman" => matches!(
+            verbs.as_slice(),
+            ["build", ..] | ["image", "build"] | ["buildx", "build"] | ["system", "service"]
+        ),
+        "docker" => {
+            matches!(verbs.as_slice(), ["build", ..] | ["image", "build"] | ["buildx", ..] | ["compose", ..])
+        }
+        _ => false,
+    }
+}
+
 /// A process named so that a reused pid does not pass for it: `<pid>-<start time>` (the
 /// start time in clock ticks since boot, `/proc/<pid>/stat` field 22).
 pub fn process_token(pid: u32) -> Option<String> {
@@ -87,4 +177,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     written
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn build_commands_are_known_by_program_and_verb() {
+        let is =
+            |line: &str| super::is_build_command(&line.split(' ').map(str::to_string).collect::<Vec<_>>());
+        assert!(is("/usr/bin/podman --root /x build -t a ."));
+        assert!(is("podman image build ."));
+        assert!(is("podman system service -t 0"));
+        assert!(is("buildah bud ."));
+        assert!(is("docker buildx build ."));
+        assert!(!is("podman ps -a"));
+        assert!(!is("podman run --rm img build"));
+        assert!(!is("/work/target/debug/xtask build-prod"));
+    }
 }

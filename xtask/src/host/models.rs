@@ -34,7 +34,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use xshell::cmd;
 
-use crate::inputs::fingerprint::hex;
+use super::hex;
 
 /// The manifest schema this code reads.
 const SCHEMA: u64 = 1;

@@ -189,12 +189,7 @@ fn hash_file(path: &Path) -> String {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        write!(s, "{b:02x}").unwrap();
-        s
-    })
-}
+pub use crate::host::hex;
 
 /// SHA-256 of a string, hex.
 pub fn sha256(text: &str) -> String {

@@ -249,6 +249,7 @@ fn restoring<T>(files: &[PathBuf], body: impl FnOnce() -> Result<T, String>) -> 
 /// ms@2.1.3 added to the frontend as a developer would, for the length of `body`:
 /// `npm install --package-lock-only` writes the lock file (its own download, the package's
 /// metadata, is the developer's step, not the row's).
+#[expect(clippy::disallowed_methods, reason = "the bandwidth bench runs the tool and the host's pip and npm")]
 fn with_npm_dependency<T>(
     dir: &Path,
     env: &[(&str, PathBuf)],
@@ -299,6 +300,7 @@ const CRATE: &str = "fnv@1.0.7";
 /// CRATE added to the backend for the length of `body`, as a developer would: `cargo add`
 /// writes Cargo.toml and resolves it into Cargo.lock (that look-up in the crates.io index is
 /// the developer's step, before the row's window).
+#[expect(clippy::disallowed_methods, reason = "the bandwidth bench runs the tool and the host's pip and npm")]
 fn with_crate<T>(dir: &Path, body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     let files = [dir.join("crates/jarvis-backend/Cargo.toml"), dir.join("Cargo.lock")];
     restoring(&files, || {
@@ -495,6 +497,10 @@ struct LoopbackRegistry {
 }
 
 impl LoopbackRegistry {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the bandwidth bench runs the tool and the host's pip and npm"
+    )]
     fn start(dir: &Path) -> Result<LoopbackRegistry, String> {
         let program = which::which("docker-registry")
             .or_else(|_| which::which("registry"))
@@ -585,6 +591,7 @@ fn deferred_for_builds(report: &str) -> Option<String> {
 
 /// dev-local in `dir`, then a backend source change until it is served: the bytes of the
 /// change alone (the rebuild and the restart), which fetch nothing.
+#[expect(clippy::disallowed_methods, reason = "the bandwidth bench runs the tool and the host's pip and npm")]
 fn dev_local_change(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], iface: &str) -> Result<Row, String> {
     eprintln!("bench --bandwidth: dev-local, a backend code change...");
     let (lib, original) = bench::health_line(dir)?;
@@ -664,6 +671,7 @@ fn quiet(iface: &str, wait: Duration) -> bool {
 
 /// Runs this xtask in `dir` with `env` (and the voices' own place, whatever the shell
 /// says), and returns its stdout.
+#[expect(clippy::disallowed_methods, reason = "the bandwidth bench runs the tool and the host's pip and npm")]
 fn xtask_in(dir: &Path, env: &[(&str, PathBuf)], args: &[&str]) -> Result<String, String> {
     let exe = std::env::current_exe().context("finding this xtask's own binary")?;
     let output = Command::new(exe)

@@ -283,6 +283,7 @@ pub fn engine_host_alias(p: &Probe) -> Vec<Finding> {
 // ---- storage ----
 
 /// Bytes free on the file system holding `path`, from `df`.
+#[expect(clippy::disallowed_methods, reason = "doctor asks the host's df, python and node")]
 fn free_bytes(path: &Path) -> Result<u64, String> {
     let sh = Shell::new().map_err(|e| e.to_string())?;
     let text = cmd!(sh, "df -Pk {path}").quiet().ignore_stderr().read().map_err(|e| format!("df: {e}"))?;
@@ -426,12 +427,15 @@ pub fn storage_leftovers(p: &Probe) -> Vec<Finding> {
     if let Ok(builds) = engine.build_containers(&sh)
         && !builds.is_empty()
     {
+        let running = crate::host::build_processes();
+        let evidence = if running.is_empty() {
+            format!("build containers of an interrupted build (no build process runs): {}", builds.join(", "))
+        } else {
+            format!("build containers: {} (builds run: {})", builds.join(", "), running.join("; "))
+        };
         findings.push(
             Finding::warning(
-                format!(
-                    "build containers (buildah's, of a build that may have been interrupted): {}",
-                    builds.join(", ")
-                ),
+                evidence,
                 format!("when no build runs on this machine: `{} rm -f {}`", engine.name(), builds.join(" ")),
             )
             .on("builds"),
@@ -1493,6 +1497,7 @@ fn registry_answers(p: &Probe, reference: Option<String>) -> Vec<Finding> {
 
 // ---- tools ----
 
+#[expect(clippy::disallowed_methods, reason = "doctor asks the host's df, python and node")]
 pub fn tools(p: &Probe) -> Vec<Finding> {
     let Ok(sh) = Shell::new() else { return vec![] };
     let mut found = Vec::new();
