@@ -305,7 +305,28 @@ fn registry_is_a_shared_cache() {
     assert!(said.contains("signed by trusted key team"), "{said}");
     assert_eq!(image_id(&sh, &names[0]), genuine_id, "the signed image, pulled");
 
-    // 7. Nothing answers: a warning with the engine's words, a local build, no failure
+    // 7. A registry that drops the connection in the middle of each layer: the signature
+    // verifies, the pull fails; one warning names the network, a local build follows,
+    // nothing from the cut pull is tagged or recorded, and the next run converges.
+    let cutter = CuttingProxy::start(registry.port);
+    let cut = format!("127.0.0.1:{}/jarvis", cutter.port);
+    let cut_remote = format!("{cut}/{PROJECT}:{tag}");
+    let mut attached = attacker::signatures(registry.port, &repository, &genuine);
+    attached.push(attacker::signed(&keys.signer, &cut_remote, &genuine, &inputs));
+    attacker::set_signatures(registry.port, &repository, &genuine, &attached);
+    remove_local(&sh, &names);
+    let (dropped, said) = build_prod(&root, &team, &["--registry", &cut]);
+    assert_eq!(dropped["outcome"], "built", "a local build follows a cut pull: {dropped}");
+    assert_eq!(dropped["registry"]["pull"], "unreachable", "the cause is the network: {dropped}");
+    assert_eq!(said.matches("warning:").count(), 1, "one warning line:\n{said}");
+    assert!(said.contains("did not answer") || said.contains("does not answer"), "{said}");
+    assert!(registry_names(&sh, &names[0], &cut).is_empty(), "the cut pull left a name");
+    assert_eq!(label(&sh, &names[0]), inputs, "what runs is this checkout's build");
+    let (next, _) = build_prod(&root, &team, &["--registry", &cut]);
+    assert_eq!(next["outcome"], "cached", "the next run converges: {next}");
+    drop(cutter);
+
+    // 8. Nothing answers: a warning with the engine's words, a local build, no failure
     // (not even from the push, which cannot reach it either).
     remove_local(&sh, &names);
     let (sixth, said) = build_prod(&root, &team, &["--registry", &closed, "--push"]);

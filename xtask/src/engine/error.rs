@@ -165,6 +165,9 @@ impl Cause {
             "no such host",
             "connection refused",
             "connection reset",
+            // A connection dropped in the middle of a download.
+            "unexpected eof",
+            "connection closed",
             "i/o timeout",
             "no route to host",
             "network is unreachable",
@@ -368,7 +371,18 @@ impl EngineError {
         self
     }
 
+    /// The output the command printed before it failed. A RUN step that failed because
+    /// the disk is full (its last lines say so) is the disk's fault, not the step's.
     pub fn with_log(mut self, log: String) -> EngineError {
+        if matches!(self.cause, Some(Cause::StepFailed { .. })) {
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            if tail.iter().any(|l| {
+                let l = l.to_ascii_lowercase();
+                l.contains("no space left on device") || l.contains("enospc")
+            }) {
+                self.cause = Some(Cause::NoSpace);
+            }
+        }
         self.log = log;
         self
     }
@@ -437,6 +451,20 @@ pub fn failed(program: &str, verb: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_that_ran_out_of_space_is_the_disks_fault() {
+        let step = "error building at STEP \"RUN npm ci\": while running runtime: exit status 1";
+        let error = EngineError::new("podman", "build", Some(1), step);
+        assert_eq!(error.cause, Some(Cause::StepFailed { exit: Some(1) }));
+        let full = error
+            .clone()
+            .with_log("npm ERR! code ENOSPC\nnpm ERR! nospc ENOSPC: no space left on device, write\n".into());
+        assert_eq!(full.cause, Some(Cause::NoSpace));
+        assert!(full.to_string().contains("the disk is full"), "{full}");
+        let other = error.with_log("npm ERR! 404 Not Found\n".into());
+        assert_eq!(other.cause, Some(Cause::StepFailed { exit: Some(1) }));
+    }
 
     #[test]
     fn the_message_is_the_last_error_line_without_noise() {

@@ -567,3 +567,75 @@ fn proxy_one(
     std::io::copy(&mut server, &mut client)?;
     Ok(())
 }
+
+/// A registry proxy that drops the connection in the middle of every blob it serves (a
+/// flaky link, a proxy that times out): the manifest and signatures pass, the layers never
+/// arrive whole.
+pub struct CuttingProxy {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl CuttingProxy {
+    pub fn start(upstream: u16) -> CuttingProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                std::thread::spawn(move || {
+                    let _ = cut_one(client, upstream);
+                });
+            }
+        });
+        CuttingProxy { port, stop }
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// One request passed through; a blob's answer is cut after its headers and half its body.
+fn cut_one(mut client: TcpStream, upstream: u16) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let blob = text.split_whitespace().nth(1).is_some_and(|p| p.contains("/blobs/"));
+    let mut forwarded: Vec<String> = text
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(str::to_string)
+        .collect();
+    forwarded.push("Connection: close".into());
+    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+    server.write_all(format!("{}\r\n\r\n", forwarded.join("\r\n")).as_bytes())?;
+    let mut answer = Vec::new();
+    server.read_to_end(&mut answer)?;
+    let body_at = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(answer.len(), |i| i + 4);
+    let cut = if blob && answer.starts_with(b"HTTP/1.1 200") {
+        body_at + (answer.len() - body_at) / 2
+    } else {
+        answer.len()
+    };
+    client.write_all(&answer[..cut])?;
+    // Dropped without a proper end: the client sees the connection close mid-body.
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    Ok(())
+}
