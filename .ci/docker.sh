@@ -5,6 +5,7 @@
 #   bash .ci/docker.sh install     apt-get install docker.io containerd, unless dockerd is there
 #   bash .ci/docker.sh start DIR   a dockerd of its own, everything under DIR (data root, exec
 #                                  root, pidfile, socket, config, log); prints DOCKER_HOST=...
+#   bash .ci/docker.sh restart DIR stops and starts it on the same state (a daemon restart)
 #   bash .ci/docker.sh stop DIR    stops it and undoes everything start did
 #
 # Why a dockerd of its own, and why --iptables=false: the packaged service would take
@@ -91,6 +92,12 @@ start() {
     rule -C "$name" 2>/dev/null || rule "$([[ $name == masquerade ]] && echo -A || echo -I)" "$name"
   done
 
+  launch "$dir"
+}
+
+# dockerd on DIR's state, answering on DIR/docker.sock (start's second half; restart's too).
+launch() {
+  local dir=$1
   local group=()
   ((EUID == 0)) || group=(--group "$(id -g)")
   # setsid: the daemon outlives this script and is not in the caller's process group.
@@ -113,6 +120,20 @@ start() {
   tail -30 "$dir/dockerd.log" >&2 || true
   stop "$dir" >/dev/null 2>&1 || true
   exit 1
+}
+
+# The daemon stopped and started again on the same state, as `systemctl restart docker`
+# or an upgrade does: images and volumes stay, running containers stop.
+restart() {
+  local dir=$1
+  dir=$(cd "$dir" && pwd)
+  [[ -s $dir/dockerd.pid ]] || die "no dockerd runs on $dir: bash .ci/docker.sh start $dir"
+  local pid
+  pid=$(cat "$dir/dockerd.pid")
+  as_root kill -TERM "$pid"
+  for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -0 "$pid" 2>/dev/null && die "dockerd ($pid) did not stop within 30 s"
+  launch "$dir"
 }
 
 stop() {
@@ -166,6 +187,7 @@ stop() {
 case ${1:-} in
   install) install ;;
   start) [[ -n ${2:-} ]] || die "usage: $0 start DIR"; start "$2" ;;
+  restart) [[ -n ${2:-} ]] || die "usage: $0 restart DIR"; restart "$2" ;;
   stop) [[ -n ${2:-} ]] || die "usage: $0 stop DIR"; stop "$2" ;;
-  *) die "usage: $0 install | start DIR | stop DIR" ;;
+  *) die "usage: $0 install | start DIR | restart DIR | stop DIR" ;;
 esac

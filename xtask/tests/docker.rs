@@ -120,15 +120,22 @@ impl Project {
     }
 
     fn xtask_on(&self, path: &str, args: &[&str]) -> Output {
+        let mut command = self.command(args);
+        command.env("PATH", path);
+        run_logged(command, usize::MAX)
+    }
+
+    /// The tool on this test's dockerd, not yet run.
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = xtask_command(&self.root, PROJECT, args);
         command
             .env("JARVIS_ENGINE", "docker")
             .env("DOCKER_HOST", &self.host)
-            .env("PATH", path)
+            .env("PATH", &self.path)
             .env("JARVIS_BACKEND_PORT", self.backend_port.to_string())
             .env("JARVIS_FRONTEND_PORT", self.frontend_port.to_string())
             .envs(self.cache.iter().map(|(k, v)| (*k, v.as_str())));
-        run_logged(command, usize::MAX)
+        command
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -712,6 +719,30 @@ fn docker_end_to_end() {
     assert_eq!(unreachable["registry"]["pull"], "unreachable", "{unreachable}");
     assert!(stderr(&output).contains("does not answer"), "{}", stderr(&output));
     assert_eq!(unreachable["outcome"], "built");
+
+    // 10b. The daemon restarts in the middle of a build (an upgrade, `systemctl restart
+    // docker`): the command fails naming the daemon, records nothing, and the next run,
+    // with the daemon back, converges.
+    let record = p.record("prod");
+    let now = std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_nanos();
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let edited = source.replace(&format!("\"{health}\""), &format!("\"ok-restart-{now}\""));
+    assert_ne!(edited, source, "the edit changes the backend");
+    std::fs::write(&lib, edited).unwrap();
+    let mut build = p.command(&["build-prod"]);
+    build.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let building = build.spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    let restart = script("docker.sh").arg("restart").arg(&dockerd.dir).output().unwrap();
+    assert!(restart.status.success(), "docker.sh restart: {}", text(&restart.stderr));
+    let interrupted = building.wait_with_output().unwrap();
+    eprintln!("--- build-prod across a daemon restart: {}\n{}", interrupted.status, stderr(&interrupted));
+    assert!(!interrupted.status.success(), "a build cut by the daemon's restart cannot succeed");
+    let said = stderr(&interrupted).to_ascii_lowercase();
+    assert!(said.contains("docker daemon"), "the cause is named: {said}");
+    assert_eq!(p.record("prod"), record, "an interrupted build records nothing");
+    let next = p.json(&["build-prod"]);
+    assert_eq!(next["built"], true, "the next run builds it: {next}");
 
     // 11. dockerd stopped: its rules and bridges are gone, and podman works as before.
     dockerd.stop();

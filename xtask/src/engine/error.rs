@@ -145,7 +145,11 @@ impl Cause {
             Cause::PortInUse
         } else if has("no space left on device") {
             Cause::NoSpace
-        } else if has("cannot connect to the docker daemon") {
+        } else if has("cannot connect to the docker daemon")
+            || has("error during connect")
+            || has("error reading from server: eof")
+            || has("code = unavailable")
+        {
             Cause::NoDockerDaemon
         } else if has("requires buildkit") {
             Cause::NeedsBuildKit
@@ -243,7 +247,8 @@ impl Cause {
             Cause::NetavarkWithoutIptables => {
                 "netavark needs iptables: apt-get install iptables / dnf install iptables".into()
             }
-            Cause::NoDockerDaemon => "start docker (`systemctl start docker`), or point DOCKER_HOST at the \
+            Cause::NoDockerDaemon => "the docker daemon does not answer (stopped, or restarted under the \
+                 command): start docker (`systemctl start docker`) and run again, or point DOCKER_HOST at the \
                  daemon you run, or use podman: JARVIS_ENGINE=podman"
                 .into(),
             Cause::NeedsBuildKit => {
