@@ -11,6 +11,7 @@ use xshell::Shell;
 use crate::{
     Context,
     commands::owned::{self, age, bytes},
+    converge::record::BuildRecord,
     engine::{Engine, buildlog::Step},
     inputs::cache,
     output::{BOLD, GREEN, Stream, YELLOW, color, paint},
@@ -63,7 +64,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let tree = owned::Tree::new(&listing);
     let mut docs = Vec::new();
     for image in chosen {
-        let Some(record) = cache::load_build(&cx.project.cache_dir(), image.key) else {
+        let Some(record) = BuildRecord::load(&cx.project.cache_dir(), image.key)? else {
             return Err(format!(
                 "no build of the {} image recorded in this checkout (pulled, or built before builds were \
                  recorded): the next build records it (`--rebuild` forces one)",
@@ -119,20 +120,13 @@ fn from_stage(instruction: &str) -> Option<&str> {
 
 pub fn describe(
     image: &Image,
-    record: &Value,
+    record: &BuildRecord,
     listing: &[crate::engine::listing::ListedImage],
     tree: &owned::Tree,
 ) -> Value {
-    let steps: Vec<Step> =
-        record["steps"].as_array().into_iter().flatten().filter_map(Step::from_json).collect();
-    let froms: Vec<(String, String)> = record["froms"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|f| {
-            (f["stage"].as_str().unwrap_or("").to_string(), f["base"].as_str().unwrap_or("").to_string())
-        })
-        .collect();
+    let steps: &[Step] = &record.steps;
+    let froms: Vec<(String, String)> =
+        record.froms.iter().map(|f| (f.stage.clone(), f.base.clone())).collect();
     // Which stages a source-only change reruns: from the first step that copies sources
     // on, in its stage; every stage built FROM or copying from a rerun stage, from there.
     let mut dirty: Vec<String> = Vec::new();
@@ -169,15 +163,15 @@ pub fn describe(
     let recreated: u64 =
         rows.iter().filter(|r| r["source_change_reruns"] == true).filter_map(|r| r["bytes"].as_u64()).sum();
     let current = owned::current(listing, image);
-    let recorded_id = record["id"].as_str().unwrap_or("");
+    let recorded_id = record.id.as_deref().unwrap_or("");
     json!({
         "image": image.key,
         "reference": image.reference,
         "recorded_id": &recorded_id[..12.min(recorded_id.len())],
         "current_id": current.map(|c| c.id[..12.min(c.id.len())].to_string()),
         "size": current.map(|c| c.size),
-        "age_seconds": record["built_at"].as_i64().map(|t| owned::now() - t),
-        "build_seconds": record["seconds"],
+        "age_seconds": owned::now() - record.built_at,
+        "build_seconds": record.seconds,
         "stages": froms.iter().map(|(s, b)| json!({ "stage": s, "from": b, "from_bytes": listing.iter().find(|l| l.names.iter().any(|n| n == b || n.strip_suffix(":latest") == Some(b))).map(|l| l.size) })).collect::<Vec<_>>(),
         "steps": rows,
         "last_build_ran_bytes": ran,

@@ -165,7 +165,10 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     for record in &applied {
         if let (Some(key), Some(history)) = (record["action"]["target"].as_str(), record.get("history")) {
             let image = stack.images.iter().find(|i| i.reference == key).expect("a built image of the stack");
-            if let Err(e) = cache::store_build(&dir, image.key, history) {
+            let stored = serde_json::from_value::<crate::converge::record::BuildRecord>(history.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|record| record.store(&dir, image.key));
+            if let Err(e) = stored {
                 out.warn(format!("{e} (only `cargo xtask history` needs it)"));
             }
         }

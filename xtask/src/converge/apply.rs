@@ -12,6 +12,7 @@ use crate::{
         observe,
         plan::{self, Action, Facts, Options, Plan},
         ready::{self, Cancel},
+        record::BuildRecord,
         registry::{self, Registry},
         spec,
     },
@@ -225,15 +226,11 @@ pub fn apply(
                         rebuilt.insert(*image, id.clone());
                     }
                     // What `history` shows: each step, cached or run (a record, never needed).
-                    let build = json!({
-                        "image": img.reference, "id": id, "seconds": seconds,
-                        "built_at": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-                        "steps": steps.0.iter().map(buildlog::Step::to_json).collect::<Vec<_>>(),
-                        "froms": steps.1.iter().map(|(stage, base)| json!({ "stage": stage, "base": base })).collect::<Vec<_>>(),
-                    });
+                    let build =
+                        BuildRecord::new(&img.reference, id.clone(), seconds, std::mem::take(&mut steps));
                     if *staged {
-                        record["history"] = build;
-                    } else if let Err(e) = cache::store_build(&stack.project.cache_dir(), img.key, &build) {
+                        record["history"] = serde_json::to_value(&build).expect("records serialize");
+                    } else if let Err(e) = build.store(&stack.project.cache_dir(), img.key) {
                         out.warn(format!("{e} (only `cargo xtask history` needs it)"));
                     }
                     if stages.len() > 1 {
@@ -244,7 +241,7 @@ pub fn apply(
                     out.say(format!("{} image: built in {seconds:.1}s", img.key));
                     record["stages"] = stages.iter().map(buildlog::Stage::to_json).collect();
                     // What the RUN steps that ran downloaded (only those can), for the meter.
-                    record["steps"] = json!({ "total": steps.0.len(), "runs_ran": runs_ran });
+                    record["steps"] = json!({ "total": build.steps.len(), "runs_ran": runs_ran });
                     record["downloads"] = downloads
                         .iter()
                         .map(|(source, bytes)| json!({ "source": source, "bytes": bytes }))

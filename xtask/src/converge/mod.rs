@@ -5,6 +5,7 @@ pub mod apply;
 pub mod observe;
 pub mod plan;
 pub mod ready;
+pub mod record;
 pub mod registry;
 pub mod spec;
 pub mod trust;

@@ -80,7 +80,7 @@ pub fn stages(output: &str) -> Vec<Stage> {
 }
 
 /// One step of a build, as its log tells it: for `history`, kept in `.dev-cache/builds/`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     /// The stage's `AS` name, else "stage i" ("final" for the last unnamed one); a
     /// single-stage build's only stage is "final".
@@ -90,21 +90,6 @@ pub struct Step {
     pub cached: bool,
     /// The image the step made, as the log prints it (a prefix of its id).
     pub id: String,
-}
-
-impl Step {
-    pub fn to_json(&self) -> Value {
-        json!({ "stage": self.stage, "instruction": self.instruction, "cached": self.cached, "id": self.id })
-    }
-
-    pub fn from_json(value: &Value) -> Option<Step> {
-        Some(Step {
-            stage: value["stage"].as_str()?.to_string(),
-            instruction: value["instruction"].as_str()?.to_string(),
-            cached: value["cached"].as_bool()?,
-            id: value["id"].as_str()?.to_string(),
-        })
-    }
 }
 
 /// Every step of a podman build log but the `FROM`s, in the order they finished, each

@@ -1,0 +1,98 @@
+//! What `.dev-cache/builds/<image>.json` keeps of each image's last build, for `history`:
+//! one typed record, written after the build succeeded and read back as the same type. A
+//! record of another schema is ignored with its reason, never misread.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{engine::buildlog::Step, inputs::cache};
+
+/// The schema of a build record; a record of another one is not read.
+pub const BUILD_SCHEMA: u32 = 2;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    pub schema: u32,
+    /// The image's reference.
+    pub image: String,
+    /// The id the build made, when the engine could say.
+    pub id: Option<String>,
+    pub seconds: f64,
+    /// Seconds since the epoch.
+    pub built_at: i64,
+    /// Every step but the `FROM`s, as the log told them.
+    pub steps: Vec<Step>,
+    /// Each stage's `FROM`.
+    pub froms: Vec<StageBase>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageBase {
+    pub stage: String,
+    pub base: String,
+}
+
+impl BuildRecord {
+    pub fn new(
+        image: &str,
+        id: Option<String>,
+        seconds: f64,
+        steps: (Vec<Step>, Vec<(String, String)>),
+    ) -> Self {
+        let built_at =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        BuildRecord {
+            schema: BUILD_SCHEMA,
+            image: image.to_string(),
+            id,
+            seconds,
+            built_at: i64::try_from(built_at).unwrap_or(i64::MAX),
+            steps: steps.0,
+            froms: steps.1.into_iter().map(|(stage, base)| StageBase { stage, base }).collect(),
+        }
+    }
+
+    pub fn store(&self, dir: &std::path::Path, key: &str) -> Result<(), String> {
+        cache::store_build(dir, key, &serde_json::to_value(self).expect("records serialize"))
+    }
+
+    /// The last build record of image `key`: none written yet, or why it cannot be read.
+    pub fn load(dir: &std::path::Path, key: &str) -> Result<Option<BuildRecord>, String> {
+        let Some(value) = cache::load_build(dir, key) else { return Ok(None) };
+        match value["schema"].as_u64() {
+            Some(n) if n == u64::from(BUILD_SCHEMA) => serde_json::from_value(value).map(Some).map_err(|e| {
+                format!(".dev-cache/builds/{key}.json is corrupt ({e}); the next build rewrites it")
+            }),
+            _ => Err(format!(
+                ".dev-cache/builds/{key}.json was written by another xtask (its schema is not {BUILD_SCHEMA}); \
+                 the next build of the image rewrites it"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back_as_written_and_an_old_one_is_refused_with_a_reason() {
+        let dir = std::env::temp_dir().join(format!("jarvis-record-{}", std::process::id()));
+        let step =
+            Step { stage: "final".into(), instruction: "RUN x".into(), cached: false, id: "abc".into() };
+        let record = BuildRecord::new(
+            "localhost/x:latest",
+            Some("id".into()),
+            1.5,
+            (vec![step], vec![("final".into(), "debian".into())]),
+        );
+        record.store(&dir, "x").unwrap();
+        assert_eq!(BuildRecord::load(&dir, "x").unwrap(), Some(record));
+        // What an xtask before the schema wrote: refused, with what to do.
+        cache::store_build(&dir, "x", &serde_json::json!({ "image": "x", "steps": [] })).unwrap();
+        assert!(
+            BuildRecord::load(&dir, "x").unwrap_err().contains("the next build of the image rewrites it")
+        );
+        assert_eq!(BuildRecord::load(&dir, "none").unwrap(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
