@@ -12,6 +12,7 @@ mod support;
 
 use std::{
     os::unix::process::CommandExt,
+    path::Path,
     process::{Output, Stdio},
     time::{Duration, Instant},
 };
@@ -256,4 +257,57 @@ fn killed_at_any_moment_the_next_run_converges() {
     }
     counts.push("rebuild-clean: 2 kills (3 s, 20 s), 2 converged".into());
     eprintln!("crash trials:\n  {}", counts.join("\n  "));
+}
+
+/// `setup` killed at moments spread over a cold run (venv, pip, npm ci, the voice): the
+/// next `setup` finishes the job, and the one after has nothing to do. No engine is needed.
+#[test]
+fn setup_killed_at_any_moment_then_converges() {
+    for tool in ["python3", "npm", "node", "espeak-ng"] {
+        if which::which(tool).is_err() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "setup needs {tool}: bash .ci/machine-setup.sh"
+            );
+            eprintln!("\n*** SKIPPED setup_killed_at_any_moment_then_converges: no {tool} ***\n");
+            return;
+        }
+    }
+    let stores = ScratchDir::new("crash-setup-stores");
+    let setup_in = |dir: &Path| {
+        let mut command = xtask_command(dir, "jarvis-crash-setup", &["setup"]);
+        // Stores of the test's own, so the first run downloads as a newcomer's does.
+        command
+            .env("JARVIS_VOICE_STORE", stores.0.join("voices"))
+            .env("JARVIS_WHEEL_STORE", stores.0.join("wheels"))
+            .env_remove("MODELS_DIR");
+        command
+    };
+    let first = ScratchDir::new("crash-setup-0");
+    copy_workspace(&first.0);
+    let started = Instant::now();
+    let output = run_logged(setup_in(&first.0), 20);
+    assert!(output.status.success(), "a cold setup: {}", text(&output.stderr));
+    let whole = started.elapsed();
+    let trials = 3;
+    for (i, at) in moments(whole, trials).into_iter().enumerate() {
+        let dir = ScratchDir::new(&format!("crash-setup-{}", i + 1));
+        copy_workspace(&dir.0);
+        let mut killed = setup_in(&dir.0);
+        killed.stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+        let mut child = killed.spawn().unwrap();
+        std::thread::sleep(at);
+        let group = format!("-{}", child.id());
+        let _ = std::process::Command::new("kill").args(["-9", "--", &group]).status();
+        let _ = child.wait();
+        let next = run_logged(setup_in(&dir.0), 20);
+        assert!(next.status.success(), "setup after a kill at {at:?}: {}", text(&next.stderr));
+        let again = run_logged(setup_in(&dir.0), 20);
+        assert!(
+            text(&again.stdout).contains("nothing to do"),
+            "setup killed at {at:?}, then run: the next has work left:\n{}",
+            text(&again.stdout)
+        );
+    }
+    eprintln!("setup: {trials} kills over {whole:.1?}, {trials} converged");
 }

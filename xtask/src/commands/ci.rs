@@ -129,9 +129,10 @@ pub const STEPS: &[Step] = &[
     Step {
         name: "crash",
         about: "kill -9 of the tool's process group at moments spread over dev-fast (rebuilding), build-prod, \
-                prune and rebuild-clean: the next run converges, the no-op plans nothing, nothing foreign changes (podman)",
+                prune, rebuild-clean and setup: the next run converges, the no-op plans nothing, nothing foreign \
+                changes (podman, pip, npm)",
         commands: &[&["cargo", "test", "-p", "xtask", "--test", "crash"]],
-        tools: &["podman"],
+        tools: &["podman", "python3", "npm", "node", "espeak-ng"],
         shares_images: false,
     },
     Step {
