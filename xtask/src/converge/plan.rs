@@ -38,12 +38,7 @@ pub struct Download {
 
 /// How a blocker of `--offline` says the size of what it would fetch.
 pub fn size_text(bytes: Option<u64>) -> String {
-    match bytes {
-        Some(b) if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
-        Some(b) if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
-        Some(b) => format!("{b} B"),
-        None => "size unknown".into(),
-    }
+    bytes.map_or_else(|| "size unknown".into(), crate::output::bytes_text)
 }
 
 /// The start of every blocker `--offline` adds, so a user sees what the network was needed for.

@@ -600,16 +600,7 @@ impl Engine {
                 let size = match &item["Size"] {
                     serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
                     // docker's human sizes: "1.86GB", "703kB".
-                    serde_json::Value::String(s) => {
-                        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-                        let scale = match s[split..].trim().to_ascii_lowercase().as_str() {
-                            "kb" => 1e3,
-                            "mb" => 1e6,
-                            "gb" => 1e9,
-                            _ => 1.0,
-                        };
-                        (s[..split].parse::<f64>().unwrap_or(0.0) * scale) as u64
-                    }
+                    serde_json::Value::String(s) => listing::parse_size(s).unwrap_or(0),
                     _ => 0,
                 };
                 (id.trim_start_matches("sha256:").to_string(), names, size)

@@ -699,25 +699,14 @@ fn parse_meter(stdout: &str) -> Vec<(String, Option<u64>, String)> {
         .lines()
         .filter_map(|line| line.strip_prefix(PREFIX)?.rsplit_once(": "))
         .map(|(source, amount)| match amount.rsplit_once(" (") {
-            Some((size, how)) => {
-                (source.to_string(), parse_bytes(size), how.trim_end_matches(')').to_string())
-            }
+            Some((size, how)) => (
+                source.to_string(),
+                crate::engine::listing::parse_size(size),
+                how.trim_end_matches(')').to_string(),
+            ),
             None => (source.to_string(), None, amount.to_string()),
         })
         .collect()
-}
-
-/// "83.4 MB" → 83,400,000 (the meter's own rounding: 0.1 of its unit).
-fn parse_bytes(text: &str) -> Option<u64> {
-    let (number, unit) = text.split_once(' ')?;
-    let scale = match unit {
-        "B" => 1.0,
-        "kB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        _ => return None,
-    };
-    Some((number.parse::<f64>().ok()? * scale).round() as u64)
 }
 
 /// The sources as one cell, and the total of those with a number.
@@ -755,8 +744,8 @@ mod tests {
         );
         assert_eq!(parse_meter("downloaded: total 0 B\n"), []);
         assert_eq!(meter_text(&[]), ("0 B".to_string(), 0));
-        assert_eq!(parse_bytes("4.8 kB"), Some(4_800));
-        assert_eq!(parse_bytes("12 B"), Some(12));
+        assert_eq!(crate::engine::listing::parse_size("4.8 kB"), Some(4_800));
+        assert_eq!(crate::engine::listing::parse_size("12 B"), Some(12));
     }
 
     #[test]
