@@ -128,6 +128,23 @@ fn dispatch(
 mod tests {
     use clap::CommandFactory;
 
+    /// The README points to docs/ for the rest: every page it links exists, and every page
+    /// of docs/ is linked from it.
+    #[test]
+    fn readme_links_every_docs_page() {
+        let root = xtask::workspace_root();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        for link in readme.split("](").skip(1).filter_map(|l| l.split(')').next()) {
+            if !link.contains("://") {
+                assert!(root.join(link).exists(), "README.md links {link}, which does not exist");
+            }
+        }
+        for page in std::fs::read_dir(root.join("docs")).unwrap().flatten() {
+            let name = format!("docs/{}", page.file_name().to_string_lossy());
+            assert!(readme.contains(&format!("]({name})")), "README.md does not link {name}");
+        }
+    }
+
     /// The README is where a new developer looks: every command must be there.
     #[test]
     fn readme_shows_every_command() {
