@@ -256,7 +256,15 @@ fn killed_at_any_moment_the_next_run_converges() {
         p.assert_noop(&format!("prune after rebuild-clean killed at {at:?}"));
         assert_eq!(foreign.state(&sh), before, "rebuild-clean killed at {at:?} changed what is not ours");
     }
-    counts.push("rebuild-clean: 2 kills (3 s, 20 s), 2 converged".into());
+    // And once more, followed by the same command: the next rebuild-clean converges (it
+    // discards what the killed one staged), then the no-op plans nothing.
+    p.killed(&["rebuild-clean", "--yes"], Duration::from_secs(10));
+    let again = p.ok(&["rebuild-clean", "--yes"]);
+    assert!(text(&again.stdout).contains("swapped the new images in"), "{}", text(&again.stdout));
+    p.ok(&["dev-fast"]);
+    p.assert_noop("rebuild-clean killed, then run again");
+    assert_eq!(foreign.state(&sh), before, "rebuild-clean killed at 10 s changed what is not ours");
+    counts.push("rebuild-clean: 3 kills (3 s and 20 s, then dev-fast and prune; 10 s, then rebuild-clean), 3 converged".into());
     // Straight to stderr, past the harness's capture: CI's log shows the counts.
     let _ = writeln!(std::io::stderr(), "crash trials:\n  {}", counts.join("\n  "));
 }
