@@ -363,7 +363,21 @@ impl EngineError {
             program,
             verb: verb.into(),
             status,
-            cause: Cause::of(&message),
+            cause: match Cause::of(&message) {
+                // The docker client's bare "unexpected EOF": its connection to the daemon
+                // dropped (a daemon restarted under the command), not a registry's.
+                Some(Cause::Network)
+                    if program == "docker"
+                        && message
+                            .lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .is_some_and(|l| l.trim().eq_ignore_ascii_case("unexpected eof")) =>
+                {
+                    Some(Cause::NoDockerDaemon)
+                }
+                cause => cause,
+            },
             message,
             notes: vec![],
             log: String::new(),
@@ -456,6 +470,15 @@ pub fn failed(program: &str, verb: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dockers_bare_unexpected_eof_is_the_daemon() {
+        let cut = EngineError::new("docker", "build", Some(1), "#5 0.256 1796\nunexpected EOF\n");
+        assert_eq!(cut.cause, Some(Cause::NoDockerDaemon));
+        assert!(cut.to_string().contains("the docker daemon does not answer"), "{cut}");
+        let pull = EngineError::new("podman", "pull", Some(125), "reading blob sha256:ab: unexpected EOF");
+        assert_eq!(pull.cause, Some(Cause::Network));
+    }
 
     #[test]
     fn a_step_that_ran_out_of_space_is_the_disks_fault() {
