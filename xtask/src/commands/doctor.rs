@@ -369,7 +369,7 @@ fn apply(probe: &Probe, repairs: &[Repair], out: Output) -> Vec<String> {
         match repair {
             Repair::ReapHelpers => {
                 if let Ok(engine) = &probe.engine {
-                    match crate::commands::owned::reap_helpers(engine, &sh, &probe.project) {
+                    match crate::commands::owned::remove_dead_helpers(engine, &sh, &probe.project) {
                         Ok(names) if !names.is_empty() => {
                             let line =
                                 format!("removed throwaway containers of killed runs: {}", names.join(", "));

@@ -33,8 +33,8 @@ pub fn helpers_ended(project: &crate::stack::Project) {
 }
 
 /// After a killed run: removes this project's throwaway containers whose run has ended
-/// (a `kill -9` of the tool leaves them working), found in one listing and removed in one
-/// call. Costs a directory read when no run left a mark. Returns their names.
+/// (a `kill -9` of the tool leaves them working). Costs a directory read when no run left
+/// a mark. Returns their names.
 pub fn reap_helpers(
     engine: &Engine,
     sh: &xshell::Shell,
@@ -50,20 +50,22 @@ pub fn reap_helpers(
     if dead.is_empty() {
         return Ok(vec![]);
     }
-    let stale: Vec<String> = engine
-        .all_containers(sh)?
-        .iter()
-        .filter_map(|c| {
-            let labels = crate::engine::listing::labels(&c["Labels"]);
-            let token = labels.get(crate::stack::HELPER_LABEL)?;
-            let ours = labels.get(PROJECT_LABEL) == Some(&project.name);
-            let name = match &c["Names"] {
-                serde_json::Value::Array(n) => n.first()?.as_str()?.to_string(),
-                other => other.as_str()?.to_string(),
-            };
-            (ours && !crate::host::process_alive(token)).then_some(name)
-        })
-        .collect();
+    let removed = remove_dead_helpers(engine, sh, project)?;
+    for mark in dead {
+        let _ = std::fs::remove_file(mark);
+    }
+    Ok(removed)
+}
+
+/// Removes this project's throwaway containers whose run has ended, found in one listing
+/// and removed in one call. Returns their names.
+pub fn remove_dead_helpers(
+    engine: &Engine,
+    sh: &xshell::Shell,
+    project: &crate::stack::Project,
+) -> Result<Vec<String>, String> {
+    let stale: Vec<String> =
+        dead_helpers(&engine.all_containers(sh)?, &project.name).into_iter().map(|(name, _)| name).collect();
     if !stale.is_empty() {
         engine.call(
             sh,
@@ -71,10 +73,25 @@ pub fn reap_helpers(
             crate::engine::Progress::Quiet,
         )?;
     }
-    for mark in dead {
-        let _ = std::fs::remove_file(mark);
-    }
     Ok(stale)
+}
+
+/// The throwaway containers of `project` in a container listing whose run (the process
+/// their `io.jarvis.helper` label names) has ended: (name, run).
+pub fn dead_helpers(containers: &[serde_json::Value], project: &str) -> Vec<(String, String)> {
+    containers
+        .iter()
+        .filter_map(|c| {
+            let labels = crate::engine::listing::labels(&c["Labels"]);
+            let run = labels.get(crate::stack::HELPER_LABEL)?;
+            let ours = labels.get(PROJECT_LABEL).map(String::as_str) == Some(project);
+            let name = match &c["Names"] {
+                serde_json::Value::Array(n) => n.first()?.as_str()?.to_string(),
+                other => other.as_str()?.to_string(),
+            };
+            (ours && !crate::host::process_alive(run)).then(|| (name, run.clone()))
+        })
+        .collect()
 }
 
 /// A damaged image as the user reads it: which, what is wrong, and the fix. Removing it is

@@ -114,18 +114,9 @@ pub fn storage_leftovers(p: &Probe) -> Vec<Finding> {
     let mut findings = Vec::new();
     match engine.all_containers(&sh) {
         Ok(containers) => {
-            let dead: Vec<String> = containers
-                .iter()
-                .filter_map(|c| {
-                    let labels = crate::engine::listing::labels(&c["Labels"]);
-                    let run = labels.get(crate::stack::HELPER_LABEL)?;
-                    let ours = labels.get(crate::stack::PROJECT_LABEL) == Some(&p.project.name);
-                    let name = match &c["Names"] {
-                        serde_json::Value::Array(n) => n.first()?.as_str()?.to_string(),
-                        other => other.as_str()?.to_string(),
-                    };
-                    (ours && !crate::host::process_alive(run)).then(|| format!("{name} (run {run})"))
-                })
+            let dead: Vec<String> = owned::dead_helpers(&containers, &p.project.name)
+                .into_iter()
+                .map(|(name, run)| format!("{name} (run {run})"))
                 .collect();
             if !dead.is_empty() {
                 findings.push(
@@ -136,10 +127,6 @@ pub fn storage_leftovers(p: &Probe) -> Vec<Finding> {
                     .repair(Repair::ReapHelpers)
                     .on("helpers"),
                 );
-                // The next reap must find them even without the run's mark.
-                let marks = p.project.cache_dir().join("helpers");
-                let _ =
-                    std::fs::create_dir_all(&marks).and_then(|()| std::fs::write(marks.join("0-doctor"), ""));
             }
         }
         Err(e) => findings.push(Finding::skipped(first_line(&e.to_string()).to_string()).on("helpers")),
