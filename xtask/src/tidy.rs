@@ -1,7 +1,7 @@
 //! Tests that keep the code base honest about its own rules (rust-analyzer's `tidy`): only
 //! the engine layer starts the engine, the stack's names live in the stack, the map in
 //! ARCHITECTURE.md names modules that exist, every RUN of our Containerfiles is metered,
-//! and the lock file names every tarball.
+//! the lock file names every tarball, and the dev entrypoint stops without its mount.
 
 use std::path::{Path, PathBuf};
 
@@ -169,4 +169,32 @@ fn the_lock_file_names_every_tarball() {
          --package-lock-only --omit-lockfile-registry-resolved=false`, and check with git diff that no \
          version moved"
     );
+}
+
+/// The dev backend's entrypoint stops when /app (the mounted workspace) is not there,
+/// instead of watching and building whatever directory it started in (shellcheck SC2164).
+/// Run on a copy whose /app is a path that does not exist.
+#[test]
+fn the_dev_entrypoint_stops_without_its_mount() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let script = std::fs::read_to_string(root.join("docker/backend-dev-entrypoint.sh")).unwrap();
+    let dir = std::env::temp_dir().join(format!("jarvis-tidy-entrypoint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("no-such-app");
+    let missing = missing.to_str().unwrap();
+    assert!(script.contains("cd /app ||"), "the entrypoint no longer guards `cd /app`");
+    let copy = dir.join("entrypoint.sh");
+    std::fs::write(&copy, script.replace("/app", missing)).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg(&copy)
+        .env("JARVIS_SOCKET_HELD", "1") // skip the python3 socket step: only the cd matters
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("cannot enter"), "{stderr}");
+    assert!(!stdout.contains("building"), "it went on after the failed cd: {stdout}");
 }
