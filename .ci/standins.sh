@@ -6,6 +6,7 @@
 # CA only the host trusts. An image that exists is kept; JARVIS_STANDINS_REFRESH=1 remakes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=.ci/images.env
 source "$here/images.env"
 
 exists() { [[ "${JARVIS_STANDINS_REFRESH:-}" != 1 ]] && podman image exists "$1"; }

@@ -347,6 +347,22 @@ fn kube_docs(stack: &Stack, flavour: Flavour) -> Vec<Value> {
                 "template": { "metadata": { "labels": labels }, "spec": pod },
             },
         }));
+        if let Flavour::Cluster { .. } = flavour {
+            // Only the app's port is reached from outside the pod (podman kube play has no
+            // network policies). Egress stays open: the LLM server may be anywhere.
+            docs.push(json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": { "name": name, "labels": labels },
+                "spec": {
+                    "podSelector": { "matchLabels": selector },
+                    "policyTypes": ["Ingress"],
+                    "ingress": [{ "ports": service.ports.iter()
+                        .map(|(_, container)| json!({ "port": container, "protocol": "TCP" }))
+                        .collect::<Vec<_>>() }],
+                },
+            }));
+        }
         docs.push(json!({
             "apiVersion": "v1",
             "kind": "Service",
@@ -692,6 +708,8 @@ mod tests {
             assert_eq!(c[probe]["httpGet"]["path"], "/health", "{probe}");
         }
         assert!(docs.iter().any(|d| d["kind"] == "Service"));
+        assert!(docs.iter().any(|d| d["kind"] == "NetworkPolicy"));
+        assert!(!kube_docs(&stack, Flavour::Podman).iter().any(|d| d["kind"] == "NetworkPolicy"));
         let text = kube(&stack, CLUSTER);
         assert!(!text.contains("hostPort") && !text.contains("localhost/"), "{text}");
     }
