@@ -6,7 +6,8 @@
 #   checkov over the kube files and every Containerfile (skips: .ci/checkov-skips, one place);
 #   hadolint over every Containerfile, shellcheck over every script (waivers inline, each
 #     with its reason);
-#   actionlint and check-jsonschema's github-workflows schema over the workflow.
+#   actionlint and check-jsonschema's github-workflows schema over the workflow;
+#   kubectl's kustomize: the cluster base with its image set is what `gen --image` writes.
 # Each runs in a network namespace of its own where one can be made, which proves it needs
 # no network; .ci/machine-setup.sh installs them (PyPI, a venv).
 set -euo pipefail
@@ -37,14 +38,15 @@ hadolint --version
 shellcheck --version | sed -n 2p
 echo "actionlint $(actionlint --version | head -n 1)"
 check-jsonschema --version
+kubectl version --client | tr '\n' ' '; echo
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
 # The cluster flavour as `gen --image` renders it, with a well-formed example digest: the
 # validators check the form, and the committed base leaves the image to set.
-cargo xtask gen --image registry.example/jarvis@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef \
-  --out "$scratch" >/dev/null
+example=registry.example/jarvis@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+cargo xtask gen --image "$example" --out "$scratch" >/dev/null
 kube=(docker/kube.yaml docker/cluster/jarvis.yaml)
 
 # The Kubernetes versions kubernetes-validate ships strict schemas for, from its package.
@@ -62,6 +64,34 @@ for version in "$oldest" "$newest"; do
   check "kubernetes-validate --strict -k $version" \
     run kubernetes-validate --strict --quiet -k "$version" "${kube[@]}" "$scratch/kube-cluster.yaml"
 done
+
+# The kustomize base with its one setting made, the image by digest, is the file
+# `gen --image` writes: kubectl's built-in kustomize renders an overlay over docker/cluster/.
+kustomized() {
+  mkdir -p "$scratch/overlay"
+  cp -r docker/cluster "$scratch/base"
+  cat >"$scratch/overlay/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [../base]
+images:
+  - name: jarvis
+    newName: ${example%@*}
+    digest: ${example#*@}
+YAML
+  run kubectl kustomize "$scratch/overlay" >"$scratch/kustomized.yaml"
+  "$kv_python" - "$scratch/kustomized.yaml" "$scratch/kube-cluster.yaml" <<'PY'
+import sys, yaml
+def docs(path):
+    with open(path) as f:
+        return sorted((d for d in yaml.safe_load_all(f) if d), key=lambda d: d["kind"])
+rendered, generated = docs(sys.argv[1]), docs(sys.argv[2])
+if rendered != generated:
+    sys.exit("the kustomize base with the image set is not what `gen --image` writes")
+print(f"kustomize: docker/cluster/ with the image set = gen --image ({len(rendered)} resources)")
+PY
+}
+check "kubectl kustomize docker/cluster" kustomized
 
 # checkov reads only files named *Dockerfile*: each Containerfile is checked as a copy.
 containerfiles=(docker/*.Containerfile .ci/*.Containerfile)

@@ -73,6 +73,7 @@ pub const STEPS: &[Step] = &[
             "shellcheck",
             "actionlint",
             "check-jsonschema",
+            "kubectl",
         ],
         shares_images: false,
     },

