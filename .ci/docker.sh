@@ -146,8 +146,10 @@ stop() {
     # Containers first, then the networks they held: each network has a bridge on the host.
     local ids
     ids=$("$client" -H "$sock" ps -aq)
+    # shellcheck disable=SC2086 # one id a line: split into arguments on purpose
     [[ -z $ids ]] || "$client" -H "$sock" rm -f $ids >/dev/null 2>&1 || true
     ids=$("$client" -H "$sock" network ls -q --filter type=custom)
+    # shellcheck disable=SC2086 # one id a line: split into arguments on purpose
     [[ -z $ids ]] || "$client" -H "$sock" network rm $ids >/dev/null 2>&1 || true
   fi
   if [[ -s $dir/dockerd.pid ]]; then

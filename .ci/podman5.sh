@@ -57,6 +57,7 @@ P5_CHECK_PORT=${P5_CHECK_PORT:-18931}
 
 # The stand-in base images .ci/standins.sh made in root's host store.
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=.ci/images.env
 source "$here/images.env"
 IMAGES=("$DEBIAN_IMAGE" "$RUST_IMAGE" "$NODE_IMAGE")
 
@@ -99,6 +100,7 @@ ns_up() {
   fi
   touch "$P5_NS"
   # --propagation private: nothing mounted in there shows on the host, and back.
+  # shellcheck disable=SC2016 # expanded by the shell (or perl) it is handed to, not here
   unshare --mount="$P5_NS" --propagation private bash -euc '
     r=$1
     mount --bind "$r" "$r"             # pivot_root wants the new root to be a mount point
@@ -137,6 +139,7 @@ as_user() {
   local home
   home=$(inside getent passwd "$P5_USER" | cut -d: -f6) || die "no user $P5_USER inside: run setup"
   inside install -d -m 700 -o "$P5_USER" -g "$P5_USER" "/run/user/$P5_UID"
+  # shellcheck disable=SC2016 # expanded by the shell (or perl) it is handed to, not here
   nsenter --mount="$P5_NS" -- setpriv --reuid="$P5_UID" --regid="$P5_UID" --init-groups \
     env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 TERM="${TERM:-dumb}" \
     HOME="$home" USER="$P5_USER" LOGNAME="$P5_USER" SHELL=/bin/bash \
@@ -185,6 +188,7 @@ install_podman() {
   inside update-ca-certificates >/dev/null 2>&1 || true
   inside apt-get clean
   echo "${PACKAGES[*]}" >"$stamp"
+  # shellcheck disable=SC2016 # expanded by the shell (or perl) it is handed to, not here
   log "packages installed in $((SECONDS - t0)) s ($(inside dpkg-query -W -f '${Version}' podman))"
 }
 
@@ -302,6 +306,7 @@ EOF
   upodman build -q --no-cache -t localhost/p5check-cache p5check >/dev/null
   after=$(upodman run --rm localhost/p5check-cache)
   ((after == before + 1)) || die "the cache mount did not persist ($before then $after)"
+  # shellcheck disable=SC2016 # expanded by the shell (or perl) it is handed to, not here
   echo "cache mount kept: $before then $after; in $(as_user sh -c 'ls -d ${TMPDIR:-/var/tmp}/buildah-cache*')"
 
   echo "== a port published on 127.0.0.1 (pasta, the default network), from the host"
@@ -328,6 +333,7 @@ EOF
   done
   [[ $answer == hello* ]] || die "nothing answered on 127.0.0.1:$port from the bridge network"
   echo "host got: $answer ($(ss -ltnpH "sport = :$port" | grep -o 'users:(("[^"]*' | cut -d'"' -f2))"
+  # shellcheck disable=SC2016 # expanded by the shell (or perl) it is handed to, not here
   upodman run --rm --network p5check-net "$img" perl -MIO::Socket::INET -e \
     '$s = IO::Socket::INET->new("p5check-srv:8000") or die "p5check-srv: $@\n"; print $s "GET / HTTP/1.0\r\n\r\n"; @l = <$s>; print "by name: $l[-1]\n"'
   echo "check: all good"

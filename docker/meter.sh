@@ -14,6 +14,7 @@ if [ ! -r /proc/net/netstat ] || [ ! -r /proc/net/snmp6 ] || [ ! -r /proc/net/de
   exit "$status"
 fi
 # IpExt's names and values are two lines of /proc/net/netstat, in the same order.
+# shellcheck disable=SC2046 # split into the positional parameters on purpose
 set -- $(grep '^IpExt:' /proc/net/netstat | tail -n 1)
 shift
 in4=0 mcast4=0 bcast4=0
@@ -35,6 +36,7 @@ done < /proc/net/snmp6
 # Loopback's device counters include a 14-byte link header per packet that IP's do not.
 lo=0
 while read -r line; do
+  # shellcheck disable=SC2086 # split into the positional parameters on purpose
   case $line in lo:*) set -- ${line#lo:}; lo=$(($1 - 14 * $2)) ;; esac
 done < /proc/net/dev
 received=$((in4 - mcast4 - bcast4 + in6 - mcast6 - lo))

@@ -13,7 +13,7 @@ shift 2
 store=/root/.cache/pip/jarvis-wheels
 install() { "$pip" install --disable-pip-version-check --no-index --find-links "$store" -r "$requirements" "$@"; }
 # A name as wheel file names spell it, to compare: lower case, runs of -_. as one _.
-norm() { echo "$1" | tr 'A-Z' 'a-z' | tr -s '._-' '___'; }
+norm() { echo "$1" | tr '[:upper:]' '[:lower:]' | tr -s '._-' '___'; }
 mkdir -p "$store"
 if install "$@" 2>/dev/null; then
   exit 0

@@ -36,7 +36,7 @@ enum Command {
     BuildProd(build_prod::Args),
     /// The full stack from the production image, logs followed (was podman-dev.sh).
     Up(up::Args),
-    /// Write docker/compose.yaml and docker/kube.yaml from the stack description.
+    /// Write docker/compose.yaml, docker/kube.yaml and docker/cluster/ from the stack description.
     Gen(generate::Args),
     /// What runs, on which ports, and what dev-fast would do now.
     Status(everyday::StatusArgs),

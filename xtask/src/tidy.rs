@@ -1,7 +1,8 @@
 //! Tests that keep the code base honest about its own rules (rust-analyzer's `tidy`): only
 //! the engine layer starts the engine, the stack's names live in the stack, the map in
 //! ARCHITECTURE.md names modules that exist, every RUN of our Containerfiles is metered,
-//! and the lock file names every tarball.
+//! the lock file names every tarball, the dev entrypoint stops without its mount, and
+//! nothing we build on is past its end of life (.ci/eol.tsv).
 
 use std::path::{Path, PathBuf};
 
@@ -277,4 +278,121 @@ fn crate_uses_reads_paths_and_groups() {
     let code = "use crate::{\n    engine::{Engine, listing},\n    host::hex,\n    Context,\n};\nfn f() { crate::output::say(); }";
     let used: Vec<String> = crate_uses(code).into_iter().collect();
     assert_eq!(used, ["Context", "engine", "host", "output"]);
+}
+
+/// The dev backend's entrypoint stops when /app (the mounted workspace) is not there,
+/// instead of watching and building whatever directory it started in (shellcheck SC2164).
+/// Run on a copy whose /app is a path that does not exist.
+#[test]
+#[expect(clippy::disallowed_methods, reason = "runs the entrypoint script itself")]
+fn the_dev_entrypoint_stops_without_its_mount() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let script = std::fs::read_to_string(root.join("docker/backend-dev-entrypoint.sh")).unwrap();
+    let dir = std::env::temp_dir().join(format!("jarvis-tidy-entrypoint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("no-such-app");
+    let missing = missing.to_str().unwrap();
+    assert!(script.contains("cd /app ||"), "the entrypoint no longer guards `cd /app`");
+    let copy = dir.join("entrypoint.sh");
+    std::fs::write(&copy, script.replace("/app", missing)).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg(&copy)
+        .env("JARVIS_SOCKET_HELD", "1") // skip the python3 socket step: only the cd matters
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("cannot enter"), "{stderr}");
+    assert!(!stdout.contains("building"), "it went on after the failed cd: {stdout}");
+}
+
+/// Nothing we build on is past its upstream end of life: every base image of our
+/// Containerfiles and every action of the workflow is in `.ci/eol.tsv` with a date that has
+/// not passed, and the workflow's Node and the Node stand-in's are the image's LTS line.
+#[test]
+fn nothing_we_build_on_is_past_its_end_of_life() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let table = std::fs::read_to_string(root.join(".ci/eol.tsv")).unwrap();
+    let rows: Vec<(&str, &str)> = table
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut cols = l.split('\t');
+            let (what, date) = (cols.next().unwrap(), cols.next().expect("a date column"));
+            assert!(
+                cols.next().is_some_and(|why| !why.trim().is_empty()),
+                "{what}: say where the date is from"
+            );
+            (what, date)
+        })
+        .collect();
+    let today = civil_date(std::time::SystemTime::now());
+    for (what, date) in &rows {
+        assert!(
+            date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+            "{what}: {date} is not YYYY-MM-DD"
+        );
+        assert!(
+            *date >= today.as_str(),
+            "{what} reached its end of life on {date} (today is {today}): move to a supported \
+             version, then update .ci/eol.tsv"
+        );
+    }
+    let listed = |name: &str| rows.iter().any(|(what, _)| *what == name);
+    for entry in std::fs::read_dir(root.join("docker")).unwrap().filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with("Containerfile") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        for base in crate::inputs::containerfile::bases(&name, &text).unwrap() {
+            assert!(listed(&base), "docker/{name} builds on {base}, which .ci/eol.tsv does not list");
+        }
+    }
+    let workflow = std::fs::read_to_string(root.join(".github/workflows/ci.yml")).unwrap();
+    for line in workflow.lines() {
+        if let Some(action) = line.trim().trim_start_matches("- ").strip_prefix("uses: ") {
+            assert!(listed(action.trim()), "the workflow uses {action}, which .ci/eol.tsv does not list");
+        }
+    }
+    // One Node: the image's major is the workflow's and the stand-in's.
+    let node_major = rows
+        .iter()
+        .find_map(|(what, _)| what.strip_prefix("docker.io/library/node:")?.split('-').next())
+        .expect("the node image is listed");
+    assert!(
+        workflow.contains(&format!("node-version: {node_major}\n")),
+        "the workflow's node-version is not {node_major}"
+    );
+    let images = std::fs::read_to_string(root.join(".ci/images.env")).unwrap();
+    assert!(
+        images.contains(&format!("NODE_VERSION={node_major}.")),
+        ".ci/images.env's NODE_VERSION is not {node_major}.x"
+    );
+    assert!(listed(&format!("node {node_major} (the workflow's node-version, .ci/images.env NODE_VERSION)")));
+}
+
+/// The UTC date of `time` as YYYY-MM-DD (Howard Hinnant's days-to-civil).
+fn civil_date(time: std::time::SystemTime) -> String {
+    let days = (time.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[test]
+fn civil_dates() {
+    let at = |secs: u64| civil_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    assert_eq!(at(0), "1970-01-01");
+    assert_eq!(at(951_782_400), "2000-02-29");
+    assert_eq!(at(1_796_169_600), "2026-12-02");
 }

@@ -83,7 +83,7 @@ fn cases() -> Vec<Case> {
         file(
             "Containerfile heredoc",
             "docker/frontend.dev.Containerfile",
-            "FROM docker.io/library/node:20-bookworm-slim\nRUN <<EOF\necho hi\nEOF\n",
+            "FROM docker.io/library/node:24-bookworm-slim\nRUN <<EOF\necho hi\nEOF\n",
             "frontend.dev.Containerfile:2",
         ),
         file("Containerfile empty", "docker/backend.dev.Containerfile", "", "backend.dev.Containerfile"),

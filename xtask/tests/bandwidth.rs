@@ -47,7 +47,7 @@ fn a_build_step_download_is_measured_by_source() {
     );
     cmd!(
         sh,
-        "podman run -d --name {name} --label {label} docker.io/library/node:20-bookworm-slim node -e {server}"
+        "podman run -d --name {name} --label {label} docker.io/library/node:24-bookworm-slim node -e {server}"
     )
     .quiet()
     .ignore_stdout()

@@ -97,7 +97,10 @@ fn base_images() -> Vec<String> {
     let env = std::fs::read_to_string(workspace_root().join(".ci/images.env")).unwrap();
     env.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| Some(l.split_once('=')?.1.to_string()))
+        .filter_map(|l| l.split_once('='))
+        // Not NODE_VERSION and NPM_VERSION: the stand-in's versions, not images.
+        .filter(|(name, _)| name.ends_with("_IMAGE"))
+        .map(|(_, image)| image.to_string())
         .collect()
 }
 

@@ -83,7 +83,8 @@ fn prod_image_serves_page_health_and_piper_speech_and_ships_nothing_else() {
 
     let format = "{{.Config.User}}";
     let user = cmd!(sh, "podman image inspect --format {format} {image}").read().unwrap();
-    assert_eq!(user.trim(), "jarvis", "the image must run as its non-root user");
+    // Numeric, so a kubelet can check runAsNonRoot; the pod's runAsUser is the same.
+    assert_eq!(user.trim(), "10001:10001", "the image must run as its non-root user, by number");
 
     image_filesystem_holds_only_the_product(&sh, &image, &work.0, &secret);
 

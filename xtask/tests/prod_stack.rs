@@ -156,6 +156,15 @@ fn production_stack_end_to_end() {
         assert!(start.elapsed() < Duration::from_secs(60), "the kube stack did not answer /health");
         std::thread::sleep(Duration::from_millis(300));
     }
+    // Hardened as a cluster would run it: a read-only root (piper still speaks: it writes
+    // to the /tmp emptyDir), the numeric user, no capabilities, the measured limits.
+    let pod_app = format!("{PROJECT}-app-pod-0-app");
+    let format = "{{.HostConfig.ReadonlyRootfs}} {{.Config.User}} {{.EffectiveCaps}} {{.HostConfig.Memory}}";
+    let hardened = cmd!(sh, "podman inspect --format {format} {pod_app}").quiet().read().unwrap();
+    assert_eq!(hardened.trim(), "true 10001:10001 [] 1073741824", "{pod_app}");
+    let root_write = cmd!(sh, "podman exec {pod_app} touch /app/x").quiet().ignore_status().output().unwrap();
+    assert!(!root_write.status.success(), "the root filesystem is writable");
+    assert_eq!(tts_engine(port), "piper", "piper could not write its WAV on the read-only root");
     // Played again, as the file's header says: `--replace` swaps the running pod.
     assert!(kube_text.contains("podman kube play --replace"), "the header documents --replace");
     let replayed = cmd!(sh, "podman kube play --replace {kube}").quiet().ignore_status().output().unwrap();
@@ -180,6 +189,28 @@ fn production_stack_end_to_end() {
         assert!(start.elapsed() < Duration::from_secs(60), "the compose stack did not answer /health");
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// POST /api/tts; the engine that spoke, from the X-TTS-Engine header.
+fn tts_engine(port: u16) -> String {
+    use std::io::{Read, Write};
+    let body = r#"{"text": "Hello from the pod."}"#;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let request = format!(
+        "POST /api/tts HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let head = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    let head = head.split("\r\n\r\n").next().unwrap_or_default().to_string();
+    assert!(head.starts_with("http/1.1 200") || head.starts_with("http/1.0 200"), "{head}");
+    head.lines()
+        .find_map(|l| l.strip_prefix("x-tts-engine:"))
+        .map(|e| e.trim().to_string())
+        .unwrap_or_else(|| panic!("no x-tts-engine header: {head}"))
 }
 
 struct ComposeDown(std::path::PathBuf, std::path::PathBuf);
@@ -214,14 +245,17 @@ fn kube_yaml_is_valid_kubernetes() {
     };
     let sh = Shell::new().unwrap();
     let kube = workspace_root().join("docker/kube.yaml");
-    let output = cmd!(sh, "{validate} --strict {kube}").quiet().ignore_status().output().unwrap();
-    let said =
-        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "kubernetes-validate rejected docker/kube.yaml:\n{said}");
-    assert!(
-        said.contains("deployment/jarvis-app") && said.contains("service/jarvis-app"),
-        "nothing was validated: {said}"
-    );
+    // Both flavours: podman's, and the cluster base.
+    for file in [kube.clone(), workspace_root().join("docker/cluster/jarvis.yaml")] {
+        let output = cmd!(sh, "{validate} --strict {file}").quiet().ignore_status().output().unwrap();
+        let said =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "kubernetes-validate rejected {}:\n{said}", file.display());
+        assert!(
+            said.contains("deployment/jarvis-app") && said.contains("service/jarvis-app"),
+            "nothing was validated: {said}"
+        );
+    }
 
     // And it can fail: a Deployment without its selector is not Kubernetes.
     let scratch = ScratchDir::new("kube-invalid");

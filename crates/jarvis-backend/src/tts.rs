@@ -132,7 +132,7 @@ async fn espeak(bin: &Path, text: &str) -> Result<Vec<u8>, ApiError> {
         )
     })?;
     // espeak-ng writes to a pipe, so its header carries placeholder sizes; make them true.
-    wav::fix_streamed_sizes(&mut audio);
+    wav::fix_streamed_sizes(&mut audio).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(audio)
 }
 

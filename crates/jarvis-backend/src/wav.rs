@@ -18,7 +18,8 @@ pub fn parse(bytes: &[u8]) -> Result<WavInfo, String> {
     if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
         return Err("not a RIFF/WAVE file".into());
     }
-    if u32_at(4) != Some((bytes.len() - 8) as u32) {
+    // Compared in u64: a file of 4 GiB or more matches no u32 size (no wrap-around).
+    if u32_at(4).map(u64::from) != Some(bytes.len() as u64 - 8) {
         return Err(format!("RIFF size {:?} does not match file length {}", u32_at(4), bytes.len()));
     }
     let (mut pos, mut format) = (12, None);
@@ -53,13 +54,23 @@ pub fn parse(bytes: &[u8]) -> Result<WavInfo, String> {
 
 /// A WAV written to a pipe cannot seek back to fill in its sizes, so espeak-ng leaves
 /// placeholders. For the canonical 44-byte header, write the real RIFF and data sizes.
-pub fn fix_streamed_sizes(bytes: &mut [u8]) {
+/// A WAV of 4 GiB or more cannot say its size (RIFF sizes are u32): that is an error,
+/// not a size silently cut to its low 32 bits.
+pub fn fix_streamed_sizes(bytes: &mut [u8]) -> Result<(), String> {
     if bytes.len() >= 44 && &bytes[0..4] == b"RIFF" && &bytes[36..40] == b"data" {
-        let riff = (bytes.len() - 8) as u32;
-        let data = (bytes.len() - 44) as u32;
+        let (riff, data) = streamed_sizes(bytes.len())?;
         bytes[4..8].copy_from_slice(&riff.to_le_bytes());
         bytes[40..44].copy_from_slice(&data.to_le_bytes());
     }
+    Ok(())
+}
+
+/// The RIFF and data chunk sizes of a canonical 44-byte-header WAV of `len` bytes.
+fn streamed_sizes(len: usize) -> Result<(u32, u32), String> {
+    let too_big = |_| format!("a WAV of {len} bytes is too big for RIFF's 32-bit sizes (4 GiB at most)");
+    let riff = u32::try_from(len - 8).map_err(too_big)?;
+    let data = u32::try_from(len - 44).map_err(too_big)?;
+    Ok((riff, data))
 }
 
 #[cfg(test)]
@@ -86,9 +97,20 @@ mod tests {
         let mut wav = header(0x7fff_f024, 0x7fff_f000);
         wav.extend_from_slice(&[0u8; 100]);
         assert!(parse(&wav).is_err());
-        fix_streamed_sizes(&mut wav);
+        fix_streamed_sizes(&mut wav).unwrap();
         let info = parse(&wav).unwrap();
         assert_eq!(info, WavInfo { channels: 1, sample_rate: 22050, bits_per_sample: 16, data_len: 100 });
+    }
+
+    #[test]
+    fn sizes_past_four_gib_are_an_error_not_truncated() {
+        // The largest that fits: the RIFF size is exactly u32::MAX.
+        let max = u32::MAX as usize + 8;
+        assert_eq!(streamed_sizes(max), Ok((u32::MAX, u32::MAX - 36)));
+        // One byte more used to wrap to a RIFF size of 0.
+        let err = streamed_sizes(max + 1).unwrap_err();
+        assert!(err.contains("too big"), "{err}");
+        assert!(streamed_sizes(6 << 30).is_err());
     }
 
     #[test]

@@ -61,6 +61,23 @@ pub const STEPS: &[Step] = &[
         shares_images: false,
     },
     Step {
+        name: "lint",
+        about: "validators nobody here wrote, offline: kubernetes-validate --strict (oldest and newest Kubernetes), \
+                checkov (skips in .ci/checkov-skips), hadolint, shellcheck, actionlint, the github-workflows schema \
+                (.ci/lint.sh)",
+        commands: &[&["bash", ".ci/lint.sh"]],
+        tools: &[
+            "kubernetes-validate",
+            "checkov",
+            "hadolint",
+            "shellcheck",
+            "actionlint",
+            "check-jsonschema",
+            "kubectl",
+        ],
+        shares_images: false,
+    },
+    Step {
         name: "frontend",
         about: "the frontend builds from its lock file with npm",
         commands: &[&["cargo", "test", "-p", "xtask", "--test", "frontend_build"]],
@@ -616,6 +633,18 @@ mod tests {
         }
         for file in ["Cargo.lock", "frontend/package-lock.json"] {
             assert!(workflow.contains(&format!("hashFiles('{file}')")), "a cache keyed on {file}");
+        }
+    }
+
+    /// The machine set-up installs every PyPI tool at the version the workflow's matrix
+    /// gives (`pip`), so local CI and GitHub run the same validators.
+    #[test]
+    fn machine_setup_installs_the_pip_tools_at_their_versions() {
+        let setup = std::fs::read_to_string(root().join(".ci/machine-setup.sh")).unwrap();
+        for tool in TOOLS {
+            if let Source::Pip(requirement) = tool.source {
+                assert!(setup.contains(requirement), ".ci/machine-setup.sh does not install {requirement}");
+            }
         }
     }
 

@@ -800,7 +800,9 @@ fn pick_wheel(listing: &Value, name: &str, version: &str) -> Option<Wheel> {
     listing.get("files")?.as_array()?.iter().find_map(|file| {
         let filename = file.get("filename")?.as_str()?;
         let yanked = file.get("yanked").is_some_and(|y| y.as_bool() != Some(false));
-        if yanked || !filename.ends_with(".whl") || !filename.to_ascii_lowercase().starts_with(&prefix) {
+        // Compared lowercased: an index may serve `X.WHL` (file names are not normalized).
+        let lower = filename.to_ascii_lowercase();
+        if yanked || !lower.ends_with(".whl") || !lower.starts_with(&prefix) {
             return None;
         }
         Some(Wheel {

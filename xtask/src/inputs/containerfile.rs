@@ -487,7 +487,7 @@ COPY --from=build /out /out
             [
                 "docker.io/library/debian:bookworm-slim",
                 "docker.io/library/rust:1.95-slim-bookworm",
-                "docker.io/library/node:20-bookworm-slim",
+                "docker.io/library/node:24-bookworm-slim",
             ]
         );
         let sources = copied_sources(&text);
