@@ -41,6 +41,10 @@ pub enum Cause {
     SharedBuildCache {
         path: String,
     },
+    /// A RUN step found its build cache locked by a step of an earlier build that still
+    /// runs: a build killed with `kill -9` leaves its step's process running in its
+    /// container (apt's lock in the cache mount is then held "by process 0").
+    BuildCacheBusy,
     /// A lock file that this user may not open.
     Lock {
         path: String,
@@ -205,6 +209,9 @@ impl Cause {
                  (~/.cache/jarvis/build-tmp) unless TMPDIR is set: unset TMPDIR, or point it at a \
                  directory of yours"
             ),
+            Cause::BuildCacheBusy => "a step of an earlier build that was interrupted still runs and holds the \
+                 build cache (its process outlives the killed build and ends by itself): run again in a minute"
+                .into(),
             Cause::Lock { path } => {
                 format!("you may not open the lock file {path}: check its owner (`ls -l {path}`)")
             }
@@ -395,11 +402,11 @@ impl EngineError {
     pub fn with_log(mut self, log: String) -> EngineError {
         if matches!(self.cause, Some(Cause::StepFailed { .. })) {
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            if tail.iter().any(|l| {
-                let l = l.to_ascii_lowercase();
-                l.contains("no space left on device") || l.contains("enospc")
-            }) {
+            let said = |what: &dyn Fn(&str) -> bool| tail.iter().any(|l| what(&l.to_ascii_lowercase()));
+            if said(&|l| l.contains("no space left on device") || l.contains("enospc")) {
                 self.cause = Some(Cause::NoSpace);
+            } else if said(&|l| l.contains("could not get lock") && l.contains("held by process")) {
+                self.cause = Some(Cause::BuildCacheBusy);
             }
         }
         self.log = log;
@@ -490,6 +497,11 @@ mod tests {
             .with_log("npm ERR! code ENOSPC\nnpm ERR! nospc ENOSPC: no space left on device, write\n".into());
         assert_eq!(full.cause, Some(Cause::NoSpace));
         assert!(full.to_string().contains("the disk is full"), "{full}");
+        let busy = error.clone().with_log(
+            "E: Could not get lock /var/cache/apt/archives/lock. It is held by process 0\nE: Unable to lock directory /var/cache/apt/archives/\n".into(),
+        );
+        assert_eq!(busy.cause, Some(Cause::BuildCacheBusy));
+        assert!(busy.to_string().contains("run again in a minute"), "{busy}");
         let other = error.with_log("npm ERR! 404 Not Found\n".into());
         assert_eq!(other.cause, Some(Cause::StepFailed { exit: Some(1) }));
     }
