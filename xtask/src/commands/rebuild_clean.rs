@@ -149,7 +149,13 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
             }
         }
         if !args.dry_run {
-            engine.call(&sh, step, Progress::Quiet)?;
+            match (engine.call(&sh, step, Progress::Quiet), step) {
+                // Cleaning up is not the rebuild: an image that stays is left for prune.
+                (Err(e), Call::PruneImages { .. }) => out.warn(leftover_images(&e)),
+                (result, _) => {
+                    result?;
+                }
+            }
         }
     }
     if args.dry_run {
@@ -229,10 +235,21 @@ fn discard_staged(
     }
     let call = Call::Untag(staged);
     engine.call(sh, &call, Progress::Quiet)?;
-    if prune {
-        engine.call(sh, &Call::PruneImages { label: stack.project.label() }, Progress::Quiet)?;
+    if prune
+        && let Err(e) = engine.call(sh, &Call::PruneImages { label: stack.project.label() }, Progress::Quiet)
+    {
+        out.warn(leftover_images(&e));
     }
     Ok(())
+}
+
+/// The warning when the unnamed images of ours could not all be removed (a build
+/// container a killed build left still uses one, say): they stay for `prune`.
+fn leftover_images(e: &crate::engine::EngineError) -> String {
+    format!(
+        "some unnamed images of ours stay ({}); `cargo xtask prune --yes` removes them once nothing uses them",
+        e.message.lines().next().unwrap_or_default().trim_end_matches(':')
+    )
 }
 
 fn confirm(project: &str, volumes: bool) -> Result<(), String> {
