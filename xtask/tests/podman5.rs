@@ -110,7 +110,11 @@ fn rootless_podman_5_end_to_end() {
         backend_port: free_port(),
         frontend_port: free_port(),
     };
-    let checkout = script(&["checkout", &root.display().to_string(), &inside.name]).output().unwrap();
+    // The binary this test was built with, wherever CARGO_TARGET_DIR put it.
+    let checkout = script(&["checkout", &root.display().to_string(), &inside.name])
+        .env("P5_XTASK", env!("CARGO_BIN_EXE_xtask"))
+        .output()
+        .unwrap();
     assert!(checkout.status.success(), "podman5.sh checkout: {}", stderr(&checkout));
     let rootfs = PathBuf::from(std::env::var("P5_ROOT").unwrap_or_else(|_| "/var/tmp/jarvis-trixie".into()));
     let home = rootfs.join("home").join(std::env::var("P5_USER").unwrap_or_else(|_| "jarvis5".into()));
