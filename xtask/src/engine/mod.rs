@@ -114,9 +114,25 @@ impl Engine {
         }
         let mut printed = String::new();
         for args in self.calls(call) {
-            printed = match progress {
-                Progress::Quiet => self.capture(sh, &args)?,
-                Progress::Shown { to_stderr } => self.stream(sh, &args, to_stderr)?,
+            let mut attempt = 0;
+            printed = loop {
+                let result = match progress {
+                    Progress::Quiet => self.capture(sh, &args),
+                    Progress::Shown { to_stderr } => self.stream(sh, &args, to_stderr),
+                };
+                match result {
+                    // A container whose `run` was killed is still being torn down by podman's
+                    // own cleanup for a moment: its root filesystem is busy. Asked again.
+                    Err(e)
+                        if matches!(call, Call::RemoveContainers(_))
+                            && attempt < 5
+                            && e.message.contains("root filesystem") =>
+                    {
+                        attempt += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(400 * attempt));
+                    }
+                    result => break result?,
+                }
             };
         }
         Ok(printed)
