@@ -276,7 +276,8 @@ fn registry_is_a_shared_cache() {
     let manifest_path = format!("/v2/{repository}/manifests/{genuine}");
     let evil_doc: Value = serde_json::from_slice(&evil_bytes).unwrap();
     let media_type = evil_doc["mediaType"].as_str().unwrap().to_string();
-    let proxy = SwappingProxy::start(registry.port, manifest_path, evil_bytes, media_type, genuine.clone());
+    let proxy =
+        RegistryProxy::swapping(registry.port, manifest_path, evil_bytes, media_type, genuine.clone());
     let via = format!("127.0.0.1:{}/jarvis", proxy.port);
     let via_remote = format!("{via}/{PROJECT}:{tag}");
     // The signature names the registry by the name the team uses (here, the proxy's).
@@ -308,7 +309,7 @@ fn registry_is_a_shared_cache() {
     // 7. A registry that drops the connection in the middle of each layer: the signature
     // verifies, the pull fails; one warning names the network, a local build follows,
     // nothing from the cut pull is tagged or recorded, and the next run converges.
-    let cutter = CuttingProxy::start(registry.port);
+    let cutter = RegistryProxy::cutting(registry.port);
     let cut = format!("127.0.0.1:{}/jarvis", cutter.port);
     let cut_remote = format!("{cut}/{PROJECT}:{tag}");
     let mut attached = attacker::signatures(registry.port, &repository, &genuine);

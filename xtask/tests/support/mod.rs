@@ -478,43 +478,61 @@ pub mod attacker {
     }
 }
 
-/// A registry that swaps what it serves: a proxy in front of a real one that answers every
-/// request for `path` (a manifest by digest) with other bytes, and passes the rest through.
-pub struct SwappingProxy {
+/// A proxy on loopback in front of a real registry, one thread per connection, each
+/// handled by `handle(client, upstream)`; stopped on drop.
+pub struct RegistryProxy {
     pub port: u16,
     stop: Arc<AtomicBool>,
 }
 
-impl SwappingProxy {
-    pub fn start(
+impl RegistryProxy {
+    fn start(
         upstream: u16,
-        path: String,
-        body: Vec<u8>,
-        media_type: String,
-        claimed_digest: String,
-    ) -> SwappingProxy {
+        handle: impl Fn(TcpStream, u16) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> RegistryProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let handle = Arc::new(handle);
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if stopped.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let (path, body, media_type, digest) =
-                    (path.clone(), body.clone(), media_type.clone(), claimed_digest.clone());
+                let handle = handle.clone();
                 std::thread::spawn(move || {
-                    let _ = proxy_one(client, upstream, &path, &body, &media_type, &digest);
+                    let _ = handle(client, upstream);
                 });
             }
         });
-        SwappingProxy { port, stop }
+        RegistryProxy { port, stop }
+    }
+
+    /// A registry that swaps what it serves: every request for `path` (a manifest by
+    /// digest) is answered with other bytes; the rest passes through.
+    pub fn swapping(
+        upstream: u16,
+        path: String,
+        body: Vec<u8>,
+        media_type: String,
+        claimed_digest: String,
+    ) -> RegistryProxy {
+        RegistryProxy::start(upstream, move |client, upstream| {
+            proxy_one(client, upstream, &path, &body, &media_type, &claimed_digest)
+        })
+    }
+
+    /// A registry that drops the connection in the middle of every blob it serves (a flaky
+    /// link, a proxy that times out): the manifest and signatures pass, the layers never
+    /// arrive whole.
+    pub fn cutting(upstream: u16) -> RegistryProxy {
+        RegistryProxy::start(upstream, cut_one)
     }
 }
 
-impl Drop for SwappingProxy {
+impl Drop for RegistryProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
@@ -566,42 +584,6 @@ fn proxy_one(
     server.write_all(format!("{}\r\n\r\n", forwarded.join("\r\n")).as_bytes())?;
     std::io::copy(&mut server, &mut client)?;
     Ok(())
-}
-
-/// A registry proxy that drops the connection in the middle of every blob it serves (a
-/// flaky link, a proxy that times out): the manifest and signatures pass, the layers never
-/// arrive whole.
-pub struct CuttingProxy {
-    pub port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl CuttingProxy {
-    pub fn start(upstream: u16) -> CuttingProxy {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                std::thread::spawn(move || {
-                    let _ = cut_one(client, upstream);
-                });
-            }
-        });
-        CuttingProxy { port, stop }
-    }
-}
-
-impl Drop for CuttingProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
 }
 
 /// One request passed through; a blob's answer is cut after its headers and half its body.
