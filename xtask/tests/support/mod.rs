@@ -548,16 +548,7 @@ fn proxy_one(
     media_type: &str,
     digest: &str,
 ) -> std::io::Result<()> {
-    client.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if client.read(&mut byte)? == 0 {
-            return Ok(());
-        }
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).to_string();
+    let Some(text) = request_head(&mut client)? else { return Ok(()) };
     let mut words = text.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     if path == swapped {
@@ -573,41 +564,16 @@ fn proxy_one(
         return client.write_all(&response);
     }
     // Passed through as HTTP/1.1 with the connection closed after the answer.
-    let mut forwarded: Vec<String> = text
-        .trim_end()
-        .lines()
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-        .map(str::to_string)
-        .collect();
-    forwarded.push("Connection: close".into());
-    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
-    server.write_all(format!("{}\r\n\r\n", forwarded.join("\r\n")).as_bytes())?;
+    let mut server = forward(&text, upstream)?;
     std::io::copy(&mut server, &mut client)?;
     Ok(())
 }
 
 /// One request passed through; a blob's answer is cut after its headers and half its body.
 fn cut_one(mut client: TcpStream, upstream: u16) -> std::io::Result<()> {
-    client.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if client.read(&mut byte)? == 0 {
-            return Ok(());
-        }
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).to_string();
+    let Some(text) = request_head(&mut client)? else { return Ok(()) };
     let blob = text.split_whitespace().nth(1).is_some_and(|p| p.contains("/blobs/"));
-    let mut forwarded: Vec<String> = text
-        .trim_end()
-        .lines()
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-        .map(str::to_string)
-        .collect();
-    forwarded.push("Connection: close".into());
-    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
-    server.write_all(format!("{}\r\n\r\n", forwarded.join("\r\n")).as_bytes())?;
+    let mut server = forward(&text, upstream)?;
     let mut answer = Vec::new();
     server.read_to_end(&mut answer)?;
     let body_at = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(answer.len(), |i| i + 4);
@@ -620,4 +586,29 @@ fn cut_one(mut client: TcpStream, upstream: u16) -> std::io::Result<()> {
     // Dropped without a proper end: the client sees the connection close mid-body.
     let _ = client.shutdown(std::net::Shutdown::Both);
     Ok(())
+}
+
+/// A request's head (up to its blank line), or none when the client closed first.
+fn request_head(client: &mut TcpStream) -> std::io::Result<Option<String>> {
+    client.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(None);
+        }
+        head.push(byte[0]);
+    }
+    Ok(Some(String::from_utf8_lossy(&head).into_owned()))
+}
+
+/// The request `head` sent on to the registry as HTTP/1.1, the connection to be closed
+/// after the answer: the stream to read that answer from.
+fn forward(head: &str, upstream: u16) -> std::io::Result<TcpStream> {
+    let mut lines: Vec<&str> =
+        head.trim_end().lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
+    lines.push("Connection: close");
+    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+    server.write_all(format!("{}\r\n\r\n", lines.join("\r\n")).as_bytes())?;
+    Ok(server)
 }
