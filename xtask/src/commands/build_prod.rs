@@ -3,13 +3,13 @@
 //! the layer cache, so "why was that slow" has an answer on screen.
 
 use serde_json::{Value, json};
-use xshell::Shell;
 
 use crate::{
     Context,
+    converge::applied::{Named, Outcome, Status},
     converge::apply,
     converge::plan::{self, Options},
-    converge::registry::{Registry, RegistryArgs},
+    converge::registry::RegistryArgs,
     engine::Engine,
     inputs::cache,
     output::{self, Meter, Output},
@@ -47,30 +47,26 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         let _lock = cache::lock(&cx.project.cache_dir())?;
         let options =
             Options { rebuild, no_cache: args.no_cache, offline: args.net.offline, ..Options::default() };
-        build(&sh, &engine, cx, options, out, registry.as_ref(), report)
+        // Only the image: no services, so no ports are checked and nothing is started.
+        let stack =
+            Stack { services: vec![], ..Stack::prod(&cx.project, Llm::default(), engine.host_alias()) };
+        let job = apply::Job { sh: &sh, engine: &engine, stack: &stack, out, registry: registry.as_ref() };
+        build(job, options, report)
     })
 }
 
-/// Builds the production image unless it is current; `up` starts with this too.
-pub fn build(
-    sh: &Shell,
-    engine: &Engine,
-    cx: &Context,
-    options: Options,
-    out: Output,
-    registry: Option<&Registry>,
-    report: &mut Value,
-) -> Result<(), String> {
-    // Only the image: no services, so no ports are checked and nothing is started.
-    let stack = Stack { services: vec![], ..Stack::prod(&cx.project, Llm::default(), engine.host_alias()) };
+/// Builds the production image unless it is current (fetched from the registry first,
+/// when one is set).
+fn build(job: apply::Job, options: Options, report: &mut Value) -> Result<(), String> {
+    let apply::Job { sh, engine, stack, out, registry } = job;
     let image = &stack.images[0];
-    let facts = crate::converge::observe::observe(sh, engine, &stack)?;
-    let plan = plan::plan_builds(&stack, &facts, options.with_registry(registry));
+    let facts = crate::converge::observe::observe(sh, engine, stack)?;
+    let plan = plan::plan_builds(stack, &facts, options.with_registry(registry));
     let digest = facts.inputs[0].0.digest();
     report["image"] = json!(image.reference);
     report["tags"] = json!([vec![image.inputs_tag(&digest)], image.extra_tags.clone()].concat());
     report["inputs"] = json!(digest);
-    report["plan"] = json!(plan.actions.iter().map(|a| a.to_json(&stack)).collect::<Vec<_>>());
+    report["plan"] = json!(Named::all(&plan.actions, stack));
     report["blockers"] = json!(plan.blockers);
     if !plan.blockers.is_empty() {
         return Err(format!("nothing was built:\n  {}", plan.blockers.join("\n  ")));
@@ -86,21 +82,29 @@ pub fn build(
         Meter::default().report(out, report);
         // No size: inspecting it costs the engine a walk of every layer, the no-op's whole budget.
         return Ok(());
-    } else {
-        let done = apply::apply(sh, engine, &stack, &facts, &plan, out, registry)?;
-        let build = done.first().cloned().unwrap_or_default();
-        report["stages"] = build.get("stages").cloned().unwrap_or(json!([]));
-        report["outcome"] = build.get("outcome").cloned().unwrap_or(json!("dry-run"));
-        report["built"] = json!(report["outcome"] == "built");
-        report["pushed"] = build.get("pushed").cloned().unwrap_or(json!(false));
-        report["registry"] = build.get("registry").cloned().unwrap_or_default();
-        if out.dry_run {
-            return Ok(());
-        }
-        let mut meter = Meter::default();
-        apply::meter(&json!(done), &mut meter);
-        meter.report(out, report);
     }
+    let mut done = Vec::new();
+    apply::settle_images(job, &facts, &plan, &mut done)?;
+    let of = |kind: &str| done.iter().find(|d| d.action.action == kind);
+    let fetch = of("fetch");
+    let build = of("build").filter(|b| b.status == Status::Ok);
+    report["stages"] =
+        json!(build.and_then(|b| b.build.as_ref()).map(|b| b.stages.clone()).unwrap_or_default());
+    report["outcome"] = match (fetch.and_then(|f| f.outcome), build.and_then(|b| b.outcome)) {
+        _ if out.dry_run => json!("dry-run"),
+        (Some(Outcome::Pulled), _) => json!("pulled"),
+        (_, Some(outcome)) => json!(outcome),
+        _ => json!("dry-run"),
+    };
+    report["built"] = json!(report["outcome"] == "built");
+    report["pushed"] = json!(of("share").and_then(|s| s.pushed).unwrap_or(false));
+    report["registry"] = json!(fetch.and_then(|f| f.registry.clone()));
+    if out.dry_run {
+        return Ok(());
+    }
+    let mut meter = Meter::default();
+    apply::meter(&done, &mut meter);
+    meter.report(out, report);
     if let Ok(bytes) = engine.image_size(sh, &image.reference) {
         let also: Vec<&str> =
             image.extra_tags.iter().filter_map(|t| t.rsplit_once(':').map(|(_, tag)| tag)).collect();

@@ -9,6 +9,7 @@ use xshell::Shell;
 
 use crate::{
     Context,
+    converge::applied::Converged,
     converge::apply,
     converge::observe::{MODELS_SOURCES, MODELS_STEP, models_volume_inputs},
     converge::plan::{OFFLINE, Options},
@@ -69,21 +70,15 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     // `--rebuild` asks for a build: nothing is pulled instead (what it builds is pushed).
     let registry = args.registry.registry(&cx.project.root, !args.rebuild, false)?;
     let timeout = Duration::from_secs(args.timeout);
-    apply::converge(
-        &sh,
-        &engine,
-        &stack,
-        options,
-        timeout,
-        out,
-        registry.as_ref(),
-        report,
-        &Cancel::default(),
-    )?;
+    let job = apply::Job { sh: &sh, engine: &engine, stack: &stack, out, registry: registry.as_ref() };
+    let mut converged = Converged::default();
+    let result = apply::converge(job, options, timeout, &Cancel::default(), &mut converged);
+    converged.write_into(report);
+    result?;
     let mut meter = Meter::default();
-    apply::meter(&report["applied"], &mut meter);
+    apply::meter(&converged.applied, &mut meter);
     if !args.dry_run {
-        apply::meter_started(&sh, &engine, &report["applied"], &mut meter);
+        apply::meter_started(&sh, &engine, &converged.applied, &mut meter);
     }
     if args.build_only {
         if !args.dry_run {
@@ -91,7 +86,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
         }
         return Ok(());
     }
-    if let Some(bytes) = fill_models(&sh, &engine, &stack, report, out, args.net.offline)? {
+    if let Some(bytes) = fill_models(job, &converged, args.net.offline)? {
         // Fetched inside the backend image by fetch-models.py: the pinned sizes, not a count.
         meter.estimated("voices into the models volume (models.json sizes)", bytes);
     }
@@ -123,23 +118,15 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
 /// Once per manifest and volume: a record in `.dev-cache` keeps the no-op free. A voice no
 /// source answers for is a warning (speech then comes from espeak-ng; the next run tries
 /// again); a digest mismatch is an error, as everywhere (see `host::models`).
-fn fill_models(
-    sh: &Shell,
-    engine: &Engine,
-    stack: &Stack,
-    report: &Value,
-    out: Output,
-    offline: bool,
-) -> Result<Option<u64>, String> {
+fn fill_models(job: apply::Job, converged: &Converged, offline: bool) -> Result<Option<u64>, String> {
+    let apply::Job { sh, engine, stack, out, .. } = job;
     let Some(backend) = stack.service("backend") else { return Ok(None) };
     let Some((volume, target)) = stack.volume(Holds::Models) else { return Ok(None) };
     let root = stack.root();
     let sources = MODELS_SOURCES;
     let Some(inputs) = models_volume_inputs(stack) else { return Ok(None) };
     let dir = stack.project.cache_dir();
-    let created = report["plan"]
-        .as_array()
-        .is_some_and(|plan| plan.iter().any(|a| a["action"] == "create-volume" && a["target"] == *volume));
+    let created = converged.creates_volume(volume);
     if !created && cache::load_step(&dir, MODELS_STEP) == Record::Built(inputs.clone()) {
         return Ok(None);
     }

@@ -40,7 +40,7 @@ pub fn status(cx: &Context, args: &StatusArgs) -> Result<(), String> {
         let doc = serde_json::json!({
             "engine": engine.name(),
             "containers": containers,
-            "dev_fast_would": plan.actions.iter().map(|a| a.to_json(&stack)).collect::<Vec<_>>(),
+            "dev_fast_would": crate::converge::applied::Named::all(&plan.actions, &stack),
             "blockers": plan.blockers,
             "stale_bases": stale,
         });

@@ -76,7 +76,8 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let mut plan = plan::plan(&stack, &facts, options);
     plan.actions.retain(|a| matches!(a, Action::Build { .. }));
     plan.blockers.clear();
-    let applied = match apply::apply(&sh, &engine, &stack, &facts, &plan, out, None) {
+    let job = apply::Job { sh: &sh, engine: &engine, stack: &stack, out, registry: None };
+    let applied = match apply::apply(job, &facts, &plan) {
         Ok(applied) => applied,
         Err(e) => {
             let discarded = discard_staged(&sh, &engine, &stack, out, foreign.is_empty());
@@ -168,15 +169,12 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     for (index, image) in stack.images.iter().enumerate() {
         cache::store(&dir, image.key, &facts.inputs[index].0)?;
     }
-    for record in &applied {
-        if let (Some(key), Some(history)) = (record["action"]["target"].as_str(), record.get("history")) {
-            let image = stack.images.iter().find(|i| i.reference == key).expect("a built image of the stack");
-            let stored = serde_json::from_value::<crate::converge::record::BuildRecord>(history.clone())
-                .map_err(|e| e.to_string())
-                .and_then(|record| record.store(&dir, image.key));
-            if let Err(e) = stored {
-                out.warn(format!("{e} (only `cargo xtask history` needs it)"));
-            }
+    for (action, record) in plan.actions.iter().zip(&applied) {
+        if let (Action::Build { image, .. }, Some(history)) =
+            (action, record.build.as_ref().and_then(|b| b.history.as_ref()))
+            && let Err(e) = history.store(&dir, stack.images[*image].key)
+        {
+            out.warn(format!("{e} (only `cargo xtask history` needs it)"));
         }
     }
     out.say("swapped the new images in; .dev-cache records them");
@@ -185,7 +183,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     }
     // What the rebuild downloaded: about nothing when the cache mounts are warm.
     let mut meter = Meter::default();
-    apply::meter(&serde_json::json!(applied), &mut meter);
+    apply::meter(&applied, &mut meter);
     for line in meter.lines() {
         out.say(line);
     }

@@ -5,12 +5,12 @@
 
 use std::{process::Child, time::Duration};
 
-use serde_json::json;
 use xshell::Shell;
 
 use crate::{
     Context,
     commands::dev_fast::check_llm,
+    converge::applied::Converged,
     converge::apply,
     converge::plan::Options,
     converge::ready::Cancel,
@@ -56,19 +56,10 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
 
     let registry = args.registry.registry(&cx.project.root, true, false)?;
     let timeout = Duration::from_secs(args.timeout);
-    let mut report = json!({});
-    let converged = apply::converge(
-        &sh,
-        &engine,
-        &stack,
-        Options { offline: args.net.offline, ..Options::default() },
-        timeout,
-        out,
-        registry.as_ref(),
-        &mut report,
-        &cancel,
-    );
-    if let Err(e) = converged {
+    let job = apply::Job { sh: &sh, engine: &engine, stack: &stack, out, registry: registry.as_ref() };
+    let mut converged = Converged::default();
+    let options = Options { offline: args.net.offline, ..Options::default() };
+    if let Err(e) = apply::converge(job, options, timeout, &cancel, &mut converged) {
         if cancel.is_cancelled() {
             return take_down(&sh, &engine, &stack, "interrupted");
         }
@@ -78,8 +69,10 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         return Ok(());
     }
     let mut meter = Meter::default();
-    apply::meter(&report["applied"], &mut meter);
-    meter.report(out, &mut report);
+    apply::meter(&converged.applied, &mut meter);
+    for line in meter.lines() {
+        out.say(line);
+    }
     check_llm(&sh, &engine, &stack, args.llm, out);
     let p = &stack.project;
     let host = p.reach_addr();

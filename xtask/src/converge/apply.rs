@@ -1,16 +1,21 @@
-//! Apply a plan: each action becomes one engine call, printed exactly with `--dry-run`.
-//! Image records are written only after their build succeeded. `converge` is the whole
-//! loop: observe, plan, apply, wait until ready.
+//! Apply a plan: each action becomes one engine call, printed exactly with `--dry-run`, and
+//! one `Applied` record of what happened. The executor decides nothing: every skip and keep
+//! is the planner's. Image records are written only after their build succeeded.
+//! `converge` is the whole loop, in two phases: observe, plan and settle the images; then
+//! observe again, plan the containers from what the engine has, apply, wait until ready.
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::{
     converge::{
+        applied::{
+            Applied, Built, Converged, Named, Outcome, RegistryReport, SourceBytes, StageReport, Status,
+            StepCount,
+        },
         observe,
-        plan::{self, Action, Facts, Options, Plan},
+        plan::{self, Action, Facts, Options, Plan, Settled},
         ready::{self, Cancel},
         record::BuildRecord,
         registry::{self, Registry},
@@ -21,6 +26,17 @@ use crate::{
     output::{Meter, Output, bytes_text},
     stack::{INPUTS_LABEL, REVISION_LABEL, ServiceImage, Stack},
 };
+
+/// Where and how a plan is applied: the engine, the stack, how to print, and the shared
+/// image cache when one is set.
+#[derive(Clone, Copy)]
+pub struct Job<'a> {
+    pub sh: &'a Shell,
+    pub engine: &'a Engine,
+    pub stack: &'a Stack,
+    pub out: Output,
+    pub registry: Option<&'a Registry>,
+}
 
 /// The engine call of an action.
 pub fn call(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> Call {
@@ -94,18 +110,11 @@ fn git_revision(root: &std::path::Path) -> String {
         .clone()
 }
 
-/// Runs the plan's actions in order. A failed optional action (the LLM) is a warning;
-/// any other failure stops the run with nothing recorded for what did not build. With a
-/// registry, an image to build is first looked for there, and pushed after its build.
-pub fn apply(
-    sh: &Shell,
-    engine: &Engine,
-    stack: &Stack,
-    facts: &Facts,
-    plan: &Plan,
-    out: Output,
-    registry: Option<&Registry>,
-) -> Result<Vec<Value>, String> {
+/// Runs the plan's actions in order, one record each, in the plan's order. A failed
+/// optional action (the LLM's image) is a warning; any other failure stops the run with
+/// nothing recorded for what did not build.
+pub fn apply(job: Job, facts: &Facts, plan: &Plan) -> Result<Vec<Applied>, String> {
+    let Job { sh, engine, stack, out, registry } = job;
     // What the engine cannot do at all (docker without BuildKit) stops the run before its
     // first action, rather than after the network and volumes are made.
     if !out.dry_run {
@@ -128,164 +137,175 @@ pub fn apply(
         out.say(notice);
     }
     let mut done = Vec::new();
-    // Optional services whose image could not be pulled are not started either.
-    let mut skipped: Vec<usize> = Vec::new();
-    // Images built in this run, by index: their new ids, to keep a container on an image
-    // the build left as it was (a lost cache record, rebuilt to the same layers).
-    let mut rebuilt: std::collections::HashMap<usize, String> = std::collections::HashMap::new();
-    // What the registry gave for each image, from its `Fetch`.
-    let mut shared: std::collections::HashMap<usize, Shared> = std::collections::HashMap::new();
     for action in &plan.actions {
-        if let Action::Run { service, .. } = action
-            && skipped.contains(service)
-        {
-            continue;
-        }
-        if !out.dry_run
-            && let Some(service) = unchanged_by_rebuild(stack, facts, action, &rebuilt)
-        {
-            if let Action::Run { .. } = action {
-                out.say(format!("{} container: kept (the rebuild made the same image)", service.key));
-            }
-            done.push(json!({ "action": action.to_json(stack), "status": "skipped", "why": "same image" }));
-            continue;
-        }
-        match action {
+        done.push(match action {
             Action::Fetch { .. } | Action::Share { .. } => {
                 let r = registry.expect("registry actions are planned only with a registry");
-                registry_action(sh, engine, stack, facts, action, r, out, &mut shared, &mut done)?;
-                continue;
+                registry_action(job, facts, action, r)?
             }
-            // Pulled: the build that was to follow a miss is not needed.
-            Action::Build { image, .. } if shared.get(image) == Some(&Shared::Pulled) => continue,
-            _ => {}
-        }
-        let call = call(stack, engine, facts, action);
-        if out.dry_run {
-            let mut lines = engine.command_lines(&call);
-            let mut record = json!({ "action": action.to_json(stack), "command": engine.calls(&call).concat(), "status": "dry-run" });
-            if let (Action::Build { .. }, Some(last)) = (action, lines.last_mut()) {
-                // What apt, pip, npm and cargo will fetch inside depends on the layer cache and
-                // the cache mounts, which the engine does not tell before the build runs.
-                last.push_str("   # downloads: size unknown (what the RUN steps fetch; measured after)");
-                record["download_bytes"] = Value::Null;
-            }
-            for line in lines {
-                out.say(line);
-            }
-            done.push(record);
-            continue;
-        }
-        out.say(action.describe(stack));
-        let started = Instant::now();
-        let optional = match action {
-            Action::Pull { service, .. } | Action::Run { service, .. } => stack.services[*service].optional,
-            _ => false,
-        };
-        // Build output is progress worth seeing; other commands only print ids.
-        let mut stages = Vec::new();
-        let progress = match action {
-            Action::Build { .. } | Action::Pull { .. } => Progress::Shown { to_stderr: out.json },
-            _ => Progress::Quiet,
-        };
-        // Every build holds the image store's lock shared, so `prune` never runs beside it.
-        let store_lock = match action {
-            Action::Build { .. } => Some(cache::store_lock(false)?),
-            _ => None,
-        };
-        let mut steps = (Vec::new(), Vec::new());
-        let (mut runs_ran, mut downloads) = (0, Vec::new());
-        let result = engine.call(sh, &call, progress).map(|log| {
-            if let Action::Build { image, .. } = action {
-                let containerfile = stack.images[*image].containerfile;
-                let text = std::fs::read_to_string(stack.root().join(containerfile)).unwrap_or_default();
-                stages = buildlog::in_containerfile_order(
-                    buildlog::stages(&log),
-                    &crate::inputs::containerfile::stage_names(&text),
-                );
-                steps = buildlog::steps(&log);
-                (runs_ran, downloads) = (buildlog::runs_ran(&log), buildlog::downloads(&log));
-            }
+            _ if out.dry_run => dry_run(job, facts, action),
+            _ => run_action(job, facts, action)?,
         });
-        drop(store_lock);
-        let seconds = started.elapsed().as_secs_f64();
-        match result {
-            Ok(()) => {
-                let mut record =
-                    json!({ "action": action.to_json(stack), "status": "ok", "seconds": seconds });
-                if let Action::Build { image, staged, .. } = action {
-                    let img = &stack.images[*image];
-                    // A staged build records nothing: it is not the image until swapped in.
-                    let id = if *staged {
-                        engine.image_id(sh, &img.staged_tag())
-                    } else {
-                        cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*image].0)?;
-                        engine.image_id(sh, &img.reference)
-                    };
-                    if let (Some(id), false) = (&id, *staged) {
-                        rebuilt.insert(*image, id.clone());
-                    }
-                    // What `history` shows: each step, cached or run (a record, never needed).
-                    let build =
-                        BuildRecord::new(&img.reference, id.clone(), seconds, std::mem::take(&mut steps));
-                    if *staged {
-                        record["history"] = serde_json::to_value(&build).expect("records serialize");
-                    } else if let Err(e) = build.store(&stack.project.cache_dir(), img.key) {
-                        out.warn(format!("{e} (only `cargo xtask history` needs it)"));
-                    }
-                    if stages.len() > 1 {
-                        for stage in &stages {
-                            out.say(format!("  {} stage {}", img.key, stage.describe()));
-                        }
-                    }
-                    out.say(format!("{} image: built in {seconds:.1}s", img.key));
-                    record["stages"] = stages.iter().map(buildlog::Stage::to_json).collect();
-                    // What the RUN steps that ran downloaded (only those can), for the meter.
-                    record["steps"] = json!({ "total": build.steps.len(), "runs_ran": runs_ran });
-                    record["downloads"] = downloads
-                        .iter()
-                        .map(|(source, bytes)| json!({ "source": source, "bytes": bytes }))
-                        .collect();
-                    record["outcome"] = json!("built");
-                    if registry.is_some() {
-                        record["registry"] = match shared.remove(image) {
-                            Some(Shared::Missed(report)) => report,
-                            _ => Value::Null,
-                        };
-                        // Set by the `Share` that follows, when one is planned.
-                        record["pushed"] = json!(false);
-                    }
-                }
-                done.push(record);
-            }
-            Err(e) if optional => {
-                if let Action::Pull { service, .. } = action {
-                    skipped.push(*service);
-                }
-                out.warn(format!("{e}; going on without it"));
-                done.push(
-                    json!({ "action": action.to_json(stack), "status": "skipped", "error": e.to_string() }),
-                );
-            }
-            Err(e) => {
-                return Err(match action {
-                    Action::Build { image, .. } => build_failed(&stack.images[*image], &e),
-                    _ => e.to_string(),
-                });
-            }
-        }
-    }
-    // Images the engine already had, built from these very inputs, get their record too,
-    // so a later change can be explained file by file.
-    if !out.dry_run {
-        for (index, image) in stack.images.iter().enumerate() {
-            let (inputs, record) = &facts.inputs[index];
-            if !plan.rebuilds(index) && *record != cache::Record::Built(inputs.clone()) {
-                cache::store(&stack.project.cache_dir(), image.key, inputs)?;
-            }
-        }
     }
     Ok(done)
+}
+
+/// What `--dry-run` prints of an action, and its record.
+fn dry_run(job: Job, facts: &Facts, action: &Action) -> Applied {
+    let call = call(job.stack, job.engine, facts, action);
+    let mut lines = job.engine.command_lines(&call);
+    let mut record = Applied::new(action, job.stack, Status::DryRun);
+    record.command = job.engine.calls(&call).concat();
+    if let (Action::Build { .. }, Some(last)) = (action, lines.last_mut()) {
+        // What apt, pip, npm and cargo will fetch inside depends on the layer cache and
+        // the cache mounts, which the engine does not tell before the build runs.
+        last.push_str("   # downloads: size unknown (what the RUN steps fetch; measured after)");
+        record.download_bytes = Some(None);
+    }
+    for line in lines {
+        job.out.say(line);
+    }
+    record
+}
+
+/// Runs one action that is a single engine call.
+fn run_action(job: Job, facts: &Facts, action: &Action) -> Result<Applied, String> {
+    let Job { sh, engine, stack, out, .. } = job;
+    let call = call(stack, engine, facts, action);
+    out.say(action.describe(stack));
+    let started = Instant::now();
+    let optional = match action {
+        Action::Pull { service, .. } | Action::Run { service, .. } => stack.services[*service].optional,
+        _ => false,
+    };
+    // Build output is progress worth seeing; other commands only print ids.
+    let progress = match action {
+        Action::Build { .. } | Action::Pull { .. } => Progress::Shown { to_stderr: out.json },
+        _ => Progress::Quiet,
+    };
+    // Every build holds the image store's lock shared, so `prune` never runs beside it.
+    let store_lock = match action {
+        Action::Build { .. } => Some(cache::store_lock(false)?),
+        _ => None,
+    };
+    let result = engine.call(sh, &call, progress);
+    drop(store_lock);
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(log) => {
+            let mut record = Applied::new(action, stack, Status::Ok);
+            record.seconds = Some(seconds);
+            if let Action::Build { .. } = action {
+                record.outcome = Some(Outcome::Built);
+                record.build = Some(record_build(job, facts, action, &log, seconds)?);
+            }
+            Ok(record)
+        }
+        Err(e) if optional => {
+            out.warn(format!("{e}; going on without it"));
+            let mut record = Applied::new(action, stack, Status::Skipped);
+            record.error = Some(e.to_string());
+            Ok(record)
+        }
+        Err(e) => Err(match action {
+            Action::Build { image, .. } => build_failed(&stack.images[*image], &e),
+            _ => e.to_string(),
+        }),
+    }
+}
+
+/// After a build succeeded: its inputs go into `.dev-cache` (unless staged: it is not the
+/// image until swapped in), its steps into the record `history` reads, and what it made
+/// and downloaded into its report.
+fn record_build(job: Job, facts: &Facts, action: &Action, log: &str, seconds: f64) -> Result<Built, String> {
+    let Action::Build { image, staged, .. } = action else { unreachable!("only builds are recorded") };
+    let Job { sh, engine, stack, out, .. } = job;
+    let img = &stack.images[*image];
+    let text = std::fs::read_to_string(stack.root().join(img.containerfile)).unwrap_or_default();
+    let stages = buildlog::in_containerfile_order(
+        buildlog::stages(log),
+        &crate::inputs::containerfile::stage_names(&text),
+    );
+    let id = if *staged {
+        engine.image_id(sh, &img.staged_tag())
+    } else {
+        cache::store(&stack.project.cache_dir(), img.key, &facts.inputs[*image].0)?;
+        engine.image_id(sh, &img.reference)
+    };
+    // What `history` shows: each step, cached or run (a record, never needed).
+    let build = BuildRecord::new(&img.reference, id, seconds, buildlog::steps(log));
+    let steps = StepCount { total: build.steps.len(), runs_ran: buildlog::runs_ran(log) };
+    let history = if *staged {
+        Some(build)
+    } else {
+        if let Err(e) = build.store(&stack.project.cache_dir(), img.key) {
+            out.warn(format!("{e} (only `cargo xtask history` needs it)"));
+        }
+        None
+    };
+    if stages.len() > 1 {
+        for stage in &stages {
+            out.say(format!("  {} stage {}", img.key, stage.describe()));
+        }
+    }
+    out.say(format!("{} image: built in {seconds:.1}s", img.key));
+    Ok(Built {
+        stages: stages.iter().map(StageReport::from).collect(),
+        steps,
+        // What the RUN steps that ran downloaded (only those can), for the meter.
+        downloads: buildlog::downloads(log)
+            .into_iter()
+            .map(|(source, bytes)| SourceBytes { source, bytes })
+            .collect(),
+        history,
+    })
+}
+
+/// Converge's first phase, and all of `build-prod`: the registry's fetches first; then
+/// what they did not give is built (and pushed), and the pulled images are pulled. The
+/// images the engine already had get their records too, so a later change can be explained
+/// file by file. Returns the images this run renewed (built or fetched).
+pub fn settle_images(
+    job: Job,
+    facts: &Facts,
+    plan: &Plan,
+    applied: &mut Vec<Applied>,
+) -> Result<Vec<usize>, String> {
+    let images = Plan { actions: plan.images(), ..Plan::default() };
+    if job.out.dry_run {
+        applied.extend(apply(job, facts, &images)?);
+        return Ok(Vec::new());
+    }
+    let (fetches, rest): (Vec<Action>, Vec<Action>) =
+        images.actions.into_iter().partition(|a| matches!(a, Action::Fetch { .. }));
+    let fetched = apply(job, facts, &Plan { actions: fetches.clone(), ..Plan::default() })?;
+    let pulled: Vec<usize> = fetches
+        .iter()
+        .zip(&fetched)
+        .filter_map(|(action, record)| match action {
+            Action::Fetch { image, .. } if record.outcome == Some(Outcome::Pulled) => Some(*image),
+            _ => None,
+        })
+        .collect();
+    applied.extend(fetched);
+    let rest = Plan { actions: rest, ..Plan::default() }.without_pulled(&pulled, job.stack);
+    let built = apply(job, facts, &rest)?;
+    let mut renewed = pulled;
+    for (action, record) in rest.actions.iter().zip(&built) {
+        if let Action::Build { image, staged: false, .. } = action
+            && record.outcome == Some(Outcome::Built)
+        {
+            renewed.push(*image);
+        }
+    }
+    applied.extend(built);
+    for (index, image) in job.stack.images.iter().enumerate() {
+        let (inputs, record) = &facts.inputs[index];
+        if !plan.rebuilds(index) && *record != cache::Record::Built(inputs.clone()) {
+            cache::store(&job.stack.project.cache_dir(), image.key, inputs)?;
+        }
+    }
+    Ok(renewed)
 }
 
 /// Why a build failed, blaming the Containerfile only when one of its steps ran and failed,
@@ -314,52 +334,10 @@ pub fn build_failed(image: &crate::stack::Image, error: &EngineError) -> String 
     )
 }
 
-/// The service of a remove or run planned only because its image was rebuilt, when the
-/// build made the very image its running container already has, with the same config.
-fn unchanged_by_rebuild<'a>(
-    stack: &'a Stack,
-    facts: &Facts,
-    action: &Action,
-    rebuilt: &std::collections::HashMap<usize, String>,
-) -> Option<&'a crate::stack::Service> {
-    let (index, service) = match action {
-        Action::Run { service, reason } if reason == plan::IMAGE_REBUILT => {
-            (*service, &stack.services[*service])
-        }
-        Action::Remove { container, reason } if reason == plan::IMAGE_REBUILT => {
-            stack.services.iter().enumerate().find(|(_, s)| s.container == *container)?
-        }
-        _ => return None,
-    };
-    let ServiceImage::Built(image) = service.image else { return None };
-    let c = facts.observed.containers.get(&service.container)?;
-    let same_config = c.labels.get(crate::stack::CONFIG_LABEL) == Some(&facts.configs[index]);
-    (c.running && same_config && rebuilt.get(&image) == Some(&c.image_id)).then_some(service)
-}
-
-/// What a `Fetch` found in the registry.
-#[derive(Debug, PartialEq)]
-enum Shared {
-    Pulled,
-    /// The miss, as the report has it, for the build record.
-    Missed(Value),
-}
-
-/// A `Fetch` (pull the image built from these inputs, verify its label, or say why not)
-/// or a `Share` (push what was just built; a failure is a warning, never the build's).
-// Each argument is its own concern: where, what, which action, and what to report.
-#[allow(clippy::too_many_arguments)]
-fn registry_action(
-    sh: &Shell,
-    engine: &Engine,
-    stack: &Stack,
-    facts: &Facts,
-    action: &Action,
-    r: &Registry,
-    out: Output,
-    shared: &mut std::collections::HashMap<usize, Shared>,
-    done: &mut Vec<Value>,
-) -> Result<(), String> {
+/// A `Fetch` (pull the image built from these inputs, verify its signature, or say why
+/// not) or a `Share` (push what was just built; a failure is a warning, never the build's).
+fn registry_action(job: Job, facts: &Facts, action: &Action, r: &Registry) -> Result<Applied, String> {
+    let Job { sh, engine, stack, out, .. } = job;
     let (Action::Fetch { image: index, .. } | Action::Share { image: index }) = action else {
         unreachable!("only registry actions come here")
     };
@@ -367,60 +345,9 @@ fn registry_action(
     let digest = facts.inputs[*index].0.digest();
     let remote = r.remote(img, &digest);
     if out.dry_run {
-        let mut cost = Value::Null;
-        let lines = match action {
-            Action::Fetch { .. } => {
-                // What the pull would cost, known before paying it where the manifest can be
-                // read (plain HTTP: loopback registries only).
-                // The pull goes by the manifest digest that the signature names; a dry run
-                // shows it where the manifest can be read cheaply (loopback), and verifies nothing.
-                let manifest = if r.is_loopback() {
-                    let (repo, tag) = r.repository_and_tag(&remote);
-                    r.client().manifest(repo, tag).ok().flatten()
-                } else {
-                    None
-                };
-                let layers = manifest.as_ref().and_then(|m| {
-                    m.doc["layers"]
-                        .as_array()?
-                        .iter()
-                        .map(|l| l["size"].as_u64())
-                        .collect::<Option<Vec<u64>>>()
-                });
-                let pulled = match &manifest {
-                    Some(m) => format!("{}/{}@{}", r.host(), r.repository_and_tag(&remote).0, m.digest),
-                    None => remote.clone(),
-                };
-                let note = match &layers {
-                    Some(sizes) => {
-                        cost = json!(sizes.iter().sum::<u64>());
-                        format!(
-                            "tried first, if its signature verifies: at most {} of compressed layers \
-                             (registry manifest); the build below runs only if this misses",
-                            bytes_text(sizes.iter().sum())
-                        )
-                    }
-                    None if r.is_loopback() => "not in the registry: the build below runs".to_string(),
-                    None => "tried first, by its manifest digest once its signature verifies, size unknown; \
-                             the build below runs only if this misses"
-                        .to_string(),
-                };
-                engine
-                    .command_lines(&r.pull_call(&pulled))
-                    .into_iter()
-                    .map(|line| format!("{line}   # {note}"))
-                    .collect()
-            }
-            _ => engine.command_lines(&r.push_call(&img.inputs_tag(&digest), &remote)),
-        };
-        for line in &lines {
-            out.say(line);
-        }
-        done.push(json!({
-            "action": action.to_json(stack), "command": lines, "status": "dry-run", "download_bytes": cost,
-        }));
-        return Ok(());
+        return Ok(registry_dry_run(job, action, r, &digest));
     }
+    let mut record = Applied::new(action, stack, Status::Ok);
     match action {
         Action::Fetch { reason, .. } => {
             out.say(format!(
@@ -442,11 +369,11 @@ fn registry_action(
                         pulled.verify_seconds * 1000.0,
                         &pulled.manifest_digest[..19.min(pulled.manifest_digest.len())]
                     ));
-                    let record = json!({
+                    let pull_record = serde_json::json!({
                         "at": at, "remote": pulled.remote, "verified": true, "key": pulled.key,
                         "manifest_digest": pulled.manifest_digest, "verify_seconds": pulled.verify_seconds,
                     });
-                    if let Err(e) = cache::store_pull(&stack.project.cache_dir(), img.key, &record) {
+                    if let Err(e) = cache::store_pull(&stack.project.cache_dir(), img.key, &pull_record) {
                         out.warn(format!("{e} (only `cargo xtask doctor` reads it)"));
                     }
                     // The manifest's compressed layer sizes: what the pull cost at most (layers
@@ -454,34 +381,35 @@ fn registry_action(
                     // only from a loopback registry.
                     let layers =
                         if r.is_loopback() { registry::manifest_layers(r, &pulled.remote) } else { None };
-                    done.push(json!({
-                        "action": action.to_json(stack), "status": "ok", "outcome": "pulled",
-                        "seconds": pulled.seconds,
-                        "registry": {
-                            "remote": pulled.remote, "pull": "hit", "key": pulled.key,
-                            "manifest_digest": pulled.manifest_digest, "verify_seconds": pulled.verify_seconds,
-                            "layer_bytes": layers.map(|l| l.iter().sum::<u64>()),
-                        },
-                    }));
-                    shared.insert(*index, Shared::Pulled);
+                    record.outcome = Some(Outcome::Pulled);
+                    record.seconds = Some(pulled.seconds);
+                    record.registry = Some(RegistryReport {
+                        pull: "hit".into(),
+                        key: Some(pulled.key),
+                        manifest_digest: Some(pulled.manifest_digest),
+                        verify_seconds: Some(pulled.verify_seconds),
+                        layer_bytes: layers.map(|l| l.iter().sum::<u64>()),
+                        remote: pulled.remote,
+                        message: None,
+                    });
                 }
                 Err(miss) => {
                     let report = registry::report_miss(out, &miss, r, img, &digest);
                     // What doctor tells: a refused entry, or trouble; a plain absence is no news.
                     if miss != registry::Miss::Absent {
-                        let record = json!({
-                            "at": at, "remote": report["remote"], "verified": false,
-                            "cause": miss.kind(), "message": report["message"],
+                        let pull_record = serde_json::json!({
+                            "at": at, "remote": report.remote, "verified": false,
+                            "cause": miss.kind(), "message": report.message,
                         });
-                        if let Err(e) = cache::store_pull(&stack.project.cache_dir(), img.key, &record) {
+                        if let Err(e) = cache::store_pull(&stack.project.cache_dir(), img.key, &pull_record) {
                             out.warn(format!("{e} (only `cargo xtask doctor` reads it)"));
                         }
                     }
-                    shared.insert(*index, Shared::Missed(report));
+                    record.outcome = Some(Outcome::Missed);
+                    record.registry = Some(report);
                 }
             }
         }
-        _ if shared.get(index) == Some(&Shared::Pulled) => {}
         _ => {
             let started = Instant::now();
             let pushed = match registry::push(sh, engine, r, img, &digest) {
@@ -499,48 +427,96 @@ fn registry_action(
                     false
                 }
             };
-            // The build's record says whether what it made was shared.
-            let target = json!(img.reference);
-            if let Some(record) = done
-                .iter_mut()
-                .rev()
-                .find(|d| d["action"]["action"] == "build" && d["action"]["target"] == target)
-            {
-                record["pushed"] = json!(pushed);
-            }
+            record.seconds = Some(started.elapsed().as_secs_f64());
+            record.pushed = Some(pushed);
         }
     }
-    Ok(())
+    Ok(record)
 }
 
-/// What the applied actions (`apply`'s records) brought in over the network: builds by
-/// what each RUN step that ran received, per source (measured: `docker/meter.sh`), a
-/// registry pull by its manifest's compressed layer sizes (estimated: layers already held
-/// are not fetched), image pulls named as not measured.
-pub fn meter(applied: &Value, meter: &mut Meter) {
-    for record in applied.as_array().into_iter().flatten().filter(|r| r["status"] == "ok") {
-        let target = record["action"]["target"].as_str().unwrap_or_default();
-        match record["action"]["action"].as_str() {
-            Some("build") => {
-                let downloads = record["downloads"].as_array().map_or(&[][..], Vec::as_slice);
-                meter.image_builds(
-                    downloads
-                        .iter()
-                        .map(|d| (d["source"].as_str().unwrap_or("?").to_string(), d["bytes"].as_u64())),
-                );
+/// What `--dry-run` prints of a fetch or a share: the pull by digest, with what it would
+/// cost where the manifest can be read cheaply (a loopback registry), or the push.
+fn registry_dry_run(job: Job, action: &Action, r: &Registry, digest: &str) -> Applied {
+    let Job { engine, stack, out, .. } = job;
+    let (Action::Fetch { image, .. } | Action::Share { image }) = action else {
+        unreachable!("only registry actions come here")
+    };
+    let img = &stack.images[*image];
+    let remote = &r.remote(img, digest);
+    let mut record = Applied::new(action, stack, Status::DryRun);
+    let lines = match action {
+        Action::Fetch { .. } => {
+            // The pull goes by the manifest digest that the signature names; a dry run
+            // shows it where the manifest can be read (plain HTTP: loopback registries
+            // only), and verifies nothing.
+            let manifest = if r.is_loopback() {
+                let (repo, tag) = r.repository_and_tag(remote);
+                r.client().manifest(repo, tag).ok().flatten()
+            } else {
+                None
+            };
+            let layers = manifest.as_ref().and_then(|m| {
+                m.doc["layers"].as_array()?.iter().map(|l| l["size"].as_u64()).collect::<Option<Vec<u64>>>()
+            });
+            let pulled = match &manifest {
+                Some(m) => format!("{}/{}@{}", r.host(), r.repository_and_tag(remote).0, m.digest),
+                None => remote.to_string(),
+            };
+            let cost = layers.as_ref().map(|sizes| sizes.iter().sum::<u64>());
+            record.download_bytes = Some(cost);
+            let note = match cost {
+                Some(bytes) => format!(
+                    "tried first, if its signature verifies: at most {} of compressed layers \
+                     (registry manifest); the build below runs only if this misses",
+                    bytes_text(bytes)
+                ),
+                None if r.is_loopback() => "not in the registry: the build below runs".to_string(),
+                None => "tried first, by its manifest digest once its signature verifies, size unknown; \
+                         the build below runs only if this misses"
+                    .to_string(),
+            };
+            engine
+                .command_lines(&r.pull_call(&pulled))
+                .into_iter()
+                .map(|line| format!("{line}   # {note}"))
+                .collect()
+        }
+        _ => engine.command_lines(&r.push_call(&img.inputs_tag(digest), remote)),
+    };
+    for line in &lines {
+        out.say(line);
+    }
+    record.command = lines;
+    record
+}
+
+/// What the applied actions brought in over the network: builds by what each RUN step
+/// that ran received, per source (measured: `docker/meter.sh`), a registry pull by its
+/// manifest's compressed layer sizes (estimated: layers already held are not fetched),
+/// image pulls named as not measured.
+pub fn meter(applied: &[Applied], meter: &mut Meter) {
+    for record in applied.iter().filter(|r| r.status == Status::Ok) {
+        let target = &record.action.target;
+        match (record.action.action, &record.build, &record.registry) {
+            ("build", Some(build), _) => {
+                meter.image_builds(build.downloads.iter().map(|d| (d.source.clone(), d.bytes)));
                 // A RUN step that ran without the meter (a Containerfile edited by hand) may
                 // have downloaded anything: said, never guessed.
-                let ran = record["steps"]["runs_ran"].as_u64().unwrap_or(0) as usize;
-                if ran > downloads.len() {
+                if build.steps.runs_ran > build.downloads.len() {
                     meter.not_measured(&format!(
                         "image build {target} ({} RUN step(s) without docker/meter.sh)",
-                        ran - downloads.len()
+                        build.steps.runs_ran - build.downloads.len()
                     ));
                 }
             }
-            Some("pull") => meter.not_measured(&format!("image pull for {target}")),
-            Some("fetch") => match record["registry"]["layer_bytes"].as_u64() {
-                Some(bytes) => meter.estimated(&format!("registry pull {target} (compressed layers, at most: those the engine holds are not fetched)"), bytes),
+            ("pull", ..) => meter.not_measured(&format!("image pull for {target}")),
+            ("fetch", _, Some(registry)) if record.outcome == Some(Outcome::Pulled) => match registry.layer_bytes {
+                Some(bytes) => meter.estimated(
+                    &format!(
+                        "registry pull {target} (compressed layers, at most: those the engine holds are not fetched)"
+                    ),
+                    bytes,
+                ),
                 None => meter.not_measured(&format!("registry pull {target}")),
             },
             _ => {}
@@ -552,12 +528,9 @@ pub fn meter(applied: &Value, meter: &mut Meter) {
 /// read from their network namespaces (measured): the dev backend compiles itself at its
 /// first start, and its cargo fetches the crates into its volume. The figure includes the
 /// readiness checks' requests, a few kB.
-pub fn meter_started(sh: &Shell, engine: &Engine, applied: &Value, meter: &mut Meter) {
-    for record in applied.as_array().into_iter().flatten().filter(|r| r["status"] == "ok") {
-        if record["action"]["action"] != "run" {
-            continue;
-        }
-        let container = record["action"]["target"].as_str().unwrap_or_default();
+pub fn meter_started(sh: &Shell, engine: &Engine, applied: &[Applied], meter: &mut Meter) {
+    for record in applied.iter().filter(|r| r.is("run")) {
+        let container = &record.action.target;
         let source = format!("container {container}, from its start until it answered");
         match engine.container_pid(sh, container).and_then(crate::host::netns::received) {
             Some(bytes) => meter.measured(&source, bytes),
@@ -566,21 +539,19 @@ pub fn meter_started(sh: &Shell, engine: &Engine, applied: &Value, meter: &mut M
     }
 }
 
-/// Brings the engine to `stack` under the cache lock: observe, plan, apply, then wait until
-/// the services answer. With nothing to do it only reports. The plan goes into `report`.
-// Each argument is its own concern (what, how to plan, wait, print, share, report).
-#[allow(clippy::too_many_arguments)]
+/// Brings the engine to `job.stack` under the cache lock, then waits until the services
+/// answer. First the images: observe, plan, fetch, build, share, pull, while every
+/// container goes on serving. Then the containers, planned again from what the engine has
+/// now, so a rebuild that made the image a container already runs leaves it alone. With
+/// nothing to do it only reports. What it planned and did goes into `converged`.
 pub fn converge(
-    sh: &Shell,
-    engine: &Engine,
-    stack: &Stack,
+    job: Job,
     options: Options,
     timeout: Duration,
-    out: Output,
-    registry: Option<&Registry>,
-    report: &mut Value,
     cancel: &Cancel,
+    converged: &mut Converged,
 ) -> Result<(), String> {
+    let Job { sh, engine, stack, out, registry } = job;
     let _lock = cache::lock(&stack.project.cache_dir())?;
     let mut facts = observe::quick(sh, engine, stack)?;
     let mut plan = plan::plan(stack, &facts, options.with_registry(registry));
@@ -590,10 +561,10 @@ pub fn converge(
         facts = observe::observe(sh, engine, stack)?;
         plan = plan::plan(stack, &facts, options.with_registry(registry));
     }
-    report["engine"] = json!(engine.name());
-    report["plan"] = json!(plan.actions.iter().map(|a| a.to_json(stack)).collect::<Vec<_>>());
-    report["unchanged"] = json!(plan.unchanged);
-    report["blockers"] = json!(plan.blockers);
+    converged.engine = engine.name().to_string();
+    converged.plan = Named::all(&plan.actions, stack);
+    converged.unchanged.clone_from(&plan.unchanged);
+    converged.blockers.clone_from(&plan.blockers);
     if !out.dry_run {
         for line in &plan.unchanged {
             out.say(line);
@@ -610,33 +581,89 @@ pub fn converge(
         });
         return Ok(());
     }
-    report["applied"] = json!(apply(sh, engine, stack, &facts, &plan, out, registry)?);
     if out.dry_run {
+        converged.applied = apply(job, &facts, &plan)?;
         return Ok(());
     }
+    let containers = if plan.images().is_empty() {
+        plan
+    } else {
+        let renewed = settle_images(job, &facts, &plan, &mut converged.applied)?;
+        facts = observe::observe(sh, engine, stack)?;
+        facts.settled = Some(Settled { renewed });
+        let containers = plan::plan(stack, &facts, options);
+        for line in containers.unchanged.iter().filter(|l| !plan.unchanged.contains(l)) {
+            out.say(line);
+        }
+        converged
+            .unchanged
+            .extend(containers.unchanged.iter().filter(|l| !plan.unchanged.contains(l)).cloned());
+        if !containers.blockers.is_empty() {
+            converged.blockers.clone_from(&containers.blockers);
+            return Err(format!(
+                "the images are ready, but no container was changed:\n  {}",
+                containers.blockers.join("\n  ")
+            ));
+        }
+        containers
+    };
+    converged.applied.extend(apply(job, &facts, &containers)?);
     ready::wait(sh, engine, stack, timeout, out, cancel)
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
+    use crate::{
+        converge::applied::{Applied, Built, Named, Outcome, RegistryReport, SourceBytes, Status, StepCount},
+        output::Meter,
+    };
 
-    use crate::output::Meter;
+    fn record(kind: &'static str, target: &str) -> Applied {
+        Applied {
+            action: Named { action: kind, target: target.into(), reason: String::new() },
+            status: Status::Ok,
+            seconds: None,
+            error: None,
+            command: vec![],
+            download_bytes: None,
+            outcome: None,
+            build: None,
+            registry: None,
+            pushed: None,
+        }
+    }
 
     #[test]
     fn the_meter_of_applied_actions() {
-        let build = |target: &str, runs_ran: u64, downloads: Value| {
-            json!({ "action": { "action": "build", "target": target }, "status": "ok",
-                    "steps": { "total": 3, "runs_ran": runs_ran }, "downloads": downloads })
+        let build = |target: &str, runs_ran: usize, downloads: &[(&str, u64)]| Applied {
+            outcome: Some(Outcome::Built),
+            build: Some(Built {
+                stages: vec![],
+                steps: StepCount { total: 3, runs_ran },
+                downloads: downloads
+                    .iter()
+                    .map(|(source, bytes)| SourceBytes { source: source.to_string(), bytes: Some(*bytes) })
+                    .collect(),
+                history: None,
+            }),
+            ..record("build", target)
         };
-        let applied = json!([
-            build("cached", 0, json!([])),
-            build("one", 2, json!([{ "source": "apt", "bytes": 15_000_000 }, { "source": "pip", "bytes": 300 }])),
-            build("two", 2, json!([{ "source": "apt", "bytes": 1_000_000 }])),
-            { "action": { "action": "fetch", "target": "f" }, "status": "ok", "outcome": "pulled",
-              "registry": { "layer_bytes": 2_000_000 } },
-            { "action": { "action": "pull", "target": "llm" }, "status": "skipped" },
-        ]);
+        let applied = [
+            build("cached", 0, &[]),
+            build("one", 2, &[("apt", 15_000_000), ("pip", 300)]),
+            build("two", 2, &[("apt", 1_000_000)]),
+            Applied {
+                outcome: Some(Outcome::Pulled),
+                registry: Some(RegistryReport { layer_bytes: Some(2_000_000), ..RegistryReport::default() }),
+                ..record("fetch", "f")
+            },
+            Applied {
+                outcome: Some(Outcome::Missed),
+                registry: Some(RegistryReport { layer_bytes: Some(9), ..RegistryReport::default() }),
+                ..record("fetch", "missed")
+            },
+            Applied { status: Status::Skipped, ..record("pull", "llm") },
+        ];
         let mut meter = Meter::default();
         super::meter(&applied, &mut meter);
         assert_eq!(

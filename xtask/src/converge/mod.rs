@@ -1,6 +1,7 @@
 //! Bringing the engine to the stack: observe what it has, plan the actions (a pure
 //! function), apply them, wait until the services answer.
 
+pub mod applied;
 pub mod apply;
 pub mod observe;
 pub mod plan;

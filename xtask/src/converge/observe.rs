@@ -126,7 +126,7 @@ fn facts(stack: &Stack, engine: &Engine, observed: crate::engine::Observed) -> R
             .collect(),
         None => vec![],
     };
-    Ok(Facts { observed, inputs, configs, busy_ports, voices, voices_recorded })
+    Ok(Facts { observed, inputs, configs, busy_ports, voices, voices_recorded, settled: None })
 }
 
 /// What the stack's own containers prove, when each is ours (`is_ours`: not a foreign

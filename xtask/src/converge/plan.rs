@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
-
 use crate::{
     engine::Observed,
     host::ports::{Holder, describe_conflict},
@@ -27,6 +25,16 @@ pub struct Facts {
     /// pinned sizes), and whether `.dev-cache` says the volume holds this manifest's.
     pub voices: Vec<Download>,
     pub voices_recorded: bool,
+    /// Set for converge's second plan, made after the images were fetched, built and pulled.
+    pub settled: Option<Settled>,
+}
+
+/// The images phase is over: images are not planned again, and each container is judged by
+/// the id of the image the engine has now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settled {
+    /// The images (by index) this run built or pulled.
+    pub renewed: Vec<usize>,
 }
 
 /// A file the run downloads outside the engine, with its size where it is pinned.
@@ -44,8 +52,8 @@ pub fn size_text(bytes: Option<u64>) -> String {
 /// The start of every blocker `--offline` adds, so a user sees what the network was needed for.
 pub const OFFLINE: &str = "--offline: would have to fetch";
 
-/// The reason of a container planned anew because its image is rebuilt; apply keeps the
-/// container when the build makes the image it already runs.
+/// The reason of a container planned anew because its image is rebuilt. The plan made
+/// after the builds keeps the container when the build made the image it already runs.
 pub const IMAGE_REBUILT: &str = "image rebuilt";
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -137,6 +145,27 @@ impl Plan {
     pub fn rebuilds(&self, image: usize) -> bool {
         self.actions.iter().any(|a| matches!(a, Action::Build { image: i, .. } if *i == image))
     }
+
+    /// The actions on images (fetch, build, share, pull): converge's first phase.
+    pub fn images(&self) -> Vec<Action> {
+        self.actions.iter().filter(|a| a.is_on_an_image()).cloned().collect()
+    }
+
+    /// The plan once the registry gave some images: neither built nor pushed again.
+    pub fn without_pulled(&self, pulled: &[usize], stack: &Stack) -> Plan {
+        let mut plan = self.clone();
+        plan.actions.retain(|a| match a {
+            Action::Build { image, .. } | Action::Share { image } | Action::Fetch { image, .. } => {
+                !pulled.contains(image)
+            }
+            _ => true,
+        });
+        for image in pulled {
+            plan.unchanged
+                .push(format!("{} image: pulled from the registry, not built", stack.images[*image].key));
+        }
+        plan
+    }
 }
 
 /// Why an image must be built, or `None` when the one the engine has is current.
@@ -176,7 +205,8 @@ pub fn plan_builds(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     for (index, image) in stack.images.iter().enumerate() {
         match image_reason(stack, facts, options, index) {
             Some(reason) => {
-                if options.from_registry && !options.offline {
+                // `--rebuild` asks for a build: the registry is not asked instead.
+                if options.from_registry && !options.offline && !options.rebuild {
                     plan.actions.push(Action::Fetch { image: index, reason: reason.clone() });
                 }
                 if options.offline && !options.rebuild {
@@ -214,10 +244,13 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
             plan.actions.push(Action::CreateVolume { name: volume.clone() });
         }
     }
-    let builds = plan_builds(stack, facts, options);
-    plan.actions.extend(builds.actions);
-    plan.unchanged.extend(builds.unchanged);
-    plan.blockers.extend(builds.blockers);
+    if facts.settled.is_none() {
+        let builds = plan_builds(stack, facts, options);
+        plan.actions.extend(builds.actions);
+        plan.unchanged.extend(builds.unchanged);
+        plan.blockers.extend(builds.blockers);
+    }
+    let renewed = |image: usize| facts.settled.as_ref().is_some_and(|s| s.renewed.contains(&image));
 
     let mut removed: Vec<&str> = Vec::new();
     // Pulls go with the builds, before any container is removed: no downtime while
@@ -229,10 +262,26 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
         let reason = match service.image {
             ServiceImage::Built(i) if plan.rebuilds(i) => Some(IMAGE_REBUILT),
             ServiceImage::Pulled(ref reference) if observed.image(reference).is_none() => {
-                pulls.push(Action::Pull { service: index, reason: "image missing".into() });
-                Some("image pulled")
+                if facts.settled.is_none() {
+                    pulls.push(Action::Pull { service: index, reason: "image missing".into() });
+                    Some("image pulled")
+                } else if service.optional {
+                    // Its pull failed (a warning): the stack runs without it.
+                    plan.unchanged.push(format!(
+                        "{} container: not started: its image {reference} could not be pulled",
+                        service.key
+                    ));
+                    continue;
+                } else {
+                    plan.blockers.push(format!("{} image {reference}: missing after its pull", service.key));
+                    continue;
+                }
             }
             _ => None,
+        };
+        let renewed_image = match service.image {
+            ServiceImage::Built(i) => renewed(i),
+            ServiceImage::Pulled(_) => false,
         };
         let container = &service.container;
         let reason = match observed.containers.get(container) {
@@ -262,7 +311,7 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
                 } else if c.labels.get(CONFIG_LABEL) != Some(&facts.configs[index]) {
                     Some("container config changed".into())
                 } else if expected_image.is_some_and(|id| !c.image_id.is_empty() && id != c.image_id) {
-                    Some("image changed".into())
+                    Some(if renewed_image { IMAGE_REBUILT } else { "image changed" }.into())
                 } else if !c.running {
                     Some(format!("container was {}", if c.state.is_empty() { "stopped" } else { &c.state }))
                 } else {
@@ -277,6 +326,9 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
         };
         match reason {
             Some(reason) => runs.push(Action::Run { service: index, reason }),
+            None if renewed_image => plan
+                .unchanged
+                .push(format!("{} container: kept (the rebuild made the same image)", service.key)),
             None => plan.unchanged.push(format!("{} container: running, up to date", service.key)),
         }
     }
@@ -372,26 +424,11 @@ impl Action {
         }
     }
 
-    pub fn to_json(&self, stack: &Stack) -> Value {
-        let (kind, target, reason) = match self {
-            Action::CreateNetwork { name } => ("create-network", name.clone(), ""),
-            Action::CreateVolume { name } => ("create-volume", name.clone(), ""),
-            Action::Fetch { image, reason } => {
-                ("fetch", stack.images[*image].reference.clone(), reason.as_str())
-            }
-            Action::Build { image, reason, .. } => {
-                ("build", stack.images[*image].reference.clone(), reason.as_str())
-            }
-            Action::Share { image } => ("share", stack.images[*image].reference.clone(), ""),
-            Action::Pull { service, reason } => {
-                ("pull", stack.services[*service].container.clone(), reason.as_str())
-            }
-            Action::Remove { container, reason } => ("remove", container.clone(), reason.as_str()),
-            Action::Run { service, reason } => {
-                ("run", stack.services[*service].container.clone(), reason.as_str())
-            }
-        };
-        json!({ "action": kind, "target": target, "reason": reason })
+    pub fn is_on_an_image(&self) -> bool {
+        matches!(
+            self,
+            Action::Fetch { .. } | Action::Build { .. } | Action::Share { .. } | Action::Pull { .. }
+        )
     }
 }
 

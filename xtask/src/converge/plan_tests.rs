@@ -1,8 +1,11 @@
 //! The planner as a pure function. A baseline of facts in which everything is current and
 //! running, one small mutation per case, and the exact plan each case must give.
 
+use serde_json::json;
+
 use super::*;
 use crate::{
+    converge::applied::Named,
     engine::{ObservedContainer, ObservedImage},
     stack::{Llm, PROJECT_LABEL, Project, SERVICE_LABEL},
 };
@@ -26,6 +29,7 @@ const BACKEND_CACHED: &str = "backend image: cached";
 const FRONTEND_CACHED: &str = "frontend image: cached";
 const BACKEND_UP: &str = "backend container: running, up to date";
 const FRONTEND_UP: &str = "frontend container: running, up to date";
+const BACKEND_KEPT: &str = "backend container: kept (the rebuild made the same image)";
 
 const DEFAULT: Options = Options {
     rebuild: false,
@@ -120,7 +124,13 @@ fn baseline() -> Facts {
             Download { what: "en_US-joe-medium.onnx.json (en_US-joe-medium)".into(), bytes: Some(4_794) },
         ],
         voices_recorded: true,
+        settled: None,
     }
+}
+
+/// The plan made after the images phase, which renewed `renewed`.
+fn settle(facts: &mut Facts, renewed: &[usize]) {
+    facts.settled = Some(Settled { renewed: renewed.to_vec() });
 }
 
 // Mutations the cases share.
@@ -194,6 +204,77 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     vec![
+        // The second plan, made after the images were settled: images are not planned
+        // again, containers are judged by the id of the image the engine has now.
+        Case {
+            name: "after the builds: a rebuild that made the image the container runs keeps it",
+            options: DEFAULT,
+            mutate: |f| settle(f, &[BACK]),
+            actions: vec![],
+            unchanged: vec![BACKEND_KEPT, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "after the builds: a rebuild that made a new image replaces the container",
+            options: DEFAULT,
+            mutate: |f| {
+                observed_image(f, BACKEND_IMAGE).id = "b1b1b1".into();
+                settle(f, &[BACK]);
+            },
+            actions: backend_recreated("image rebuilt"),
+            unchanged: vec![FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "after the builds: an image another run changed is 'image changed'",
+            options: DEFAULT,
+            mutate: |f| {
+                observed_image(f, BACKEND_IMAGE).id = "b1b1b1".into();
+                settle(f, &[]);
+            },
+            actions: backend_recreated("image changed"),
+            unchanged: vec![FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "after the builds: inputs edited during the build plan no second build now",
+            options: REBUILD,
+            mutate: |f| {
+                set_file(f, BACK, "requirements.txt", "edited-while-building");
+                settle(f, &[BACK]);
+            },
+            actions: vec![],
+            unchanged: vec![BACKEND_KEPT, FRONTEND_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "after the builds: a stopped container still starts again",
+            options: DEFAULT,
+            mutate: |f| {
+                stop(f, FRONTEND, "exited");
+                settle(f, &[BACK]);
+            },
+            actions: vec![remove(FRONTEND, "container was exited"), run(FRONT, "container was exited")],
+            unchanged: vec![BACKEND_KEPT],
+            blockers: vec![],
+        },
+        Case {
+            name: "--rebuild with a shared cache builds, and asks the registry nothing",
+            options: Options { rebuild: true, ..SHARED },
+            mutate: |_| {},
+            actions: vec![
+                build(BACK, "--rebuild"),
+                Action::Share { image: BACK },
+                build(FRONT, "--rebuild"),
+                Action::Share { image: FRONT },
+                remove(BACKEND, "image rebuilt"),
+                remove(FRONTEND, "image rebuilt"),
+                run(BACK, "image rebuilt"),
+                run(FRONT, "image rebuilt"),
+            ],
+            unchanged: vec![],
+            blockers: vec![],
+        },
         // Nothing to do.
         Case {
             name: "baseline: everything current and running",
@@ -1003,7 +1084,7 @@ fn actions_describe_themselves() {
 #[test]
 fn actions_as_json() {
     let stack = stack();
-    let json = |action: Action| action.to_json(&stack);
+    let json = |action: Action| serde_json::to_value(Named::of(&action, &stack)).unwrap();
     assert_eq!(
         json(build(BACK, "requirements.txt changed")),
         json!({ "action": "build", "target": BACKEND_IMAGE, "reason": "requirements.txt changed" })
@@ -1074,7 +1155,7 @@ fn ollama_image_missing_is_pulled_and_its_container_recreated() {
         ]
     );
     assert_eq!(
-        plan.actions[0].to_json(&stack),
+        serde_json::to_value(Named::of(&plan.actions[0], &stack)).unwrap(),
         json!({ "action": "pull", "target": LLM, "reason": "image missing" })
     );
     assert_eq!(plan.actions[0].describe(&stack), "llm image: pulling: image missing");
@@ -1188,4 +1269,40 @@ fn what_the_containers_prove_plans_as_the_full_facts() {
     let mut ollama = as_inspected(&ollama_stack(), &ollama_baseline());
     ollama.observed = crate::converge::observe::proven(&ollama_stack(), &ollama).expect("ollama up");
     assert_eq!(plan(&ollama_stack(), &ollama, DEFAULT), plan(&ollama_stack(), &ollama_baseline(), DEFAULT));
+}
+
+#[test]
+fn after_the_pulls_an_optional_service_whose_image_failed_is_not_started() {
+    let stack = ollama_stack();
+    let mut facts = ollama_baseline();
+    facts.observed.images.remove(OLLAMA_IMAGE);
+    facts.observed.containers.remove(LLM);
+    settle(&mut facts, &[]);
+    let plan = plan(&stack, &facts, DEFAULT);
+    assert_eq!(plan.actions, [], "no pull again, no run");
+    assert_eq!(
+        plan.unchanged.last().map(String::as_str),
+        Some("llm container: not started: its image docker.io/ollama/ollama:latest could not be pulled")
+    );
+    assert!(plan.blockers.is_empty(), "{:?}", plan.blockers);
+}
+
+#[test]
+fn an_image_the_registry_gave_is_neither_built_nor_pushed() {
+    let stack = stack();
+    let mut facts = baseline();
+    set_file(&mut facts, BACK, "requirements.txt", "new");
+    set_file(&mut facts, FRONT, "frontend/package.json", "new");
+    let planned = plan_builds(&stack, &facts, SHARED);
+    let after = planned.without_pulled(&[BACK], &stack);
+    let reason = |image: usize| image_reason(&stack, &facts, SHARED, image).unwrap();
+    assert_eq!(
+        after.actions,
+        [
+            Action::Fetch { image: FRONT, reason: reason(FRONT) },
+            build(FRONT, &reason(FRONT)),
+            Action::Share { image: FRONT },
+        ]
+    );
+    assert_eq!(after.unchanged, ["backend image: pulled from the registry, not built"]);
 }

@@ -521,7 +521,13 @@ pub fn push(
 
 /// Tells the user about a miss (a warning unless the tag is just absent) and returns its
 /// JSON for the report.
-pub fn report_miss(out: Output, miss: &Miss, registry: &Registry, image: &Image, digest: &str) -> Value {
+pub fn report_miss(
+    out: Output,
+    miss: &Miss,
+    registry: &Registry,
+    image: &Image,
+    digest: &str,
+) -> crate::converge::applied::RegistryReport {
     let remote = registry.remote(image, digest);
     let message = miss.message(registry, image, &remote, digest);
     if miss.is_warning() {
@@ -529,7 +535,12 @@ pub fn report_miss(out: Output, miss: &Miss, registry: &Registry, image: &Image,
     } else {
         out.say(&message);
     }
-    json!({ "remote": remote, "pull": miss.kind(), "message": message })
+    crate::converge::applied::RegistryReport {
+        remote,
+        pull: miss.kind().to_string(),
+        message: Some(message),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

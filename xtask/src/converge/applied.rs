@@ -1,0 +1,280 @@
+//! What `apply` reports of each action it ran, and what `converge` reports of a run: typed
+//! records that `--json` prints as they are (under "plan" and "applied") and that the meter,
+//! `build-prod` and `rebuild-clean` read. A test pins their schema, so a change to it is
+//! deliberate.
+
+use serde::Serialize;
+
+use crate::{
+    converge::{plan::Action, record::BuildRecord},
+    engine::buildlog::Stage,
+    stack::Stack,
+};
+
+/// An action as reports name it: its kind, what it acts on, and why.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Named {
+    pub action: &'static str,
+    pub target: String,
+    pub reason: String,
+}
+
+impl Named {
+    pub fn of(action: &Action, stack: &Stack) -> Named {
+        let image = |i: &usize| stack.images[*i].reference.clone();
+        let container = |s: &usize| stack.services[*s].container.clone();
+        let (kind, target) = match action {
+            Action::CreateNetwork { name } => ("create-network", name.clone()),
+            Action::CreateVolume { name } => ("create-volume", name.clone()),
+            Action::Fetch { image: i, .. } => ("fetch", image(i)),
+            Action::Build { image: i, .. } => ("build", image(i)),
+            Action::Share { image: i } => ("share", image(i)),
+            Action::Pull { service, .. } => ("pull", container(service)),
+            Action::Remove { container, .. } => ("remove", container.clone()),
+            Action::Run { service, .. } => ("run", container(service)),
+        };
+        Named { action: kind, target, reason: action.reason().to_string() }
+    }
+
+    pub fn all(actions: &[Action], stack: &Stack) -> Vec<Named> {
+        actions.iter().map(|a| Named::of(a, stack)).collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Ok,
+    /// An optional action (the LLM's image) that failed: the run went on without it.
+    Skipped,
+    DryRun,
+}
+
+/// What an image action achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Built,
+    /// Taken from the registry, signature verified.
+    Pulled,
+    /// The registry had no entry it could use; `registry` says why.
+    Missed,
+}
+
+/// One action as `apply` ran it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Applied {
+    pub action: Named,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// Why a skipped action failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `--dry-run`: the engine commands it would run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// `--dry-run`: what it would download, where that is known before (null: unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_bytes: Option<Option<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Built>,
+    /// A `Fetch`: what the registry gave, or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryReport>,
+    /// A `Share`: whether the push (and its signature) succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<bool>,
+}
+
+impl Applied {
+    pub fn new(action: &Action, stack: &Stack, status: Status) -> Applied {
+        Applied {
+            action: Named::of(action, stack),
+            status,
+            seconds: None,
+            error: None,
+            command: Vec::new(),
+            download_bytes: None,
+            outcome: None,
+            build: None,
+            registry: None,
+            pushed: None,
+        }
+    }
+
+    pub fn is(&self, kind: &str) -> bool {
+        self.status == Status::Ok && self.action.action == kind
+    }
+}
+
+/// What a build that succeeded made.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Built {
+    pub stages: Vec<StageReport>,
+    pub steps: StepCount,
+    /// What the RUN steps that ran downloaded, per source (`docker/meter.sh`'s lines).
+    pub downloads: Vec<SourceBytes>,
+    /// A staged build (rebuild-clean) records nothing yet: its record travels here until
+    /// the swap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<BuildRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StageReport {
+    pub stage: String,
+    pub cached: bool,
+    pub steps: usize,
+    pub cached_steps: usize,
+}
+
+impl From<&Stage> for StageReport {
+    fn from(stage: &Stage) -> Self {
+        StageReport {
+            stage: stage.name.clone(),
+            cached: stage.is_cached(),
+            steps: stage.steps,
+            cached_steps: stage.cached,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct StepCount {
+    pub total: usize,
+    pub runs_ran: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SourceBytes {
+    pub source: String,
+    pub bytes: Option<u64>,
+}
+
+/// What a `Fetch` found: a hit with its signer and digest, or a miss with its kind
+/// (absent, unreachable, unsigned, swapped...) and the line the user read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RegistryReport {
+    pub remote: String,
+    /// "hit", or the kind of miss (`registry::Miss::kind`).
+    pub pull: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_seconds: Option<f64>,
+    /// The manifest's compressed layer sizes (a loopback registry only): the most it cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What `converge` did: its plan, what was already right, why it would not act, and what
+/// each action reported.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Converged {
+    pub engine: String,
+    pub plan: Vec<Named>,
+    pub unchanged: Vec<String>,
+    pub blockers: Vec<String>,
+    pub applied: Vec<Applied>,
+}
+
+impl Converged {
+    /// Its fields, into a command's `--json` report.
+    pub fn write_into(&self, report: &mut serde_json::Value) {
+        if let serde_json::Value::Object(fields) = serde_json::to_value(self).expect("reports serialize") {
+            for (key, value) in fields {
+                report[key] = value;
+            }
+        }
+    }
+
+    pub fn creates_volume(&self, volume: &str) -> bool {
+        self.plan.iter().any(|a| a.action == "create-volume" && a.target == volume)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::stack::{Llm, test_project};
+
+    /// `--json`'s "applied" records, field by field: a change here changes what scripts
+    /// and CI read, so it must be made on purpose, here.
+    #[test]
+    fn the_applied_schema_is_pinned() {
+        let stack = Stack::dev(&test_project(), Llm::default(), "host.containers.internal");
+        let build = Action::Build {
+            image: 0,
+            reason: "requirements.txt changed".into(),
+            no_cache: false,
+            offline: false,
+            staged: false,
+        };
+        let mut built = Applied::new(&build, &stack, Status::Ok);
+        built.seconds = Some(1.5);
+        built.outcome = Some(Outcome::Built);
+        built.build = Some(Built {
+            stages: vec![StageReport::from(&Stage {
+                name: "final".into(),
+                steps: 4,
+                cached: 3,
+                runs_ran: 1,
+            })],
+            steps: StepCount { total: 4, runs_ran: 1 },
+            downloads: vec![SourceBytes { source: "pip".into(), bytes: Some(300) }],
+            history: None,
+        });
+        let reference = &stack.images[0].reference;
+        assert_eq!(
+            serde_json::to_value(&built).unwrap(),
+            json!({
+                "action": { "action": "build", "target": reference, "reason": "requirements.txt changed" },
+                "status": "ok", "seconds": 1.5, "outcome": "built",
+                "stages": [{ "stage": "final", "cached": false, "steps": 4, "cached_steps": 3 }],
+                "steps": { "total": 4, "runs_ran": 1 },
+                "downloads": [{ "source": "pip", "bytes": 300 }],
+            })
+        );
+        let mut dry = Applied::new(&build, &stack, Status::DryRun);
+        dry.command = vec!["podman".into(), "build".into()];
+        dry.download_bytes = Some(None);
+        assert_eq!(
+            serde_json::to_value(&dry).unwrap(),
+            json!({
+                "action": { "action": "build", "target": reference, "reason": "requirements.txt changed" },
+                "status": "dry-run", "command": ["podman", "build"], "download_bytes": null,
+            })
+        );
+        let fetch = Action::Fetch { image: 0, reason: "image missing".into() };
+        let mut missed = Applied::new(&fetch, &stack, Status::Ok);
+        missed.outcome = Some(Outcome::Missed);
+        missed.registry = Some(RegistryReport {
+            remote: "127.0.0.1:5000/x:inputs-0".into(),
+            pull: "absent".into(),
+            message: Some("not in the registry".into()),
+            ..RegistryReport::default()
+        });
+        assert_eq!(
+            serde_json::to_value(&missed).unwrap(),
+            json!({
+                "action": { "action": "fetch", "target": reference, "reason": "image missing" },
+                "status": "ok", "outcome": "missed",
+                "registry": { "remote": "127.0.0.1:5000/x:inputs-0", "pull": "absent", "message": "not in the registry" },
+            })
+        );
+        let converged = Converged { engine: "podman".into(), ..Converged::default() };
+        assert_eq!(
+            serde_json::to_value(&converged).unwrap(),
+            json!({ "engine": "podman", "plan": [], "unchanged": [], "blockers": [], "applied": [] })
+        );
+    }
+}
