@@ -51,7 +51,7 @@ fn dev_images_build_serve_and_reload_a_source_change() {
 
     let backend = cleanup.container(&start("backend"));
     let backend_port = project.backend_port;
-    let health = wait_for(&sh, &backend, backend_port, "/health", Duration::from_secs(900), |_| true);
+    let health = wait_for(&sh, &backend, (backend_port, "/health"), Duration::from_secs(900), |_| true);
     assert!(health.contains(r#""status":"ok""#), "{health}");
 
     // Edit the mounted source: the entrypoint notices, rebuilds and restarts the server.
@@ -60,7 +60,7 @@ fn dev_images_build_serve_and_reload_a_source_change() {
     let line = r#"const HEALTH_STATUS: &str = "ok";"#;
     assert!(source.contains(line), "lib.rs no longer has the line this test edits: {line}");
     std::fs::write(&lib, source.replace(line, r#"const HEALTH_STATUS: &str = "ok-edited";"#)).unwrap();
-    wait_for(&sh, &backend, backend_port, "/health", Duration::from_secs(300), |b| b.contains("ok-edited"));
+    wait_for(&sh, &backend, (backend_port, "/health"), Duration::from_secs(300), |b| b.contains("ok-edited"));
 
     // No request lost across reloads: the entrypoint holds the port, each new backend
     // takes the socket, and inotify sees each edit the moment it is written.
@@ -80,14 +80,14 @@ fn dev_images_build_serve_and_reload_a_source_change() {
     }
     requests.finish(took, "reloads in the container", "img-reload-");
     std::fs::write(&lib, source.replace(line, r#"const HEALTH_STATUS: &str = "ok-edited";"#)).unwrap();
-    wait_for(&sh, &backend, backend_port, "/health", Duration::from_secs(300), |b| b.contains("ok-edited"));
+    wait_for(&sh, &backend, (backend_port, "/health"), Duration::from_secs(300), |b| b.contains("ok-edited"));
 
     // The frontend container reaches the backend by its container name, through Vite's proxy.
     let frontend = cleanup.container(&start("frontend"));
     let frontend_port = project.frontend_port;
-    let page = wait_for(&sh, &frontend, frontend_port, "/", Duration::from_secs(60), |_| true);
+    let page = wait_for(&sh, &frontend, (frontend_port, "/"), Duration::from_secs(60), |_| true);
     assert!(page.contains("/src/main.ts"), "not the Vite page: {page}");
-    let proxied = wait_for(&sh, &frontend, frontend_port, "/health", Duration::from_secs(30), |_| true);
+    let proxied = wait_for(&sh, &frontend, (frontend_port, "/health"), Duration::from_secs(30), |_| true);
     assert!(proxied.contains("ok-edited"), "{proxied}");
     drop(cleanup);
     // node_modules and the models volume start empty each run; the cargo caches stay.

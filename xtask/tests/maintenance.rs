@@ -124,10 +124,9 @@ fn podman(sh: &Shell, args: &[&str]) -> String {
 }
 
 /// A small image built from the Debian stand-in: two steps that depend on `v`.
-fn build(sh: &Shell, dir: &Path, project: &str, v: &str, tags: &[String], extra: &str) -> String {
+fn build(sh: &Shell, dir: &Path, project: &str, v: &str, tags: &[String]) -> String {
     let file = dir.join(format!("Containerfile.{v}"));
-    std::fs::write(&file, format!("FROM {DEBIAN}\nRUN echo {v} > /v\nRUN echo step2-{v} > /w\n{extra}"))
-        .unwrap();
+    std::fs::write(&file, format!("FROM {DEBIAN}\nRUN echo {v} > /v\nRUN echo step2-{v} > /w\n")).unwrap();
     let label = format!("io.jarvis.project={project}");
     let tags: Vec<String> = tags.iter().flat_map(|t| ["-t".to_string(), t.clone()]).collect();
     cmd!(sh, "podman build -q --format docker --label {label} {tags...} -f {file} {dir}")
@@ -446,13 +445,13 @@ fn prune_takes_only_ours_and_never_breaks_a_running_build() {
     let repo = format!("localhost/{a}-backend-dev");
     let tag = |i: u32| format!("{repo}:inputs-{i:016}");
     // An old build of ours that lost its name to the next one: unnamed, once ours.
-    let old = build(&sh, &files, a, "a0", &[format!("{repo}:latest")], "");
+    let old = build(&sh, &files, a, "a0", &[format!("{repo}:latest")]);
     for i in 1..=5 {
         let mut tags = vec![tag(i)];
         if i == 5 {
             tags.push(format!("{repo}:latest"));
         }
-        build(&sh, &files, a, &format!("a{i}"), &tags, "");
+        build(&sh, &files, a, &format!("a{i}"), &tags);
         std::thread::sleep(Duration::from_millis(1100)); // distinct creation times
     }
     // A user's debug container of the inputs-1 image, and an image a user built FROM inputs-2.
@@ -483,8 +482,8 @@ fn prune_takes_only_ours_and_never_breaks_a_running_build() {
     podman(&sh, &["volume", "create", "--label", &label, &volume]);
     // Another project with the same shape: its names and its old unnamed image.
     let b_repo = format!("localhost/{b}-backend-dev");
-    let b_old = build(&sh, &files, b, "b0", &[format!("{b_repo}:latest")], "");
-    build(&sh, &files, b, "b1", &[format!("{b_repo}:latest"), format!("{b_repo}:inputs-{:016}", 1)], "");
+    let b_old = build(&sh, &files, b, "b0", &[format!("{b_repo}:latest")]);
+    build(&sh, &files, b, "b1", &[format!("{b_repo}:latest"), format!("{b_repo}:inputs-{:016}", 1)]);
     // This test's images only: other tests and other engineers build and prune meanwhile.
     let listing = || {
         [a, b]

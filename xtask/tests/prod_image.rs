@@ -98,7 +98,7 @@ fn prod_image_serves_page_health_and_piper_speech_and_ships_nothing_else() {
         .run()
         .unwrap();
 
-    let health = wait_for(&sh, &container, port, "/health", Duration::from_secs(60), |_| true);
+    let health = wait_for(&sh, &container, (port, "/health"), Duration::from_secs(60), |_| true);
     assert!(health.contains(r#""status":"ok""#), "{health}");
     // The image's own HEALTHCHECK (kept by --format docker) passes.
     cmd!(sh, "podman healthcheck run {container}").quiet().run().unwrap();
@@ -168,7 +168,7 @@ fn a_backend_edit_rebuilds_only_the_compile_and_the_final_stage() {
         .ignore_stdout()
         .run()
         .unwrap();
-    wait_for(&sh, &container, port, "/health", Duration::from_secs(60), |b| b.contains(&edited));
+    wait_for(&sh, &container, (port, "/health"), Duration::from_secs(60), |b| b.contains(&edited));
 }
 
 /// The models stage's script refuses a voice whose bytes differ from the pin, whichever

@@ -276,8 +276,10 @@ fn registry_is_a_shared_cache() {
     let manifest_path = format!("/v2/{repository}/manifests/{genuine}");
     let evil_doc: Value = serde_json::from_slice(&evil_bytes).unwrap();
     let media_type = evil_doc["mediaType"].as_str().unwrap().to_string();
-    let proxy =
-        RegistryProxy::swapping(registry.port, manifest_path, evil_bytes, media_type, genuine.clone());
+    let proxy = RegistryProxy::swapping(
+        registry.port,
+        Swap { path: manifest_path, body: evil_bytes, media_type, claimed_digest: genuine.clone() },
+    );
     let via = format!("127.0.0.1:{}/jarvis", proxy.port);
     let via_remote = format!("{via}/{PROJECT}:{tag}");
     // The signature names the registry by the name the team uses (here, the proxy's).

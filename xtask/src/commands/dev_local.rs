@@ -422,7 +422,7 @@ impl<'a> Session<'a> {
             .env("HOST", &p.publish_addr)
             .env("PORT", p.backend_port.to_string())
             .env("MODELS_DIR", &self.ready.models_dir);
-        supervise::spawn_listening("backend", Color::Cyan, backend, &self.listener, self.log, Stdout::Log)
+        supervise::spawn_listening("backend", Color::Cyan, (backend, &self.listener), self.log, Stdout::Log)
     }
 
     #[expect(clippy::disallowed_methods, reason = "dev-local supervises the host's cargo, backend and vite")]

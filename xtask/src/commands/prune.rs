@@ -299,9 +299,9 @@ mod tests {
     use super::*;
     use crate::stack::{Llm, PROJECT_LABEL, SERVICE_LABEL, Stack, test_project};
 
+    /// An image listed as `(id, its parent)`, with its names, the names it had, its project.
     fn image(
-        id: &str,
-        parent: &str,
+        (id, parent): (&str, &str),
         names: &[&str],
         history: &[&str],
         project: Option<&str>,
@@ -326,29 +326,28 @@ mod tests {
         let r = "localhost/jarvis-backend-dev";
         let tmp = "docker.io/library/abc-tmp:latest";
         let listing = vec![
-            image("base", "", &["docker.io/library/rust:1"], &[], None, 100),
+            image(("base", ""), &["docker.io/library/rust:1"], &[], None, 100),
             // An old build of ours: two steps, its final lost its name.
-            image("s1", "base", &[], &[tmp], Some("jarvis"), 150),
-            image("old", "s1", &[], &[&format!("{r}:inputs-1")], Some("jarvis"), 160),
+            image(("s1", "base"), &[], &[tmp], Some("jarvis"), 150),
+            image(("old", "s1"), &[], &[&format!("{r}:inputs-1")], Some("jarvis"), 160),
             // The current image and four inputs tags (keep 3: the oldest goes).
             image(
-                "cur",
-                "base",
+                ("cur", "base"),
                 &[&format!("{r}:latest"), &format!("{r}:inputs-5")],
                 &[],
                 Some("jarvis"),
                 205,
             ),
-            image("i4", "base", &[&format!("{r}:inputs-4")], &[], Some("jarvis"), 204),
-            image("i3", "base", &[&format!("{r}:inputs-3")], &[], Some("jarvis"), 203),
-            image("i2", "base", &[&format!("{r}:inputs-2")], &[], Some("jarvis"), 202),
+            image(("i4", "base"), &[&format!("{r}:inputs-4")], &[], Some("jarvis"), 204),
+            image(("i3", "base"), &[&format!("{r}:inputs-3")], &[], Some("jarvis"), 203),
+            image(("i2", "base"), &[&format!("{r}:inputs-2")], &[], Some("jarvis"), 202),
             // A step shared with another project's build: labelled theirs, it stays.
-            image("theirs", "base", &[], &[tmp], Some("jarvis-other"), 120),
+            image(("theirs", "base"), &[], &[tmp], Some("jarvis-other"), 120),
             // A user's image FROM ours that lost its name, and a step of a user's build FROM ours.
-            image("user", "cur", &[], &["localhost/mine:1"], Some("jarvis"), 210),
-            image("userstep", "cur", &[], &[tmp], Some("jarvis"), 211),
+            image(("user", "cur"), &[], &["localhost/mine:1"], Some("jarvis"), 210),
+            image(("userstep", "cur"), &[], &[tmp], Some("jarvis"), 211),
             // Another project's old image of the same shape.
-            image("o1", "base", &[], &["localhost/jarvis-x-backend-dev:inputs-1"], Some("jarvis-x"), 130),
+            image(("o1", "base"), &[], &["localhost/jarvis-x-backend-dev:inputs-1"], Some("jarvis-x"), 130),
         ];
         let mut service = BTreeMap::new();
         service.insert(PROJECT_LABEL.to_string(), "jarvis".to_string());
@@ -387,8 +386,8 @@ mod tests {
         let ours: Vec<&Image> = stack.images.iter().collect();
         let staged = stack.images[0].staged_tag();
         let listing = vec![
-            image("base", "", &["docker.io/library/rust:1"], &[], None, 100),
-            image("staged", "base", &[&staged], &[], Some("jarvis"), 150),
+            image(("base", ""), &["docker.io/library/rust:1"], &[], None, 100),
+            image(("staged", "base"), &[&staged], &[], Some("jarvis"), 150),
         ];
         let plan = plan("jarvis", &ours, &listing, &[], 3);
         assert_eq!(plan.untags, [staged]);

@@ -127,7 +127,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         if args.dry_run {
             println!("# backs up the volumes to {} first (`--no-backup` skips it)", dir.display());
         } else {
-            let backed_up = crate::commands::volumes::backup(cx, &engine, &sh, &[], &dir, out);
+            let backed_up = crate::commands::volumes::backup(cx, (&engine, &sh), &[], &dir, out);
             if let Err(e) = backed_up {
                 let discarded = discard_staged(&sh, &engine, &stack, out, foreign.is_empty());
                 return Err(format!(

@@ -89,8 +89,9 @@ pub fn steps(cx: &Context, args: &Args) -> Result<Ready, String> {
     }
     let mut meter = Meter::default();
     let mut worked = env_file(root, out)?;
-    worked |= venv(&sh, cx, &python, args.net.offline, &mut meter, out)?;
-    worked |= node_modules(&sh, cx, &node, &mut meter, out)?;
+    let at = At { sh: &sh, cx, out };
+    worked |= venv(at, &python, args.net.offline, &mut meter)?;
+    worked |= node_modules(at, &node, &mut meter)?;
     let mut voices_missing = 0;
     if args.no_models {
         out.say("models: skipped (--no-models); TTS uses espeak-ng");
@@ -111,6 +112,14 @@ pub struct Python {
 
 /// Required by setup and dev-local; python3 and podman are looked at on their own.
 const REQUIRED: [&str; 5] = ["cargo", "node", "npm", "espeak-ng", "ffmpeg"];
+
+/// What setup's steps work in: the shell, the checkout, and how to print.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    sh: &'a Shell,
+    cx: &'a Context,
+    out: Output,
+}
 
 fn hint(tool: &Tool) -> String {
     format!("{} ({}): {}", tool.name, tool.why, tool.install_hint())
@@ -202,14 +211,8 @@ fn env_file(root: &Path, out: Output) -> Result<bool, String> {
 /// `.venv` with requirements.txt installed, redone only when requirements.txt or the
 /// Python changed, or the venv is gone.
 #[expect(clippy::disallowed_methods, reason = "setup runs the host's python, pip and npm")]
-fn venv(
-    sh: &Shell,
-    cx: &Context,
-    python: &Python,
-    offline: bool,
-    meter: &mut Meter,
-    out: Output,
-) -> Result<bool, String> {
+fn venv(at: At, python: &Python, offline: bool, meter: &mut Meter) -> Result<bool, String> {
+    let At { sh, cx, out } = at;
     let root = &cx.project.root;
     let cache_dir = cx.project.cache_dir();
     let venv = root.join(".venv");
@@ -361,13 +364,8 @@ fn venv_version(venv: &Path) -> Option<String> {
 /// `frontend/node_modules` from package-lock.json with `npm ci`, redone only when
 /// package.json, package-lock.json or Node's major version changed, or node_modules is gone.
 #[expect(clippy::disallowed_methods, reason = "setup runs the host's python, pip and npm")]
-fn node_modules(
-    sh: &Shell,
-    cx: &Context,
-    node: &str,
-    meter: &mut Meter,
-    out: Output,
-) -> Result<bool, String> {
+fn node_modules(at: At, node: &str, meter: &mut Meter) -> Result<bool, String> {
+    let At { sh, cx, out } = at;
     let root = &cx.project.root;
     let cache_dir = cx.project.cache_dir();
     let (inputs, why) = node_modules_state(cx, node);
@@ -564,7 +562,8 @@ fn dry_run(cx: &Context, args: &Args) -> Result<(), String> {
         let (os, cpu, libc) = sizes::npm_platform(sizes::musl());
         Some((sizes::npm_cache(&serde_json::from_str(&lock).ok()?, &dir, os, cpu, libc)?, dir))
     });
-    let lines = dry_run_lines(root, &plan, &python, &models_dir, npm_cache, |name, version| {
+    let shown = models_dir.strip_prefix(root).unwrap_or(&models_dir);
+    let lines = dry_run_lines(&plan, &python, shown, npm_cache, |name, version| {
         if args.net.offline {
             return sizes::Cost::Unknown("--offline: the index is not asked".into());
         }
@@ -596,8 +595,8 @@ fn dry_run(cx: &Context, args: &Args) -> Result<(), String> {
 }
 
 /// What `--dry-run` prints for `plan`, asking `cost` what each missing pin would cost.
+/// `models_dir` as the user reads it (relative to the checkout when inside it).
 fn dry_run_lines(
-    root: &Path,
     plan: &Plan,
     python: &Python,
     models_dir: &Path,
@@ -698,7 +697,7 @@ fn dry_run_lines(
             }
         },
     }
-    let shown = models_dir.strip_prefix(root).unwrap_or(models_dir).display();
+    let shown = models_dir.display();
     match &plan.voices {
         None => lines.push("models: skipped (--no-models); TTS uses espeak-ng".into()),
         Some(Err(e)) => lines.push(format!("models: {e}")),
@@ -924,7 +923,6 @@ mod tests {
 
     #[test]
     fn the_dry_run_names_each_step_its_reason_and_each_download_its_cost() {
-        let root = Path::new("/r");
         let python = Python { path: "/usr/bin/python3".into(), version: "3.12.3".into() };
         let plan = Plan {
             env_file: true,
@@ -948,26 +946,22 @@ mod tests {
             ])),
         };
         let cache = sizes::NpmCache { packages: 20, cached: 3, cached_bytes: 1000 };
-        let lines = dry_run_lines(
-            root,
-            &plan,
-            &python,
-            &root.join("models"),
-            Some((cache, "/npm".into())),
-            |name, _| match name {
-                "numpy" => sizes::Cost::Known(sizes::Choice {
-                    filename: "numpy-2.4.6-cp312-cp312-manylinux_2_27_x86_64.whl".into(),
-                    size: Some(16_645_538),
-                    sdist: false,
-                }),
-                "six" => sizes::Cost::Known(sizes::Choice {
-                    filename: "six-1.17.0.tar.gz".into(),
-                    size: Some(34_166),
-                    sdist: true,
-                }),
-                _ => sizes::Cost::NoAnswer("pypi.org: refused".into()),
-            },
-        );
+        let lines =
+            dry_run_lines(&plan, &python, Path::new("models"), Some((cache, "/npm".into())), |name, _| {
+                match name {
+                    "numpy" => sizes::Cost::Known(sizes::Choice {
+                        filename: "numpy-2.4.6-cp312-cp312-manylinux_2_27_x86_64.whl".into(),
+                        size: Some(16_645_538),
+                        sdist: false,
+                    }),
+                    "six" => sizes::Cost::Known(sizes::Choice {
+                        filename: "six-1.17.0.tar.gz".into(),
+                        size: Some(34_166),
+                        sdist: true,
+                    }),
+                    _ => sizes::Cost::NoAnswer("pypi.org: refused".into()),
+                }
+            });
         assert_eq!(
             lines,
             [
@@ -1003,7 +997,7 @@ mod tests {
             voices: Some(Ok(vec![(voice("b.onnx", 10), models::Need::Present)])),
         };
         assert_eq!(
-            dry_run_lines(root, &current, &python, &root.join("models"), None, |_, _| unreachable!(
+            dry_run_lines(&current, &python, Path::new("models"), None, |_, _| unreachable!(
                 "no pin is looked up"
             )),
             [

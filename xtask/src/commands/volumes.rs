@@ -69,7 +69,7 @@ pub fn run(cx: &Context, command: &Command) -> Result<(), String> {
                 Some(dir) => dir.clone(),
                 None => default_dir(&cx.project.name)?,
             };
-            backup(cx, &engine, &sh, names, &dir, out).map(|_| ())
+            backup(cx, (&engine, &sh), names, &dir, out).map(|_| ())
         }
         Command::Restore { archive } => restore(cx, &engine, &sh, archive, out),
     }
@@ -227,8 +227,7 @@ const LIST_FILES: &str = "cd /data && find . -type f -print0 | sort -z | xargs -
 #[expect(clippy::disallowed_methods, reason = "zstd on the host compresses the engine's stream")]
 pub fn backup(
     cx: &Context,
-    engine: &Engine,
-    sh: &Shell,
+    (engine, sh): (&Engine, &Shell),
     names: &[String],
     dir: &Path,
     out: Output,

@@ -608,7 +608,7 @@ pub fn converge(
         containers
     };
     converged.applied.extend(apply(job, &facts, &containers)?);
-    ready::wait(sh, engine, stack, timeout, out, cancel)
+    ready::wait(job, timeout, cancel)
 }
 
 #[cfg(test)]

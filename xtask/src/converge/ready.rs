@@ -9,13 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use xshell::Shell;
-
-use crate::{
-    engine::Engine,
-    output::Output,
-    stack::{Readiness, Stack},
-};
+use crate::{converge::apply::Job, stack::Readiness};
 
 /// Set by whoever handles Ctrl-C; a wait gives up at once instead of ignoring the user
 /// until its time-out. Clones share one flag.
@@ -33,14 +27,8 @@ impl Cancel {
 }
 
 /// Waits until each required service answers, or fails with its last log lines.
-pub fn wait(
-    sh: &Shell,
-    engine: &Engine,
-    stack: &Stack,
-    timeout: Duration,
-    out: Output,
-    cancel: &Cancel,
-) -> Result<(), String> {
+pub fn wait(job: Job, timeout: Duration, cancel: &Cancel) -> Result<(), String> {
+    let Job { sh, engine, stack, out, .. } = job;
     for service in stack.services.iter().filter(|s| !s.optional) {
         let Some(&(port, _)) = service.ports.first() else { continue };
         let started = Instant::now();

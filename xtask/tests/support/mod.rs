@@ -177,8 +177,7 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 pub fn wait_for(
     sh: &Shell,
     container: &str,
-    port: u16,
-    path: &str,
+    (port, path): (u16, &str),
     timeout: Duration,
     done: impl Fn(&str) -> bool,
 ) -> String {
@@ -510,18 +509,10 @@ impl RegistryProxy {
         RegistryProxy { port, stop }
     }
 
-    /// A registry that swaps what it serves: every request for `path` (a manifest by
+    /// A registry that swaps what it serves: every request for `swap.path` (a manifest by
     /// digest) is answered with other bytes; the rest passes through.
-    pub fn swapping(
-        upstream: u16,
-        path: String,
-        body: Vec<u8>,
-        media_type: String,
-        claimed_digest: String,
-    ) -> RegistryProxy {
-        RegistryProxy::start(upstream, move |client, upstream| {
-            proxy_one(client, upstream, &path, &body, &media_type, &claimed_digest)
-        })
+    pub fn swapping(upstream: u16, swap: Swap) -> RegistryProxy {
+        RegistryProxy::start(upstream, move |client, upstream| proxy_one(client, upstream, &swap))
     }
 
     /// A registry that drops the connection in the middle of every blob it serves (a flaky
@@ -539,15 +530,18 @@ impl Drop for RegistryProxy {
     }
 }
 
+/// What a swapping registry serves instead, for one path.
+pub struct Swap {
+    pub path: String,
+    pub body: Vec<u8>,
+    pub media_type: String,
+    /// The digest it claims the body has.
+    pub claimed_digest: String,
+}
+
 /// One request (GET or HEAD: pulls only), one response, then the connection closes.
-fn proxy_one(
-    mut client: TcpStream,
-    upstream: u16,
-    swapped: &str,
-    body: &[u8],
-    media_type: &str,
-    digest: &str,
-) -> std::io::Result<()> {
+fn proxy_one(mut client: TcpStream, upstream: u16, swap: &Swap) -> std::io::Result<()> {
+    let Swap { path: swapped, body, media_type, claimed_digest: digest } = swap;
     let Some(text) = request_head(&mut client)? else { return Ok(()) };
     let mut words = text.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));

@@ -401,7 +401,7 @@ fn engine_rows(
         // The clean rebuild as a developer runs it: every layer built, the cache mounts warm.
         let what = "the clean rebuild: every layer built, its cache mounts warm (the row above filled them)";
         rows.push(text_row(dir, &dev_env, iface, &clean, &name(&clean, what))?);
-        match registry_row(cx, scratch, dir, env, iface, &project) {
+        match registry_row(cx, scratch, (dir, env), iface, &project) {
             Ok(row) => rows.push(row),
             Err(e) => eprintln!("bench --bandwidth: warning: no registry row: {e}"),
         }
@@ -454,8 +454,7 @@ fn has_buildah_cache(tmp: &Path) -> bool {
 fn registry_row(
     cx: &Context,
     scratch: &Path,
-    dir: &Path,
-    env: &[(&str, PathBuf)],
+    (dir, env): (&Path, &[(&str, PathBuf)]),
     iface: &str,
     project: &str,
 ) -> Result<Row, String> {

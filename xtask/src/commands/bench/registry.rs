@@ -47,7 +47,14 @@ pub fn run(cx: &Context, reference: &str) -> Result<(), String> {
             project.name
         );
         for index in 0..stack.images.len() {
-            measure(&sh, &engine, &stack, &facts, &registry, index)?;
+            let job = apply::Job {
+                sh: &sh,
+                engine: &engine,
+                stack: &stack,
+                out: crate::output::Output { json: false, dry_run: false },
+                registry: Some(&registry),
+            };
+            measure(job, &facts, index)?;
         }
         Ok(())
     })();
@@ -55,14 +62,9 @@ pub fn run(cx: &Context, reference: &str) -> Result<(), String> {
     result
 }
 
-fn measure(
-    sh: &Shell,
-    engine: &Engine,
-    stack: &Stack,
-    facts: &Facts,
-    registry: &Registry,
-    index: usize,
-) -> Result<(), String> {
+fn measure(job: apply::Job, facts: &Facts, index: usize) -> Result<(), String> {
+    let apply::Job { sh, engine, stack, registry, .. } = job;
+    let registry = registry.expect("the bench measures against a registry");
     let image = &stack.images[index];
     let digest = facts.inputs[index].0.digest();
     let iface = default_interface();
