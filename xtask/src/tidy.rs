@@ -273,6 +273,56 @@ fn imports_run_down_the_layers() {
     );
 }
 
+/// A command is not another command's library: what two commands share lives in a layer
+/// below, or in `owned.rs` (what is ours), the one shared module of `commands/`. The
+/// exceptions are a command that runs another as its first step, said here with why.
+#[test]
+fn commands_do_not_use_each_other() {
+    const SHARED: &[&str] = &["owned", "mod"];
+    const RUNS_AS_A_STEP: &[(&str, &str, &str)] = &[
+        ("dev_local", "setup", "dev-local runs setup first: the venv and node_modules it serves from"),
+        ("rebuild_clean", "volumes", "rebuild-clean --volumes backs them up as `volumes backup` does"),
+        ("dev_fast", "volumes", "every converging command completes a killed restore first"),
+        ("up", "volumes", "every converging command completes a killed restore first"),
+    ];
+    let commands: Vec<String> = sources()
+        .into_iter()
+        .filter_map(|(path, _)| {
+            let rel = path.strip_prefix("commands").ok()?;
+            (rel.components().count() == 1).then(|| rel.to_string_lossy().trim_end_matches(".rs").to_string())
+        })
+        .collect();
+    let ident =
+        |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+    let mut offenders = Vec::new();
+    for (path, text) in sources() {
+        let Ok(rel) = path.strip_prefix("commands") else { continue };
+        let own = ident(&rel.components().next().unwrap().as_os_str().to_string_lossy());
+        let code = code(&text);
+        let mut used: Vec<String> =
+            code.match_indices("commands::").map(|(at, _)| ident(&code[at + 10..])).collect();
+        if rel.components().count() == 1 {
+            used.extend(code.match_indices("super::").map(|(at, _)| ident(&code[at + 7..])));
+        }
+        for other in used {
+            let allowed = other == own
+                || SHARED.contains(&other.as_str())
+                || !commands.contains(&other)
+                || RUNS_AS_A_STEP.iter().any(|(a, b, _)| *a == own && *b == other);
+            if !allowed {
+                offenders.push(format!("src/{}: {own} uses the command {other}", path.display()));
+            }
+        }
+    }
+    offenders.sort();
+    offenders.dedup();
+    assert!(
+        offenders.is_empty(),
+        "move what commands share below them (converge, inputs, host) or into owned.rs:\n{}",
+        offenders.join("\n")
+    );
+}
+
 #[test]
 fn crate_uses_reads_paths_and_groups() {
     let code = "use crate::{\n    engine::{Engine, listing},\n    host::hex,\n    Context,\n};\nfn f() { crate::output::say(); }";

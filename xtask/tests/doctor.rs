@@ -413,8 +413,7 @@ fn registry_trust_and_the_last_pulls() {
 
     let keys = CacheKeys::new(&co._dir.0);
     let stranger = co._dir.0.join("stranger.key");
-    xtask::commands::cache_key::write_private(&stranger, &xtask::converge::trust::Signer::generate())
-        .unwrap();
+    xtask::converge::trust::Signer::generate().write_private(&stranger).unwrap();
     co.write(
         ".dev-cache/pulls/prod.json",
         br#"{"at": 1, "remote": "r/jarvis:inputs-1", "verified": true, "key": "team"}"#,

@@ -24,7 +24,6 @@ use std::{
 
 use crate::{
     Context, ErrorContext,
-    commands::setup,
     engine::Engine,
     host::http,
     inputs::fingerprint::Inputs,
@@ -159,7 +158,7 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let bench = target.join("xtask-bench/dev-local");
     let ws = bench.join("ws");
-    copy_sources(root, &ws)?;
+    crate::host::copy_sources(root, &ws)?;
     let (lib, original) = health_line(&ws)?;
     let (backend_port, frontend_port) = (free_port()?, free_port()?);
     let log_path = bench.join("dev-local.log");
@@ -172,7 +171,7 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
         .env("JARVIS_FRONTEND_PORT", frontend_port.to_string())
         .env("CARGO_TARGET_DIR", bench.join("target"))
         // The voices of this checkout: the copy needs no second download.
-        .env("MODELS_DIR", setup::models_dir(root))
+        .env("MODELS_DIR", crate::inputs::dotenv::models_dir(root))
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("sharing the log file")?)
         .stderr(log)
@@ -230,41 +229,11 @@ fn dev_local(cx: &Context, runs: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies the workspace's sources (no build output, dependencies, voices or secrets) over
-/// `dest`, keeping what dest already installed (.venv, node_modules, .dev-cache).
-pub fn copy_sources(root: &Path, dest: &Path) -> Result<(), String> {
-    let skip = [".git", "target", "node_modules", "dist", ".dev-cache", ".venv", "models", ".env"];
-    let walker = walkdir::WalkDir::new(root)
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !skip.contains(&e.file_name().to_str().unwrap_or("")));
-    for entry in walker {
-        let entry = entry.context(format!("reading {}", root.display()))?;
-        let to = dest.join(entry.path().strip_prefix(root).expect("walked under root"));
-        let copied = if entry.file_type().is_dir() {
-            fs::create_dir_all(&to)
-        } else if entry.file_type().is_symlink() {
-            // As a link: `.dockerignore -> .containerignore` stays one file.
-            let target = fs::read_link(entry.path()).map_err(|e| e.to_string())?;
-            match fs::read_link(&to) {
-                Ok(old) if old == target => Ok(()),
-                _ => fs::remove_file(&to).or(Ok(())).and_then(|()| std::os::unix::fs::symlink(&target, &to)),
-            }
-        } else if fs::read(entry.path()).ok() != fs::read(&to).ok() {
-            // Only what differs: an unchanged file keeps its mtime, so nothing rebuilds.
-            fs::copy(entry.path(), &to).map(drop)
-        } else {
-            Ok(())
-        };
-        copied.map_err(|e| format!("copying to {}: {e}", to.display()))?;
-    }
-    Ok(())
-}
-
 /// The production image's build times and size, measured on a scratch copy of this
 /// checkout under its own project name, so the developer's images are not replaced.
 fn prod(cx: &Context, runs: usize) -> Result<(), String> {
     let scratch = std::env::temp_dir().join(format!("jarvis-bench-{}", std::process::id()));
-    copy_sources(&cx.project.root, &scratch)?;
+    crate::host::copy_sources(&cx.project.root, &scratch)?;
     let project = format!("{}-bench", cx.project.name);
     let env = [("JARVIS_PROJECT", project.as_str())];
     let result = (|| {

@@ -5,8 +5,6 @@
 
 use std::{
     fs,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -36,25 +34,6 @@ pub fn run(cx: &Context, command: &Command) -> Result<(), String> {
         Command::New { private, name } => new(&cx.project.root, private, name.as_deref()),
         Command::List => list(&cx.project.root),
     }
-}
-
-/// Writes the private key PEM to `path`, created new with mode 0600 (an existing file is
-/// never replaced: it may be the team's only copy of a key).
-pub fn write_private(path: &Path, signer: &Signer) -> Result<(), String> {
-    let mut file =
-        fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                format!(
-                    "{} exists; a key is never overwritten: choose another path or move it away",
-                    path.display()
-                )
-            } else {
-                format!("creating {}: {e}", path.display())
-            }
-        })?;
-    file.write_all(signer.private_pem().as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// The directory a new public key goes to: JARVIS_CACHE_TRUST's when it names one, else
@@ -99,7 +78,7 @@ fn new(root: &Path, private: &Path, name: Option<&str>) -> Result<(), String> {
     if public.exists() {
         return Err(format!("{} exists: choose another --name", public.display()));
     }
-    write_private(&private, &signer)?;
+    signer.write_private(&private)?;
     fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     if let Err(e) = crate::host::write_atomic(&public, signer.public_pem().as_bytes()) {
         let _ = fs::remove_file(&private);
@@ -160,11 +139,11 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("k.pem");
         let signer = Signer::generate();
-        write_private(&path, &signer).unwrap();
+        signer.write_private(&path).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let again = Signer::from_pem(&fs::read_to_string(&path).unwrap(), "k").unwrap();
         assert_eq!(again, signer);
-        assert!(write_private(&path, &Signer::generate()).unwrap_err().contains("never overwritten"));
+        assert!(Signer::generate().write_private(&path).unwrap_err().contains("never overwritten"));
         assert_eq!(Signer::from_pem(&fs::read_to_string(&path).unwrap(), "k").unwrap(), signer);
         fs::remove_dir_all(&dir).unwrap();
     }

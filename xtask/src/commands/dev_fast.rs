@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use xshell::Shell;
 
 use crate::{
     Context,
@@ -13,13 +12,13 @@ use crate::{
     converge::apply,
     converge::observe::{MODELS_SOURCES, MODELS_STEP, models_volume_inputs},
     converge::plan::{OFFLINE, Options},
-    converge::ready::Cancel,
+    converge::ready::{self, Cancel},
     converge::registry::RegistryArgs,
     engine::{Call, Engine, Progress, Run},
     host::models,
     inputs::cache::{self, Record},
     output::{self, Meter, Output},
-    stack::{Holds, LMSTUDIO_PORT, Llm, Stack},
+    stack::{Holds, Llm, Stack},
 };
 
 #[derive(Debug, clap::Args)]
@@ -93,7 +92,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     if args.dry_run {
         return Ok(());
     }
-    check_llm(&sh, &engine, &stack, args.llm, out);
+    ready::check_llm(job, args.llm);
     let p = &stack.project;
     let host = p.reach_addr();
     let urls = json!({
@@ -198,29 +197,6 @@ fn fetched_bytes(printed: &str) -> u64 {
         .filter(|l| l.contains(" bytes, sha256 verified, from "))
         .filter_map(|l| l.split(": ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
         .sum()
-}
-
-/// An LLM that is not there is a warning: the backend answers chat with a 503 until it is.
-pub fn check_llm(sh: &Shell, engine: &Engine, stack: &Stack, llm: Llm, out: Output) {
-    match llm {
-        Llm::Lmstudio => {
-            if !crate::host::http::llm_answers(&Llm::host_api_base()) {
-                out.warn(format!(
-                    "no LLM answers at http://127.0.0.1:{LMSTUDIO_PORT}/v1: start LM Studio's local server, or use \
-                     `--llm ollama`; until then chat answers 503"
-                ));
-            }
-        }
-        Llm::Ollama => {
-            let Some(service) = stack.service("llm") else { return };
-            if engine.container_state(sh, &service.container) != "running" {
-                out.warn(format!(
-                    "the Ollama container {} is not running; chat answers 503 until an LLM is reachable",
-                    service.container
-                ));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

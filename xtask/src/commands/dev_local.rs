@@ -75,14 +75,14 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     })
     .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
 
-    setup::check_env_file(&p.root)?;
+    crate::inputs::dotenv::check_env_file(&p.root)?;
     check_ports(p)?;
     let listener = std::net::TcpListener::bind((p.publish_addr.as_str(), p.backend_port))
         .context(format!("listening on {}:{} for the backend", p.publish_addr, p.backend_port))?;
     let ready = if args.no_setup {
         Ready {
             venv_bin: p.root.join(".venv/bin"),
-            models_dir: setup::models_dir(&p.root),
+            models_dir: crate::inputs::dotenv::models_dir(&p.root),
             worked: false,
             voices_missing: 0,
             meter: Meter::default(),
@@ -140,7 +140,8 @@ fn check_ports(p: &Project) -> Result<(), String> {
 
 /// An LLM that is not there is a warning: the backend answers chat with a 503 until it is.
 fn check_llm(root: &Path, log: Log) {
-    let base = setup::env_value(root, "LLM_API_BASE").unwrap_or_else(crate::stack::Llm::host_api_base);
+    let base = crate::inputs::dotenv::env_value(root, "LLM_API_BASE")
+        .unwrap_or_else(crate::stack::Llm::host_api_base);
     if !http::llm_answers(&base) {
         log.note(format!(
             "warning: no LLM answers at {base} (LLM_API_BASE): start LM Studio's local server, or set \

@@ -31,7 +31,7 @@ pub fn status(cx: &Context, args: &StatusArgs) -> Result<(), String> {
         facts.observed.containers.values().filter(|c| c.is_ours(&cx.project.name)).collect();
     ours.sort_by(|a, b| a.name.cmp(&b.name));
     let plan = plan::plan(&stack, &facts, Options::default());
-    let stale = crate::commands::update_bases::stale_bases(cx, &engine, &sh);
+    let stale = crate::commands::owned::stale_bases(cx, &engine, &sh);
     if args.json {
         let containers: Vec<_> = ours
             .iter()

@@ -344,6 +344,43 @@ pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+/// A base older than this is worth a pull.
+pub const STALE_DAYS: i64 = 30;
+
+/// A base's local (id, age in seconds, digest), if the engine has it.
+pub type Local = Option<(String, i64, String)>;
+
+/// Each base with what the engine has of it, in one inspection.
+pub fn local(engine: &Engine, sh: &xshell::Shell, bases: &[&str]) -> Result<Vec<(String, Local)>, String> {
+    let found = engine.inspect_listed(sh, bases)?;
+    let now = now();
+    Ok(bases
+        .iter()
+        .map(|b| {
+            let full =
+                |n: &str| if n.contains('/') { n.to_string() } else { format!("docker.io/library/{n}") };
+            let image = found.iter().find(|i| i.names.iter().any(|n| full(n) == *b || n == b));
+            (b.to_string(), image.map(|i| (i.id.clone(), now - i.created, i.digest.clone())))
+        })
+        .collect())
+}
+
+/// The bases older than 30 days, as lines for `status` and `doctor`.
+pub fn stale_bases(cx: &Context, engine: &Engine, sh: &xshell::Shell) -> Vec<String> {
+    let bases = bases(&stacks(cx, engine));
+    let names: Vec<&str> = bases.keys().map(String::as_str).collect();
+    local(engine, sh, &names)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(base, found)| {
+            let (_, seconds, _) = found?;
+            (seconds > STALE_DAYS * 86400).then(|| {
+                format!("base image {base} is {} old: `cargo xtask update-bases` pulls it", age(seconds))
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

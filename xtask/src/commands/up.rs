@@ -9,7 +9,6 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    commands::dev_fast::check_llm,
     converge::applied::Converged,
     converge::apply,
     converge::plan::Options,
@@ -73,7 +72,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     for line in meter.lines() {
         out.say(line);
     }
-    check_llm(&sh, &engine, &stack, args.llm, out);
+    crate::converge::ready::check_llm(job, args.llm);
     let p = &stack.project;
     let host = p.reach_addr();
     out.say(format!("ready: http://{host}:{}", p.backend_port));

@@ -10,13 +10,10 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    commands::owned::{self, age},
+    commands::owned::{self, STALE_DAYS, age, local},
     engine::{Call, Engine, Progress},
     output::Output,
 };
-
-/// A base older than this is worth a pull.
-pub const STALE_DAYS: i64 = 30;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,40 +34,6 @@ fn loopback(reference: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// A base's local (id, age in seconds, digest), if the engine has it.
-type Local = Option<(String, i64, String)>;
-
-/// Each base with what the engine has of it, in one inspection.
-fn local(engine: &Engine, sh: &Shell, bases: &[&str]) -> Result<Vec<(String, Local)>, String> {
-    let found = engine.inspect_listed(sh, bases)?;
-    let now = owned::now();
-    Ok(bases
-        .iter()
-        .map(|b| {
-            let full =
-                |n: &str| if n.contains('/') { n.to_string() } else { format!("docker.io/library/{n}") };
-            let image = found.iter().find(|i| i.names.iter().any(|n| full(n) == *b || n == b));
-            (b.to_string(), image.map(|i| (i.id.clone(), now - i.created, i.digest.clone())))
-        })
-        .collect())
-}
-
-/// The bases older than 30 days, as lines for `status` and `doctor`.
-pub fn stale_bases(cx: &Context, engine: &Engine, sh: &Shell) -> Vec<String> {
-    let bases = owned::bases(&owned::stacks(cx, engine));
-    let names: Vec<&str> = bases.keys().map(String::as_str).collect();
-    local(engine, sh, &names)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(base, found)| {
-            let (_, seconds, _) = found?;
-            (seconds > STALE_DAYS * 86400).then(|| {
-                format!("base image {base} is {} old: `cargo xtask update-bases` pulls it", age(seconds))
-            })
-        })
-        .collect()
 }
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {

@@ -9,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{converge::apply::Job, stack::Readiness};
+use crate::{
+    converge::apply::Job,
+    stack::{LMSTUDIO_PORT, Llm, Readiness},
+};
 
 /// Set by whoever handles Ctrl-C; a wait gives up at once instead of ignoring the user
 /// until its time-out. Clones share one flag.
@@ -92,4 +95,28 @@ pub fn wait(job: Job, timeout: Duration, cancel: &Cancel) -> Result<(), String> 
 fn ready(addr: &str, port: u16, readiness: Readiness) -> bool {
     let Readiness::Http(path) = readiness;
     crate::host::http::get(addr, port, path).is_some_and(|(status, _)| status == 200)
+}
+
+/// An LLM that is not there is a warning: the backend answers chat with a 503 until it is.
+pub fn check_llm(job: Job, llm: Llm) {
+    let Job { sh, engine, stack, out, .. } = job;
+    match llm {
+        Llm::Lmstudio => {
+            if !crate::host::http::llm_answers(&Llm::host_api_base()) {
+                out.warn(format!(
+                    "no LLM answers at http://127.0.0.1:{LMSTUDIO_PORT}/v1: start LM Studio's local server, or use \
+                     `--llm ollama`; until then chat answers 503"
+                ));
+            }
+        }
+        Llm::Ollama => {
+            let Some(service) = stack.service("llm") else { return };
+            if engine.container_state(sh, &service.container) != "running" {
+                out.warn(format!(
+                    "the Ollama container {} is not running; chat answers 503 until an LLM is reachable",
+                    service.container
+                ));
+            }
+        }
+    }
 }

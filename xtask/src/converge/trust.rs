@@ -154,6 +154,26 @@ impl PartialEq for Signer {
 impl Eq for Signer {}
 
 impl Signer {
+    /// Writes the private key PEM to `path`, created new with mode 0600 (an existing file is
+    /// never replaced: it may be the team's only copy of a key).
+    pub fn write_private(&self, path: &Path) -> Result<(), String> {
+        use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    format!(
+                        "{} exists; a key is never overwritten: choose another path or move it away",
+                        path.display()
+                    )
+                } else {
+                    format!("creating {}: {e}", path.display())
+                }
+            })?;
+        file.write_all(self.private_pem().as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| format!("writing {}: {e}", path.display()))
+    }
+
     /// A new random key (the operating system's generator).
     pub fn generate() -> Signer {
         use p256::elliptic_curve::Generate as _;

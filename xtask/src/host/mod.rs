@@ -179,6 +179,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// Copies the workspace's sources (no build output, dependencies, voices or secrets) over
+/// `dest`, keeping what dest already installed (.venv, node_modules, .dev-cache).
+pub fn copy_sources(root: &Path, dest: &Path) -> Result<(), String> {
+    let skip = [".git", "target", "node_modules", "dist", ".dev-cache", ".venv", "models", ".env"];
+    let walker = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !skip.contains(&e.file_name().to_str().unwrap_or("")));
+    for entry in walker {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", root.display()))?;
+        let to = dest.join(entry.path().strip_prefix(root).expect("walked under root"));
+        let copied = if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&to)
+        } else if entry.file_type().is_symlink() {
+            // As a link: `.dockerignore -> .containerignore` stays one file.
+            let target = std::fs::read_link(entry.path()).map_err(|e| e.to_string())?;
+            match std::fs::read_link(&to) {
+                Ok(old) if old == target => Ok(()),
+                _ => std::fs::remove_file(&to)
+                    .or(Ok(()))
+                    .and_then(|()| std::os::unix::fs::symlink(&target, &to)),
+            }
+        } else if std::fs::read(entry.path()).ok() != std::fs::read(&to).ok() {
+            // Only what differs: an unchanged file keeps its mtime, so nothing rebuilds.
+            std::fs::copy(entry.path(), &to).map(drop)
+        } else {
+            Ok(())
+        };
+        copied.map_err(|e| format!("copying to {}: {e}", to.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -96,7 +96,7 @@ pub fn workspace_root() -> PathBuf {
 /// `dest`, so a test can edit them without touching the developer's tree: the library's
 /// own copy, which `cargo xtask bench` uses too.
 pub fn copy_workspace(dest: &Path) {
-    xtask::commands::bench::copy_sources(&workspace_root(), dest).unwrap();
+    xtask::host::copy_sources(&workspace_root(), dest).unwrap();
 }
 
 /// A scratch directory under /var/tmp (large, and not a tmpfs), removed on drop.
@@ -422,7 +422,7 @@ impl CacheKeys {
         let signer = xtask::converge::trust::Signer::generate();
         let (key, trust) = (dir.join("team.key"), dir.join("cache-trust"));
         std::fs::create_dir_all(&trust).unwrap();
-        xtask::commands::cache_key::write_private(&key, &signer).unwrap();
+        signer.write_private(&key).unwrap();
         std::fs::write(trust.join("team.pub"), signer.public_pem()).unwrap();
         CacheKeys { signer, key, trust }
     }

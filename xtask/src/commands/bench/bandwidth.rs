@@ -127,7 +127,7 @@ fn rows(cx: &Context, scratch: &Path, iface: &str, engine: bool) -> Result<Vec<R
             ("JARVIS_VOICE_STORE", caches.join("voices")),
         ];
         let one = scratch.join(format!("one-{attempt}"));
-        bench::copy_sources(&cx.project.root, &one)?;
+        crate::host::copy_sources(&cx.project.root, &one)?;
         let mut row = setup("first run, empty caches", &one, &env)?;
         let close = row.ratio().is_some_and(|r| (0.9..=1.1).contains(&r));
         if close || attempt == 3 {
@@ -140,7 +140,7 @@ fn rows(cx: &Context, scratch: &Path, iface: &str, engine: bool) -> Result<Vec<R
         let _ = fs::remove_dir_all(&caches);
     };
     let two = scratch.join("two");
-    bench::copy_sources(&cx.project.root, &two)?;
+    crate::host::copy_sources(&cx.project.root, &two)?;
     let setup = |what: &str, dir: &Path| setup(what, dir, &env);
     rows.push(setup("again, nothing changed", &one)?);
     rows.push(setup("a second checkout (caches shared)", &two)?);
@@ -464,7 +464,7 @@ fn registry_row(
     let signer = crate::converge::trust::Signer::generate();
     let (key, trust) = (scratch.join("cache.key"), scratch.join("cache-trust"));
     fs::create_dir_all(&trust).map_err(|e| format!("creating {}: {e}", trust.display()))?;
-    crate::commands::cache_key::write_private(&key, &signer)?;
+    signer.write_private(&key)?;
     fs::write(trust.join("bench.pub"), signer.public_pem())
         .map_err(|e| format!("writing the bench key: {e}"))?;
     let mut env = env.to_vec();

@@ -15,7 +15,6 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    commands::bench,
     converge::apply,
     converge::observe::observe,
     converge::plan::{Action, Facts},
@@ -35,7 +34,7 @@ pub fn run(cx: &Context, reference: &str) -> Result<(), String> {
     let engine = Engine::detect()?;
     let sh = crate::shell()?;
     let scratch = std::env::temp_dir().join(format!("jarvis-bench-registry-{}", std::process::id()));
-    bench::copy_sources(&cx.project.root, &scratch)?;
+    crate::host::copy_sources(&cx.project.root, &scratch)?;
     let project =
         Project { name: format!("{}-bench", cx.project.name), root: scratch.clone(), ..cx.project.clone() };
     let stack = Stack::dev(&project, Llm::default(), engine.host_alias());

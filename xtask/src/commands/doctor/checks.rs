@@ -13,7 +13,7 @@ use xshell::{Shell, cmd};
 
 use super::{Finding, Probe, Repair, probe::Inside};
 use crate::{
-    commands::{owned, setup},
+    commands::owned,
     converge::{
         plan::{self, Facts, Options},
         registry::Registry,

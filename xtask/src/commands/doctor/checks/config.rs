@@ -27,7 +27,7 @@ pub fn config_env_file(p: &Probe) -> Vec<Finding> {
             "`cargo xtask setup` creates it from .env.example (and never overwrites it)",
         )];
     }
-    match setup::check_env_file(&p.root) {
+    match crate::inputs::dotenv::check_env_file(&p.root) {
         Ok(()) => vec![Finding::ok(".env exists and every line is KEY=value")],
         Err(e) => vec![Finding::problem(e, "fix that line of .env")],
     }

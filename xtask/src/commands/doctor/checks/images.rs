@@ -139,7 +139,7 @@ pub fn images_bases(p: &Probe) -> Vec<Finding> {
     // The seed's "update base images monthly": a base older than that is named.
     if let Ok(sh) = crate::shell() {
         let cx = crate::Context { project: p.project.clone() };
-        for stale in crate::commands::update_bases::stale_bases(&cx, engine, &sh) {
+        for stale in crate::commands::owned::stale_bases(&cx, engine, &sh) {
             findings.push(Finding::warning(
                 stale,
                 "`cargo xtask update-bases` (then dev-fast and build-prod rebuild)",

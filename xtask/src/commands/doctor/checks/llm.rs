@@ -3,8 +3,8 @@
 use super::*;
 
 pub fn llm_api(p: &Probe) -> Vec<Finding> {
-    let base = setup::env_value(&p.root, "LLM_API_BASE").unwrap_or_else(Llm::host_api_base);
-    let model = setup::env_value(&p.root, "LLM_MODEL_NAME");
+    let base = crate::inputs::dotenv::env_value(&p.root, "LLM_API_BASE").unwrap_or_else(Llm::host_api_base);
+    let model = crate::inputs::dotenv::env_value(&p.root, "LLM_MODEL_NAME");
     let url = format!("{}/models", base.trim_end_matches('/'));
     let fix = "start LM Studio's local server (or any OpenAI-compatible server), or set LLM_API_BASE in .env; \
                `cargo xtask dev-fast --llm ollama` runs one in a container";

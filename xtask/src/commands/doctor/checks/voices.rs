@@ -63,7 +63,7 @@ pub fn voices_host(p: &Probe) -> Vec<Finding> {
         Ok(s) => s,
         Err(f) => return f,
     };
-    let dir = setup::models_dir(&p.root);
+    let dir = crate::inputs::dotenv::models_dir(&p.root);
     let shown = dir.strip_prefix(&p.root).unwrap_or(&dir).display().to_string();
     std::thread::scope(|s| {
         let handles: Vec<_> = specs
@@ -225,7 +225,7 @@ pub fn fetch_voices(
     say: &dyn Fn(&str),
 ) -> Result<Vec<String>, String> {
     let specs: Vec<FileSpec> = p.manifest.clone()?.into_iter().filter(|s| files.contains(&s.path)).collect();
-    let dir = setup::models_dir(&p.root);
+    let dir = crate::inputs::dotenv::models_dir(&p.root);
     let python = [p.root.join(".venv/bin/python")]
         .into_iter()
         .find(|p| p.exists())
