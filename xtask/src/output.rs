@@ -229,6 +229,15 @@ impl Meter {
 mod tests {
     use super::*;
 
+    /// The one way sizes are printed, everywhere: doctor, stats, history, prune, the meter.
+    #[test]
+    fn bytes_read_as_people_read_them() {
+        assert_eq!(bytes_text(166), "166 B");
+        assert_eq!(bytes_text(4_794), "4.8 kB");
+        assert_eq!(bytes_text(63_201_294), "63.2 MB");
+        assert_eq!(bytes_text(1_861_000_000), "1.86 GB");
+    }
+
     #[test]
     fn nothing_downloaded_is_one_line() {
         let mut meter = Meter::default();

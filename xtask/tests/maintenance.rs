@@ -234,7 +234,7 @@ fn volumes_back_up_and_restore_exactly_and_refuse_corruption() {
     let original = snapshot(&sh, &volume);
 
     let ls = text(&ok(&root, project, &["volumes", "ls"]).stdout);
-    assert!(ls.contains(&volume) && ls.contains("3.00 MB"), "{ls}");
+    assert!(ls.contains(&volume) && ls.contains("3.0 MB"), "{ls}");
     let backups = dir.0.join("backups");
     let out =
         text(&ok(&root, project, &["volumes", "backup", "models", "--to", backups.to_str().unwrap()]).stdout);

@@ -10,11 +10,11 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    commands::owned::{self, age, bytes},
+    commands::owned::{self, age},
     converge::record::BuildRecord,
     engine::{Engine, buildlog::Step},
     inputs::cache,
-    output::{BOLD, GREEN, Stream, YELLOW, color, paint},
+    output::{BOLD, GREEN, Stream, YELLOW, bytes_text, color, paint},
     stack::Image,
 };
 
@@ -193,7 +193,7 @@ pub fn render(doc: &Value, color: bool) -> String {
             doc["image"].as_str().unwrap_or(""),
             doc["reference"].as_str().unwrap_or(""),
             current.unwrap_or("not present"),
-            doc["size"].as_u64().map_or("-".into(), bytes),
+            doc["size"].as_u64().map_or("-".into(), bytes_text),
             doc["age_seconds"].as_i64().map_or("?".into(), age),
             doc["build_seconds"].as_f64().unwrap_or(0.0),
         ),
@@ -209,7 +209,7 @@ pub fn render(doc: &Value, color: bool) -> String {
     for stage in doc["stages"].as_array().into_iter().flatten() {
         let name = stage["stage"].as_str().unwrap_or("");
         let from = stage["from"].as_str().unwrap_or("");
-        let base = stage["from_bytes"].as_u64().map(|b| format!(", {}", bytes(b))).unwrap_or_default();
+        let base = stage["from_bytes"].as_u64().map(|b| format!(", {}", bytes_text(b))).unwrap_or_default();
         line(format!("  stage {name} (FROM {from}{base})"));
         for s in steps.iter().filter(|s| s["stage"] == name) {
             let how = if s["cached"] == true {
@@ -226,7 +226,7 @@ pub fn render(doc: &Value, color: bool) -> String {
             let mark = if s["source_change_reruns"] == true { "*" } else { " " };
             line(format!(
                 "    {how} {:>10} {mark} {instruction}",
-                s["bytes"].as_u64().map_or("?".into(), bytes)
+                s["bytes"].as_u64().map_or("?".into(), bytes_text)
             ));
         }
     }
@@ -235,7 +235,7 @@ pub fn render(doc: &Value, color: bool) -> String {
     line(format!(
         "  last build: {cached} of {} steps from the cache; the steps it ran made {}",
         steps.len(),
-        bytes(doc["last_build_ran_bytes"].as_u64().unwrap_or(0))
+        bytes_text(doc["last_build_ran_bytes"].as_u64().unwrap_or(0))
     ));
     let recreated = change["recreated_bytes"].as_u64().unwrap_or(0);
     if change["stages"].as_array().is_none_or(Vec::is_empty) {
@@ -247,7 +247,7 @@ pub fn render(doc: &Value, color: bool) -> String {
         line(format!(
             "  a source-only change ({}) re-creates at most {} in the steps marked * (a copy whose bytes did not change stays cached)",
             SOURCES.join(", "),
-            bytes(recreated)
+            bytes_text(recreated)
         ));
     }
     out

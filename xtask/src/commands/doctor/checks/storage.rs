@@ -31,17 +31,17 @@ pub fn storage_free(p: &Probe) -> Vec<Finding> {
             match free_bytes(&path) {
                 Err(e) => Finding::skipped(e).on(subject),
                 Ok(free) if free < GB => Finding::problem(
-                    format!("{} free: builds fail under 1 GB", human(free)),
+                    format!("{} free: builds fail under 1 GB", crate::output::bytes_text(free)),
                     "free space: `cargo xtask doctor storage` shows this project's share; `podman image prune` \
                      removes dangling images",
                 )
                 .on(subject),
                 Ok(free) if free < 5 * GB => Finding::warning(
-                    format!("{} free: a cold build needs about 5 GB", human(free)),
+                    format!("{} free: a cold build needs about 5 GB", crate::output::bytes_text(free)),
                     "free space: `podman image prune` removes dangling images; `podman system df` shows the rest",
                 )
                 .on(subject),
-                Ok(free) => Finding::ok(format!("{} free", human(free))).on(subject),
+                Ok(free) => Finding::ok(format!("{} free", crate::output::bytes_text(free))).on(subject),
             }
         })
         .collect()
@@ -241,8 +241,8 @@ pub fn storage_project(p: &Probe) -> Vec<Finding> {
             .iter()
             .map(|(name, mountpoint)| {
                 s.spawn(move || match dir_size(Path::new(mountpoint), Duration::from_millis(700)) {
-                    Some((size, true)) => format!("{name} {}", human(size)),
-                    Some((size, false)) => format!("{name} over {}", human(size)),
+                    Some((size, true)) => format!("{name} {}", crate::output::bytes_text(size)),
+                    Some((size, false)) => format!("{name} over {}", crate::output::bytes_text(size)),
                     None => format!("{name} (size not readable)"),
                 })
             })
@@ -255,7 +255,7 @@ pub fn storage_project(p: &Probe) -> Vec<Finding> {
         format!(
             "; `podman image prune --filter label={PROJECT_LABEL}={}` gives back up to {}",
             p.project.name,
-            human(cache)
+            crate::output::bytes_text(cache)
         )
     } else {
         String::new()
@@ -264,7 +264,7 @@ pub fn storage_project(p: &Probe) -> Vec<Finding> {
         "project {}: {named_n} image(s) up to {} (layers are shared), build cache {cache_n} dangling image(s) up \
          to {}; {volumes}{prune}",
         p.project.name,
-        human(named),
-        human(cache)
+        crate::output::bytes_text(named),
+        crate::output::bytes_text(cache)
     ))]
 }
