@@ -103,7 +103,7 @@ fn build(job: apply::Job, options: Options, report: &mut Value) -> Result<(), St
         return Ok(());
     }
     let mut meter = Meter::default();
-    apply::meter(&done, &mut meter);
+    crate::converge::applied::meter(&done, &mut meter);
     meter.report(out, report);
     if let Ok(bytes) = engine.image_size(sh, &image.reference) {
         let also: Vec<&str> =

@@ -75,9 +75,9 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     converged.write_into(report);
     result?;
     let mut meter = Meter::default();
-    apply::meter(&converged.applied, &mut meter);
+    crate::converge::applied::meter(&converged.applied, &mut meter);
     if !args.dry_run {
-        apply::meter_started(&sh, &engine, &converged.applied, &mut meter);
+        crate::converge::applied::meter_started(&sh, &engine, &converged.applied, &mut meter);
     }
     if args.build_only {
         if !args.dry_run {

@@ -183,7 +183,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     }
     // What the rebuild downloaded: about nothing when the cache mounts are warm.
     let mut meter = Meter::default();
-    apply::meter(&applied, &mut meter);
+    crate::converge::applied::meter(&applied, &mut meter);
     for line in meter.lines() {
         out.say(line);
     }

@@ -68,7 +68,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         return Ok(());
     }
     let mut meter = Meter::default();
-    apply::meter(&converged.applied, &mut meter);
+    crate::converge::applied::meter(&converged.applied, &mut meter);
     for line in meter.lines() {
         out.say(line);
     }

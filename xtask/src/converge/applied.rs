@@ -1,13 +1,15 @@
 //! What `apply` reports of each action it ran, and what `converge` reports of a run: typed
-//! records that `--json` prints as they are (under "plan" and "applied") and that the meter,
-//! `build-prod` and `rebuild-clean` read. A test pins their schema, so a change to it is
-//! deliberate.
+//! records that `--json` prints as they are (under "plan" and "applied") and that the meter
+//! (here: what the actions downloaded), `build-prod` and `rebuild-clean` read. A test pins
+//! their schema, so a change to it is deliberate.
 
 use serde::Serialize;
+use xshell::Shell;
 
 use crate::{
     converge::{plan::Action, record::BuildRecord},
-    engine::buildlog::Stage,
+    engine::{Engine, buildlog::Stage},
+    output::Meter,
     stack::Stack,
 };
 
@@ -200,6 +202,55 @@ impl Converged {
     }
 }
 
+/// What the applied actions brought in over the network: builds by what each RUN step
+/// that ran received, per source (measured: `docker/meter.sh`), a registry pull by its
+/// manifest's compressed layer sizes (estimated: layers already held are not fetched),
+/// image pulls named as not measured.
+pub fn meter(applied: &[Applied], meter: &mut Meter) {
+    for record in applied.iter().filter(|r| r.status == Status::Ok) {
+        let target = &record.action.target;
+        match (record.action.action, &record.build, &record.registry) {
+            ("build", Some(build), _) => {
+                meter.image_builds(build.downloads.iter().map(|d| (d.source.clone(), d.bytes)));
+                // A RUN step that ran without the meter (a Containerfile edited by hand) may
+                // have downloaded anything: said, never guessed.
+                if build.steps.runs_ran > build.downloads.len() {
+                    meter.not_measured(&format!(
+                        "image build {target} ({} RUN step(s) without docker/meter.sh)",
+                        build.steps.runs_ran - build.downloads.len()
+                    ));
+                }
+            }
+            ("pull", ..) => meter.not_measured(&format!("image pull for {target}")),
+            ("fetch", _, Some(registry)) if record.outcome == Some(Outcome::Pulled) => match registry.layer_bytes {
+                Some(bytes) => meter.estimated(
+                    &format!(
+                        "registry pull {target} (compressed layers, at most: those the engine holds are not fetched)"
+                    ),
+                    bytes,
+                ),
+                None => meter.not_measured(&format!("registry pull {target}")),
+            },
+            _ => {}
+        }
+    }
+}
+
+/// What the containers this run started received from their start until they answered,
+/// read from their network namespaces (measured): the dev backend compiles itself at its
+/// first start, and its cargo fetches the crates into its volume. The figure includes the
+/// readiness checks' requests, a few kB.
+pub fn meter_started(sh: &Shell, engine: &Engine, applied: &[Applied], meter: &mut Meter) {
+    for record in applied.iter().filter(|r| r.is("run")) {
+        let container = &record.action.target;
+        let source = format!("container {container}, from its start until it answered");
+        match engine.container_pid(sh, container).and_then(crate::host::netns::received) {
+            Some(bytes) => meter.measured(&source, bytes),
+            None => meter.not_measured(&source),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -275,6 +326,66 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&converged).unwrap(),
             json!({ "engine": "podman", "plan": [], "unchanged": [], "blockers": [], "applied": [] })
+        );
+    }
+
+    fn record(kind: &'static str, target: &str) -> Applied {
+        Applied {
+            action: Named { action: kind, target: target.into(), reason: String::new() },
+            status: Status::Ok,
+            seconds: None,
+            error: None,
+            command: vec![],
+            download_bytes: None,
+            outcome: None,
+            build: None,
+            registry: None,
+            pushed: None,
+        }
+    }
+
+    #[test]
+    fn the_meter_of_applied_actions() {
+        let build = |target: &str, runs_ran: usize, downloads: &[(&str, u64)]| Applied {
+            outcome: Some(Outcome::Built),
+            build: Some(Built {
+                stages: vec![],
+                steps: StepCount { total: 3, runs_ran },
+                downloads: downloads
+                    .iter()
+                    .map(|(source, bytes)| SourceBytes { source: source.to_string(), bytes: Some(*bytes) })
+                    .collect(),
+                history: None,
+            }),
+            ..record("build", target)
+        };
+        let applied = [
+            build("cached", 0, &[]),
+            build("one", 2, &[("apt", 15_000_000), ("pip", 300)]),
+            build("two", 2, &[("apt", 1_000_000)]),
+            Applied {
+                outcome: Some(Outcome::Pulled),
+                registry: Some(RegistryReport { layer_bytes: Some(2_000_000), ..RegistryReport::default() }),
+                ..record("fetch", "f")
+            },
+            Applied {
+                outcome: Some(Outcome::Missed),
+                registry: Some(RegistryReport { layer_bytes: Some(9), ..RegistryReport::default() }),
+                ..record("fetch", "missed")
+            },
+            Applied { status: Status::Skipped, ..record("pull", "llm") },
+        ];
+        let mut meter = Meter::default();
+        super::meter(&applied, &mut meter);
+        assert_eq!(
+            meter.lines(),
+            [
+                "downloaded: apt (image builds): 16.0 MB (measured)",
+                "downloaded: pip (image builds): 300 B (measured)",
+                "downloaded: image build two (1 RUN step(s) without docker/meter.sh): not measured",
+                "downloaded: registry pull f (compressed layers, at most: those the engine holds are not fetched): 2.0 MB (estimated)",
+                "downloaded: total 18.0 MB (16.0 MB measured, 2.0 MB estimated), plus 1 source(s) not measured (above)",
+            ]
         );
     }
 }
