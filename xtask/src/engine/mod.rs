@@ -13,6 +13,7 @@ pub mod call;
 pub mod error;
 pub mod listing;
 mod query;
+mod store;
 
 use std::{
     collections::{BTreeMap, HashMap},
