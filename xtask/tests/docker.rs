@@ -601,7 +601,7 @@ fn docker_end_to_end() {
     // is verified and it is pulled by digest instead of built; entries no trusted key
     // signed are discarded before any pull and built here; with the registry gone, a
     // warning and a local build.
-    let registry = LocalRegistry::start(&registry_program, &scratch.0.join("registry"));
+    let registry = LocalRegistry::start(&registry_program, &scratch.0.join("registry")).unwrap();
     let reference = registry.reference();
     let names = |inputs: &str| {
         let repo = format!("localhost/{PROJECT}");

@@ -700,7 +700,7 @@ fn update_bases_sees_a_changed_base_and_dev_fast_rebuilds_for_it() {
     let Some(program) = tool_or_skip(test, &["docker-registry", "registry"], install) else { return };
     let project = "jarvis-mt-bases";
     let (dir, root, _forget) = scratch("mt-bases", &[project]);
-    let registry = LocalRegistry::start(&program, &dir.0);
+    let registry = LocalRegistry::start(&program, &dir.0).unwrap();
     let prefix = format!("127.0.0.1:{}/", registry.port);
     let _untag = Untag(prefix.clone());
     let base = format!("{prefix}jarvis-mt/base:1");

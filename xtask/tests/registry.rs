@@ -83,7 +83,7 @@ fn registry_is_a_shared_cache() {
     let scratch = ScratchDir::new("registry");
     let root = scratch.0.join("ws");
     copy_workspace(&root);
-    let registry = LocalRegistry::start(&program, &scratch.0);
+    let registry = LocalRegistry::start(&program, &scratch.0).unwrap();
     let reference = registry.reference();
     let repository = format!("jarvis/{PROJECT}");
     let closed = format!("127.0.0.1:{}/jarvis", free_port());

@@ -12,6 +12,7 @@ pub mod netns;
 pub mod oci;
 pub mod ports;
 pub mod proxy;
+pub mod registry;
 pub mod supervise;
 pub mod tools;
 pub mod watch;

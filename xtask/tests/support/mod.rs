@@ -9,7 +9,7 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -208,70 +208,9 @@ pub fn registry_or_skip(test: &str) -> Option<PathBuf> {
     tool_or_skip(test, &["docker-registry", "registry"], install)
 }
 
-/// A registry of our own on loopback, with its storage under `dir`, killed on drop.
-pub struct LocalRegistry {
-    child: Child,
-    pub port: u16,
-}
-
-impl LocalRegistry {
-    pub fn start(program: &Path, dir: &Path) -> LocalRegistry {
-        let port = free_port();
-        let storage = dir.join("storage");
-        std::fs::create_dir_all(&storage).unwrap();
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
-                 delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new(program)
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut registry = LocalRegistry { child, port };
-        let started = Instant::now();
-        while http_get(port, "/v2/").map(|(s, _)| s) != Some(200) {
-            if let Ok(Some(status)) = registry.child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default();
-                panic!("docker-registry exited ({status}):\n{log}");
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "docker-registry did not answer on :{port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        registry
-    }
-
-    /// The `--registry` reference of a path in it.
-    pub fn reference(&self) -> String {
-        format!("127.0.0.1:{}/jarvis", self.port)
-    }
-
-    pub fn tags(&self, repository: &str) -> Vec<String> {
-        let (status, body) = http_get(self.port, &format!("/v2/{repository}/tags/list")).unwrap();
-        if status != 200 {
-            return vec![];
-        }
-        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
-        list["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()
-    }
-}
-
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A registry of our own on loopback: the library's, which the bench uses too.
+#[allow(unused_imports, reason = "each test binary uses a part of support")]
+pub use xtask::host::registry::LoopbackRegistry as LocalRegistry;
 
 /// The (action, target, reason) of each step of a `--json` report's plan.
 pub fn planned(doc: &serde_json::Value) -> Vec<(String, String, String)> {
