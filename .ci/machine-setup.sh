@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 pkgs=(
   podman runc netavark aardvark-dns iptables uidmap slirp4netns fuse-overlayfs catatonit
   debootstrap busybox-static ca-certificates curl iproute2 procps
-  espeak-ng ffmpeg python3-venv
+  espeak-ng python3-venv
   podman-compose docker-registry
 )
 need_pkgs=()

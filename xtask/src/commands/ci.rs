@@ -88,7 +88,7 @@ pub const STEPS: &[Step] = &[
         name: "dev-local",
         about: "setup and dev-local with real pip, npm, cargo and the voice download, and setup --dry-run's sizes from the index (no engine)",
         commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_local", "--test", "setup_dry_run"]],
-        tools: &["python3", "npm", "node", "espeak-ng", "ffmpeg"],
+        tools: &["python3", "npm", "node", "espeak-ng"],
         shares_images: false,
     },
     Step {

@@ -111,7 +111,7 @@ pub struct Python {
 }
 
 /// Required by setup and dev-local; python3 and podman are looked at on their own.
-const REQUIRED: [&str; 5] = ["cargo", "node", "npm", "espeak-ng", "ffmpeg"];
+const REQUIRED: [&str; 4] = ["cargo", "node", "npm", "espeak-ng"];
 
 /// What setup's steps work in: the shell, the checkout, and how to print.
 #[derive(Clone, Copy)]

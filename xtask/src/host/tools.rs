@@ -109,7 +109,6 @@ pub const TOOLS: &[Tool] = &[
         ("docker-registry", "docker-distribution"),
         Source::Apt,
     ),
-    Tool::new("ffmpeg", "audio conversion", &["ffmpeg", "-version"], ("ffmpeg", "ffmpeg-free"), Source::Apt),
     Tool::new(
         "podman-compose",
         "the compose file test",

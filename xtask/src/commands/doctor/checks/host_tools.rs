@@ -32,7 +32,7 @@ pub fn tools(p: &Probe) -> Vec<Finding> {
         ),
     }
     // setup's list (python3 above); the hints are the one table's (`host::tools`).
-    for tool in ["cargo", "node", "npm", "espeak-ng", "ffmpeg"] {
+    for tool in ["cargo", "node", "npm", "espeak-ng"] {
         let install = tools::tool(tool).install_hint();
         if which::which(tool).is_err() {
             findings.push(Finding::warning(format!("{tool} is not on PATH"), install.clone()).on(tool));
