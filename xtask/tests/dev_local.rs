@@ -33,10 +33,8 @@ const REBUILD: Duration = Duration::from_secs(300);
 
 /// The tools setup requires, or a loud skip outside CI; under CI a missing one fails.
 fn tools_or_skip(test: &str) -> bool {
-    let missing: Vec<_> = ["python3", "node", "npm", "espeak-ng"]
-        .into_iter()
-        .filter(|t| which::which(t).is_err())
-        .collect();
+    let missing: Vec<_> =
+        ["python3", "node", "npm", "espeak-ng"].into_iter().filter(|t| which::which(t).is_err()).collect();
     if missing.is_empty() {
         return true;
     }
