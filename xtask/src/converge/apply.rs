@@ -17,7 +17,7 @@ use crate::{
         observe,
         plan::{self, Action, Facts, Options, Plan, Settled},
         ready::{self, Cancel},
-        record::BuildRecord,
+        record::{BuildRecord, PULL_SCHEMA, PullRecord},
         registry::{self, Registry},
         spec,
     },
@@ -369,11 +369,18 @@ fn registry_action(job: Job, facts: &Facts, action: &Action, r: &Registry) -> Re
                         pulled.verify_seconds * 1000.0,
                         &pulled.manifest_digest[..19.min(pulled.manifest_digest.len())]
                     ));
-                    let pull_record = serde_json::json!({
-                        "at": at, "remote": pulled.remote, "verified": true, "key": pulled.key,
-                        "manifest_digest": pulled.manifest_digest, "verify_seconds": pulled.verify_seconds,
-                    });
-                    if let Err(e) = cache::store_pull(&stack.project.cache_dir(), img.key, &pull_record) {
+                    let pull_record = PullRecord {
+                        schema: PULL_SCHEMA,
+                        at,
+                        remote: pulled.remote.clone(),
+                        verified: true,
+                        key: Some(pulled.key.clone()),
+                        manifest_digest: Some(pulled.manifest_digest.clone()),
+                        verify_seconds: Some(pulled.verify_seconds),
+                        cause: None,
+                        message: None,
+                    };
+                    if let Err(e) = pull_record.store(&stack.project.cache_dir(), img.key) {
                         out.warn(format!("{e} (only `cargo xtask doctor` reads it)"));
                     }
                     // The manifest's compressed layer sizes: what the pull cost at most (layers
@@ -397,11 +404,18 @@ fn registry_action(job: Job, facts: &Facts, action: &Action, r: &Registry) -> Re
                     let report = registry::report_miss(out, &miss, r, img, &digest);
                     // What doctor tells: a refused entry, or trouble; a plain absence is no news.
                     if miss != registry::Miss::Absent {
-                        let pull_record = serde_json::json!({
-                            "at": at, "remote": report.remote, "verified": false,
-                            "cause": miss.kind(), "message": report.message,
-                        });
-                        if let Err(e) = cache::store_pull(&stack.project.cache_dir(), img.key, &pull_record) {
+                        let pull_record = PullRecord {
+                            schema: PULL_SCHEMA,
+                            at,
+                            remote: report.remote.clone(),
+                            verified: false,
+                            key: None,
+                            manifest_digest: None,
+                            verify_seconds: None,
+                            cause: Some(miss.kind().to_string()),
+                            message: report.message.clone(),
+                        };
+                        if let Err(e) = pull_record.store(&stack.project.cache_dir(), img.key) {
                             out.warn(format!("{e} (only `cargo xtask doctor` reads it)"));
                         }
                     }

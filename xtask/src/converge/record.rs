@@ -52,7 +52,7 @@ impl BuildRecord {
     }
 
     pub fn store(&self, dir: &std::path::Path, key: &str) -> Result<(), String> {
-        cache::store_build(dir, key, &serde_json::to_value(self).expect("records serialize"))
+        cache::store_build(dir, key, self)
     }
 
     /// The last build record of image `key`: none written yet, or why it cannot be read.
@@ -67,6 +67,52 @@ impl BuildRecord {
                  the next build of the image rewrites it"
             )),
         }
+    }
+}
+
+/// The schema of a pull record; a record of another one is named, never misread.
+pub const PULL_SCHEMA: u32 = 1;
+
+/// What the last registry pull of an image found, for `doctor`: `.dev-cache/pulls/<image>.json`.
+/// An outcome, never an inputs record: a discarded pull records nothing a plan would trust.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PullRecord {
+    pub schema: u32,
+    /// Seconds since the epoch.
+    pub at: u64,
+    pub remote: String,
+    pub verified: bool,
+    /// A verified pull: the trusted key that signed it, and the digest pulled.
+    pub key: Option<String>,
+    pub manifest_digest: Option<String>,
+    pub verify_seconds: Option<f64>,
+    /// A discarded one: the kind of miss (`registry::Miss::kind`) and the line the user read.
+    pub cause: Option<String>,
+    pub message: Option<String>,
+}
+
+impl PullRecord {
+    pub fn store(&self, dir: &std::path::Path, key: &str) -> Result<(), String> {
+        cache::store_pull(dir, key, self)
+    }
+
+    /// Every pull record by image key, or for each that cannot be read, why.
+    pub fn load_all(dir: &std::path::Path) -> Vec<(String, Result<PullRecord, String>)> {
+        cache::load_pulls(dir)
+            .into_iter()
+            .map(|(image, value)| {
+                let read = match value["schema"].as_u64() {
+                    Some(n) if n == u64::from(PULL_SCHEMA) => serde_json::from_value(value).map_err(|e| {
+                        format!(".dev-cache/pulls/{image}.json is corrupt ({e}); the next pull rewrites it")
+                    }),
+                    _ => Err(format!(
+                        ".dev-cache/pulls/{image}.json was written by another xtask (its schema is not \
+                         {PULL_SCHEMA}); the next pull of the image rewrites it"
+                    )),
+                };
+                (image, read)
+            })
+            .collect()
     }
 }
 
@@ -93,6 +139,29 @@ mod tests {
             BuildRecord::load(&dir, "x").unwrap_err().contains("the next build of the image rewrites it")
         );
         assert_eq!(BuildRecord::load(&dir, "none").unwrap(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_pull_record_reads_back_and_an_old_one_is_named() {
+        let dir = std::env::temp_dir().join(format!("jarvis-pull-record-{}", std::process::id()));
+        let record = PullRecord {
+            schema: PULL_SCHEMA,
+            at: 5,
+            remote: "127.0.0.1:5000/jarvis/x:inputs-0".into(),
+            verified: true,
+            key: Some("team".into()),
+            manifest_digest: Some("sha256:ab".into()),
+            verify_seconds: Some(0.01),
+            cause: None,
+            message: None,
+        };
+        record.store(&dir, "backend").unwrap();
+        // What an xtask before the schema wrote.
+        cache::store_pull(&dir, "frontend", &serde_json::json!({ "at": 1, "verified": true })).unwrap();
+        let all = PullRecord::load_all(&dir);
+        assert_eq!(all[0], ("backend".to_string(), Ok(record)));
+        assert!(all[1].1.as_ref().unwrap_err().contains("the next pull of the image rewrites it"), "{all:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -172,18 +172,23 @@ pub fn acquire(path: &Path, exclusive: bool, waits_for: &str) -> Result<Lock, St
 /// `builds/<key>.json`, written atomically after the build, like the inputs records.
 const BUILDS: &str = "builds";
 
-pub fn store_build(dir: &Path, image_key: &str, record: &Value) -> Result<(), String> {
-    let path = record_path(dir, BUILDS, image_key);
-    let parent = path.parent().expect("record paths have a parent");
-    fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
-    let text = serde_json::to_string_pretty(record).expect("records serialize");
-    crate::host::write_atomic(&path, text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+pub fn store_build(dir: &Path, image_key: &str, record: &impl serde::Serialize) -> Result<(), String> {
+    store_record(&record_path(dir, BUILDS, image_key), record)
 }
 
-/// The last build record of an image, if there is a readable one.
+/// The last build record of an image, as JSON (its reader checks the schema first), if
+/// there is one that parses.
 pub fn load_build(dir: &Path, image_key: &str) -> Option<Value> {
     let text = fs::read_to_string(record_path(dir, BUILDS, image_key)).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+/// A typed record written atomically: a reader never sees half of it.
+fn store_record(path: &Path, record: &impl serde::Serialize) -> Result<(), String> {
+    let parent = path.parent().expect("record paths have a parent");
+    fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let text = serde_json::to_string_pretty(record).expect("records serialize");
+    crate::host::write_atomic(path, text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// What the last registry pull of each image found (verified, by which key, or why it was
@@ -191,15 +196,11 @@ pub fn load_build(dir: &Path, image_key: &str) -> Option<Value> {
 /// discarded pull records nothing that a plan would trust.
 const PULLS: &str = "pulls";
 
-pub fn store_pull(dir: &Path, image_key: &str, record: &Value) -> Result<(), String> {
-    let path = record_path(dir, PULLS, image_key);
-    let parent = path.parent().expect("record paths have a parent");
-    fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
-    let text = serde_json::to_string_pretty(record).expect("records serialize");
-    crate::host::write_atomic(&path, text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+pub fn store_pull(dir: &Path, image_key: &str, record: &impl serde::Serialize) -> Result<(), String> {
+    store_record(&record_path(dir, PULLS, image_key), record)
 }
 
-/// Every pull record, by image key (sorted).
+/// Every pull record, by image key (sorted), as JSON: its reader checks the schema.
 pub fn load_pulls(dir: &Path) -> Vec<(String, Value)> {
     let Ok(entries) = fs::read_dir(dir.join(PULLS)) else { return vec![] };
     let mut pulls: Vec<(String, Value)> = entries

@@ -1,6 +1,7 @@
 //! The `registry` checks of doctor.
 
 use super::*;
+use crate::converge::record::PullRecord;
 
 pub fn registry(p: &Probe) -> Vec<Finding> {
     let reference = std::env::var("JARVIS_REGISTRY").ok().filter(|r| !r.trim().is_empty());
@@ -60,22 +61,29 @@ pub(super) fn cache_trust(p: &Probe, registry_set: bool) -> Vec<Finding> {
         ),
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    for (image, pull) in cache::load_pulls(&p.project.cache_dir()) {
-        let ago = now.saturating_sub(pull["at"].as_u64().unwrap_or(now));
+    for (image, pull) in PullRecord::load_all(&p.project.cache_dir()) {
+        let pull = match pull {
+            Ok(pull) => pull,
+            Err(why) => {
+                findings.push(Finding::skipped(why).on(format!("last pull: {image} image")));
+                continue;
+            }
+        };
+        let ago = now.saturating_sub(pull.at);
         let when = if ago < 120 { format!("{ago} s ago") } else { format!("{} min ago", ago / 60) };
-        let remote = pull["remote"].as_str().unwrap_or("?");
+        let remote = &pull.remote;
         findings.push(
-            if pull["verified"] == true {
+            if pull.verified {
                 Finding::ok(format!(
                     "last pull verified ({when}): {remote}, signed by trusted key {}",
-                    pull["key"].as_str().unwrap_or("?")
+                    pull.key.as_deref().unwrap_or("?")
                 ))
             } else {
                 Finding::warning(
                     format!(
                         "last pull discarded ({when}, {}): {}",
-                        pull["cause"].as_str().unwrap_or("?"),
-                        pull["message"].as_str().unwrap_or("?")
+                        pull.cause.as_deref().unwrap_or("?"),
+                        pull.message.as_deref().unwrap_or("?")
                     ),
                     "the image was built here instead; an entry no trusted key signed means someone \
                      else pushed it: check who can push to the registry",
