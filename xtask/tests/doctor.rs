@@ -416,11 +416,11 @@ fn registry_trust_and_the_last_pulls() {
     xtask::converge::trust::Signer::generate().write_private(&stranger).unwrap();
     co.write(
         ".dev-cache/pulls/prod.json",
-        br#"{"at": 1, "remote": "r/jarvis:inputs-1", "verified": true, "key": "team"}"#,
+        br#"{"schema": 1, "at": 1, "remote": "r/jarvis:inputs-1", "verified": true, "key": "team"}"#,
     );
     co.write(
         ".dev-cache/pulls/backend.json",
-        br#"{"at": 1, "remote": "r/b:inputs-1", "verified": false, "cause": "unsigned",
+        br#"{"schema": 1, "at": 1, "remote": "r/b:inputs-1", "verified": false, "cause": "unsigned",
              "message": "backend image: discarded r/b:inputs-1: not signed by a trusted key (it has no signature)"}"#,
     );
     let trust = keys.trust.display().to_string();
