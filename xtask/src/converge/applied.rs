@@ -237,8 +237,8 @@ pub fn meter(applied: &[Applied], meter: &mut Meter) {
 }
 
 /// What the containers this run started received from their start until they answered,
-/// read from their network namespaces (measured): the dev backend compiles itself at its
-/// first start, and its cargo fetches the crates into its volume. The figure includes the
+/// read from their network namespaces (measured): the dev backend compiles its own crate at
+/// its first start (its dependencies come compiled in the image). The figure includes the
 /// readiness checks' requests, a few kB.
 pub fn meter_started(sh: &Shell, engine: &Engine, applied: &[Applied], meter: &mut Meter) {
     for record in applied.iter().filter(|r| r.is("run")) {

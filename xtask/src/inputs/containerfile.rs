@@ -510,6 +510,11 @@ COPY --from=build /out /out
         assert_eq!(
             copied_sources(&backend),
             [
+                // The dependency layer: the manifests only, never a source under crates/.
+                "Cargo.toml",
+                "Cargo.lock",
+                "crates/jarvis-backend/Cargo.toml",
+                "xtask/Cargo.toml",
                 "docker/meter.sh",
                 "requirements.txt",
                 "docker/pip-install-from-store.sh",

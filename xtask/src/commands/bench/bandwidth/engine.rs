@@ -67,15 +67,15 @@ pub(super) fn engine_rows(
         rows.push(with_npm_dependency(dir, env, || {
             row_in(&dev_env, &dev, "an npm dependency added (ms@2.1.3; the frontend image's npm ci layer)")
         })?);
-        // The dev backend image copies neither Cargo.toml nor Cargo.lock (the source is mounted):
-        // nothing rebuilds, and the container's cargo fetches the crate when it starts.
+        // The dev backend image compiles its dependencies from the manifests: that layer
+        // reruns, and fetches only the new crate (the others are in the shared cache mount).
         rows.push(with_crate(dir, || {
             row_in(
                 &dev_env,
                 &dev,
                 &format!(
-                    "a Cargo dependency added ({CRATE}): no dev image copies Cargo.toml, nothing rebuilds; \
-                     the backend container's cargo fetches it at start"
+                    "a Cargo dependency added ({CRATE}): the backend's dependency layer rebuilds \
+                     and fetches only the new crate"
                 ),
             )
         })?);
