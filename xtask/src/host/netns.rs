@@ -1,8 +1,8 @@
 //! What a process's network namespace has received, read from the host through
 //! `/proc/<pid>/net`: for a container this run started, the bytes it brought in until it
 //! answered (the crates a dev backend fetches when its cargo volumes predate the image's
-//! dependency layer). The rule is `docker/meter.sh`'s, which does the same inside each build step: unicast IP bytes, IPv4
-//! and IPv6, less the namespace's own loopback; not the multicast the bridge sends every
+//! dependency layer). The rule is `docker/meter.sh`'s, which does the same inside each
+//! build step: unicast IP bytes, IPv4 and IPv6, less the namespace's own loopback; not the multicast the bridge sends every
 //! namespace, which never crossed the host's interface.
 
 use std::path::Path;
