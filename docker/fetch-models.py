@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Fetches the TTS voices of models.json into a directory, each file checked against its
 pinned size and SHA-256. The same policy as the Rust fetcher of `cargo xtask setup`
-(xtask/src/host/models.rs), proved by one table of cases that runs through both
-(xtask/src/host/models_cases.json):
+(xtask/src/host/voices/), proved by one table of cases that runs through both
+(xtask/src/host/voices/cases.json):
 
 - A file name is a plain name of letters, digits, '.', '_' and '-', starting with a letter
   or digit, at most 255 bytes, not ending in '.part' (a download in progress).
@@ -63,7 +63,7 @@ class Failure(Exception):
 
 
 def check_file_name(name):
-    """What is wrong with `name` as a voice file name, or None (models.rs: check_file_name)."""
+    """What is wrong with `name` as a voice file name, or None (manifest.rs: check_file_name)."""
     fix = "Use the plain file name, as the voice's upstream names it (e.g. en_US-joe-medium.onnx)"
     if name == "":
         what = "the name is empty"
@@ -115,7 +115,7 @@ def check_source(source):
 
 
 def check_file(text, label, voice, index, file):
-    """The entry as a dict, or a list of errors (models.rs: check_file)."""
+    """The entry as a dict, or a list of errors (manifest.rs: check_file)."""
     if not isinstance(file, dict) or not isinstance(file.get("path"), str):
         return [f'{label}: voice `{voice}`, file #{index + 1}: no "path". Give the file name it is saved as']
     path = file["path"]
@@ -155,7 +155,7 @@ def check_file(text, label, voice, index, file):
 
 
 def check_manifest(text, label="models.json"):
-    """(entries, errors): every problem of the manifest text (models.rs: parse_manifest)."""
+    """(entries, errors): every problem of the manifest text (manifest.rs: parse_manifest)."""
     try:
         doc = json.loads(text)
     except ValueError as e:
@@ -200,7 +200,7 @@ def check_manifest(text, label="models.json"):
 
 def from_url(url, dest, size):
     """`url` into `dest`. Fewer bytes than the pinned `size` is a transfer cut off (the
-    server closed early, whatever Content-Length said): unreachable, as models.rs has it."""
+    server closed early, whatever Content-Length said): unreachable, as download.rs has it."""
     got = 0
     try:
         with urllib.request.urlopen(url, timeout=URL_TIMEOUT) as response, open(dest, "wb") as out:

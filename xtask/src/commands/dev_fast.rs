@@ -15,7 +15,7 @@ use crate::{
     converge::ready::{self, Cancel},
     converge::registry::RegistryArgs,
     engine::{Call, Engine, Progress, Run},
-    host::models,
+    host::voices,
     inputs::cache::{self, Record},
     output::{self, Meter, Output},
     stack::{Holds, Llm, Stack},
@@ -116,7 +116,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
 /// file checked against its pinned digest), so the host needs nothing but the engine.
 /// Once per manifest and volume: a record in `.dev-cache` keeps the no-op free. A voice no
 /// source answers for is a warning (speech then comes from espeak-ng; the next run tries
-/// again); a digest mismatch is an error, as everywhere (see `host::models`).
+/// again); a digest mismatch is an error, as everywhere (see `host::voices`).
 fn fill_models(job: apply::Job, converged: &Converged, offline: bool) -> Result<Option<u64>, String> {
     let apply::Job { sh, engine, stack, out, .. } = job;
     let Some(backend) = stack.service("backend") else { return Ok(None) };
@@ -162,7 +162,7 @@ fn fill_models(job: apply::Job, converged: &Converged, offline: bool) -> Result<
     let run = Call::Run(run);
     if out.dry_run {
         // At most the pinned sizes: a voice the volume holds already costs nothing.
-        let pinned: u64 = models::manifest(root).unwrap_or_default().iter().map(|f| f.size).sum();
+        let pinned: u64 = voices::manifest(root).unwrap_or_default().iter().map(|f| f.size).sum();
         for line in engine.command_lines(&run) {
             out.say(format!(
                 "{line}   # the voices of models.json, once per manifest: at most {} (models.json sizes)",
@@ -178,7 +178,7 @@ fn fill_models(job: apply::Job, converged: &Converged, offline: bool) -> Result<
              wrong pin or a tampered source: fix the pin in models.json, or the source)"
         )
     })?;
-    if printed.lines().any(|l| l.starts_with(models::UNAVAILABLE)) {
+    if printed.lines().any(|l| l.starts_with(voices::UNAVAILABLE)) {
         out.warn(format!(
             "some voices could not be fetched into {volume}; the backend speaks with espeak-ng until they \
              are: the next dev-fast tries again"

@@ -17,9 +17,9 @@ use crate::{
     Context,
     converge::plan::{self, OFFLINE},
     host::{
-        models,
         proxy::{self, Proxy},
         tools::{self, Tool},
+        user_store, voices,
     },
     inputs::cache::{self, Record},
     inputs::fingerprint::Inputs,
@@ -239,7 +239,7 @@ fn venv(at: At, python: &Python, offline: bool, meter: &mut Meter) -> Result<boo
     let failed = |e: xshell::Error| {
         format!("{e}\n  pip failed (see above); nothing was recorded, so the next setup retries")
     };
-    let Some(store) = models::user_store("JARVIS_WHEEL_STORE", "wheels") else {
+    let Some(store) = user_store("JARVIS_WHEEL_STORE", "wheels") else {
         metered(meter, pip, root, out, |proxy| {
             cmd!(sh, "{venv_python} -m pip install --disable-pip-version-check -r {requirements}")
                 .envs(proxy.iter().cloned())
@@ -323,11 +323,11 @@ fn missing_wheels(store: &Path, pins: &[(String, String)]) -> Vec<String> {
         .filter_map(|entry| {
             let file = entry.file_name().to_string_lossy().into_owned();
             let mut parts = file.strip_suffix(".whl")?.split('-');
-            Some((models::normalize(parts.next()?), parts.next()?.to_string()))
+            Some((voices::pypi::normalize(parts.next()?), parts.next()?.to_string()))
         })
         .collect();
     pins.iter()
-        .filter(|(name, version)| !have.contains(&(models::normalize(name), version.clone())))
+        .filter(|(name, version)| !have.contains(&(voices::pypi::normalize(name), version.clone())))
         .map(|(name, version)| format!("{name}=={version}"))
         .collect()
 }
@@ -451,8 +451,8 @@ fn node_modules_state(cx: &Context, node: &str) -> (Inputs, Option<String>) {
 /// Downloads what models.json lists and is missing. Unreachable sources are a warning:
 /// the backend then speaks with espeak-ng.
 fn voices(root: &Path, dir: &Path, python: &Path, offline: bool, out: Output) -> Result<Voices, String> {
-    let specs = models::manifest(root)?;
-    let mut downloader = models::Downloader::new(python.to_path_buf());
+    let specs = voices::manifest(root)?;
+    let mut downloader = voices::Downloader::new(python.to_path_buf());
     downloader.offline = offline;
     let summary = downloader.ensure(&specs, dir, &|line: &str| out.say(format!("models: {line}")))?;
     let shown = dir.strip_prefix(root).unwrap_or(dir).display();
@@ -509,13 +509,13 @@ mod tests {
         fs::remove_dir_all(&store).unwrap();
     }
 
-    fn voice(path: &str, size: u64) -> models::FileSpec {
-        models::FileSpec {
+    fn voice(path: &str, size: u64) -> voices::FileSpec {
+        voices::FileSpec {
             voice: "v".into(),
             path: path.into(),
             size,
             sha256: "0".repeat(64),
-            sources: vec![models::Source::Url("https://example.invalid/v".into())],
+            sources: vec![voices::Source::Url("https://example.invalid/v".into())],
         }
     }
 
@@ -538,9 +538,9 @@ mod tests {
             }),
             npm: Some("no complete frontend/node_modules".into()),
             voices: Some(Ok(vec![
-                (voice("a.onnx", 63_201_294), models::Need::Download(None)),
-                (voice("a.onnx.json", 4_794), models::Need::FromStore),
-                (voice("b.onnx", 10), models::Need::Present),
+                (voice("a.onnx", 63_201_294), voices::Need::Download(None)),
+                (voice("a.onnx.json", 4_794), voices::Need::FromStore),
+                (voice("b.onnx", 10), voices::Need::Present),
             ])),
         };
         let cache = sizes::NpmCache { packages: 20, cached: 3, cached_bytes: 1000 };
@@ -592,7 +592,7 @@ mod tests {
             env_file: false,
             venv: None,
             npm: None,
-            voices: Some(Ok(vec![(voice("b.onnx", 10), models::Need::Present)])),
+            voices: Some(Ok(vec![(voice("b.onnx", 10), voices::Need::Present)])),
         };
         assert_eq!(
             dry_run_lines(&current, &python, Path::new("models"), None, |_, _| unreachable!(

@@ -14,7 +14,7 @@ use crate::{
         spec,
     },
     engine::{Engine, Observed, ObservedImage},
-    host::{models, ports},
+    host::{ports, voices},
     inputs::{
         cache::{self, Record},
         containerfile,
@@ -119,7 +119,7 @@ fn facts(stack: &Stack, engine: &Engine, observed: crate::engine::Observed) -> R
     });
     let voices = match voices_inputs {
         // A manifest that cannot be read is `validate`'s to report; here it pins nothing.
-        Some(_) => models::manifest(stack.root())
+        Some(_) => voices::manifest(stack.root())
             .unwrap_or_default()
             .into_iter()
             .map(|f| Download { what: format!("{} ({})", f.path, f.voice), bytes: Some(f.size) })

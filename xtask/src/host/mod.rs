@@ -7,7 +7,6 @@
 )]
 
 pub mod http;
-pub mod models;
 pub mod netns;
 pub mod oci;
 pub mod ports;
@@ -15,6 +14,7 @@ pub mod proxy;
 pub mod registry;
 pub mod supervise;
 pub mod tools;
+pub mod voices;
 pub mod watch;
 
 use std::{

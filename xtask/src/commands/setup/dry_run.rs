@@ -16,7 +16,7 @@ pub(super) struct Plan {
     pub(super) npm: Option<String>,
     /// What `ensure` would do with each voice file, or why models.json cannot be read;
     /// `None` under `--no-models`.
-    pub(super) voices: Option<Result<Vec<(models::FileSpec, models::Need)>, String>>,
+    pub(super) voices: Option<Result<Vec<(voices::FileSpec, voices::Need)>, String>>,
 }
 
 pub(super) struct VenvPlan {
@@ -43,7 +43,7 @@ pub(super) fn plan(cx: &Context, python: &Python, node: &str, models_dir: &Path,
     let venv = venv_state(cx, python);
     let venv = venv.2.map(|why| {
         let text = fs::read_to_string(root.join("requirements.txt")).unwrap_or_default();
-        let wheels = match (models::user_store("JARVIS_WHEEL_STORE", "wheels"), simple_pins(&text)) {
+        let wheels = match (user_store("JARVIS_WHEEL_STORE", "wheels"), simple_pins(&text)) {
             (Some(store), Some(pins)) => {
                 let missing = missing_wheels(&store, &pins);
                 let missing: Vec<(String, String)> =
@@ -55,9 +55,9 @@ pub(super) fn plan(cx: &Context, python: &Python, node: &str, models_dir: &Path,
         VenvPlan { why, create: !venv.1, wheels }
     });
     let voices = (!no_models).then(|| {
-        models::manifest(root).map(|specs| {
-            let store = models::voice_store();
-            let needs = models::needs(&specs, models_dir, store.as_deref());
+        voices::manifest(root).map(|specs| {
+            let store = voices::voice_store();
+            let needs = voices::needs(&specs, models_dir, store.as_deref());
             needs.into_iter().map(|(spec, need)| (spec.clone(), need)).collect()
         })
     });
@@ -86,7 +86,7 @@ impl Plan {
         }
         match &self.voices {
             Some(Ok(voices)) => {
-                for (spec, _) in voices.iter().filter(|(_, need)| matches!(need, models::Need::Download(_))) {
+                for (spec, _) in voices.iter().filter(|(_, need)| matches!(need, voices::Need::Download(_))) {
                     blockers.push(format!(
                         "{OFFLINE}: a voice: {} ({})",
                         spec.path,
@@ -112,7 +112,7 @@ pub(super) fn dry_run(cx: &Context, args: &Args) -> Result<(), String> {
     let (python, node) = check_tools(&sh, root, out)?;
     let models_dir = crate::inputs::dotenv::models_dir(root);
     let plan = plan(cx, &python, &node, &models_dir, args.no_models);
-    let downloader = models::Downloader::new(python.path.clone());
+    let downloader = voices::Downloader::new(python.path.clone());
     let target = sizes::Target::here(&python.version);
     // After one pin the index gave nothing for, the others are not asked: an unreachable
     // index would otherwise cost a time-out per pin.
@@ -263,18 +263,18 @@ pub(super) fn dry_run_lines(
         None => lines.push("models: skipped (--no-models); TTS uses espeak-ng".into()),
         Some(Err(e)) => lines.push(format!("models: {e}")),
         Some(Ok(voices)) => {
-            let present = voices.iter().filter(|(_, need)| *need == models::Need::Present).count();
+            let present = voices.iter().filter(|(_, need)| *need == voices::Need::Present).count();
             if present == voices.len() {
                 lines.push(format!("models: {present} files present and verified in {shown}"));
             }
             for (spec, need) in voices {
                 match need {
-                    models::Need::Present => {}
-                    models::Need::FromStore => lines.push(format!(
+                    voices::Need::Present => {}
+                    voices::Need::FromStore => lines.push(format!(
                         "models: would take {} from the voice store (nothing downloaded)",
                         spec.path
                     )),
-                    models::Need::Download(wrong) => {
+                    voices::Need::Download(wrong) => {
                         let replaces =
                             wrong.as_ref().map(|w| format!(" (the file in place: {w})")).unwrap_or_default();
                         lines.push(format!(

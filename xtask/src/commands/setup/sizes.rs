@@ -6,41 +6,8 @@
 
 use serde_json::Value;
 
-use crate::host::models::{self, Downloader};
-
-/// The interpreter and platform a wheel must fit: CPython 3.`minor` on linux/`arch`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Target {
-    pub minor: u32,
-    /// As wheel tags spell it: x86_64, aarch64, i686, armv7l, ...
-    pub arch: String,
-    /// musl libc (Alpine): musllinux wheels fit, manylinux ones do not.
-    pub musl: bool,
-}
-
-impl Target {
-    /// This machine, for the Python of version `version` ("3.12.3").
-    pub fn here(version: &str) -> Option<Target> {
-        let mut parts = version.split('.');
-        (parts.next()? == "3").then_some(())?;
-        let minor = parts.next()?.parse().ok()?;
-        let arch = match std::env::consts::ARCH {
-            "x86" => "i686",
-            "arm" => "armv7l",
-            other => other,
-        };
-        Some(Target { minor, arch: arch.to_string(), musl: musl() })
-    }
-}
-
-/// Whether this is a musl system (Alpine): the musl dynamic loader is there only then.
-pub fn musl() -> bool {
-    std::fs::read_dir("/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with("ld-musl-"))
-}
+pub use crate::host::voices::pypi::{Target, musl};
+use crate::host::voices::{Downloader, pypi};
 
 /// The file pip would download for a pin.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,98 +21,21 @@ pub struct Choice {
 
 /// The file pip would take of `name` `version` among an index's `files` (each with
 /// `filename`, `size` and `yanked`, as both PyPI's JSON API and PEP 691 listings give
-/// them): the wheel whose tags fit `target` best, as pip ranks them, else the sdist.
+/// them): the wheel whose tags fit `target` best, as pip ranks them (`pypi::pick_wheel`),
+/// else the sdist.
 pub fn choose(files: &[Value], name: &str, version: &str, target: &Target) -> Option<Choice> {
-    let usable = files.iter().filter_map(|file| {
+    if let Some(wheel) = pypi::pick_wheel(files, name, version, Some(target)) {
+        return Some(Choice { filename: wheel.filename, size: wheel.size, sdist: false });
+    }
+    files.iter().filter(|file| !pypi::yanked(file)).find_map(|file| {
         let filename = file.get("filename")?.as_str()?;
-        let yanked = file.get("yanked").is_some_and(|y| y.as_bool() != Some(false));
-        (!yanked).then(|| (filename, file.get("size").and_then(Value::as_u64)))
-    });
-    let mut best: Option<((u32, u32, u32), Choice)> = None;
-    let mut sdist = None;
-    for (filename, size) in usable {
-        if let Some(rank) = wheel_rank(filename, name, version, target) {
-            if best.as_ref().is_none_or(|(have, _)| rank > *have) {
-                best = Some((rank, Choice { filename: filename.to_string(), size, sdist: false }));
-            }
-        } else if sdist.is_none() && is_sdist(filename, name, version) {
-            sdist = Some(Choice { filename: filename.to_string(), size, sdist: true });
-        }
-    }
-    best.map(|(_, choice)| choice).or(sdist)
-}
-
-/// How pip ranks a wheel of `name` `version` for `target` (higher is preferred), or `None`
-/// when it does not fit. pip takes interpreter-specific wheels first (cp312-cp312), then
-/// the stable ABI (cp3X-abi3, the newest X first), then pure ones (py3-none), and within
-/// each, a platform wheel before `any` and the newest manylinux before older ones.
-fn wheel_rank(filename: &str, name: &str, version: &str, target: &Target) -> Option<(u32, u32, u32)> {
-    let parts: Vec<&str> = filename.strip_suffix(".whl")?.split('-').collect();
-    if !(5..=6).contains(&parts.len())
-        || models::normalize(parts[0]) != models::normalize(name)
-        || parts[1] != version
-    {
-        return None;
-    }
-    let [python, abi, platform] = [parts[parts.len() - 3], parts[parts.len() - 2], parts[parts.len() - 1]];
-    let own = format!("cp3{}", target.minor);
-    let mut best = None;
-    // Tags may be compressed sets: `py2.py3`, `manylinux_2_17_x86_64.manylinux2014_x86_64`.
-    for python in python.split('.') {
-        for abi in abi.split('.') {
-            let interpreter = match (python, abi) {
-                (p, a) if p == own && a == own => Some((4, 0)),
-                (p, "abi3") => p
-                    .strip_prefix("cp3")
-                    .and_then(|m| m.parse::<u32>().ok())
-                    .filter(|m| *m <= target.minor)
-                    .map(|m| (3, m)),
-                (p, "none") if p == own => Some((2, 0)),
-                (p, "none") => match p.strip_prefix("py3") {
-                    Some("") => Some((1, 0)),
-                    Some(m) => m.parse::<u32>().ok().filter(|m| *m <= target.minor).map(|m| (1, m)),
-                    None => None,
-                },
-                _ => None,
-            };
-            let Some((tier, minor)) = interpreter else { continue };
-            for platform in platform.split('.') {
-                if let Some(p) = platform_rank(platform, target) {
-                    let rank = (tier, minor, p);
-                    best = best.max(Some(rank));
-                }
-            }
-        }
-    }
-    best
-}
-
-/// How pip ranks a platform tag here: `any` last, then `linux_<arch>`, then manylinux (or
-/// musllinux on musl) by glibc (musl) version, newest first. The machine's own glibc
-/// version is not read: a manylinux wheel newer than it would be taken here, not by pip.
-fn platform_rank(platform: &str, target: &Target) -> Option<u32> {
-    if platform == "any" {
-        return Some(0);
-    }
-    let base = platform.strip_suffix(&format!("_{}", target.arch))?;
-    let (family, version) = match base {
-        "linux" => return Some(1),
-        "manylinux1" => ("manylinux", 5),
-        "manylinux2010" => ("manylinux", 12),
-        "manylinux2014" => ("manylinux", 17),
-        other => {
-            let (family, rest) = other.split_once('_')?;
-            let (major, minor) = rest.split_once('_')?;
-            let (major, minor) = (major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?);
-            (family, if major == 1 || major == 2 { minor } else { return None })
-        }
-    };
-    let fits = match family {
-        "manylinux" => !target.musl,
-        "musllinux" => target.musl,
-        _ => false,
-    };
-    fits.then_some(2 + version)
+        let size = file.get("size").and_then(Value::as_u64);
+        is_sdist(filename, name, version).then(|| Choice {
+            filename: filename.to_string(),
+            size,
+            sdist: true,
+        })
+    })
 }
 
 /// A source archive of `name` `version`: `<name>-<version>.tar.gz` (or `.zip`), the name
@@ -153,7 +43,7 @@ fn platform_rank(platform: &str, target: &Target) -> Option<u32> {
 fn is_sdist(filename: &str, name: &str, version: &str) -> bool {
     let stem = filename.strip_suffix(".tar.gz").or_else(|| filename.strip_suffix(".zip"));
     stem.and_then(|s| s.rsplit_once('-'))
-        .is_some_and(|(n, v)| v == version && models::normalize(n) == models::normalize(name))
+        .is_some_and(|(n, v)| v == version && pypi::normalize(n) == pypi::normalize(name))
 }
 
 /// What one pin would cost: the file pip would take, or why that cannot be told.
@@ -166,9 +56,6 @@ pub enum Cost {
     NoAnswer(String),
 }
 
-/// PyPI's simple index, where its JSON API (one small document per release) can be asked.
-const PYPI_SIMPLE: &str = "https://pypi.org/simple";
-
 /// Asks the index what `name==version` would cost here. On PyPI its JSON API first (one
 /// release's files); else, or when that does not answer, the index's PEP 691 listing of
 /// the project (every release: larger), which is what pip itself reads. Another index
@@ -177,18 +64,16 @@ pub fn cost(downloader: &Downloader, name: &str, version: &str, target: Option<&
     let Some(target) = target else {
         return Cost::Unknown("the Python's version is not one wheels are tagged for".into());
     };
-    let index = downloader.index().trim_end_matches('/');
     let mut why = Vec::new();
-    if index == PYPI_SIMPLE {
-        let url = format!("https://pypi.org/pypi/{}/{version}/json", models::normalize(name));
+    if downloader.index().trim_end_matches('/') == pypi::PYPI {
+        let url = format!("https://pypi.org/pypi/{}/{version}/json", pypi::normalize(name));
         match downloader.get_json(&url, "application/json") {
-            Ok(doc) => return pick(doc.get("urls"), name, version, target, &url),
+            Ok(doc) => return pick(pypi::files_of(&doc, "urls"), name, version, target, &url),
             Err(e) => why.push(e),
         }
     }
-    let url = format!("{index}/{}/", models::normalize(name));
-    match downloader.get_json(&url, models::PEP_691) {
-        Ok(doc) => pick(doc.get("files"), name, version, target, &url),
+    match pypi::listing(downloader, name) {
+        Ok(listing) => pick(listing.files(), name, version, target, &listing.url),
         Err(e) => {
             why.push(e);
             let why: Vec<&str> = why.iter().map(|f| f.message()).collect();
@@ -197,8 +82,7 @@ pub fn cost(downloader: &Downloader, name: &str, version: &str, target: Option<&
     }
 }
 
-fn pick(files: Option<&Value>, name: &str, version: &str, target: &Target, url: &str) -> Cost {
-    let files = files.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+fn pick(files: &[Value], name: &str, version: &str, target: &Target, url: &str) -> Cost {
     match choose(files, name, version, target) {
         Some(choice) if choice.size.is_some() => Cost::Known(choice),
         Some(choice) => Cost::Unknown(format!("{url} gives no size for {}", choice.filename)),

