@@ -20,6 +20,9 @@ pinned size and SHA-256. The same policy as the Rust fetcher of `cargo xtask set
 - With JARVIS_VOICE_STORE set (the production build points it into its cache mount), a
   file whose digest is in that directory is copied from there, verified, with no download,
   and each verified download is kept there: a rebuild of the models stage costs no bytes.
+- With JARVIS_VOICE_STORE_READONLY set (dev-fast mounts the host's voice store there, which
+  setup fills), a file whose digest is in that directory is copied from there, verified;
+  that store is never written, and a copy that does not verify is only skipped.
 
 Usage:
   fetch-models.py MANIFEST OUT_DIR [--allow-unavailable]
@@ -276,6 +279,18 @@ def fetch(entry, out_dir, wheels):
         # A damaged copy is dropped, and the sources are asked instead.
         os.remove(partial)
         os.remove(kept)
+    readonly = os.environ.get("JARVIS_VOICE_STORE_READONLY")
+    shared = os.path.join(readonly, entry["sha256"]) if readonly else None
+    if shared and os.path.isfile(shared):
+        shutil.copyfile(shared, partial)
+        if os.path.getsize(partial) == entry["size"] and sha256(partial) == entry["sha256"]:
+            os.replace(partial, dest)
+            print(f"  {entry['path']}: from the host's voice store, sha256 verified", flush=True)
+            return None
+        # Not ours to repair: the sources are asked instead.
+        os.remove(partial)
+        print(f"  {entry['path']}: the host's voice store holds a copy that does not verify; "
+              "fetching it", flush=True)
     tried = []
     for source in entry["sources"]:
         try:

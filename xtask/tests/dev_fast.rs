@@ -129,6 +129,36 @@ fn dev_fast_builds_reuses_rebuilds_what_changed_and_recovers() {
         second["unchanged"].as_array().unwrap().contains(&"backend container: running, up to date".into())
     );
 
+    // 2b. One download per machine: a voice that another store on this machine holds (the
+    // host's voice store, which setup fills) is copied into a new models volume, verified by
+    // its pinned digest, never fetched again. The voices the first run fetched seed a store of
+    // the test's own, named by digest as setup keeps them; the volume is emptied; the run
+    // after takes them from the store and downloads nothing.
+    let store = work.0.join("voice-store");
+    std::fs::create_dir_all(&store).unwrap();
+    let volume = format!("{PROJECT}-models");
+    let debian = "docker.io/library/debian:bookworm-slim";
+    let (vol_mount, store_mount) = (format!("{volume}:/models"), format!("{}:/store", store.display()));
+    for spec in xtask::host::voices::manifest(&p.root).unwrap() {
+        let (from, to) = (format!("/models/{}", spec.path), format!("/store/{}", spec.sha256));
+        cmd!(sh, "podman run --rm --security-opt label=disable -v {vol_mount} -v {store_mount} {debian} cp {from} {to}")
+            .quiet()
+            .run()
+            .unwrap();
+    }
+    cmd!(sh, "podman run --rm -v {vol_mount} {debian} sh -c 'rm -f /models/*'").quiet().run().unwrap();
+    std::fs::remove_file(p.root.join(".dev-cache/setup/models-volume.json")).unwrap();
+    let env = [("JARVIS_VOICE_STORE", store.display().to_string())];
+    let stored = p.xtask_with(&["dev-fast"], &env);
+    let stored_text = format!("{}{}", stdout(&stored), stderr(&stored));
+    assert!(stored.status.success(), "{stored_text}");
+    assert!(stored_text.contains("from the host's voice store, sha256 verified"), "{stored_text}");
+    assert!(
+        !stored_text.contains("bytes, sha256 verified, from"),
+        "a voice was fetched again: {stored_text}"
+    );
+    assert!(!stored_text.contains("downloaded: voices into the models volume"), "{stored_text}");
+
     // The everyday commands see the same stack.
     let status = stdout(&p.xtask(&["status"]));
     assert!(status.contains(&format!("{PROJECT}-backend-dev")) && status.contains("running"), "{status}");

@@ -129,25 +129,37 @@ fn fill_models(job: apply::Job, converged: &Converged, offline: bool) -> Result<
     if !created && cache::load_step(&dir, MODELS_STEP) == Record::Built(inputs.clone()) {
         return Ok(None);
     }
-    if offline {
+    // The host's voice store, which setup fills, is mounted read-only: a voice it holds is
+    // copied (verified by its pinned digest) instead of downloaded a second time.
+    let store = voices::voice_store().filter(|s| s.is_dir());
+    let all_stored = voices::manifest(root)
+        .is_ok_and(|specs| specs.iter().all(|f| voices::in_store(store.as_deref(), &f.sha256, f.size)));
+    if offline && !all_stored {
         // The planner refused this run already (`plan::voices_needed`); never fetch offline.
         return Err(format!("{OFFLINE}: the voices of models.json into {volume}"));
     }
     let image = stack.image_of(backend).expect("the backend is built").reference.clone();
     let bind =
         |rel: &str| format!("{}:/src/{}:ro", root.join(rel).display(), rel.rsplit('/').next().unwrap_or(rel));
-    let run = Run {
-        name: None,
-        labels: crate::commands::owned::helper_labels(&stack.project),
-        spec: [
-            "--entrypoint",
-            "/opt/venv/bin/python",
-            "-v",
-            &format!("{volume}:{target}"),
-            "-v",
-            &bind(sources[0]),
-            "-v",
-            &bind(sources[1]),
+    let mut spec: Vec<String> = ["--entrypoint", "/opt/venv/bin/python", "-v", &format!("{volume}:{target}")]
+        .map(str::to_string)
+        .to_vec();
+    for source in sources {
+        spec.extend(["-v".to_string(), bind(source)]);
+    }
+    if let Some(store) = &store {
+        spec.extend([
+            "-v".to_string(),
+            format!("{}:/host-voices:ro", store.display()),
+            "-e".to_string(),
+            "JARVIS_VOICE_STORE_READONLY=/host-voices".to_string(),
+        ]);
+    }
+    if offline {
+        spec.extend(["--network".to_string(), "none".to_string()]);
+    }
+    spec.extend(
+        [
             "--security-opt",
             "label=disable",
             &image,
@@ -156,9 +168,9 @@ fn fill_models(job: apply::Job, converged: &Converged, offline: bool) -> Result<
             target,
             "--allow-unavailable",
         ]
-        .map(str::to_string)
-        .to_vec(),
-    };
+        .map(str::to_string),
+    );
+    let run = Run { name: None, labels: crate::commands::owned::helper_labels(&stack.project), spec };
     let run = Call::Run(run);
     if out.dry_run {
         // At most the pinned sizes: a voice the volume holds already costs nothing.

@@ -117,11 +117,14 @@ fn facts(stack: &Stack, engine: &Engine, observed: crate::engine::Observed) -> R
     let voices_recorded = voices_inputs.as_ref().is_some_and(|inputs| {
         cache::load_step(&stack.project.cache_dir(), MODELS_STEP) == Record::Built(inputs.clone())
     });
+    // What the host's voice store (which setup fills) holds is copied, not downloaded.
+    let store = voices::voice_store();
     let voices = match voices_inputs {
         // A manifest that cannot be read is `validate`'s to report; here it pins nothing.
         Some(_) => voices::manifest(stack.root())
             .unwrap_or_default()
             .into_iter()
+            .filter(|f| !voices::in_store(store.as_deref(), &f.sha256, f.size))
             .map(|f| Download { what: format!("{} ({})", f.path, f.voice), bytes: Some(f.size) })
             .collect(),
         None => vec![],
