@@ -3,8 +3,6 @@
 
 use std::{io::IsTerminal, time::Instant};
 
-use serde_json::{Value, json};
-
 pub const BOLD: &str = "1";
 pub const RED: &str = "31";
 pub const GREEN: &str = "32";
@@ -51,23 +49,38 @@ impl Output {
     }
 }
 
-/// Runs a command's body; with `--json` its report, with `ok`, `seconds` and any `error`,
-/// is printed as one document on stdout, whatever happened.
-pub fn reporting(
+/// What `--json` prints around a command's own typed report: which command, whether it
+/// succeeded, how long it took, and its error.
+#[derive(serde::Serialize)]
+struct Envelope<'a, R> {
+    command: &'a str,
+    ok: bool,
+    seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(flatten)]
+    report: &'a R,
+}
+
+/// Runs a command's body, which fills its typed report; with `--json` the report, with
+/// `ok`, `seconds` and any `error`, is printed as one document on stdout, whatever happened.
+pub fn reporting<R: serde::Serialize + Default>(
     command: &str,
     json_out: bool,
-    body: impl FnOnce(&mut Value) -> Result<(), String>,
+    body: impl FnOnce(&mut R) -> Result<(), String>,
 ) -> Result<(), String> {
     let started = Instant::now();
-    let mut report = json!({ "command": command });
+    let mut report = R::default();
     let result = body(&mut report);
     if json_out {
-        report["ok"] = json!(result.is_ok());
-        report["seconds"] = json!(started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            report["error"] = json!(e);
-        }
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+        let envelope = Envelope {
+            command,
+            ok: result.is_ok(),
+            seconds: started.elapsed().as_secs_f64(),
+            error: result.as_ref().err().map(String::as_str),
+            report: &report,
+        };
+        println!("{}", serde_json::to_string_pretty(&envelope).expect("reports serialize"));
     }
     result
 }
@@ -96,6 +109,26 @@ pub enum Amount {
     Measured(u64),
     Estimated(u64),
     NotMeasured,
+}
+
+/// A meter as `--json` reports it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Downloaded {
+    pub sources: Vec<SourceAmount>,
+    pub total_bytes: u64,
+    pub measured_bytes: u64,
+    pub estimated_bytes: u64,
+    /// No source went unmeasured.
+    pub complete: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SourceAmount {
+    pub source: String,
+    /// `None`: not measured.
+    pub bytes: Option<u64>,
+    /// "measured", "estimated" or "not measured".
+    pub how: &'static str,
 }
 
 /// What a command downloaded, per source, printed at its end and put in `--json`.
@@ -195,38 +228,42 @@ impl Meter {
         lines
     }
 
-    pub fn to_json(&self) -> Value {
-        let sources: Vec<Value> = self
+    /// What `--json` reports as `downloaded`.
+    pub fn to_json(&self) -> Downloaded {
+        let sources: Vec<SourceAmount> = self
             .nonzero()
-            .map(|(source, amount)| match amount {
-                Amount::Measured(b) => json!({ "source": source, "bytes": b, "how": "measured" }),
-                Amount::Estimated(b) => json!({ "source": source, "bytes": b, "how": "estimated" }),
-                Amount::NotMeasured => json!({ "source": source, "bytes": null, "how": "not measured" }),
+            .map(|(source, amount)| {
+                let (bytes, how) = match amount {
+                    Amount::Measured(b) => (Some(*b), "measured"),
+                    Amount::Estimated(b) => (Some(*b), "estimated"),
+                    Amount::NotMeasured => (None, "not measured"),
+                };
+                SourceAmount { source: source.clone(), bytes, how }
             })
             .collect();
-        let sum = |how: &str| {
-            sources.iter().filter(|s| s["how"] == how).filter_map(|s| s["bytes"].as_u64()).sum::<u64>()
-        };
-        json!({
-            "sources": sources,
-            "total_bytes": sum("measured") + sum("estimated"),
-            "measured_bytes": sum("measured"),
-            "estimated_bytes": sum("estimated"),
-            "complete": !sources.iter().any(|s| s["how"] == "not measured"),
-        })
+        let sum = |how: &str| sources.iter().filter(|s| s.how == how).filter_map(|s| s.bytes).sum::<u64>();
+        Downloaded {
+            total_bytes: sum("measured") + sum("estimated"),
+            measured_bytes: sum("measured"),
+            estimated_bytes: sum("estimated"),
+            complete: !sources.iter().any(|s| s.bytes.is_none()),
+            sources,
+        }
     }
 
-    /// Prints the lines and puts the meter into the report as `downloaded`.
-    pub fn report(&self, out: Output, report: &mut Value) {
+    /// Prints the lines; what goes into the report as `downloaded`.
+    pub fn report(&self, out: Output) -> Downloaded {
         for line in self.lines() {
             out.say(line);
         }
-        report["downloaded"] = self.to_json();
+        self.to_json()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     /// The one way sizes are printed, everywhere: doctor, stats, history, prune, the meter.
@@ -244,8 +281,8 @@ mod tests {
         assert_eq!(meter.lines(), ["downloaded: total 0 B"]);
         meter.measured("voices", 0);
         assert_eq!(meter.lines(), ["downloaded: total 0 B"]);
-        assert_eq!(meter.to_json()["total_bytes"], 0);
-        assert_eq!(meter.to_json()["sources"], json!([]));
+        assert_eq!(serde_json::to_value(meter.to_json()).unwrap()["total_bytes"], 0);
+        assert_eq!(serde_json::to_value(meter.to_json()).unwrap()["sources"], json!([]));
     }
 
     #[test]
@@ -264,7 +301,7 @@ mod tests {
                 "downloaded: total 64.0 MB (63.0 MB measured, 1.0 MB estimated), plus 1 source(s) not measured (above)",
             ]
         );
-        let json = meter.to_json();
+        let json = serde_json::to_value(meter.to_json()).unwrap();
         assert_eq!(json["measured_bytes"], 63_004_800);
         assert_eq!(json["estimated_bytes"], 1_000_000);
         assert_eq!(json["complete"], false);

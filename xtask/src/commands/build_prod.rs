@@ -2,17 +2,15 @@
 //! when no image with these exact inputs exists; then each stage says whether it came from
 //! the layer cache, so "why was that slow" has an answer on screen.
 
-use serde_json::{Value, json};
-
 use crate::{
     Context,
-    converge::applied::{Named, Outcome, Status},
+    converge::applied::{Named, Outcome, RegistryReport, StageReport, Status},
     converge::apply,
     converge::plan::{self, Options},
     converge::registry::RegistryArgs,
     engine::Engine,
     inputs::cache,
-    output::{self, Meter, Output},
+    output::{self, Downloaded, Meter, Output},
     stack::{Llm, Stack},
 };
 
@@ -55,19 +53,43 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     })
 }
 
+/// What `build-prod --json` prints.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub image: String,
+    /// The inputs tag and the extra tags.
+    pub tags: Vec<String>,
+    /// The inputs digest.
+    pub inputs: String,
+    pub plan: Vec<Named>,
+    pub blockers: Vec<String>,
+    /// "cached", "built", "pulled" or "dry-run"; absent when blocked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    pub built: bool,
+    pub stages: Vec<StageReport>,
+    pub pushed: bool,
+    /// What the registry gave, or why not (none without a registry).
+    pub registry: Option<RegistryReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downloaded: Option<Downloaded>,
+}
+
 /// Builds the production image unless it is current (fetched from the registry first,
 /// when one is set).
-fn build(job: apply::Job, options: Options, report: &mut Value) -> Result<(), String> {
+fn build(job: apply::Job, options: Options, report: &mut Report) -> Result<(), String> {
     let apply::Job { sh, engine, stack, out, registry } = job;
     let image = &stack.images[0];
     let facts = crate::converge::observe::observe(sh, engine, stack)?;
     let plan = plan::plan_builds(stack, &facts, options.with_registry(registry));
     let digest = facts.inputs[0].0.digest();
-    report["image"] = json!(image.reference);
-    report["tags"] = json!([vec![image.inputs_tag(&digest)], image.extra_tags.clone()].concat());
-    report["inputs"] = json!(digest);
-    report["plan"] = json!(Named::all(&plan.actions, stack));
-    report["blockers"] = json!(plan.blockers);
+    report.image.clone_from(&image.reference);
+    report.tags = [vec![image.inputs_tag(&digest)], image.extra_tags.clone()].concat();
+    report.inputs.clone_from(&digest);
+    report.plan = Named::all(&plan.actions, stack);
+    report.blockers.clone_from(&plan.blockers);
     if !plan.blockers.is_empty() {
         return Err(format!("nothing was built:\n  {}", plan.blockers.join("\n  ")));
     }
@@ -77,9 +99,8 @@ fn build(job: apply::Job, options: Options, report: &mut Value) -> Result<(), St
             image.reference,
             image.inputs_tag(&digest).rsplit(':').next().unwrap_or_default()
         ));
-        report["built"] = json!(false);
-        report["outcome"] = json!("cached");
-        Meter::default().report(out, report);
+        report.outcome = Some("cached".into());
+        report.downloaded = Some(Meter::default().report(out));
         // No size: inspecting it costs the engine a walk of every layer, the no-op's whole budget.
         return Ok(());
     }
@@ -88,28 +109,28 @@ fn build(job: apply::Job, options: Options, report: &mut Value) -> Result<(), St
     let of = |kind: &str| done.iter().find(|d| d.action.action == kind);
     let fetch = of("fetch");
     let build = of("build").filter(|b| b.status == Status::Ok);
-    report["stages"] =
-        json!(build.and_then(|b| b.build.as_ref()).map(|b| b.stages.clone()).unwrap_or_default());
-    report["outcome"] = match (fetch.and_then(|f| f.outcome), build.and_then(|b| b.outcome)) {
-        _ if out.dry_run => json!("dry-run"),
-        (Some(Outcome::Pulled), _) => json!("pulled"),
-        (_, Some(outcome)) => json!(outcome),
-        _ => json!("dry-run"),
+    report.stages = build.and_then(|b| b.build.as_ref()).map(|b| b.stages.clone()).unwrap_or_default();
+    let outcome = match (fetch.and_then(|f| f.outcome), build.and_then(|b| b.outcome)) {
+        _ if out.dry_run => "dry-run",
+        (Some(Outcome::Pulled), _) => "pulled",
+        (_, Some(Outcome::Built)) => "built",
+        _ => "dry-run",
     };
-    report["built"] = json!(report["outcome"] == "built");
-    report["pushed"] = json!(of("share").and_then(|s| s.pushed).unwrap_or(false));
-    report["registry"] = json!(fetch.and_then(|f| f.registry.clone()));
+    report.outcome = Some(outcome.into());
+    report.built = outcome == "built";
+    report.pushed = of("share").and_then(|s| s.pushed).unwrap_or(false);
+    report.registry = fetch.and_then(|f| f.registry.clone());
     if out.dry_run {
         return Ok(());
     }
     let mut meter = Meter::default();
     crate::converge::applied::meter(&done, &mut meter);
-    meter.report(out, report);
+    report.downloaded = Some(meter.report(out));
     if let Ok(bytes) = engine.image_size(sh, &image.reference) {
         let also: Vec<&str> =
             image.extra_tags.iter().filter_map(|t| t.rsplit_once(':').map(|(_, tag)| tag)).collect();
         out.say(format!("{} (also :{}): {:.0} MB", image.reference, also.join(", :"), bytes as f64 / 1e6));
-        report["size_bytes"] = json!(bytes);
+        report.size_bytes = Some(bytes);
     }
     Ok(())
 }

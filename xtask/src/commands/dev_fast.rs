@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
 use crate::{
     Context,
     converge::applied::Converged,
@@ -17,7 +15,7 @@ use crate::{
     engine::{Call, Engine, Progress, Run},
     host::voices,
     inputs::cache::{self, Record},
-    output::{self, Meter, Output},
+    output::{self, Downloaded, Meter, Output},
     stack::{Holds, Llm, Stack},
 };
 
@@ -52,7 +50,25 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     output::reporting("dev-fast", args.json, |report| run_inner(cx, args, out, report))
 }
 
-fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Result<(), String> {
+/// What `dev-fast --json` prints: the plan and what each action did, where the stack
+/// answers, and what the run downloaded.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub converged: Converged,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Urls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downloaded: Option<Downloaded>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Urls {
+    pub frontend: String,
+    pub backend: String,
+}
+
+fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Report) -> Result<(), String> {
     let engine = Engine::detect()?;
     let mut stack = Stack::dev(&cx.project, args.llm, engine.host_alias());
     if args.build_only {
@@ -70,10 +86,8 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     let registry = args.registry.registry(&cx.project.root, !args.rebuild, false)?;
     let timeout = Duration::from_secs(args.timeout);
     let job = apply::Job { sh: &sh, engine: &engine, stack: &stack, out, registry: registry.as_ref() };
-    let mut converged = Converged::default();
-    let result = apply::converge(job, options, timeout, &Cancel::default(), &mut converged);
-    converged.write_into(report);
-    result?;
+    apply::converge(job, options, timeout, &Cancel::default(), &mut report.converged)?;
+    let converged = &report.converged;
     let mut meter = Meter::default();
     crate::converge::applied::meter(&converged.applied, &mut meter);
     if !args.dry_run {
@@ -81,11 +95,11 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     }
     if args.build_only {
         if !args.dry_run {
-            meter.report(out, report);
+            report.downloaded = Some(meter.report(out));
         }
         return Ok(());
     }
-    if let Some(bytes) = fill_models(job, &converged, args.net.offline)? {
+    if let Some(bytes) = fill_models(job, converged, args.net.offline)? {
         // Fetched inside the backend image by fetch-models.py: the pinned sizes, not a count.
         meter.estimated("voices into the models volume (models.json sizes)", bytes);
     }
@@ -95,18 +109,14 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Value) -> Resu
     ready::check_llm(job, args.llm);
     let p = &stack.project;
     let host = p.reach_addr();
-    let urls = json!({
-        "frontend": format!("http://{host}:{}", p.frontend_port),
-        "backend": format!("http://{host}:{}", p.backend_port),
-    });
-    out.say(format!(
-        "ready: frontend {}  backend {}",
-        urls["frontend"].as_str().unwrap(),
-        urls["backend"].as_str().unwrap()
-    ));
+    let urls = Urls {
+        frontend: format!("http://{host}:{}", p.frontend_port),
+        backend: format!("http://{host}:{}", p.backend_port),
+    };
+    out.say(format!("ready: frontend {}  backend {}", urls.frontend, urls.backend));
     out.say("logs: cargo xtask logs [backend|frontend] -f    stop: cargo xtask stop");
-    report["urls"] = urls;
-    meter.report(out, report);
+    report.urls = Some(urls);
+    report.downloaded = Some(meter.report(out));
     Ok(())
 }
 

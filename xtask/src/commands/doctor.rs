@@ -11,7 +11,6 @@ mod probe;
 
 use std::time::Instant;
 
-use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::{
@@ -214,6 +213,41 @@ struct Row {
     seconds: f64,
 }
 
+/// What `doctor --json` prints: every finding, the counts, what `--fix` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub checks: Vec<CheckReport>,
+    pub counts: Counts,
+    pub fixed: Vec<String>,
+    pub doctor_seconds: f64,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Counts {
+    pub ok: usize,
+    pub warning: usize,
+    pub problem: usize,
+    pub skipped: usize,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct CheckReport {
+    pub group: &'static str,
+    pub check: &'static str,
+    pub status: &'static str,
+    pub evidence: String,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// A warning or a problem: what the user would see, and what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symptom: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixable: Option<bool>,
+}
+
 pub fn run(root: std::path::PathBuf, args: &Args) -> Result<(), String> {
     let groups: Vec<&str> = CHECKS.iter().map(|c| c.group).collect();
     if let Some(unknown) = args.groups.iter().find(|g| !groups.contains(&g.as_str())) {
@@ -222,7 +256,7 @@ pub fn run(root: std::path::PathBuf, args: &Args) -> Result<(), String> {
         return Err(format!("no check group {unknown:?}; the groups are {}", known.join(", ")));
     }
     let out = Output { json: args.json, dry_run: false };
-    output::reporting("doctor", args.json, |report| {
+    output::reporting("doctor", args.json, |report: &mut Report| {
         let started = Instant::now();
         let probe = Probe::new(root.clone(), args.offline);
         let mut rows = run_checks(&probe, &args.groups);
@@ -246,11 +280,11 @@ pub fn run(root: std::path::PathBuf, args: &Args) -> Result<(), String> {
         let seconds = started.elapsed().as_secs_f64();
         let count = |s: Status| rows.iter().filter(|r| r.finding.status == s).count();
         let (problems, warnings, oks) = (count(Status::Problem), count(Status::Warning), count(Status::Ok));
-        report["checks"] = Value::Array(rows.iter().map(row_json).collect());
-        report["counts"] =
-            json!({ "ok": oks, "warning": warnings, "problem": problems, "skipped": count(Status::Skipped) });
-        report["fixed"] = json!(fixed);
-        report["doctor_seconds"] = json!(seconds);
+        report.checks = rows.iter().map(check_report).collect();
+        report.counts =
+            Counts { ok: oks, warning: warnings, problem: problems, skipped: count(Status::Skipped) };
+        report.fixed.clone_from(&fixed);
+        report.doctor_seconds = seconds;
         if !args.json {
             print_rows(&rows, out);
             let fixable = rows.iter().filter(|r| r.finding.repair.is_some()).count();
@@ -303,24 +337,20 @@ fn run_checks(probe: &Probe, groups: &[String]) -> Vec<Row> {
         .collect()
 }
 
-fn row_json(row: &Row) -> Value {
+fn check_report(row: &Row) -> CheckReport {
     let f = &row.finding;
-    let mut v = json!({
-        "group": row.check.group,
-        "check": row.check.name,
-        "status": f.status.word(),
-        "evidence": f.evidence,
-        "seconds": (row.seconds * 1000.0).round() / 1000.0,
-    });
-    if !f.subject.is_empty() {
-        v["subject"] = json!(f.subject);
+    let trouble = matches!(f.status, Status::Warning | Status::Problem);
+    CheckReport {
+        group: row.check.group,
+        check: row.check.name,
+        status: f.status.word(),
+        evidence: f.evidence.clone(),
+        seconds: (row.seconds * 1000.0).round() / 1000.0,
+        subject: (!f.subject.is_empty()).then(|| f.subject.clone()),
+        symptom: trouble.then_some(row.check.symptom),
+        fix: trouble.then(|| f.fix.clone()),
+        fixable: trouble.then_some(f.repair.is_some()),
     }
-    if matches!(f.status, Status::Warning | Status::Problem) {
-        v["symptom"] = json!(row.check.symptom);
-        v["fix"] = json!(f.fix);
-        v["fixable"] = json!(f.repair.is_some());
-    }
-    v
 }
 
 /// One line per finding; a warning or problem also says what the user would otherwise

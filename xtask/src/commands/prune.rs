@@ -20,7 +20,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::{
@@ -178,9 +177,38 @@ fn short(id: &str) -> &str {
     &id[..12.min(id.len())]
 }
 
+/// What `prune --json` prints: the plan, and with `--yes` what went.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub plan: PlanReport,
+    /// The builds that were running, for which no image was removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred_for_builds: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed_images: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freed_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PlanReport {
+    pub containers: Vec<String>,
+    pub untags: Vec<String>,
+    pub images: Vec<ImageReport>,
+    pub kept: Vec<String>,
+    pub bytes: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ImageReport {
+    pub id: String,
+    pub why: String,
+    pub bytes: u64,
+}
+
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let out = Output { json: args.json, dry_run: !args.yes };
-    crate::output::reporting("prune", args.json, |report| {
+    crate::output::reporting("prune", args.json, |report: &mut Report| {
         let engine = Engine::detect()?;
         let sh = Shell::new().map_err(|e| e.to_string())?;
         let _lock = cache::lock(&cx.project.cache_dir())?;
@@ -198,7 +226,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         };
         let (images, containers) = observe()?;
         let planned = plan(project, &ours, &images, &containers, args.keep);
-        report["plan"] = to_json(&planned);
+        report.plan = plan_report(&planned);
         show(&planned, out, args.yes);
         if !args.yes {
             return Ok(());
@@ -237,7 +265,7 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
                      run `cargo xtask prune --yes` again when it ends",
                     builds.join(", ")
                 ));
-                report["deferred_for_builds"] = json!(builds);
+                report.deferred_for_builds = Some(builds);
                 break;
             }
             match engine.call(&sh, &Call::RemoveImagesOnly(vec![id.clone()]), Progress::Quiet) {
@@ -253,20 +281,24 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
             out.say(format!("removed {} images of ours: {}", removed.len(), removed.join(" ")));
         }
         out.say(format!("freed about {}", bytes_text(freed)));
-        report["removed_images"] = json!(removed);
-        report["freed_bytes"] = json!(freed);
+        report.removed_images = Some(removed);
+        report.freed_bytes = Some(freed);
         Ok(())
     })
 }
 
-fn to_json(plan: &Plan) -> Value {
-    json!({
-        "containers": plan.containers,
-        "untags": plan.untags,
-        "images": plan.images.iter().map(|(id, why, b)| json!({ "id": id, "why": why, "bytes": b })).collect::<Vec<_>>(),
-        "kept": plan.kept,
-        "bytes": plan.bytes(),
-    })
+fn plan_report(plan: &Plan) -> PlanReport {
+    PlanReport {
+        containers: plan.containers.clone(),
+        untags: plan.untags.clone(),
+        images: plan
+            .images
+            .iter()
+            .map(|(id, why, b)| ImageReport { id: id.clone(), why: why.to_string(), bytes: *b })
+            .collect(),
+        kept: plan.kept.clone(),
+        bytes: plan.bytes(),
+    }
 }
 
 fn show(plan: &Plan, out: Output, yes: bool) {

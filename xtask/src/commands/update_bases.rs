@@ -5,7 +5,6 @@
 //! saying "base image X changed". `--check` pulls nothing and names bases older than 30
 //! days; `status` says the same.
 
-use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::{
@@ -36,9 +35,41 @@ fn loopback(reference: &str) -> bool {
         || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// What `update-bases --json` prints: each base image our Containerfiles name.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub bases: Vec<BaseRow>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct BaseRow {
+    pub base: String,
+    /// The local image's id; none when the engine does not have it yet.
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<bool>,
+    /// The images of ours built on it.
+    pub used_by: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pulled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_id: Option<String>,
+    /// What the next build rebuilds because this base changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalidates: Option<Vec<String>>,
+}
+
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let out = Output { json: args.json, dry_run: args.check };
-    crate::output::reporting("update-bases", args.json, |report| {
+    crate::output::reporting("update-bases", args.json, |report: &mut Report| {
         let engine = Engine::detect()?;
         let sh = Shell::new().map_err(|e| e.to_string())?;
         let stacks = owned::stacks(cx, &engine);
@@ -62,16 +93,28 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
                         },
                         if stale { format!(" (older than {STALE_DAYS} days)") } else { String::new() }
                     ));
-                    rows.push(json!({ "base": base, "id": id, "age_seconds": seconds, "digest": digest, "stale": stale, "used_by": bases[base] }));
+                    rows.push(BaseRow {
+                        base: base.clone(),
+                        id: Some(id.clone()),
+                        age_seconds: Some(*seconds),
+                        digest: Some(digest.clone()),
+                        stale: Some(stale),
+                        used_by: bases[base].clone(),
+                        ..BaseRow::default()
+                    });
                 }
                 None => {
                     out.say(format!("{base}: not here yet; builds {users}"));
-                    rows.push(json!({ "base": base, "id": null, "used_by": bases[base] }));
+                    rows.push(BaseRow {
+                        base: base.clone(),
+                        used_by: bases[base].clone(),
+                        ..BaseRow::default()
+                    });
                 }
             }
         }
         if args.check {
-            let stale: Vec<&Value> = rows.iter().filter(|r| r["stale"] == true).collect();
+            let stale: Vec<&BaseRow> = rows.iter().filter(|r| r.stale == Some(true)).collect();
             if stale.is_empty() {
                 out.say(format!("no base is older than {STALE_DAYS} days; nothing pulled (--check)"));
             } else {
@@ -80,33 +123,33 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
                     stale.len()
                 ));
             }
-            report["bases"] = json!(rows);
+            report.bases = rows;
             return Ok(());
         }
         for (row, (base, found)) in rows.iter_mut().zip(&before) {
             let pull = Call::Pull { reference: base.clone(), tls_verify: !loopback(base) };
             if let Err(e) = engine.call(&sh, &pull, Progress::Quiet) {
                 out.warn(format!("{base}: not pulled, kept as it is ({e})"));
-                row["pulled"] = json!(false);
-                row["error"] = json!(e.to_string());
+                row.pulled = Some(false);
+                row.error = Some(e.to_string());
                 continue;
             }
             let now = engine.image_id(&sh, base);
             let changed = now.as_deref() != found.as_ref().map(|(id, _, _)| id.as_str());
-            row["pulled"] = json!(true);
-            row["changed"] = json!(changed);
-            row["new_id"] = json!(now);
+            row.pulled = Some(true);
+            row.changed = Some(changed);
+            row.new_id.clone_from(&now);
             if changed {
                 out.say(format!(
                     "{base}: updated; the next build rebuilds {} (`cargo xtask dev-fast`, `cargo xtask build-prod`: \"base image {base} changed\")",
                     bases[base].join(", ")
                 ));
-                row["invalidates"] = json!(bases[base]);
+                row.invalidates = Some(bases[base].clone());
             } else {
                 out.say(format!("{base}: already the newest"));
             }
         }
-        report["bases"] = json!(rows);
+        report.bases = rows;
         Ok(())
     })
 }

@@ -188,15 +188,6 @@ pub struct Converged {
 }
 
 impl Converged {
-    /// Its fields, into a command's `--json` report.
-    pub fn write_into(&self, report: &mut serde_json::Value) {
-        if let serde_json::Value::Object(fields) = serde_json::to_value(self).expect("reports serialize") {
-            for (key, value) in fields {
-                report[key] = value;
-            }
-        }
-    }
-
     pub fn creates_volume(&self, volume: &str) -> bool {
         self.plan.iter().any(|a| a.action == "create-volume" && a.target == volume)
     }
