@@ -56,6 +56,10 @@ pub struct Args {
     /// clean rebuilds and pip, npm and Cargo dependencies added.
     #[arg(long, requires = "bandwidth")]
     pub engine: bool,
+    /// With --bandwidth: only the first-day row (setup, dev-fast until ready, build-prod,
+    /// on empty caches of its own), against the unique bytes; `--engine` includes it.
+    #[arg(long, requires = "bandwidth", conflicts_with = "engine")]
+    pub first_day: bool,
     /// The inner loop's figures in one run: this benchmark, then --dev-local, then --prod.
     #[arg(long, conflicts_with_all = ["dev_local", "prod", "registry", "bandwidth"])]
     pub all: bool,
@@ -77,7 +81,12 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         return prod(cx, runs);
     }
     if args.bandwidth {
-        return bandwidth::run(cx, args.engine);
+        let rows = match (args.engine, args.first_day) {
+            (true, _) => bandwidth::Rows::Engine,
+            (_, true) => bandwidth::Rows::FirstDay,
+            _ => bandwidth::Rows::Host,
+        };
+        return bandwidth::run(cx, rows);
     }
     if let Some(registry) = &args.registry {
         return registry::run(cx, registry);

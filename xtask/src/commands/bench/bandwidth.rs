@@ -49,6 +49,7 @@ use crate::{
 };
 
 mod engine;
+mod first_day;
 
 /// A line the meter prints: `downloaded: <source>: <amount>`.
 const PREFIX: &str = "downloaded: ";
@@ -82,12 +83,24 @@ impl Row {
     }
 }
 
-pub fn run(cx: &Context, engine: bool) -> Result<(), String> {
+/// Which rows: those without an engine; `--engine` adds the image builds and the first
+/// day; `--first-day` is that row alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rows {
+    Host,
+    Engine,
+    FirstDay,
+}
+
+pub fn run(cx: &Context, which: Rows) -> Result<(), String> {
     let iface = registry::default_interface().ok_or("no default route: nothing to compare the meter with")?;
     let scratch = std::env::temp_dir().join(format!("jarvis-bench-bandwidth-{}", std::process::id()));
-    let result = rows(cx, &scratch, &iface, engine);
+    let result = match which {
+        Rows::FirstDay => first_day::first_day(cx, &scratch, &iface).map(|(row, notes)| (vec![row], notes)),
+        _ => rows(cx, &scratch, &iface, which == Rows::Engine),
+    };
     let _ = fs::remove_dir_all(&scratch);
-    let rows = result?;
+    let (rows, notes) = result?;
     println!(
         "bandwidth benchmark: the meter against the received bytes of {iface} (scratch copies, empty caches of their own)\n"
     );
@@ -100,11 +113,20 @@ pub fn run(cx: &Context, engine: bool) -> Result<(), String> {
         let ratio = if row.busy { format!("{ratio} (not idle: others downloaded)") } else { ratio };
         println!("| {} | {text} | {host} | {ratio} |", row.what);
     }
-    println!("\nproduced by `cargo xtask bench --bandwidth{}`", if engine { " --engine" } else { "" });
+    println!();
+    for note in &notes {
+        println!("{note}");
+    }
+    let flag = match which {
+        Rows::Host => "",
+        Rows::Engine => " --engine",
+        Rows::FirstDay => " --first-day",
+    };
+    println!("\nproduced by `cargo xtask bench --bandwidth{flag}`");
     Ok(())
 }
 
-fn rows(cx: &Context, scratch: &Path, iface: &str, engine: bool) -> Result<Vec<Row>, String> {
+fn rows(cx: &Context, scratch: &Path, iface: &str, engine: bool) -> Result<(Vec<Row>, Vec<String>), String> {
     let setup = |what: &str, dir: &Path, env: &[(&str, PathBuf)]| -> Result<Row, String> {
         eprintln!("bench --bandwidth: {what}...");
         let idle = quiet(iface, Duration::from_secs(120));
@@ -158,10 +180,14 @@ fn rows(cx: &Context, scratch: &Path, iface: &str, engine: bool) -> Result<Vec<R
     rows.push(with_npm_dependency(&two, &env, || setup("an npm dependency added (ms@2.1.3)", &two))?);
     rows.push(setup("that npm dependency removed again", &two)?);
     rows.push(dev_local_change(cx, &two, &env, iface)?);
+    let mut notes = Vec::new();
     if engine {
         rows.extend(engine::engine_rows(cx, scratch, &two, &env, iface)?);
+        let (row, lines) = first_day::first_day(cx, scratch, iface)?;
+        rows.push(row);
+        notes = lines;
     }
-    Ok(rows)
+    Ok((rows, notes))
 }
 
 /// One engine command in `dir` (with `--json`) as one row: its report's meter beside the

@@ -178,7 +178,12 @@ fn registry_row(
 /// so the names this tool gave them, on images labelled as the bench project's, are
 /// untagged (which removes no content), and `prune --yes --keep 0` then removes those
 /// images, the way that is safe for other projects' builds. The dev rows start no container.
-fn remove_images(cx: &Context, dir: &Path, env: &[(&str, PathBuf)], project: &str) -> Result<(), String> {
+pub(super) fn remove_images(
+    cx: &Context,
+    dir: &Path,
+    env: &[(&str, PathBuf)],
+    project: &str,
+) -> Result<(), String> {
     let engine = Engine::detect()?;
     let sh = crate::shell()?;
     let scratch_cx = Context {
