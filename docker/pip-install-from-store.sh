@@ -6,7 +6,9 @@
 # for every pin again (4 MB of index pages): so when every line is a plain `name==version`
 # pin (requirements.txt pins the transitive ones too), only the missing pins are fetched,
 # `--no-deps`, and a new pin costs that package and its index page. `cargo xtask setup`
-# does the same on the host.
+# does the same on the host, and its wheel store, where podman mounts it at /host-wheels
+# (an empty stage elsewhere), is asked first: a wheel setup already downloaded that suits
+# this Python is copied by pip (`--no-index`: it reads nothing else), not downloaded again.
 set -eu
 pip=$1 requirements=$2
 shift 2
@@ -36,6 +38,35 @@ while IFS= read -r line || [ -n "$line" ]; do
   done
   [ $found = yes ] || echo "$name==$version" >> "$missing"
 done < "$requirements"
+host=/host-wheels
+if [ $simple = yes ] && [ -s "$missing" ] && ls "$host"/*.whl >/dev/null 2>&1; then
+  # The pins the host's store may hold, all at once, else one by one (a wheel for another
+  # Python is not taken); what it gave leaves the missing list.
+  if ! "$pip" download --disable-pip-version-check --quiet --no-index --no-deps --find-links "$host" \
+       --dest "$store" -r "$missing" 2>/dev/null; then
+    while IFS= read -r pin; do
+      "$pip" download --disable-pip-version-check --quiet --no-index --no-deps --find-links "$host" \
+        --dest "$store" "$pin" 2>/dev/null || true
+    done < "$missing"
+  fi
+  still=$(mktemp)
+  while IFS= read -r pin; do
+    name=${pin%%==*} version=${pin#*==} found=no
+    for wheel in "$store"/*.whl; do
+      [ -e "$wheel" ] || break
+      file=${wheel##*/} && rest=${file#*-}
+      if [ "$(norm "${file%%-*}")" = "$(norm "$name")" ] && [ "${rest%%-*}" = "$version" ]; then
+        found=yes && break
+      fi
+    done
+    [ $found = yes ] || echo "$pin" >> "$still"
+  done < "$missing"
+  echo "from the host's wheel store: $(($(wc -l < "$missing") - $(wc -l < "$still"))) of $(wc -l < "$missing") missing pins"
+  mv "$still" "$missing"
+  if [ ! -s "$missing" ] && install "$@" 2>/dev/null; then
+    exit 0
+  fi
+fi
 if [ $simple = yes ] && [ -s "$missing" ]; then
   echo "fetching into the wheel store: $(tr '\n' ' ' < "$missing")"
   "$pip" wheel --disable-pip-version-check --no-deps --wheel-dir "$store" -r "$missing"

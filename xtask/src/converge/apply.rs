@@ -65,6 +65,7 @@ pub fn call(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> C
                 build_args: img.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 no_cache: *no_cache,
                 network: offline.then(|| "none".to_string()),
+                contexts: host_stores(&stack.root().join(img.containerfile)),
             })
         }
         Action::Pull { service, .. } => match &stack.services[*service].image {
@@ -80,6 +81,24 @@ pub fn call(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> C
             Call::Run(spec::service_run(stack, engine, svc, &facts.configs[*service]))
         }
     }
+}
+
+/// The host's stores a Containerfile takes (its empty `FROM scratch AS host-<store>`
+/// stages), where they exist: what `setup` downloaded is then copied into the build,
+/// verified by its pinned digest or version, instead of downloaded a second time.
+fn host_stores(containerfile: &std::path::Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(containerfile).unwrap_or_default();
+    crate::inputs::containerfile::host_stores(&text)
+        .into_iter()
+        .filter_map(|name| {
+            let dir = match name.as_str() {
+                "host-wheels" => crate::host::user_store("JARVIS_WHEEL_STORE", "wheels"),
+                "host-voices" => crate::host::voices::voice_store(),
+                _ => None,
+            }?;
+            dir.is_dir().then(|| (name, dir.display().to_string()))
+        })
+        .collect()
 }
 
 /// The checkout's commit (with "-dirty" when it has local changes), for the image label
@@ -222,10 +241,12 @@ fn record_build(job: Job, facts: &Facts, action: &Action, log: &str, seconds: f6
     let Job { sh, engine, stack, out, .. } = job;
     let img = &stack.images[*image];
     let text = std::fs::read_to_string(stack.root().join(img.containerfile)).unwrap_or_default();
-    let stages = buildlog::in_containerfile_order(
+    let mut stages = buildlog::in_containerfile_order(
         buildlog::stages(log),
         &crate::inputs::containerfile::stage_names(&text),
     );
+    // An empty `FROM scratch AS host-...` stage (a host store's place) has nothing to report.
+    stages.retain(|stage| stage.steps > 0);
     let id = if *staged {
         engine.image_id(sh, &img.staged_tag())
     } else {

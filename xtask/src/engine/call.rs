@@ -64,6 +64,11 @@ pub struct Build {
     pub no_cache: bool,
     /// `--network`: "none" for a build that must download nothing (`--offline`).
     pub network: Option<String>,
+    /// Host stores handed to the build as named contexts (`--build-context NAME=DIR`), each
+    /// replacing the empty `FROM scratch AS NAME` stage of that name. podman only: docker
+    /// 20.10's BuildKit takes no named contexts without a frontend image from a registry,
+    /// so there the stage stays empty and the build fetches what it needs.
+    pub contexts: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -120,6 +125,11 @@ impl Engine {
                 }
                 for (k, v) in &b.build_args {
                     args.extend([s("--build-arg"), format!("{k}={v}")]);
+                }
+                if self.kind == Kind::Podman {
+                    for (name, dir) in &b.contexts {
+                        args.extend([s("--build-context"), format!("{name}={dir}")]);
+                    }
                 }
                 args.push(b.context.clone());
                 vec![args]
@@ -231,6 +241,19 @@ mod tests {
         assert!(!docker.contains(&"--format".to_string()));
         assert!(docker.contains(&"--progress=plain".to_string()), "buildlog reads BuildKit's plain log");
         assert!(engine(Kind::Docker).command_lines(&build)[0].starts_with("DOCKER_BUILDKIT=1 docker build "));
+    }
+
+    #[test]
+    fn host_stores_go_to_podman_builds_as_named_contexts_and_not_to_docker() {
+        let build = Call::Build(Build {
+            contexts: vec![("host-wheels".into(), "/home/u/.cache/jarvis/wheels".into())],
+            ..Build::default()
+        });
+        let podman = &engine(Kind::Podman).calls(&build)[0];
+        assert!(
+            podman.windows(2).any(|w| w == ["--build-context", "host-wheels=/home/u/.cache/jarvis/wheels"])
+        );
+        assert!(!engine(Kind::Docker).calls(&build)[0].contains(&"--build-context".to_string()));
     }
 
     #[test]

@@ -57,6 +57,30 @@ pub fn copied_sources(file: &str, text: &str) -> Result<Vec<String>, String> {
     read(file, text).map(|r| r.sources)
 }
 
+/// The host stores a Containerfile takes: each empty `FROM scratch AS host-<store>` stage,
+/// which a build may replace with a directory of the host (`engine::Build::contexts`) and
+/// RUN steps bind-mount read-only, to take what the host already downloaded. What they
+/// hold is never an input: a pinned file is the same file wherever it comes from.
+pub fn host_stores(text: &str) -> Vec<String> {
+    instructions(text)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(_, line)| {
+            let ins = parse(line);
+            match (ins.keyword.as_str(), &ins.args[..]) {
+                ("FROM", [image, as_kw, name])
+                    if image.eq_ignore_ascii_case("scratch")
+                        && as_kw.eq_ignore_ascii_case("as")
+                        && name.starts_with("host-") =>
+                {
+                    Some(name.clone())
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// The stages' `AS` names in order, "" for an unnamed one (none for a text `read` refuses).
 pub fn stage_names(text: &str) -> Vec<String> {
     let mut walk = Walk { stages: Vec::new(), bases: Vec::new(), sources: Vec::new() };
@@ -279,10 +303,12 @@ impl Walk {
         Ok(())
     }
 
-    /// Records `reference` as a base image unless it names an earlier stage.
+    /// Records `reference` as a base image unless it names an earlier stage (or `scratch`,
+    /// the empty image, which no engine stores).
     fn external(&mut self, reference: &str) {
         let stage = self.stages.iter().any(|s| s.eq_ignore_ascii_case(reference))
-            || reference.parse::<usize>().is_ok_and(|i| i < self.stages.len());
+            || reference.parse::<usize>().is_ok_and(|i| i < self.stages.len())
+            || reference.eq_ignore_ascii_case("scratch");
         if !stage && !self.bases.iter().any(|b| b == reference) {
             self.bases.push(reference.to_string());
         }
