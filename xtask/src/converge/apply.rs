@@ -94,6 +94,10 @@ fn host_stores(containerfile: &std::path::Path) -> Vec<(String, String)> {
             let dir = match name.as_str() {
                 "host-wheels" => crate::host::user_store("JARVIS_WHEEL_STORE", "wheels"),
                 "host-voices" => crate::host::voices::voice_store(),
+                // Where setup's npm keeps its cache: npm's own setting, else ~/.npm.
+                "host-npm" => crate::host::env_path("npm_config_cache")
+                    .or_else(|| crate::host::env_path("NPM_CONFIG_CACHE"))
+                    .or_else(|| crate::host::env_path("HOME").map(|home| home.join(".npm"))),
                 _ => None,
             }?;
             dir.is_dir().then(|| (name, dir.display().to_string()))
