@@ -145,7 +145,7 @@ fn check_tools(sh: &Shell, root: &Path, out: Output) -> Result<(Python, String),
     let mut node = String::new();
     if which::which("node").is_ok() {
         node = cmd!(sh, "node --version").quiet().read().unwrap_or_default().trim().to_string();
-        if !node_is_recent(&node) {
+        if !tools::node_is_recent(&node) {
             missing.push(format!("{} (found {node})", hint(tools::tool("node"))));
         }
     }
@@ -156,13 +156,6 @@ fn check_tools(sh: &Shell, root: &Path, out: Output) -> Result<(Python, String),
         out.say(format!("note: podman is not installed; {}", hint(tools::tool("podman"))));
     }
     Ok((python.expect("checked above"), node))
-}
-
-/// Vite 8 needs Node 20.19+ (or 22.12+).
-fn node_is_recent(version: &str) -> bool {
-    let mut parts = version.trim().trim_start_matches('v').split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    major > 22 || (major == 22 && minor >= 12) || (major == 20 && minor >= 19)
 }
 
 /// The venv's own Python, when it works and is recent enough: then the system's Python
@@ -612,10 +605,10 @@ mod tests {
     #[test]
     fn node_versions() {
         for ok in ["v20.19.0", "v20.20.2", "v22.12.0", "v24.1.0"] {
-            assert!(node_is_recent(ok), "{ok}");
+            assert!(tools::node_is_recent(ok), "{ok}");
         }
         for old in ["v18.19.0", "v20.18.1", "v22.11.0", "", "garbage"] {
-            assert!(!node_is_recent(old), "{old}");
+            assert!(!tools::node_is_recent(old), "{old}");
         }
     }
 

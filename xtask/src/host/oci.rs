@@ -62,21 +62,14 @@ pub struct Client {
 impl Client {
     /// `host` is `127.0.0.1:5000` or `ghcr.io`; `tls` is false only for loopback.
     pub fn new(host: &str, tls: bool) -> Client {
-        let mut config = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(Duration::from_secs(30)))
-            .http_status_as_error(false)
-            .user_agent(concat!("jarvis-xtask/", env!("CARGO_PKG_VERSION")));
-        if tls {
-            config = config.tls_config(
-                ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build(),
-            );
-        } else {
-            // A loopback registry is on this machine: never through a proxy.
-            config = config.proxy(None);
-        }
+        let timeouts = super::http::Timeouts {
+            connect: Some(Duration::from_secs(5)),
+            response: None,
+            total: Some(Duration::from_secs(30)),
+        };
         Client {
-            agent: config.build().into(),
+            // A loopback registry (no TLS) is on this machine: never through a proxy.
+            agent: super::http::client(timeouts, tls),
             base: format!("{}://{host}", if tls { "https" } else { "http" }),
             host: host.to_string(),
             authorization: RefCell::new(None),

@@ -209,3 +209,10 @@ impl Tool {
 pub fn tool(name: &str) -> &'static Tool {
     TOOLS.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name} is not in host::tools::TOOLS"))
 }
+
+/// Vite 8 needs Node 20.19+ (or 22.12+): the one rule setup and doctor apply.
+pub fn node_is_recent(version: &str) -> bool {
+    let mut parts = version.trim().trim_start_matches('v').split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    major > 22 || (major == 22 && minor >= 12) || (major == 20 && minor >= 19)
+}

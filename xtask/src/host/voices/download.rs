@@ -92,18 +92,14 @@ impl Downloader {
     }
 
     pub fn with_index(python: PathBuf, index: String) -> Downloader {
-        let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build();
         // Short set-up timeouts, so an unreachable host fails fast and the next source is
         // tried; no total timeout, so a slow but progressing 60 MB download is not cut.
-        let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .timeout_resolve(Some(Duration::from_secs(5)))
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_recv_response(Some(Duration::from_secs(20)))
-            .http_status_as_error(false)
-            .user_agent(concat!("jarvis-xtask/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let timeouts = crate::host::http::Timeouts {
+            connect: Some(Duration::from_secs(5)),
+            response: Some(Duration::from_secs(20)),
+            total: None,
+        };
+        let agent = crate::host::http::client(timeouts, true);
         Downloader {
             agent,
             progress: std::io::stderr().is_terminal(),

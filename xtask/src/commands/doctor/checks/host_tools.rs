@@ -40,10 +40,7 @@ pub fn tools(p: &Probe) -> Vec<Finding> {
         }
         if tool == "node" {
             let v = cmd!(sh, "node --version").quiet().read().unwrap_or_default();
-            let mut parts =
-                v.trim().trim_start_matches('v').split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-            let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-            if !(major > 22 || (major == 22 && minor >= 12) || (major == 20 && minor >= 19)) {
+            if !crate::host::tools::node_is_recent(&v) {
                 findings.push(
                     Finding::warning(
                         format!("node {} is too old for Vite (20.19+ or 22.12+)", v.trim()),

@@ -124,14 +124,10 @@ pub fn voices_volume(p: &Probe) -> Vec<Finding> {
 }
 
 pub(super) fn agent(timeout: Duration) -> ureq::Agent {
-    let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build();
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .user_agent(concat!("jarvis-xtask-doctor/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
+    crate::host::http::client(
+        crate::host::http::Timeouts { total: Some(timeout), ..Default::default() },
+        true,
+    )
 }
 
 /// Whether `url` answers a HEAD (any status below 400, or 405 to HEAD), within 3 s:
