@@ -9,23 +9,10 @@ mod support;
 
 use serde_json::Value;
 use support::*;
-use xshell::{Shell, cmd};
+use xshell::cmd;
 
 /// What the test's container serves: 3 MB.
 const BLOB: u64 = 3_000_000;
-
-/// Removes this test's images (never another project's), also when the test panics.
-struct Forget(String);
-impl Drop for Forget {
-    fn drop(&mut self) {
-        let sh = Shell::new().unwrap();
-        let label = format!("label=io.jarvis.project={}", self.0);
-        let images = cmd!(sh, "podman images -q --filter {label}").quiet().read().unwrap_or_default();
-        for i in images.lines() {
-            let _ = cmd!(sh, "podman rmi -f {i}").quiet().ignore_stdout().ignore_stderr().run();
-        }
-    }
-}
 
 #[test]
 fn a_build_step_download_is_measured_by_source() {

@@ -130,27 +130,6 @@ impl Drop for Foreign {
     }
 }
 
-/// Every container and image of the test project, removed at the start and the end
-/// (its volumes too: this project is the test's alone).
-fn forget(sh: &Shell) {
-    let label = format!("label=io.jarvis.project={PROJECT}");
-    let containers = cmd!(sh, "podman ps -aq --filter {label}").quiet().read().unwrap_or_default();
-    for c in containers.lines() {
-        let _ = cmd!(sh, "podman rm -f -t 0 {c}").quiet().ignore_stdout().ignore_stderr().run();
-    }
-    let images = cmd!(sh, "podman images -aq --filter {label}").quiet().read().unwrap_or_default();
-    for i in images.lines() {
-        let _ = cmd!(sh, "podman rmi -f {i}").quiet().ignore_stdout().ignore_stderr().run();
-    }
-}
-
-struct Forget;
-impl Drop for Forget {
-    fn drop(&mut self) {
-        forget(&Shell::new().unwrap());
-    }
-}
-
 /// The moments of `trials` kills spread over `whole`, from early to late.
 fn moments(whole: Duration, trials: u32) -> Vec<Duration> {
     (1..=trials).map(|i| whole.mul_f64(f64::from(i) / f64::from(trials + 1))).collect()
@@ -159,8 +138,8 @@ fn moments(whole: Duration, trials: u32) -> Vec<Duration> {
 #[test]
 fn killed_at_any_moment_the_next_run_converges() {
     let Some(sh) = podman_or_skip("killed_at_any_moment_the_next_run_converges") else { return };
-    forget(&sh);
-    let _forget = Forget;
+    forget_project(&sh, PROJECT);
+    let _forget = Forget(PROJECT.into());
     let work = ScratchDir::new("crash");
     copy_workspace(&work.0);
     let p = Project { root: work.0.clone(), backend_port: free_port(), frontend_port: free_port() };

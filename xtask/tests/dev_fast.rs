@@ -14,7 +14,7 @@ use std::{
 
 use serde_json::Value;
 use support::*;
-use xshell::{Shell, cmd};
+use xshell::cmd;
 
 const PROJECT: &str = "jarvis-e2e";
 
@@ -62,34 +62,13 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Removes every container and image of the test project (never its volumes: the cargo
-/// target volume keeps the in-container build warm between runs).
-fn forget_project(sh: &Shell) {
-    let label = format!("label=io.jarvis.project={PROJECT}");
-    let containers = cmd!(sh, "podman ps -aq --filter {label}").quiet().read().unwrap_or_default();
-    for c in containers.lines() {
-        cmd!(sh, "podman rm -f -t 0 {c}").quiet().ignore_stdout().ignore_stderr().run().unwrap();
-    }
-    let images = cmd!(sh, "podman images -q --filter {label}").quiet().read().unwrap_or_default();
-    for i in images.lines() {
-        let _ = cmd!(sh, "podman rmi -f {i}").quiet().ignore_stdout().ignore_stderr().run();
-    }
-}
-
-struct Forget(Shell);
-impl Drop for Forget {
-    fn drop(&mut self) {
-        forget_project(&self.0);
-    }
-}
-
 #[test]
 fn dev_fast_builds_reuses_rebuilds_what_changed_and_recovers() {
     let Some(sh) = podman_or_skip("dev_fast_builds_reuses_rebuilds_what_changed_and_recovers") else {
         return;
     };
-    forget_project(&sh);
-    let _forget = Forget(Shell::new().unwrap());
+    forget_project(&sh, PROJECT);
+    let _forget = Forget(PROJECT.into());
     let work = ScratchDir::new("dev-fast");
     copy_workspace(&work.0);
     let p = Project { root: work.0.clone(), backend_port: free_port(), frontend_port: free_port() };

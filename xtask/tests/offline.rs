@@ -11,25 +11,12 @@ use std::process::Output;
 
 use serde_json::Value;
 use support::*;
-use xshell::{Shell, cmd};
+use xshell::cmd;
 
 const PROJECT: &str = "jarvis-e2e-offline";
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Removes this test's images (never another project's), also when the test panics.
-struct Forget;
-impl Drop for Forget {
-    fn drop(&mut self) {
-        let sh = Shell::new().unwrap();
-        let label = format!("label=io.jarvis.project={PROJECT}");
-        let images = cmd!(sh, "podman images -q --filter {label}").quiet().read().unwrap_or_default();
-        for i in images.lines() {
-            let _ = cmd!(sh, "podman rmi -f {i}").quiet().ignore_stdout().ignore_stderr().run();
-        }
-    }
 }
 
 #[test]
@@ -39,7 +26,7 @@ fn offline_serves_the_noop_and_a_source_edit_and_refuses_an_input_change_untouch
     else {
         return;
     };
-    let _forget = Forget;
+    let _forget = Forget(PROJECT.into());
     let work = ScratchDir::new("offline");
     copy_workspace(&work.0);
     let root = work.0.clone();

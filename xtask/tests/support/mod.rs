@@ -147,6 +147,30 @@ impl Drop for Cleanup {
     }
 }
 
+/// Removes every container and image labelled as `project`'s (never its volumes: the
+/// cargo volumes keep the in-container build warm between runs, and never another
+/// project's anything).
+pub fn forget_project(sh: &Shell, project: &str) {
+    let label = format!("label=io.jarvis.project={project}");
+    let containers = cmd!(sh, "podman ps -aq --filter {label}").quiet().read().unwrap_or_default();
+    for c in containers.lines() {
+        let _ = cmd!(sh, "podman rm -f -t 0 {c}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+    let images = cmd!(sh, "podman images -aq --filter {label}").quiet().read().unwrap_or_default();
+    for i in images.lines() {
+        let _ = cmd!(sh, "podman rmi -f {i}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+}
+
+/// `forget_project` on drop, also when the test panics: the one guard of a test project.
+pub struct Forget(pub String);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        forget_project(&Shell::new().unwrap(), &self.0);
+    }
+}
+
 /// A test's project name, with `-$JARVIS_TEST_SUFFIX` when set: on a machine shared with
 /// other developers' test runs, each can keep its containers and volumes apart.
 pub fn test_project(name: &str) -> String {
