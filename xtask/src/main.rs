@@ -136,7 +136,24 @@ mod tests {
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
         for link in readme.split("](").skip(1).filter_map(|l| l.split(')').next()) {
             if !link.contains("://") {
-                assert!(root.join(link).exists(), "README.md links {link}, which does not exist");
+                // A link to a heading: the page exists, and so does the heading (GitHub's anchor).
+                let (page, anchor) = link.split_once('#').unwrap_or((link, ""));
+                assert!(root.join(page).exists(), "README.md links {link}, which does not exist");
+                if !anchor.is_empty() {
+                    let text = std::fs::read_to_string(root.join(page)).unwrap();
+                    let anchors: Vec<String> = text
+                        .lines()
+                        .filter_map(|l| l.strip_prefix('#'))
+                        .map(|h| {
+                            let h = h.trim_start_matches('#').trim().to_lowercase();
+                            h.chars()
+                                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                                .map(|c| if c == ' ' { '-' } else { c })
+                                .collect()
+                        })
+                        .collect();
+                    assert!(anchors.iter().any(|a| a == anchor), "README.md links {link}: no such heading");
+                }
             }
         }
         for page in std::fs::read_dir(root.join("docs")).unwrap().flatten() {

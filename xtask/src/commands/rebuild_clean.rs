@@ -72,6 +72,9 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     }
     let facts = crate::converge::observe::observe(&sh, &engine, &stack)?;
     discard_staged(&sh, &engine, &stack, out, foreign.is_empty())?;
+    // The unnamed images of ours there are now: a failed rebuild removes only those it made
+    // (a multi-stage build leaves its stages' images unnamed), so it changes nothing.
+    let unnamed_before = unnamed_ours(&sh, &engine, name)?;
     let options = Options { rebuild: true, no_cache: true, staged: true, ..Options::default() };
     let mut plan = plan::plan(&stack, &facts, options);
     plan.actions.retain(|a| matches!(a, Action::Build { .. }));
@@ -80,7 +83,8 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let applied = match apply::apply(job, &facts, &plan) {
         Ok(applied) => applied,
         Err(e) => {
-            let discarded = discard_staged(&sh, &engine, &stack, out, foreign.is_empty());
+            let discarded = discard_staged(&sh, &engine, &stack, out, false)
+                .and_then(|()| remove_new_unnamed(&sh, &engine, name, &unnamed_before, out));
             return Err(format!(
                 "{e}\nthe clean rebuild stopped before changing anything: your images, containers, volumes \
                  and .dev-cache are as they were, and a running stack goes on serving{}",
@@ -129,7 +133,8 @@ pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
         } else {
             let backed_up = crate::commands::volumes::backup(cx, (&engine, &sh), &[], &dir, out);
             if let Err(e) = backed_up {
-                let discarded = discard_staged(&sh, &engine, &stack, out, foreign.is_empty());
+                let discarded = discard_staged(&sh, &engine, &stack, out, false)
+                    .and_then(|()| remove_new_unnamed(&sh, &engine, name, &unnamed_before, out));
                 return Err(format!(
                     "{e}\n  nothing was removed{}; `--no-backup` deletes the volumes without a backup",
                     discarded.err().map(|e| format!(" (the new images stay: {e})")).unwrap_or_default()
@@ -235,6 +240,36 @@ fn discard_staged(
     engine.call(sh, &call, Progress::Quiet)?;
     if prune
         && let Err(e) = engine.call(sh, &Call::PruneImages { label: stack.project.label() }, Progress::Quiet)
+    {
+        out.warn(leftover_images(&e));
+    }
+    Ok(())
+}
+
+/// The ids of the unnamed images labelled as `project`'s.
+fn unnamed_ours(sh: &xshell::Shell, engine: &Engine, project: &str) -> Result<Vec<String>, String> {
+    Ok(engine
+        .all_images(sh)?
+        .images
+        .into_iter()
+        .filter(|i| i.names.is_empty() && owned::labelled_ours(i, project))
+        .map(|i| i.id)
+        .collect())
+}
+
+/// Removes the unnamed images of ours that were not there `before`: what a failed
+/// rebuild made. One the engine refuses stays for `prune`, with a warning.
+fn remove_new_unnamed(
+    sh: &xshell::Shell,
+    engine: &Engine,
+    project: &str,
+    before: &[String],
+    out: Output,
+) -> Result<(), String> {
+    let new: Vec<String> =
+        unnamed_ours(sh, engine, project)?.into_iter().filter(|id| !before.contains(id)).collect();
+    if !new.is_empty()
+        && let Err(e) = engine.call(sh, &Call::RemoveImagesOnly(new), Progress::Quiet)
     {
         out.warn(leftover_images(&e));
     }
