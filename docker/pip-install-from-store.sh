@@ -16,6 +16,17 @@ store=/root/.cache/pip/jarvis-wheels
 install() { "$pip" install --disable-pip-version-check --no-index --find-links "$store" -r "$requirements" "$@"; }
 # A name as wheel file names spell it, to compare: lower case, runs of -_. as one _.
 norm() { echo "$1" | tr '[:upper:]' '[:lower:]' | tr -s '._-' '___'; }
+# Whether the store holds a wheel of NAME at VERSION.
+stored() {
+  for wheel in "$store"/*.whl; do
+    [ -e "$wheel" ] || return 1
+    file=${wheel##*/} && rest=${file#*-}
+    if [ "$(norm "${file%%-*}")" = "$(norm "$1")" ] && [ "${rest%%-*}" = "$2" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
 mkdir -p "$store"
 if install "$@" 2>/dev/null; then
   exit 0
@@ -28,15 +39,7 @@ while IFS= read -r line || [ -n "$line" ]; do
   case $line in *==*) ;; *) simple=no; break ;; esac
   name=${line%%==*} version=${line#*==}
   case $name$version in *[!A-Za-z0-9._+!-]*) simple=no; break ;; esac
-  found=no
-  for wheel in "$store"/*.whl; do
-    [ -e "$wheel" ] || break
-    file=${wheel##*/} && rest=${file#*-}
-    if [ "$(norm "${file%%-*}")" = "$(norm "$name")" ] && [ "${rest%%-*}" = "$version" ]; then
-      found=yes && break
-    fi
-  done
-  [ $found = yes ] || echo "$name==$version" >> "$missing"
+  stored "$name" "$version" || echo "$name==$version" >> "$missing"
 done < "$requirements"
 host=/host-wheels
 if [ $simple = yes ] && [ -s "$missing" ] && ls "$host"/*.whl >/dev/null 2>&1; then
@@ -51,15 +54,7 @@ if [ $simple = yes ] && [ -s "$missing" ] && ls "$host"/*.whl >/dev/null 2>&1; t
   fi
   still=$(mktemp)
   while IFS= read -r pin; do
-    name=${pin%%==*} version=${pin#*==} found=no
-    for wheel in "$store"/*.whl; do
-      [ -e "$wheel" ] || break
-      file=${wheel##*/} && rest=${file#*-}
-      if [ "$(norm "${file%%-*}")" = "$(norm "$name")" ] && [ "${rest%%-*}" = "$version" ]; then
-        found=yes && break
-      fi
-    done
-    [ $found = yes ] || echo "$pin" >> "$still"
+    stored "${pin%%==*}" "${pin#*==}" || echo "$pin" >> "$still"
   done < "$missing"
   echo "from the host's wheel store: $(($(wc -l < "$missing") - $(wc -l < "$still"))) of $(wc -l < "$missing") missing pins"
   mv "$still" "$missing"
