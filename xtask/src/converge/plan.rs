@@ -56,6 +56,10 @@ pub const OFFLINE: &str = "--offline: would have to fetch";
 /// after the builds keeps the container when the build made the image it already runs.
 pub const IMAGE_REBUILT: &str = "image rebuilt";
 
+/// The reason of a container removed and run again because a killed `run` left it in
+/// podman's store only (`ObservedContainer::only_in_store`), where it holds the name.
+pub const LEFT_IN_STORE: &str = "a killed run left it half-made in the engine's store";
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// `--rebuild`: build every image even if its inputs match.
@@ -286,6 +290,12 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
         let container = &service.container;
         let reason = match observed.containers.get(container) {
             None => Some("container missing".to_string()),
+            Some(c) if c.only_in_store() => {
+                let why = LEFT_IN_STORE.to_string();
+                removes.push(Action::Remove { container: container.clone(), reason: why.clone() });
+                removed.push(container);
+                Some(why)
+            }
             Some(c) if !c.is_ours(&stack.project.name) => {
                 let whose = match c.project() {
                     Some(p) if p == stack.project.name => {

@@ -204,6 +204,20 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     vec![
+        Case {
+            name: "a container a killed run left in the store only is removed, then run",
+            options: DEFAULT,
+            mutate: |f| {
+                let c = observed_container(f, BACKEND);
+                c.state = "storage".into();
+                c.running = false;
+                c.labels.clear();
+                c.host_ports.clear();
+            },
+            actions: backend_recreated(crate::converge::plan::LEFT_IN_STORE),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            blockers: vec![],
+        },
         // The second plan, made after the images were settled: images are not planned
         // again, containers are judged by the id of the image the engine has now.
         Case {
@@ -947,7 +961,11 @@ fn invariants(stack: &Stack, facts: &Facts, plan: &Plan) -> Vec<String> {
     }
     for action in &plan.actions {
         let Action::Remove { container, .. } = action else { continue };
-        let ours = facts.observed.containers.get(container).and_then(|c| c.project()) == Some("jarvis");
+        // A container left in the store only has no labels at all: the stack's own name
+        // is all it has, and the `run` it was half of was ours.
+        let observed = facts.observed.containers.get(container);
+        let ours = observed.and_then(|c| c.project()) == Some("jarvis")
+            || observed.is_some_and(ObservedContainer::only_in_store);
         if !ours {
             problems.push(format!("removes {container}, which is not this project's"));
         }

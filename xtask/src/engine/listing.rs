@@ -38,6 +38,13 @@ impl ObservedContainer {
     pub fn is_ours(&self, project: &str) -> bool {
         self.project() == Some(project) && self.labels.contains_key(SERVICE_LABEL)
     }
+
+    /// A container podman's store holds and its database does not: what a `run` killed
+    /// while it created the container leaves. It is not listed without `--external`, has
+    /// no labels, and holds its name: every `run` of that name fails until it is removed.
+    pub fn only_in_store(&self) -> bool {
+        self.state.eq_ignore_ascii_case("storage")
+    }
 }
 
 /// What the engine has, by name.

@@ -20,12 +20,19 @@ impl Engine {
         };
         // Independent calls, at the same time: the no-op costs the slowest one, not the sum.
         // (A `Shell` is not `Sync`; each thread makes its own, in the same directory.)
-        let listing = |args: [&'static str; 4]| move || self.read_in_thread(&args);
+        let listing = |args: Vec<&'static str>| move || self.read_in_thread(&args);
         let json = self.json_format();
+        // podman's `--external` also lists what its store holds without a database entry:
+        // a container whose `run` was killed half-way, which holds its name (the planner
+        // removes it); docker has no such state.
+        let ps = match self.kind {
+            Kind::Podman => vec!["ps", "-a", "--external", "--format", json],
+            Kind::Docker => vec!["ps", "-a", "--format", json],
+        };
         let (images, containers, volumes, networks) = std::thread::scope(|scope| {
-            let containers = scope.spawn(listing(["ps", "-a", "--format", json]));
-            let volumes = scope.spawn(listing(["volume", "ls", "--format", json]));
-            let networks = scope.spawn(listing(["network", "ls", "--format", json]));
+            let containers = scope.spawn(listing(ps));
+            let volumes = scope.spawn(listing(vec!["volume", "ls", "--format", json]));
+            let networks = scope.spawn(listing(vec!["network", "ls", "--format", json]));
             let images = self.inspect_images(sh, images);
             let join = |h: std::thread::ScopedJoinHandle<'_, Result<String, EngineError>>| {
                 h.join()
