@@ -16,6 +16,7 @@ pkgs=(
   debootstrap busybox-static ca-certificates curl iproute2 procps
   espeak-ng python3-venv
   podman-compose docker-registry
+  tmux
 )
 need_pkgs=()
 for pkg in "${pkgs[@]}"; do

@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use xtask::{
     Context, Error,
     commands::{
-        bench, build_prod, cache_key, ci, dev_fast, dev_local, doctor, everyday, generate, history, prune,
-        rebuild_clean, setup, stats, up, update_bases, volumes,
+        bench, build_prod, cache_key, ci, dev, dev_fast, dev_local, doctor, everyday, generate, history,
+        prune, rebuild_clean, setup, stats, up, update_bases, volumes,
     },
     stack, workspace_root,
 };
@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Daily development: rebuild only what changed, start what is missing (was dev-fast.sh).
     DevFast(dev_fast::Args),
+    /// dev-fast that stays up: follows every change, says why it rebuilds, shows the stack live.
+    Dev(dev::Args),
     /// The whole stack without containers: backend and Vite natively, rebuilt on change (was dev-local.sh).
     DevLocal(dev_local::Args),
     /// First-time set-up: check tools, .venv, node_modules, TTS voices, .env (was setup.py).
@@ -104,6 +106,7 @@ fn dispatch(
         Command::Ci(args) => return ci::run(&root, args),
         Command::Doctor(args) => doctor::run(root, args)?,
         Command::DevFast(args) => dev_fast::run(&cx()?, args)?,
+        Command::Dev(args) => dev::run(&cx()?, args)?,
         Command::DevLocal(args) => dev_local::run(&cx()?, args)?,
         Command::Setup(args) => setup::run(&cx()?, args)?,
         Command::RebuildClean(args) => rebuild_clean::run(&cx()?, args)?,

@@ -283,6 +283,7 @@ fn commands_do_not_use_each_other() {
         ("dev_local", "setup", "dev-local runs setup first: the venv and node_modules it serves from"),
         ("rebuild_clean", "volumes", "rebuild-clean --volumes backs them up as `volumes backup` does"),
         ("dev_fast", "volumes", "every converging command completes a killed restore first"),
+        ("dev", "dev_fast", "each round of dev is dev-fast's own, so the two always agree"),
         ("up", "volumes", "every converging command completes a killed restore first"),
     ];
     let commands: Vec<String> = sources()

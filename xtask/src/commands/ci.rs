@@ -121,6 +121,15 @@ pub const STEPS: &[Step] = &[
         shares_images: false,
     },
     Step {
+        name: "dev-loop",
+        about: "`dev` stays up: a dependency rebuilt and swapped with requests running, a failed build keeps the \
+                old container serving, an edit during a build makes one more round, Ctrl-C leaves the stack \
+                running, and the live view under tmux (podman)",
+        commands: &[&["cargo", "test", "-p", "xtask", "--test", "dev_loop"]],
+        tools: &["podman", "tmux"],
+        shares_images: false,
+    },
+    Step {
         name: "prod",
         about: "the production image, build-prod, up, and the generated compose and kube files (podman)",
         commands: &[&["cargo", "test", "-p", "xtask", "--test", "prod_image", "--test", "prod_stack"]],

@@ -47,7 +47,7 @@ pub struct Args {
 
 pub fn run(cx: &Context, args: &Args) -> Result<(), String> {
     let out = Output { json: args.json, dry_run: args.dry_run };
-    output::reporting("dev-fast", args.json, |report| run_inner(cx, args, out, report))
+    output::reporting("dev-fast", args.json, |report| round(cx, args, out, &Cancel::default(), report))
 }
 
 /// What `dev-fast --json` prints: the plan and what each action did, where the stack
@@ -68,7 +68,15 @@ pub struct Urls {
     pub backend: String,
 }
 
-fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Report) -> Result<(), String> {
+/// One converging run: what dev-fast is, and each round of `dev`. `cancel` ends the wait
+/// for readiness early (`dev` quitting).
+pub fn round(
+    cx: &Context,
+    args: &Args,
+    out: Output,
+    cancel: &Cancel,
+    report: &mut Report,
+) -> Result<(), String> {
     let engine = Engine::detect()?;
     let mut stack = Stack::dev(&cx.project, args.llm, engine.host_alias());
     if args.build_only {
@@ -86,7 +94,7 @@ fn run_inner(cx: &Context, args: &Args, out: Output, report: &mut Report) -> Res
     let registry = args.registry.registry(&cx.project.root, !args.rebuild, false)?;
     let timeout = Duration::from_secs(args.timeout);
     let job = apply::Job { sh: &sh, engine: &engine, stack: &stack, out, registry: registry.as_ref() };
-    apply::converge(job, options, timeout, &Cancel::default(), &mut report.converged)?;
+    apply::converge(job, options, timeout, cancel, &mut report.converged)?;
     let converged = &report.converged;
     let mut meter = Meter::default();
     crate::converge::applied::meter(&converged.applied, &mut meter);

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod build_prod;
 pub mod cache_key;
 pub mod ci;
+pub mod dev;
 pub mod dev_fast;
 pub mod dev_local;
 pub mod doctor;

@@ -529,6 +529,23 @@ fn registry_dry_run(job: Job, action: &Action, r: &Registry, digest: &str) -> Ap
     record
 }
 
+/// What converge would do now: observe (one call when the stack's running containers
+/// prove the rest) and plan. `dev` asks this after every change, so a change no image is
+/// built from costs one engine call.
+pub fn plan_now(job: Job, options: Options) -> Result<(Facts, Plan), String> {
+    let Job { sh, engine, stack, registry, .. } = job;
+    let facts = observe::quick(sh, engine, stack)?;
+    let plan = plan::plan(stack, &facts, options.with_registry(registry));
+    if facts.observed.partial && !plan.is_noop() {
+        // What the containers prove is enough to do nothing (`--rebuild` still acts): to act,
+        // read everything.
+        let facts = observe::observe(sh, engine, stack)?;
+        let plan = plan::plan(stack, &facts, options.with_registry(registry));
+        return Ok((facts, plan));
+    }
+    Ok((facts, plan))
+}
+
 /// Brings the engine to `job.stack` under the cache lock, then waits until the services
 /// answer. First the images: observe, plan, fetch, build, share, pull, while every
 /// container goes on serving. Then the containers, planned again from what the engine has
@@ -541,16 +558,9 @@ pub fn converge(
     cancel: &Cancel,
     converged: &mut Converged,
 ) -> Result<(), String> {
-    let Job { sh, engine, stack, out, registry } = job;
+    let Job { sh, engine, stack, out, .. } = job;
     let _lock = cache::lock(&stack.project.cache_dir())?;
-    let mut facts = observe::quick(sh, engine, stack)?;
-    let mut plan = plan::plan(stack, &facts, options.with_registry(registry));
-    if facts.observed.partial && !plan.is_noop() {
-        // What the containers prove is enough to do nothing (`--rebuild` still acts): to act,
-        // read everything.
-        facts = observe::observe(sh, engine, stack)?;
-        plan = plan::plan(stack, &facts, options.with_registry(registry));
-    }
+    let (mut facts, plan) = plan_now(job, options)?;
     converged.engine = engine.name().to_string();
     converged.plan = Named::all(&plan.actions, stack);
     converged.unchanged.clone_from(&plan.unchanged);

@@ -117,6 +117,13 @@ pub const TOOLS: &[Tool] = &[
         Source::Apt,
     ),
     Tool::new(
+        "tmux",
+        "the live view test of dev (a terminal to run it in, and capture-pane to read it)",
+        &["tmux", "-V"],
+        ("tmux", "tmux"),
+        Source::Apt,
+    ),
+    Tool::new(
         "kubernetes-validate",
         "the kube file test",
         &["kubernetes-validate", "--version"],

@@ -1,10 +1,13 @@
-//! Wakes dev-local the moment a source is written: inotify (nix's safe wrapper) on every
-//! directory of the watched trees, read in a thread of its own. It is only a wake-up: the
-//! caller still compares its snapshot of the sources, which stays the truth, and its
-//! polling stays the fallback where inotify gives no events (some network and VM file
-//! systems) or runs out of watches.
+//! Wakes dev-local and dev the moment a file is written: inotify (nix's safe wrapper) on
+//! every directory of the watched trees, read in a thread of its own. It is only a
+//! wake-up: dev-local still compares its snapshot of the sources, and dev re-plans from
+//! the fingerprints, which stay the truth; polling stays the fallback where inotify gives
+//! no events (some network and VM file systems) or runs out of watches.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
 use nix::{
     errno::Errno,
@@ -53,6 +56,80 @@ pub fn spawn(
             }
         })
         .context("starting the watch thread")?;
+    Ok(())
+}
+
+/// Directories no input lives in: what builds and tools write (a round of `dev` writes
+/// `.dev-cache`; cargo `target`; npm `node_modules`) and hidden ones (`.git`, `.venv`).
+fn skipped(name: &str) -> bool {
+    name.starts_with('.') || name == "target" || name == "node_modules"
+}
+
+/// Watches every directory of the checkout at `root` but the skipped ones, and calls
+/// `on_change` with the paths (relative to `root`) that each batch of events names, from
+/// a thread that lives as long as the process.
+pub fn spawn_checkout(root: &Path, on_change: impl Fn(Vec<PathBuf>) + Send + 'static) -> Result<(), String> {
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC).context("starting inotify")?;
+    let root = root.to_path_buf();
+    let mut dirs = HashMap::new();
+    add_checkout(&inotify, &root, &root, &mut dirs)?;
+    std::thread::Builder::new()
+        .name("watch".into())
+        .spawn(move || {
+            loop {
+                match inotify.read_events() {
+                    Ok(events) => {
+                        let mut paths = Vec::new();
+                        for event in &events {
+                            let Some(dir) = dirs.get(&event.wd) else { continue };
+                            let path = match &event.name {
+                                Some(name) => dir.join(name),
+                                None => dir.clone(),
+                            };
+                            let is_dir = event.mask.contains(AddWatchFlags::IN_ISDIR);
+                            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                            if is_dir && name.as_deref().is_some_and(skipped) {
+                                continue;
+                            }
+                            if is_dir
+                                && event
+                                    .mask
+                                    .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+                            {
+                                let _ = add_checkout(&inotify, &root, &root.join(&path), &mut dirs);
+                            }
+                            if !paths.contains(&path) {
+                                paths.push(path);
+                            }
+                        }
+                        if !paths.is_empty() {
+                            on_change(paths);
+                        }
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(_) => return,
+                }
+            }
+        })
+        .context("starting the watch thread")?;
+    Ok(())
+}
+
+fn add_checkout(
+    inotify: &Inotify,
+    root: &Path,
+    tree: &Path,
+    dirs: &mut HashMap<nix::sys::inotify::WatchDescriptor, PathBuf>,
+) -> Result<(), String> {
+    let walk = walkdir::WalkDir::new(tree).into_iter().filter_entry(|e| {
+        e.depth() == 0 || !e.file_type().is_dir() || !skipped(&e.file_name().to_string_lossy())
+    });
+    for dir in walk.filter_map(Result::ok).filter(|e| e.file_type().is_dir()) {
+        let wd =
+            inotify.add_watch(dir.path(), mask()).context(format!("watching {}", dir.path().display()))?;
+        let rel = dir.path().strip_prefix(root).unwrap_or(dir.path()).to_path_buf();
+        dirs.insert(wd, rel);
+    }
     Ok(())
 }
 
@@ -108,6 +185,33 @@ mod tests {
         rx.recv_timeout(Duration::from_secs(5)).expect("a file in a new directory wakes it");
         std::fs::write(root.join("Cargo.toml"), "[workspace]").unwrap();
         rx.recv_timeout(Duration::from_secs(5)).expect("the manifest wakes it");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_checkout_watch_names_each_changed_path_and_skips_what_tools_write() {
+        let root = std::env::temp_dir().join(format!("jarvis-watch-checkout-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for dir in ["docker", "frontend/node_modules/x", ".dev-cache", "target/debug"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let (tx, rx) = mpsc::channel();
+        spawn_checkout(&root, move |paths| {
+            let _ = tx.send(paths);
+        })
+        .unwrap();
+        let next =
+            |rx: &mpsc::Receiver<Vec<PathBuf>>| rx.recv_timeout(Duration::from_secs(5)).expect("woken");
+        std::fs::write(root.join("requirements.txt"), "x").unwrap();
+        assert!(next(&rx).contains(&PathBuf::from("requirements.txt")));
+        for skipped in ["frontend/node_modules/x/a.js", ".dev-cache/record", "target/debug/bin"] {
+            std::fs::write(root.join(skipped), "x").unwrap();
+        }
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "what tools write wakes nobody");
+        std::fs::create_dir_all(root.join("docker/new")).unwrap();
+        while rx.recv_timeout(Duration::from_millis(100)).is_ok() {}
+        std::fs::write(root.join("docker/new/file"), "y").unwrap();
+        assert!(next(&rx).contains(&PathBuf::from("docker/new/file")), "a new directory is watched");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
