@@ -231,7 +231,7 @@ fn live_view_under_tmux(sh: &Shell, root: &Path, project: &str, ports: (u16, u16
     let root_text = root.display().to_string();
     cmd!(
         sh,
-        "tmux new-session -d -s {session} -x 160 -y 40 env JARVIS_PROJECT={project} JARVIS_BACKEND_PORT={backend_port} JARVIS_FRONTEND_PORT={frontend_port} -C {root_text} {xtask} dev"
+        "tmux new-session -d -s {session} -x 160 -y 40 env -C {root_text} JARVIS_PROJECT={project} JARVIS_BACKEND_PORT={backend_port} JARVIS_FRONTEND_PORT={frontend_port} {xtask} dev"
     )
     .quiet()
     .run()
