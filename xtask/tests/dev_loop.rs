@@ -261,7 +261,12 @@ fn live_view_under_tmux(sh: &Shell, root: &Path, project: &str, ports: (u16, u16
         }
     };
     let serving = |s: &str| s.lines().filter(|l| l.contains(" serving ")).count() == 2;
-    let screen = wait("both services serving", &|s| serving(s) && s.contains("round 1"));
+    let screen = wait("both services serving, the first round done", &|s| {
+        serving(s)
+            && s.contains("round 1")
+            && s.contains("watching the checkout")
+            && !s.contains("downloaded: -")
+    });
     for part in [
         "Jarv1s dev",
         "backend",
