@@ -57,17 +57,28 @@ impl BuildRecord {
 
     /// The last build record of image `key`: none written yet, or why it cannot be read.
     pub fn load(dir: &std::path::Path, key: &str) -> Result<Option<BuildRecord>, String> {
-        let Some(value) = cache::load_build(dir, key) else { return Ok(None) };
-        match value["schema"].as_u64() {
-            Some(n) if n == u64::from(BUILD_SCHEMA) => serde_json::from_value(value).map(Some).map_err(|e| {
+        let Some(text) = cache::load_build(dir, key) else { return Ok(None) };
+        match schema_of(&text) {
+            n if n == u64::from(BUILD_SCHEMA) => serde_json::from_str(&text).map(Some).map_err(|e| {
                 format!(".dev-cache/builds/{key}.json is corrupt ({e}); the next build rewrites it")
             }),
             _ => Err(format!(
-                ".dev-cache/builds/{key}.json was written by another xtask (its schema is not {BUILD_SCHEMA}); \
-                 the next build of the image rewrites it"
+                ".dev-cache/builds/{key}.json was written by another xtask (its schema is not {BUILD_SCHEMA}) or is \
+                 cut short; the next build of the image rewrites it"
             )),
         }
     }
+}
+
+/// The `schema` a record says it has, read before the record itself: a record of another
+/// schema is refused with its reason, never misread. 0: no schema, or not JSON (a record
+/// cut short).
+fn schema_of(text: &str) -> u64 {
+    #[derive(Deserialize)]
+    struct Versioned {
+        schema: Option<u64>,
+    }
+    serde_json::from_str::<Versioned>(text).ok().and_then(|v| v.schema).unwrap_or(0)
 }
 
 /// The schema of a pull record; a record of another one is named, never misread.
@@ -100,9 +111,9 @@ impl PullRecord {
     pub fn load_all(dir: &std::path::Path) -> Vec<(String, Result<PullRecord, String>)> {
         cache::load_pulls(dir)
             .into_iter()
-            .map(|(image, value)| {
-                let read = match value["schema"].as_u64() {
-                    Some(n) if n == u64::from(PULL_SCHEMA) => serde_json::from_value(value).map_err(|e| {
+            .map(|(image, text)| {
+                let read = match schema_of(&text) {
+                    n if n == u64::from(PULL_SCHEMA) => serde_json::from_str(&text).map_err(|e| {
                         format!(".dev-cache/pulls/{image}.json is corrupt ({e}); the next pull rewrites it")
                     }),
                     _ => Err(format!(

@@ -11,7 +11,6 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::inputs::fingerprint::{Inputs, SCHEMA};
 
@@ -178,9 +177,8 @@ pub fn store_build(dir: &Path, image_key: &str, record: &impl serde::Serialize) 
 
 /// The last build record of an image, as JSON (its reader checks the schema first), if
 /// there is one that parses.
-pub fn load_build(dir: &Path, image_key: &str) -> Option<Value> {
-    let text = fs::read_to_string(record_path(dir, BUILDS, image_key)).ok()?;
-    serde_json::from_str(&text).ok()
+pub fn load_build(dir: &Path, image_key: &str) -> Option<String> {
+    fs::read_to_string(record_path(dir, BUILDS, image_key)).ok()
 }
 
 /// A typed record written atomically: a reader never sees half of it.
@@ -201,13 +199,13 @@ pub fn store_pull(dir: &Path, image_key: &str, record: &impl serde::Serialize) -
 }
 
 /// Every pull record, by image key (sorted), as JSON: its reader checks the schema.
-pub fn load_pulls(dir: &Path) -> Vec<(String, Value)> {
+pub fn load_pulls(dir: &Path) -> Vec<(String, String)> {
     let Ok(entries) = fs::read_dir(dir.join(PULLS)) else { return vec![] };
-    let mut pulls: Vec<(String, Value)> = entries
+    let mut pulls: Vec<(String, String)> = entries
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().strip_suffix(".json")?.to_string();
-            Some((name, serde_json::from_str(&fs::read_to_string(e.path()).ok()?).ok()?))
+            Some((name, fs::read_to_string(e.path()).ok()?))
         })
         .collect();
     pulls.sort_by(|a, b| a.0.cmp(&b.0));

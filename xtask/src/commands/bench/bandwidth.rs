@@ -96,7 +96,7 @@ pub fn run(cx: &Context, which: Rows) -> Result<(), String> {
     let iface = registry::default_interface().ok_or("no default route: nothing to compare the meter with")?;
     let scratch = std::env::temp_dir().join(format!("jarvis-bench-bandwidth-{}", std::process::id()));
     let result = match which {
-        Rows::FirstDay => first_day::first_day(cx, &scratch, &iface).map(|(row, notes)| (vec![row], notes)),
+        Rows::FirstDay => first_day::first_day(cx, &scratch, &iface),
         _ => rows(cx, &scratch, &iface, which == Rows::Engine),
     };
     let _ = fs::remove_dir_all(&scratch);
@@ -183,8 +183,8 @@ fn rows(cx: &Context, scratch: &Path, iface: &str, engine: bool) -> Result<(Vec<
     let mut notes = Vec::new();
     if engine {
         rows.extend(engine::engine_rows(cx, scratch, &two, &env, iface)?);
-        let (row, lines) = first_day::first_day(cx, scratch, iface)?;
-        rows.push(row);
+        let (first, lines) = first_day::first_day(cx, scratch, iface)?;
+        rows.extend(first);
         notes = lines;
     }
     Ok((rows, notes))
