@@ -11,6 +11,8 @@
 //! prefixed lines otherwise, and `--json`, one event per line, for editors, scripts and the
 //! tests. Each round is dev-fast's own (`dev_fast::round`), so both always agree.
 
+mod event;
+mod follow;
 mod live;
 
 use std::{
@@ -26,6 +28,9 @@ use std::{
 };
 
 use serde::Serialize;
+
+pub use event::Event;
+use follow::{Followers, probe_health, reloaded, reloads_in_container};
 
 use super::dev_fast;
 use crate::{
@@ -63,99 +68,6 @@ pub struct Args {
     pub timeout: u64,
     #[command(flatten)]
     pub registry: RegistryArgs,
-}
-
-/// What happened, as `--json` prints it (one object per line, `"event"` naming it).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
-pub enum Event {
-    /// Files changed; `reloads` are the services whose own reload serves them.
-    Changed {
-        paths: Vec<String>,
-        reloads: Vec<&'static str>,
-    },
-    /// What a round will do, and what started it.
-    Planned {
-        round: u32,
-        trigger: Vec<String>,
-        actions: Vec<Named>,
-    },
-    Building {
-        round: u32,
-        image: String,
-        reason: String,
-    },
-    Built {
-        round: u32,
-        image: String,
-        seconds: Option<f64>,
-        pulled: bool,
-    },
-    /// The round failed; the containers that ran before it still run.
-    Failed {
-        round: u32,
-        error: String,
-    },
-    /// A source edit served again by the container's own reload, `seconds` after the change.
-    Reloaded {
-        service: &'static str,
-        seconds: f64,
-    },
-    Ready {
-        round: u32,
-        seconds: f64,
-        frontend: String,
-        backend: String,
-    },
-    Downloaded {
-        round: u32,
-        #[serde(flatten)]
-        downloaded: Downloaded,
-    },
-}
-
-impl Event {
-    /// The event as one line for people.
-    pub fn line(&self) -> String {
-        match self {
-            Event::Changed { paths, reloads } => {
-                let reload = match reloads.as_slice() {
-                    [] => String::new(),
-                    services => format!("; {} reloads in its container", services.join(" and ")),
-                };
-                format!("changed: {}{reload}", short_list(paths))
-            }
-            Event::Planned { round, trigger, actions } => {
-                format!("round {round} ({}): {} action(s)", short_list(trigger), actions.len())
-            }
-            Event::Building { image, reason, .. } => format!("{reason}: rebuilding the {image} image"),
-            Event::Built { image, seconds: Some(s), pulled: false, .. } => {
-                format!("{image} image: built in {s:.1} s")
-            }
-            Event::Built { image, pulled: true, .. } => format!("{image} image: pulled from the registry"),
-            Event::Built { image, .. } => format!("{image} image: built"),
-            Event::Failed { round, error } => format!(
-                "round {round} failed; the running containers keep serving until the next change:\n{error}"
-            ),
-            Event::Reloaded { service, seconds } => {
-                format!("{service}: reloaded, served {seconds:.2} s after the change")
-            }
-            Event::Ready { round, seconds, frontend, backend } => {
-                format!("round {round} ready in {seconds:.1} s: frontend {frontend}  backend {backend}")
-            }
-            Event::Downloaded { downloaded, .. } => {
-                format!("downloaded: {}", output::bytes_text(downloaded.total_bytes))
-            }
-        }
-    }
-}
-
-fn short_list(items: &[String]) -> String {
-    match items {
-        [] => "nothing".into(),
-        [one] => one.clone(),
-        [first, rest @ ..] => format!("{first} and {} more", rest.len()),
-    }
 }
 
 /// What wakes the loop.
@@ -614,115 +526,6 @@ impl Round<'_> {
             .find(|i| i.reference == reference)
             .map_or(reference.to_string(), |i| i.key.to_string())
     }
-}
-
-/// Whether a changed `path` (relative to the checkout) is served by `service`'s own reload
-/// rather than an image: the backend's entrypoint rebuilds on the workspace's Rust sources
-/// and manifests (`docker/backend-dev-entrypoint.sh`, `snapshot`); Vite serves what its
-/// bind mounts hold.
-fn reloads_in_container(stack: &Stack, service: &str, path: &str) -> bool {
-    let Some(svc) = stack.service(service) else { return false };
-    if service == "backend" {
-        let rust = path.ends_with(".rs") || path.ends_with("Cargo.toml") || path.ends_with("Cargo.lock");
-        return rust && (path.starts_with("crates/") || !path.contains('/'));
-    }
-    let root = stack.root();
-    svc.mounts.iter().any(|m| match m {
-        Mount::Bind { source, .. } => source
-            .strip_prefix(root)
-            .is_ok_and(|rel| !rel.as_os_str().is_empty() && std::path::Path::new(path).starts_with(rel)),
-        Mount::Volume { .. } => false,
-    })
-}
-
-/// Whether a log line says the service serves a new version: the backend entrypoint's
-/// "restarted", Vite's hot update or page reload.
-fn reloaded(service: &str, line: &str) -> Option<()> {
-    let says = match service {
-        "backend" => line.contains("[jarvis-backend-dev] restarted"),
-        "frontend" => line.contains("hmr update") || line.contains("page reload"),
-        _ => false,
-    };
-    says.then_some(())
-}
-
-/// The logs of every service, each followed by `logs --follow` of its own; a follower
-/// whose container went (a swap) follows the new one, from its first line.
-struct Followers {
-    children: Arc<Mutex<Vec<std::process::Child>>>,
-}
-
-impl Followers {
-    fn start(engine: &Engine, stack: &Stack, tx: &Sender<Wake>, quit: &Arc<AtomicBool>) -> Followers {
-        let children: Arc<Mutex<Vec<std::process::Child>>> = Arc::default();
-        for service in &stack.services {
-            let (engine, key, container) = (engine.clone(), service.key, service.container.clone());
-            let (tx, quit, children) = (tx.clone(), quit.clone(), children.clone());
-            std::thread::spawn(move || {
-                let mut tail = 20;
-                let Ok(sh) = crate::shell() else { return };
-                while !quit.load(Ordering::SeqCst) {
-                    // Not there yet (the first round builds): asked again in a second.
-                    let state = engine.container_state(&sh, &container);
-                    if state != "missing"
-                        && let Ok(mut child) = engine.follow_logs(&container, tail)
-                    {
-                        let (out, err) = (child.stdout.take(), child.stderr.take());
-                        children.lock().unwrap().push(child);
-                        let tx_err = tx.clone();
-                        if let Some(err) = err {
-                            std::thread::spawn(move || send_lines(err, key, &tx_err));
-                        }
-                        if let Some(out) = out {
-                            send_lines(out, key, &tx);
-                        }
-                        // The next container of this name is a new one: all of its lines.
-                        tail = 10_000;
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            });
-        }
-        Followers { children }
-    }
-
-    fn stop(&self) {
-        for child in self.children.lock().unwrap().iter_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn send_lines(stream: impl std::io::Read, key: &'static str, tx: &Sender<Wake>) {
-    for line in BufReader::new(stream).lines().map_while(Result::ok) {
-        if tx.send(Wake::Log(key, line)).is_err() {
-            return;
-        }
-    }
-}
-
-/// The live view's health column: each service's readiness request, every two seconds.
-fn probe_health(stack: &Stack, tx: &Sender<Wake>, quit: &Arc<AtomicBool>) {
-    let host = stack.project.reach_addr().to_string();
-    let probes: Vec<(&'static str, u16, &'static str)> = stack
-        .services
-        .iter()
-        .filter_map(|s| {
-            let Readiness::Http(path) = s.readiness;
-            Some((s.key, s.ports.first()?.0, path))
-        })
-        .collect();
-    let (tx, quit) = (tx.clone(), quit.clone());
-    std::thread::spawn(move || {
-        while !quit.load(Ordering::SeqCst) {
-            for (key, port, path) in &probes {
-                let answers = http::get(&host, *port, path).is_some_and(|(status, _)| status == 200);
-                let _ = tx.send(Wake::Health(key, answers));
-            }
-            std::thread::sleep(Duration::from_secs(2));
-        }
-    });
 }
 
 #[cfg(test)]
