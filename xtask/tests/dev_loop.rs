@@ -285,6 +285,9 @@ fn live_view_under_tmux(sh: &Shell, root: &Path, project: &str, ports: (u16, u16
     wait("the backend's logs alone after f", &|s| {
         s.contains("logs: backend") && s.contains("f follow: backend")
     });
+    // `r` rebuilds every image (from the layer cache: the same images), a round of its own.
+    cmd!(sh, "tmux send-keys -t {session} r").quiet().run().unwrap();
+    wait("a rebuild round after r", &|s| s.contains("round 2") && s.contains("watching the checkout"));
     cmd!(sh, "tmux send-keys -t {session} q").quiet().run().unwrap();
     let started = Instant::now();
     while cmd!(sh, "tmux has-session -t {session}").quiet().ignore_stderr().run().is_ok() {
