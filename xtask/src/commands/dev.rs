@@ -185,8 +185,11 @@ impl<'a> Session<'a> {
         let mut running = true;
         loop {
             self.draw();
-            let timeout = settle_at
-                .map_or(Duration::from_millis(500), |at| at.saturating_duration_since(Instant::now()));
+            // A change that settled while a round runs waits for the round's end, not in a spin.
+            let timeout = match settle_at {
+                Some(at) if !running => at.saturating_duration_since(Instant::now()),
+                _ => Duration::from_millis(500),
+            };
             let wake = match rx.recv_timeout(timeout) {
                 Ok(wake) => Some(wake),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
