@@ -6,34 +6,55 @@
 # to each backend process at fd 3 with LISTEN_FDS=1 (the systemd/listenfd protocol), so a
 # connection made while the backend restarts waits in the socket's queue for the new one.
 # A shell cannot bind a socket, so python3 (in the image for piper) binds it, puts it at
-# fd 3 and execs this script again, which then holds it for its whole life.
+# fd 3 and execs this script again, which then holds it for its whole life. It binds with
+# SO_REUSEPORT, so a container that replaces this one (a new image) listens beside it in
+# the port holder's network namespace before this one stops: no request is lost there either.
 #
 # A change is seen through inotify where the mount delivers its events (a local engine),
 # at once; `inotifywait -t 1` times out after a second, so the comparison of the sources
 # also runs once a second: that polling is the fallback where events never come (a
 # VM-backed engine's mounts), and the only watcher when inotifywait is missing or fails.
 set -u
+log() { echo "[jarvis-backend-dev] $*"; }
+
+snapshot() {
+  find Cargo.toml Cargo.lock crates -type f \( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) \
+    -printf '%p %s %T@\n' 2>/dev/null | sort | cksum
+}
+
+# Without the source mounted at /app the loops below would watch and build the wrong directory.
+cd /app || { echo "[jarvis-backend-dev] cannot enter /app: mount the workspace there (dev-fast does)" >&2; exit 1; }
+
 if [ "${JARVIS_SOCKET_HELD:-}" != 1 ]; then
+  # Built before the port is bound: in the dev stack the port is shared with the container
+  # this one replaces (SO_REUSEPORT, in the port holder's network namespace), and one that
+  # cannot build must never take a connection from it. Until a build succeeds, each source
+  # change is tried again.
+  trap 'exit 0' TERM INT
+  while :; do
+    cargo build -p jarvis-backend & wait $! && break
+    log "cannot serve yet: the build failed; waiting for a source change"
+    last=$(snapshot)
+    while [ "$(snapshot)" = "$last" ]; do sleep 1 & wait $!; done
+  done
+  trap - TERM INT
   export JARVIS_SOCKET_HELD=1
   exec python3 -c '
 import os, socket, sys
 host, port = os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8000"))
 family = socket.AF_INET6 if ":" in host else socket.AF_INET
 try:
-    listener = socket.create_server((host, port), family=family, backlog=1024)
+    # reuse_port: the container this one replaces still listens on the port.
+    listener = socket.create_server((host, port), family=family, backlog=1024, reuse_port=True)
 except OSError as e:
-    sys.exit(f"[jarvis-backend-dev] cannot listen on {host}:{port}: {e}")
+    sys.exit(f"[jarvis-backend-dev] cannot serve yet: cannot listen on {host}:{port}: {e}")
 if listener.fileno() != 3:
     os.dup2(listener.fileno(), 3)
 os.set_inheritable(3, True)  # the shell, and each backend it starts, get it at fd 3
 os.execv(sys.argv[1], sys.argv[1:])
 ' "$0" "$@"
 fi
-# Without the source mounted at /app the loop below would watch and build the wrong directory.
-cd /app || { echo "[jarvis-backend-dev] cannot enter /app: mount the workspace there (dev-fast does)" >&2; exit 1; }
 server="" builder="" waiter="" retiring="" inotify=yes
-
-log() { echo "[jarvis-backend-dev] $*"; }
 
 stop() {
   for p in $waiter $builder $server $retiring; do kill "$p" 2>/dev/null; done
@@ -41,11 +62,6 @@ stop() {
   exit 0
 }
 trap stop TERM INT
-
-snapshot() {
-  find Cargo.toml Cargo.lock crates -type f \( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) \
-    -printf '%p %s %T@\n' 2>/dev/null | sort | cksum
-}
 
 # Returns on a change event, or after a second at the latest.
 wait_for_change() {

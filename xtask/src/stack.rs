@@ -25,6 +25,18 @@ pub const FRONTEND_PORT: u16 = 5173;
 pub const LMSTUDIO_PORT: u16 = 1234;
 /// Ollama's API port in its container.
 pub const OLLAMA_PORT: u16 = 11434;
+/// What a dev server prints once it listens (the backend's own line; the frontend's
+/// launcher prints the same): a swap waits for it in the new container's log before the old
+/// one stops (`converge/apply/swap.rs`).
+pub const SERVING_LINE: &str = " listening on http://";
+/// What a dev entrypoint prints when it cannot start a server (the source does not build):
+/// a swap then keeps the old container.
+pub const CANNOT_SERVE_LINE: &str = "] cannot serve yet: ";
+/// The name a container takes aside while its replacement starts beside it; one left by an
+/// interrupted swap is removed by the next plan.
+pub const RETIRING_SUFFIX: &str = "-retiring";
+/// The port holder's image: the frontend dev image's base, on every machine that built it.
+pub const PORT_HOLDER_IMAGE: &str = "docker.io/library/node:24-bookworm-slim";
 /// How the production image checks its own health (HEALTHCHECK, compose and kube probes).
 pub const HEALTH_COMMAND: [&str; 2] = ["/usr/local/bin/jarvis-backend", "--health-check"];
 
@@ -211,6 +223,23 @@ pub enum Holds {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Readiness {
     Http(&'static str),
+    /// Running is all it does (the port holder).
+    Running,
+}
+
+/// Where a container's network comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Network {
+    /// On the stack's network, publishing its own ports.
+    Own,
+    /// The port holder: on the stack's network, it publishes the ports of the services that
+    /// share its network namespace, and runs nothing but a wait.
+    HoldsPorts,
+    /// In the holder's network namespace (`--network container:<holder>`), where the
+    /// service binds its port with SO_REUSEPORT: a new container takes the port beside the
+    /// old one, and the kernel hands the old one's queue to it when it closes
+    /// (`net.ipv4.tcp_migrate_req`), so a swap loses no request.
+    Shared { holder: String },
 }
 
 #[derive(Clone, Debug)]
@@ -226,6 +255,7 @@ pub struct Service {
     pub readiness: Readiness,
     /// Whether a missing or failing service is only a warning (the LLM).
     pub optional: bool,
+    pub network: Network,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -274,6 +304,7 @@ fn ollama(p: &Project, container: String) -> Service {
         // Ollama answers "Ollama is running".
         readiness: Readiness::Http("/"),
         optional: true,
+        network: Network::Own,
     }
 }
 
@@ -315,6 +346,8 @@ impl Stack {
         let llm_container = p.named("lm-studio");
         let llm_api_base = llm.api_base(host_alias, &llm_container);
         let backend_container = p.named("backend-dev");
+        let holder = p.named("ports-dev");
+        let shared = || Network::Shared { holder: holder.clone() };
         let mut services = vec![
             Service {
                 key: "backend",
@@ -339,6 +372,7 @@ impl Stack {
                 env: vec![("LLM_API_BASE".into(), llm_api_base)],
                 readiness: Readiness::Http("/health"),
                 optional: false,
+                network: shared(),
             },
             Service {
                 key: "frontend",
@@ -354,18 +388,29 @@ impl Stack {
                         holds: Holds::NodeModules,
                     },
                 ],
-                env: vec![(
-                    "JARVIS_BACKEND_URL".into(),
-                    format!("http://{backend_container}:{BACKEND_PORT}"),
-                )],
+                // The same network namespace: the backend is on loopback.
+                env: vec![("JARVIS_BACKEND_URL".into(), format!("http://127.0.0.1:{BACKEND_PORT}"))],
                 // Vite's page, as a browser asks for it.
                 readiness: Readiness::Http("/"),
                 optional: false,
+                network: shared(),
             },
         ];
         if llm == Llm::Ollama {
             services.push(ollama(p, llm_container));
         }
+        // Last in the list, first to start and last to go (`Stack::start_order`).
+        services.push(Service {
+            key: "ports",
+            container: holder,
+            image: ServiceImage::Pulled(PORT_HOLDER_IMAGE.into()),
+            ports: vec![],
+            mounts: vec![],
+            env: vec![],
+            readiness: Readiness::Running,
+            optional: false,
+            network: Network::HoldsPorts,
+        });
         Stack::new(p, p.named("dev-network"), images, services)
     }
 
@@ -390,6 +435,7 @@ impl Stack {
             env: vec![("LLM_API_BASE".into(), llm.api_base(host_alias, &llm_container))],
             readiness: Readiness::Http("/health"),
             optional: false,
+            network: Network::Own,
         }];
         if llm == Llm::Ollama {
             services.push(ollama(p, llm_container));
@@ -424,6 +470,46 @@ impl Stack {
             ServiceImage::Built(i) => Some(&self.images[i]),
             ServiceImage::Pulled(_) => None,
         }
+    }
+
+    /// The (host, container) ports `service`'s container publishes: its own, or, for the
+    /// port holder, those of every service in its network namespace.
+    pub fn published(&self, service: &Service) -> Vec<(u16, u16)> {
+        match &service.network {
+            Network::Own => service.ports.clone(),
+            Network::HoldsPorts => self
+                .services
+                .iter()
+                .filter(|s| matches!(&s.network, Network::Shared { holder } if *holder == service.container))
+                .flat_map(|s| s.ports.iter().copied())
+                .collect(),
+            Network::Shared { .. } => vec![],
+        }
+    }
+
+    /// The service whose container publishes `service`'s ports: its port holder, or itself.
+    pub fn publisher<'a>(&'a self, service: &'a Service) -> &'a Service {
+        match &service.network {
+            Network::Shared { holder } => self.services.iter().find(|s| s.container == *holder).unwrap_or(service),
+            _ => service,
+        }
+    }
+
+    /// The services in the order their containers start: a port holder before the services
+    /// in its network namespace (which then are removed first, in the reverse order).
+    pub fn start_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.services.len()).collect();
+        order.sort_by_key(|&i| self.services[i].network != Network::HoldsPorts);
+        order
+    }
+
+    /// The services that run in `holder`'s network namespace.
+    pub fn sharing(&self, holder: &Service) -> Vec<usize> {
+        (0..self.services.len())
+            .filter(|&i| {
+                matches!(&self.services[i].network, Network::Shared { holder: h } if *h == holder.container)
+            })
+            .collect()
     }
 
     pub fn service(&self, key: &str) -> Option<&Service> {
@@ -461,7 +547,10 @@ mod tests {
         let stack = Stack::dev(&project(), Llm::Ollama, "host.containers.internal");
         assert_eq!(stack.network, "jarvis-dev-network");
         let containers: Vec<_> = stack.services.iter().map(|s| s.container.as_str()).collect();
-        assert_eq!(containers, ["jarvis-backend-dev", "jarvis-frontend-dev", "jarvis-lm-studio"]);
+        assert_eq!(containers, ["jarvis-backend-dev", "jarvis-frontend-dev", "jarvis-lm-studio", "jarvis-ports-dev"]);
+        let published: Vec<_> = stack.services.iter().map(|s| stack.published(s)).collect();
+        assert_eq!(published, [vec![], vec![], vec![], vec![(8000, 8000), (5173, 5173)]], "the holder publishes");
+        assert_eq!(stack.start_order(), [3, 0, 1, 2]);
         for v in ["jarvis-models", "jarvis-node-modules", "jarvis-ollama-data"] {
             assert!(stack.volumes.iter().any(|n| n == v), "{v}");
         }

@@ -361,6 +361,8 @@ impl State {
         let services = stack
             .services
             .iter()
+            // The port holder serves nothing of its own.
+            .filter(|s| s.readiness != Readiness::Running)
             .map(|s| Row {
                 key: s.key,
                 port: s.ports.first().map_or(0, |p| p.0),

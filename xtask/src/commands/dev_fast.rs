@@ -99,7 +99,7 @@ pub fn round(
     let mut meter = Meter::default();
     crate::converge::applied::meter(&converged.applied, &mut meter);
     if !args.dry_run {
-        crate::converge::applied::meter_started(&sh, &engine, &converged.applied, &mut meter);
+        crate::converge::applied::meter_started(&sh, &engine, &stack, &converged.applied, &mut meter);
     }
     if args.build_only {
         if !args.dry_run {

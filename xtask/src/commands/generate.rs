@@ -130,8 +130,10 @@ fn image_name(stack: &Stack, service: &Service) -> String {
 }
 
 fn health_path(service: &Service) -> Option<&'static str> {
-    let Readiness::Http(path) = service.readiness;
-    Some(path)
+    match service.readiness {
+        Readiness::Http(path) => Some(path),
+        Readiness::Running => None,
+    }
 }
 
 fn compose(stack: &Stack, context: &str) -> String {

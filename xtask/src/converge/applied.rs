@@ -34,6 +34,7 @@ impl Named {
             Action::Pull { service, .. } => ("pull", container(service)),
             Action::Remove { container, .. } => ("remove", container.clone()),
             Action::Run { service, .. } => ("run", container(service)),
+            Action::Swap { service, .. } => ("swap", container(service)),
         };
         Named { action: kind, target, reason: action.reason().to_string() }
     }
@@ -231,10 +232,18 @@ pub fn meter(applied: &[Applied], meter: &mut Meter) {
 /// read from their network namespaces (measured): the dev backend compiles its own crate at
 /// its first start (its dependencies come compiled in the image). The figure includes the
 /// readiness checks' requests, a few kB.
-pub fn meter_started(sh: &Shell, engine: &Engine, applied: &[Applied], meter: &mut Meter) {
+/// Containers in a port holder's namespace are counted in the holder's, once.
+pub fn meter_started(sh: &Shell, engine: &Engine, stack: &Stack, applied: &[Applied], meter: &mut Meter) {
     for record in applied.iter().filter(|r| r.is("run")) {
         let container = &record.action.target;
-        let source = format!("container {container}, from its start until it answered");
+        let network = stack.services.iter().find(|s| s.container == *container).map(|s| &s.network);
+        let source = match network {
+            Some(crate::stack::Network::Shared { .. }) => continue,
+            Some(crate::stack::Network::HoldsPorts) => {
+                format!("the network namespace of {container}, from its start until the services answered")
+            }
+            _ => format!("container {container}, from its start until it answered"),
+        };
         match engine.container_pid(sh, container).and_then(crate::host::netns::received) {
             Some(bytes) => meter.measured(&source, bytes),
             None => meter.not_measured(&source),

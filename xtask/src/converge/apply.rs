@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use xshell::Shell;
 
 mod fetch_share;
+mod swap;
 
 use fetch_share::registry_action;
 
@@ -80,6 +81,7 @@ pub fn call(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> C
         Action::Fetch { .. } | Action::Share { .. } => {
             unreachable!("registry actions are several engine calls: see `registry_action`")
         }
+        Action::Swap { .. } => unreachable!("a swap is several engine calls: see `swap::calls`"),
         Action::Run { service, .. } => {
             let svc = &stack.services[*service];
             Call::Run(spec::service_run(stack, engine, svc, &facts.configs[*service]))
@@ -170,6 +172,7 @@ pub fn apply(job: Job, facts: &Facts, plan: &Plan) -> Result<Vec<Applied>, Strin
                 let r = registry.expect("registry actions are planned only with a registry");
                 registry_action(job, facts, action, r)?
             }
+            Action::Swap { .. } if !out.dry_run => swap::swap(job, facts, action)?,
             _ if out.dry_run => dry_run(job, facts, action),
             _ => run_action(job, facts, action)?,
         });
@@ -179,10 +182,13 @@ pub fn apply(job: Job, facts: &Facts, plan: &Plan) -> Result<Vec<Applied>, Strin
 
 /// What `--dry-run` prints of an action, and its record.
 fn dry_run(job: Job, facts: &Facts, action: &Action) -> Applied {
-    let call = call(job.stack, job.engine, facts, action);
-    let mut lines = job.engine.command_lines(&call);
+    let calls = match action {
+        Action::Swap { .. } => swap::calls(job, facts, action).to_vec(),
+        _ => vec![call(job.stack, job.engine, facts, action)],
+    };
+    let mut lines: Vec<String> = calls.iter().flat_map(|c| job.engine.command_lines(c)).collect();
     let mut record = Applied::new(action, job.stack, Status::DryRun);
-    record.command = job.engine.calls(&call).concat();
+    record.command = calls.iter().flat_map(|c| job.engine.calls(c).concat()).collect();
     if let (Action::Build { .. }, Some(last)) = (action, lines.last_mut()) {
         // What apt, pip, npm and cargo will fetch inside depends on the layer cache and
         // the cache mounts, which the engine does not tell before the build runs.

@@ -20,7 +20,7 @@ use crate::{
         containerfile,
         fingerprint::Inputs,
     },
-    stack::{CONFIG_LABEL, Holds, INPUTS_LABEL, Mount, ServiceImage, Stack},
+    stack::{CONFIG_LABEL, Holds, INPUTS_LABEL, Mount, Network, RETIRING_SUFFIX, ServiceImage, Stack},
 };
 
 /// The images the plan asks about, in two lists: the stack's own, and the others: the
@@ -62,7 +62,15 @@ pub fn observe(sh: &Shell, engine: &Engine, stack: &Stack) -> Result<Facts, Stri
 pub fn quick(sh: &Shell, engine: &Engine, stack: &Stack) -> Result<Facts, String> {
     super::validate::inputs(stack)?;
     let (ours, others) = image_references(stack)?;
-    let containers: Vec<&str> = stack.services.iter().map(|s| s.container.as_str()).collect();
+    // And any a swap left aside, for the plan to remove.
+    let aside: Vec<String> = stack
+        .services
+        .iter()
+        .filter(|s| matches!(s.network, Network::Shared { .. }))
+        .map(|s| format!("{}{RETIRING_SUFFIX}", s.container))
+        .collect();
+    let mut containers: Vec<&str> = stack.services.iter().map(|s| s.container.as_str()).collect();
+    containers.extend(aside.iter().map(String::as_str));
     // Whatever the one call cannot settle (even its failure) is `observe`'s to read and report.
     if !containers.is_empty()
         && let Ok(inspected) = engine.inspect_named(sh, &containers, &strs(&others))
@@ -102,7 +110,7 @@ fn facts(stack: &Stack, engine: &Engine, observed: crate::engine::Observed) -> R
         .collect();
     let mut busy_ports = BTreeMap::new();
     for service in &stack.services {
-        for (host_port, _) in &service.ports {
+        for (host_port, _) in &stack.published(service) {
             // A port a running container publishes is that container's: the planner looks
             // no further, and naming a holder would read all of /proc.
             if observed.containers.values().any(|c| c.running && c.host_ports.contains(host_port)) {
@@ -239,7 +247,7 @@ mod tests {
                 state: "running".into(),
                 image_id: format!("id-{index}"),
                 labels,
-                host_ports: service.ports.iter().map(|(host, _)| *host).collect(),
+                host_ports: stack.published(service).iter().map(|(host, _)| *host).collect(),
             };
             facts.observed.containers.insert(c.name.clone(), c);
             facts.configs.push(config);
@@ -266,6 +274,12 @@ mod tests {
         expected.sort();
         assert_eq!(volumes, expected);
         assert_eq!(observed.networks, std::slice::from_ref(&stack.network));
+        // The port holder's image is one we only run: `inspect` reads it with the containers.
+        let mut observed = observed;
+        let holder = stack.services.iter().position(|s| s.key == "ports").unwrap();
+        let ServiceImage::Pulled(reference) = &stack.services[holder].image else { panic!("pulled") };
+        let image = ObservedImage { id: format!("id-{holder}"), labels: BTreeMap::new() };
+        observed.images.insert(reference.clone(), image);
         let plan = crate::converge::plan::plan(&stack, &Facts { observed, ..facts }, Default::default());
         assert!(plan.is_noop(), "{plan:?}");
     }

@@ -8,7 +8,7 @@ use crate::{
     host::ports::{Holder, describe_conflict},
     inputs::cache::Record,
     inputs::fingerprint::Inputs,
-    stack::{CONFIG_LABEL, INPUTS_LABEL, PROJECT_LABEL, SERVICE_LABEL, ServiceImage, Stack},
+    stack::{CONFIG_LABEL, INPUTS_LABEL, Network, PROJECT_LABEL, RETIRING_SUFFIX, SERVICE_LABEL, ServiceImage, Stack},
 };
 
 /// Everything the planner needs that is not the stack itself, gathered by `observe`.
@@ -59,6 +59,13 @@ pub const IMAGE_REBUILT: &str = "image rebuilt";
 /// The reason of a container removed and run again because a killed `run` left it in
 /// podman's store only (`ObservedContainer::only_in_store`), where it holds the name.
 pub const LEFT_IN_STORE: &str = "a killed run left it half-made in the engine's store";
+
+/// The reason of a container that runs in a port holder's network namespace when the
+/// holder is started again: the namespace it ran in is gone with the old holder.
+pub const HOLDER_RESTARTS: &str = "its port holder is started again";
+
+/// The reason of a container taken aside by a swap that did not finish.
+pub const INTERRUPTED_SWAP: &str = "an interrupted swap left it serving beside its replacement";
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
@@ -127,6 +134,12 @@ pub enum Action {
         reason: String,
     },
     Run {
+        service: usize,
+        reason: String,
+    },
+    /// Replace a running container without a gap: take it aside, run the new one in the
+    /// same network namespace, wait until it serves, then stop the old one.
+    Swap {
         service: usize,
         reason: String,
     },
@@ -254,7 +267,6 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
         plan.unchanged.extend(builds.unchanged);
         plan.blockers.extend(builds.blockers);
     }
-    let renewed = |image: usize| facts.settled.as_ref().is_some_and(|s| s.renewed.contains(&image));
 
     let mut removed: Vec<&str> = Vec::new();
     // Pulls go with the builds, before any container is removed: no downtime while
@@ -262,91 +274,59 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     let mut pulls = Vec::new();
     let mut removes = Vec::new();
     let mut runs = Vec::new();
-    for (index, service) in stack.services.iter().enumerate() {
-        let reason = match service.image {
-            ServiceImage::Built(i) if plan.rebuilds(i) => Some(IMAGE_REBUILT),
-            ServiceImage::Pulled(ref reference) if observed.image(reference).is_none() => {
-                if facts.settled.is_none() {
-                    pulls.push(Action::Pull { service: index, reason: "image missing".into() });
-                    Some("image pulled")
-                } else if service.optional {
-                    // Its pull failed (a warning): the stack runs without it.
-                    plan.unchanged.push(format!(
-                        "{} container: not started: its image {reference} could not be pulled",
-                        service.key
-                    ));
-                    continue;
-                } else {
-                    plan.blockers.push(format!("{} image {reference}: missing after its pull", service.key));
-                    continue;
-                }
-            }
-            _ => None,
-        };
-        let renewed_image = match service.image {
-            ServiceImage::Built(i) => renewed(i),
-            ServiceImage::Pulled(_) => false,
-        };
-        let container = &service.container;
-        let reason = match observed.containers.get(container) {
-            None => Some("container missing".to_string()),
-            Some(c) if c.only_in_store() => {
-                let why = LEFT_IN_STORE.to_string();
-                removes.push(Action::Remove { container: container.clone(), reason: why.clone() });
-                removed.push(container);
-                Some(why)
-            }
-            Some(c) if !c.is_ours(&stack.project.name) => {
-                let whose = match c.project() {
-                    Some(p) if p == stack.project.name => {
-                        format!("it was started by hand from this project's image (no {SERVICE_LABEL} label)")
-                    }
-                    Some(p) => format!("its {PROJECT_LABEL} label is {p:?}"),
-                    None => format!("its {PROJECT_LABEL} label is missing"),
-                };
-                plan.blockers.push(format!(
-                    "a container named {container} exists and is not this project's ({whose}); \
-                     if the old scripts made it, remove it with `podman rm -f {container}`"
-                ));
-                continue;
-            }
-            Some(c) => {
-                let expected_image = match (&service.image, stack.image_of(service)) {
-                    (_, Some(image)) => observed.image(&image.reference).map(|i| i.id.as_str()),
-                    (ServiceImage::Pulled(r), None) => observed.image(r).map(|i| i.id.as_str()),
-                    _ => None,
-                };
-                let why = if let Some(r) = reason {
-                    Some(r.to_string())
-                } else if c.labels.get(CONFIG_LABEL) != Some(&facts.configs[index]) {
-                    Some("container config changed".into())
-                } else if expected_image.is_some_and(|id| !c.image_id.is_empty() && id != c.image_id) {
-                    Some(if renewed_image { IMAGE_REBUILT } else { "image changed" }.into())
-                } else if !c.running {
-                    Some(format!("container was {}", if c.state.is_empty() { "stopped" } else { &c.state }))
-                } else {
-                    None
-                };
-                if let Some(why) = &why {
-                    removes.push(Action::Remove { container: container.clone(), reason: why.clone() });
-                    removed.push(container);
-                }
-                why
-            }
-        };
-        match reason {
-            Some(reason) => runs.push(Action::Run { service: index, reason }),
-            None if renewed_image => plan
-                .unchanged
-                .push(format!("{} container: kept (the rebuild made the same image)", service.key)),
-            None => plan.unchanged.push(format!("{} container: running, up to date", service.key)),
+    let mut swaps = Vec::new();
+    // A container an interrupted swap left aside still serves beside its replacement.
+    for service in &stack.services {
+        let aside = format!("{}{RETIRING_SUFFIX}", service.container);
+        if observed.containers.get(&aside).is_some_and(|c| c.is_ours(&stack.project.name)) {
+            removes.push(Action::Remove { container: aside, reason: INTERRUPTED_SWAP.into() });
         }
     }
+    // Each container's fate, the port holders' first: what shares a holder's network
+    // namespace is run again with it.
+    let mut fates: Vec<Option<Fate>> = vec![None; stack.services.len()];
+    for index in stack.start_order() {
+        let service = &stack.services[index];
+        let holder_restarts = match &service.network {
+            Network::Shared { holder } => stack
+                .services
+                .iter()
+                .position(|s| s.container == *holder)
+                .is_some_and(|h| matches!(fates[h], Some(Fate::Replace { .. }))),
+            _ => false,
+        };
+        fates[index] = Some(fate(stack, facts, &plan, &mut pulls, index, holder_restarts));
+    }
+    for (index, service) in stack.services.iter().enumerate() {
+        let container = &service.container;
+        match fates[index].take().expect("every service has its fate") {
+            Fate::Blocked(why) => plan.blockers.push(why),
+            Fate::Unchanged(line) => plan.unchanged.push(line),
+            Fate::Replace { reason, remove, swap } => {
+                if swap {
+                    swaps.push(Action::Swap { service: index, reason });
+                    continue;
+                }
+                if remove {
+                    removes.push(Action::Remove { container: container.clone(), reason: reason.clone() });
+                    removed.push(container);
+                }
+                runs.push(Action::Run { service: index, reason });
+            }
+        }
+    }
+    // What shares a holder's namespace goes before it, and starts after it.
+    let is_holder = |container: &str| {
+        stack.services.iter().any(|s| s.container == container && s.network == Network::HoldsPorts)
+    };
+    removes.sort_by_key(|a| matches!(a, Action::Remove { container, .. } if is_holder(container)));
+    runs.sort_by_key(|a| !matches!(a, Action::Run { service, .. } if stack.services[*service].network == Network::HoldsPorts));
 
     // A port is ours to publish when it is free, or held by a container this plan removes.
     for action in &runs {
         let Action::Run { service, .. } = action else { continue };
-        for (host_port, _) in &stack.services[*service].ports {
+        for (host_port, _) in stack.published(&stack.services[*service]) {
+            let host_port = &host_port;
             let by_container =
                 observed.containers.values().find(|c| c.running && c.host_ports.contains(host_port));
             match (by_container, facts.busy_ports.get(host_port)) {
@@ -385,7 +365,103 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     plan.actions.extend(pulls);
     plan.actions.extend(removes);
     plan.actions.extend(runs);
+    plan.actions.extend(swaps);
     plan
+}
+
+/// What becomes of one service's container.
+#[derive(Clone, Debug)]
+enum Fate {
+    Unchanged(String),
+    Blocked(String),
+    /// Run anew for `reason`: after removing the old one (`remove`), or beside it, which
+    /// then goes once the new one serves (`swap`).
+    Replace { reason: String, remove: bool, swap: bool },
+}
+
+/// The fate of service `index`'s container; a pull it needs goes into `pulls`.
+fn fate(
+    stack: &Stack,
+    facts: &Facts,
+    plan: &Plan,
+    pulls: &mut Vec<Action>,
+    index: usize,
+    holder_restarts: bool,
+) -> Fate {
+    let observed = &facts.observed;
+    let service = &stack.services[index];
+    let renewed = |image: usize| facts.settled.as_ref().is_some_and(|s| s.renewed.contains(&image));
+    let reason = match service.image {
+        ServiceImage::Built(i) if plan.rebuilds(i) => Some(IMAGE_REBUILT),
+        ServiceImage::Pulled(ref reference) if observed.image(reference).is_none() => {
+            if facts.settled.is_none() {
+                pulls.push(Action::Pull { service: index, reason: "image missing".into() });
+                Some("image pulled")
+            } else if service.optional {
+                // Its pull failed (a warning): the stack runs without it.
+                return Fate::Unchanged(format!(
+                    "{} container: not started: its image {reference} could not be pulled",
+                    service.key
+                ));
+            } else {
+                return Fate::Blocked(format!("{} image {reference}: missing after its pull", service.key));
+            }
+        }
+        _ if holder_restarts => Some(HOLDER_RESTARTS),
+        _ => None,
+    };
+    let renewed_image = match service.image {
+        ServiceImage::Built(i) => renewed(i),
+        ServiceImage::Pulled(_) => false,
+    };
+    let container = &service.container;
+    let replace = |reason: String, remove: bool| Fate::Replace { reason, remove, swap: false };
+    let c = match observed.containers.get(container) {
+        None => return replace("container missing".into(), false),
+        Some(c) if c.only_in_store() => return replace(LEFT_IN_STORE.into(), true),
+        Some(c) if !c.is_ours(&stack.project.name) => {
+            let whose = match c.project() {
+                Some(p) if p == stack.project.name => {
+                    format!("it was started by hand from this project's image (no {SERVICE_LABEL} label)")
+                }
+                Some(p) => format!("its {PROJECT_LABEL} label is {p:?}"),
+                None => format!("its {PROJECT_LABEL} label is missing"),
+            };
+            return Fate::Blocked(format!(
+                "a container named {container} exists and is not this project's ({whose}); \
+                 if the old scripts made it, remove it with `podman rm -f {container}`"
+            ));
+        }
+        Some(c) => c,
+    };
+    let expected_image = match (&service.image, stack.image_of(service)) {
+        (_, Some(image)) => observed.image(&image.reference).map(|i| i.id.as_str()),
+        (ServiceImage::Pulled(r), None) => observed.image(r).map(|i| i.id.as_str()),
+        _ => None,
+    };
+    let why = if let Some(r) = reason {
+        Some(r.to_string())
+    } else if c.labels.get(CONFIG_LABEL) != Some(&facts.configs[index]) {
+        Some("container config changed".into())
+    } else if expected_image.is_some_and(|id| !c.image_id.is_empty() && id != c.image_id) {
+        Some(if renewed_image { IMAGE_REBUILT } else { "image changed" }.into())
+    } else if !c.running {
+        return replace(format!("container was {}", if c.state.is_empty() { "stopped" } else { &c.state }), true);
+    } else {
+        None
+    };
+    match why {
+        // A running container in a holder's namespace that stays is replaced beside itself.
+        Some(reason) => Fate::Replace {
+            swap: c.running && !holder_restarts && matches!(service.network, Network::Shared { .. }),
+            reason,
+            remove: true,
+        },
+        None if renewed_image => {
+            Fate::Unchanged(format!("{} container: kept (the rebuild made the same image)", service.key))
+        }
+        None => Fate::Unchanged(format!("{} container: running, up to date", service.key)),
+    }
 }
 
 /// Whether dev-fast will fill the models volume with the voices: it is new, or
@@ -406,7 +482,8 @@ impl Action {
             | Action::Build { reason, .. }
             | Action::Pull { reason, .. }
             | Action::Remove { reason, .. }
-            | Action::Run { reason, .. } => reason,
+            | Action::Run { reason, .. }
+            | Action::Swap { reason, .. } => reason,
         }
     }
 
@@ -430,6 +507,9 @@ impl Action {
             Action::Remove { container, reason } => format!("{container}: removing: {reason}"),
             Action::Run { service, reason } => {
                 format!("{} container: starting: {reason}", stack.services[*service].key)
+            }
+            Action::Swap { service, reason } => {
+                format!("{} container: replacing it while it serves: {reason}", stack.services[*service].key)
             }
         }
     }

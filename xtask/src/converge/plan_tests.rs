@@ -7,7 +7,7 @@ use super::*;
 use crate::{
     converge::applied::Named,
     engine::{ObservedContainer, ObservedImage},
-    stack::{Llm, PROJECT_LABEL, Project, SERVICE_LABEL},
+    stack::{Llm, Network, PORT_HOLDER_IMAGE, PROJECT_LABEL, Project, RETIRING_SUFFIX, SERVICE_LABEL},
 };
 
 // The names `Stack::dev` gives the "jarvis" project (checked by `the_names_match_the_stack`).
@@ -19,16 +19,20 @@ const NETWORK: &str = "jarvis-dev-network";
 const BACKEND_BASE: &str = "docker.io/library/rust:1.95-slim-bookworm";
 const OLLAMA_IMAGE: &str = "docker.io/ollama/ollama:latest";
 const LLM: &str = "jarvis-lm-studio";
+const PORTS: &str = "jarvis-ports-dev";
 
 /// Index of the backend (and frontend) in `Stack::images` and in `Stack::services`.
 const BACK: usize = 0;
 const FRONT: usize = 1;
 const OLLAMA: usize = 2;
+/// The port holder: last of `Stack::dev`'s services (3 with the Ollama container).
+const HOLDER: usize = 2;
 
 const BACKEND_CACHED: &str = "backend image: cached";
 const FRONTEND_CACHED: &str = "frontend image: cached";
 const BACKEND_UP: &str = "backend container: running, up to date";
 const FRONTEND_UP: &str = "frontend container: running, up to date";
+const PORTS_UP: &str = "ports container: running, up to date";
 const BACKEND_KEPT: &str = "backend container: kept (the rebuild made the same image)";
 
 const DEFAULT: Options = Options {
@@ -87,14 +91,14 @@ fn image(id: &str, inputs: &Inputs) -> ObservedImage {
     }
 }
 
-fn container(name: &str, service: &str, image_id: &str, config: &str, port: u16) -> ObservedContainer {
+fn container(name: &str, service: &str, image_id: &str, config: &str, ports: &[u16]) -> ObservedContainer {
     ObservedContainer {
         name: name.into(),
         running: true,
         state: "running".into(),
         image_id: image_id.into(),
         labels: map(&[(PROJECT_LABEL, "jarvis"), (SERVICE_LABEL, service), (CONFIG_LABEL, config)]),
-        host_ports: vec![port],
+        host_ports: ports.to_vec(),
     }
 }
 
@@ -103,14 +107,17 @@ fn container(name: &str, service: &str, image_id: &str, config: &str, port: u16)
 /// config, the network and every volume there, no port taken by anyone else.
 fn baseline() -> Facts {
     let (backend, frontend) = (backend_inputs(), frontend_inputs());
-    let configs = vec!["cfg-backend-1".to_string(), "cfg-frontend-1".to_string()];
+    let configs = ["cfg-backend-1", "cfg-frontend-1", "cfg-ports-1"].map(String::from).to_vec();
     let mut observed = Observed::default();
     observed.images.insert(BACKEND_IMAGE.into(), image("b0b0b0", &backend));
     observed.images.insert(FRONTEND_IMAGE.into(), image("f0f0f0", &frontend));
-    observed.containers.insert(BACKEND.into(), container(BACKEND, "backend", "b0b0b0", &configs[BACK], 8000));
+    observed.images.insert(PORT_HOLDER_IMAGE.into(), ObservedImage { id: "9090".into(), labels: BTreeMap::new() });
+    // The holder publishes both ports; the services in its namespace publish none.
+    observed.containers.insert(BACKEND.into(), container(BACKEND, "backend", "b0b0b0", &configs[BACK], &[]));
     observed
         .containers
-        .insert(FRONTEND.into(), container(FRONTEND, "frontend", "f0f0f0", &configs[FRONT], 5173));
+        .insert(FRONTEND.into(), container(FRONTEND, "frontend", "f0f0f0", &configs[FRONT], &[]));
+    observed.containers.insert(PORTS.into(), container(PORTS, "ports", "9090", &configs[HOLDER], &[8000, 5173]));
     observed.networks = vec!["podman".into(), NETWORK.into()];
     observed.volumes =
         ["models", "node-modules", "cargo-registry", "cargo-target"].map(|v| format!("jarvis-{v}")).to_vec();
@@ -180,12 +187,39 @@ fn run(service: usize, reason: &str) -> Action {
     Action::Run { service, reason: reason.into() }
 }
 
-/// The backend's image rebuilt for `reason`, and its container re-created on it.
-fn backend_rebuilt(reason: &str) -> Vec<Action> {
-    vec![build(BACK, reason), remove(BACKEND, "image rebuilt"), run(BACK, "image rebuilt")]
+fn swap(service: usize, reason: &str) -> Action {
+    Action::Swap { service, reason: reason.into() }
 }
 
-/// The backend container re-created for `reason`, its image kept.
+/// The backend's image rebuilt for `reason`, and its running container replaced on it
+/// while it serves.
+fn backend_rebuilt(reason: &str) -> Vec<Action> {
+    vec![build(BACK, reason), swap(BACK, "image rebuilt")]
+}
+
+/// The running backend container replaced for `reason` while it serves, its image kept.
+fn backend_swapped(reason: &str) -> Vec<Action> {
+    vec![swap(BACK, reason)]
+}
+
+/// The port holder run again for `reason` (removed first unless `missing`), and with it the
+/// running services in its network namespace, which went with the old one.
+fn holder_restarted(reason: &str, missing: bool) -> Vec<Action> {
+    let again = crate::converge::plan::HOLDER_RESTARTS;
+    let mut actions = vec![remove(BACKEND, again), remove(FRONTEND, again)];
+    if !missing {
+        actions.push(remove(PORTS, reason));
+    }
+    actions.extend([run(HOLDER, reason), run(BACK, again), run(FRONT, again)]);
+    actions
+}
+
+/// The whole dev stack run from nothing, holder first.
+fn stack_started() -> Vec<Action> {
+    vec![run(HOLDER, "container missing"), run(BACK, "container missing"), run(FRONT, "container missing")]
+}
+
+/// The backend container removed and run again for `reason`.
 fn backend_recreated(reason: &str) -> Vec<Action> {
     vec![remove(BACKEND, reason), run(BACK, reason)]
 }
@@ -215,7 +249,47 @@ fn cases() -> Vec<Case> {
                 c.host_ports.clear();
             },
             actions: backend_recreated(crate::converge::plan::LEFT_IN_STORE),
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
+            blockers: vec![],
+        },
+        // The port holder and swaps.
+        Case {
+            name: "a container an interrupted swap left aside is removed, nothing else",
+            options: DEFAULT,
+            mutate: |f| {
+                let aside = format!("{BACKEND}{RETIRING_SUFFIX}");
+                let old = container(&aside, "backend", "b0b0b0-old", "cfg-backend-0", &[]);
+                f.observed.containers.insert(aside, old);
+            },
+            actions: vec![remove("jarvis-backend-dev-retiring", crate::converge::plan::INTERRUPTED_SWAP)],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "the holder's image changed (update-bases): it runs again, and what shares its namespace",
+            options: DEFAULT,
+            mutate: |f| observed_image(f, PORT_HOLDER_IMAGE).id = "9191".into(),
+            actions: holder_restarted("image changed", false),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED],
+            blockers: vec![],
+        },
+        Case {
+            name: "the holder restarts while the backend's image is rebuilt: removed and run, never swapped",
+            options: DEFAULT,
+            mutate: |f| {
+                set_file(f, BACK, "requirements.txt", "c0ffee99");
+                stop(f, PORTS, "exited");
+            },
+            actions: vec![
+                build(BACK, "requirements.txt changed"),
+                remove(BACKEND, "image rebuilt"),
+                remove(FRONTEND, crate::converge::plan::HOLDER_RESTARTS),
+                remove(PORTS, "container was exited"),
+                run(HOLDER, "container was exited"),
+                run(BACK, "image rebuilt"),
+                run(FRONT, crate::converge::plan::HOLDER_RESTARTS),
+            ],
+            unchanged: vec![FRONTEND_CACHED],
             blockers: vec![],
         },
         // The second plan, made after the images were settled: images are not planned
@@ -225,7 +299,7 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |f| settle(f, &[BACK]),
             actions: vec![],
-            unchanged: vec![BACKEND_KEPT, FRONTEND_UP],
+            unchanged: vec![BACKEND_KEPT, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -235,8 +309,8 @@ fn cases() -> Vec<Case> {
                 observed_image(f, BACKEND_IMAGE).id = "b1b1b1".into();
                 settle(f, &[BACK]);
             },
-            actions: backend_recreated("image rebuilt"),
-            unchanged: vec![FRONTEND_UP],
+            actions: backend_swapped("image rebuilt"),
+            unchanged: vec![FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -246,8 +320,8 @@ fn cases() -> Vec<Case> {
                 observed_image(f, BACKEND_IMAGE).id = "b1b1b1".into();
                 settle(f, &[]);
             },
-            actions: backend_recreated("image changed"),
-            unchanged: vec![FRONTEND_UP],
+            actions: backend_swapped("image changed"),
+            unchanged: vec![FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -258,7 +332,7 @@ fn cases() -> Vec<Case> {
                 settle(f, &[BACK]);
             },
             actions: vec![],
-            unchanged: vec![BACKEND_KEPT, FRONTEND_UP],
+            unchanged: vec![BACKEND_KEPT, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -269,7 +343,7 @@ fn cases() -> Vec<Case> {
                 settle(f, &[BACK]);
             },
             actions: vec![remove(FRONTEND, "container was exited"), run(FRONT, "container was exited")],
-            unchanged: vec![BACKEND_KEPT],
+            unchanged: vec![BACKEND_KEPT, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -281,12 +355,10 @@ fn cases() -> Vec<Case> {
                 Action::Share { image: BACK },
                 build(FRONT, "--rebuild"),
                 Action::Share { image: FRONT },
-                remove(BACKEND, "image rebuilt"),
-                remove(FRONTEND, "image rebuilt"),
-                run(BACK, "image rebuilt"),
-                run(FRONT, "image rebuilt"),
+                swap(BACK, "image rebuilt"),
+                swap(FRONT, "image rebuilt"),
             ],
-            unchanged: vec![],
+            unchanged: vec![PORTS_UP],
             blockers: vec![],
         },
         // Nothing to do.
@@ -295,7 +367,7 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |_| {},
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -303,7 +375,7 @@ fn cases() -> Vec<Case> {
             options: Options { no_cache: true, ..DEFAULT },
             mutate: |_| {},
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -311,7 +383,7 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |f| f.inputs[BACK].1 = Record::Missing,
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -319,7 +391,7 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |f| f.busy_ports = [(8000, None), (5173, None)].into(),
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         // Options.
@@ -330,12 +402,10 @@ fn cases() -> Vec<Case> {
             actions: vec![
                 build(BACK, "--rebuild"),
                 build(FRONT, "--rebuild"),
-                remove(BACKEND, "image rebuilt"),
-                remove(FRONTEND, "image rebuilt"),
-                run(BACK, "image rebuilt"),
-                run(FRONT, "image rebuilt"),
+                swap(BACK, "image rebuilt"),
+                swap(FRONT, "image rebuilt"),
             ],
-            unchanged: vec![],
+            unchanged: vec![PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -357,12 +427,10 @@ fn cases() -> Vec<Case> {
                     offline: false,
                     staged: false,
                 },
-                remove(BACKEND, "image rebuilt"),
-                remove(FRONTEND, "image rebuilt"),
-                run(BACK, "image rebuilt"),
-                run(FRONT, "image rebuilt"),
+                swap(BACK, "image rebuilt"),
+                swap(FRONT, "image rebuilt"),
             ],
-            unchanged: vec![],
+            unchanged: vec![PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -375,12 +443,10 @@ fn cases() -> Vec<Case> {
             actions: vec![
                 build(BACK, "--rebuild"),
                 build(FRONT, "--rebuild"),
-                remove(BACKEND, "image rebuilt"),
-                remove(FRONTEND, "image rebuilt"),
-                run(BACK, "image rebuilt"),
-                run(FRONT, "image rebuilt"),
+                swap(BACK, "image rebuilt"),
+                swap(FRONT, "image rebuilt"),
             ],
-            unchanged: vec![],
+            unchanged: vec![PORTS_UP],
             blockers: vec![],
         },
         // Why an image is built.
@@ -391,7 +457,7 @@ fn cases() -> Vec<Case> {
                 f.observed.images.remove(BACKEND_IMAGE);
             },
             actions: backend_rebuilt("image missing"),
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -402,10 +468,9 @@ fn cases() -> Vec<Case> {
             },
             actions: vec![
                 build(FRONT, "image missing"),
-                remove(FRONTEND, "image rebuilt"),
-                run(FRONT, "image rebuilt"),
+                swap(FRONT, "image rebuilt"),
             ],
-            unchanged: vec![BACKEND_CACHED, BACKEND_UP],
+            unchanged: vec![BACKEND_CACHED, BACKEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -413,7 +478,7 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |f| set_file(f, BACK, "requirements.txt", "c0ffee99"),
             actions: backend_rebuilt("requirements.txt changed"),
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -422,10 +487,9 @@ fn cases() -> Vec<Case> {
             mutate: |f| set_file(f, FRONT, "frontend/index.html", "f00d0004"),
             actions: vec![
                 build(FRONT, "frontend/index.html added"),
-                remove(FRONTEND, "image rebuilt"),
-                run(FRONT, "image rebuilt"),
+                swap(FRONT, "image rebuilt"),
             ],
-            unchanged: vec![BACKEND_CACHED, BACKEND_UP],
+            unchanged: vec![BACKEND_CACHED, BACKEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -442,7 +506,7 @@ fn cases() -> Vec<Case> {
                 set_file(f, BACK, "docker/backend-dev-entrypoint.sh", "c0ffee03");
             },
             actions: backend_rebuilt("docker/backend-dev-entrypoint.sh added"),
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -450,7 +514,7 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |f| set_file(f, BACK, "requirements.txt", "absent"),
             actions: backend_rebuilt("requirements.txt removed"),
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -461,10 +525,9 @@ fn cases() -> Vec<Case> {
             },
             actions: vec![
                 build(FRONT, "frontend/package-lock.json no longer an input"),
-                remove(FRONTEND, "image rebuilt"),
-                run(FRONT, "image rebuilt"),
+                swap(FRONT, "image rebuilt"),
             ],
-            unchanged: vec![BACKEND_CACHED, BACKEND_UP],
+            unchanged: vec![BACKEND_CACHED, BACKEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -474,7 +537,7 @@ fn cases() -> Vec<Case> {
                 f.inputs[BACK].0.bases.insert(BACKEND_BASE.into(), "ba5e0099".into());
             },
             actions: backend_rebuilt("base image docker.io/library/rust:1.95-slim-bookworm changed"),
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -484,7 +547,7 @@ fn cases() -> Vec<Case> {
                 f.inputs[BACK].0.args.insert("PROFILE".into(), "release".into());
             },
             actions: backend_rebuilt("build arg PROFILE added"),
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -499,7 +562,7 @@ fn cases() -> Vec<Case> {
                 "base image docker.io/library/rust:1.95-slim-bookworm changed, \
                  docker/backend.dev.Containerfile changed, requirements.txt changed",
             ),
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -510,7 +573,7 @@ fn cases() -> Vec<Case> {
                 f.inputs[BACK].1 = Record::Missing;
             },
             actions: backend_rebuilt("inputs changed (no record of the previous ones in .dev-cache)"),
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -520,7 +583,7 @@ fn cases() -> Vec<Case> {
                 observed_image(f, BACKEND_IMAGE).labels.insert(INPUTS_LABEL.into(), "0123abcd".into());
             },
             actions: backend_rebuilt("image was built from other inputs than .dev-cache records"),
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -531,10 +594,9 @@ fn cases() -> Vec<Case> {
             },
             actions: vec![
                 build(FRONT, "image has no io.jarvis.inputs label (not built by cargo xtask)"),
-                remove(FRONTEND, "image rebuilt"),
-                run(FRONT, "image rebuilt"),
+                swap(FRONT, "image rebuilt"),
             ],
-            unchanged: vec![BACKEND_CACHED, BACKEND_UP],
+            unchanged: vec![BACKEND_CACHED, BACKEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -548,7 +610,7 @@ fn cases() -> Vec<Case> {
             actions: backend_rebuilt(
                 "inputs unknown (/src/jarvis/.dev-cache/images/backend.json is corrupt or from another version)",
             ),
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -559,7 +621,7 @@ fn cases() -> Vec<Case> {
                 f.inputs[BACK].1 = Record::Unreadable("corrupt".into());
             },
             actions: backend_rebuilt("image missing"),
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         // Why a container is (re-)created.
@@ -570,7 +632,7 @@ fn cases() -> Vec<Case> {
                 f.observed.containers.remove(BACKEND);
             },
             actions: vec![run(BACK, "container missing")],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -581,7 +643,7 @@ fn cases() -> Vec<Case> {
                 f.observed.containers.remove(BACKEND);
             },
             actions: vec![build(BACK, "requirements.txt changed"), run(BACK, "container missing")],
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -589,7 +651,7 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |f| stop(f, BACKEND, "exited"),
             actions: backend_recreated("container was exited"),
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -597,7 +659,7 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |f| stop(f, FRONTEND, ""),
             actions: vec![remove(FRONTEND, "container was stopped"), run(FRONT, "container was stopped")],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -606,8 +668,8 @@ fn cases() -> Vec<Case> {
             mutate: |f| {
                 observed_container(f, BACKEND).labels.insert(CONFIG_LABEL.into(), "cfg-backend-0".into());
             },
-            actions: backend_recreated("container config changed"),
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            actions: backend_swapped("container config changed"),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -617,10 +679,9 @@ fn cases() -> Vec<Case> {
                 observed_container(f, FRONTEND).labels.remove(CONFIG_LABEL);
             },
             actions: vec![
-                remove(FRONTEND, "container config changed"),
-                run(FRONT, "container config changed"),
+                swap(FRONT, "container config changed"),
             ],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -631,15 +692,15 @@ fn cases() -> Vec<Case> {
                 observed_container(f, BACKEND).labels.insert(CONFIG_LABEL.into(), "cfg-backend-0".into());
             },
             actions: backend_recreated("container config changed"),
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
             name: "container runs another image than the one tagged now",
             options: DEFAULT,
             mutate: |f| observed_container(f, BACKEND).image_id = "b0b0b0-old".into(),
-            actions: backend_recreated("image changed"),
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            actions: backend_swapped("image changed"),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -649,7 +710,7 @@ fn cases() -> Vec<Case> {
                 observed_container(f, BACKEND).labels.clear();
             },
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec!["a container named jarvis-backend-dev exists and is not this project's"],
         },
         Case {
@@ -659,7 +720,7 @@ fn cases() -> Vec<Case> {
                 observed_container(f, FRONTEND).labels.insert(PROJECT_LABEL.into(), "other".into());
             },
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, PORTS_UP],
             blockers: vec!["podman rm -f jarvis-frontend-dev"],
         },
         Case {
@@ -672,7 +733,7 @@ fn cases() -> Vec<Case> {
                 c.labels.remove(CONFIG_LABEL);
             },
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, PORTS_UP],
             blockers: vec!["started by hand from this project's image"],
         },
         Case {
@@ -683,7 +744,7 @@ fn cases() -> Vec<Case> {
                 observed_container(f, BACKEND).labels.remove(PROJECT_LABEL);
             },
             actions: vec![build(BACK, "requirements.txt changed")],
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec!["a container named jarvis-backend-dev exists"],
         },
         // Network and volumes.
@@ -692,7 +753,7 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |f| f.observed.networks.retain(|n| n != NETWORK),
             actions: vec![network()],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -700,7 +761,7 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |f| f.observed.volumes.retain(|v| v != "jarvis-node-modules"),
             actions: vec![volume("jarvis-node-modules")],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -709,31 +770,31 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |f| f.observed.volumes.retain(|v| v != "jarvis-ollama-data"),
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         // Ports.
         Case {
-            name: "port taken by a known process while the backend must start",
+            name: "port taken by a known process while the stack must start",
             options: DEFAULT,
             mutate: |f| {
-                f.observed.containers.remove(BACKEND);
+                f.observed.containers.clear();
                 let holder = Holder { pid: 4242, command: "python3 -m http.server 8000".into() };
                 f.busy_ports.insert(8000, Some(holder));
             },
-            actions: vec![run(BACK, "container missing")],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            actions: stack_started(),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED],
             blockers: vec!["port 8000 is in use by pid 4242 (python3 -m http.server 8000)"],
         },
         Case {
-            name: "port taken by an unknown process while the backend must start",
+            name: "port taken by an unknown process while the port holder must start",
             options: DEFAULT,
             mutate: |f| {
-                stop(f, BACKEND, "exited");
+                stop(f, PORTS, "exited");
                 f.busy_ports.insert(8000, None);
             },
-            actions: backend_recreated("container was exited"),
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            actions: holder_restarted("container was exited", false),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED],
             blockers: vec!["port 8000 is in use by another process (run `ss -ltnp 'sport = :8000'`"],
         },
         Case {
@@ -743,7 +804,7 @@ fn cases() -> Vec<Case> {
                 f.observed.containers.clear();
                 f.busy_ports = [(8000, None), (5173, None)].into();
             },
-            actions: vec![run(BACK, "container missing"), run(FRONT, "container missing")],
+            actions: stack_started(),
             unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED],
             blockers: vec!["port 8000 is in use", "port 5173 is in use"],
         },
@@ -751,39 +812,39 @@ fn cases() -> Vec<Case> {
             name: "port held by our own container that this plan removes: no blocker",
             options: DEFAULT,
             mutate: |f| {
-                observed_container(f, BACKEND).labels.insert(CONFIG_LABEL.into(), "cfg-backend-0".into());
+                observed_container(f, PORTS).labels.insert(CONFIG_LABEL.into(), "cfg-ports-0".into());
                 f.busy_ports.insert(8000, None);
             },
-            actions: backend_recreated("container config changed"),
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            actions: holder_restarted("container config changed", false),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED],
             blockers: vec![],
         },
         Case {
             name: "port published by another running container: blocker naming it",
             options: DEFAULT,
             mutate: |f| {
-                f.observed.containers.remove(BACKEND);
-                let mut squatter = container("old-jarvis-backend", "backend", "0d0d0d", "x", 8000);
+                f.observed.containers.remove(PORTS);
+                let mut squatter = container("old-jarvis-backend", "backend", "0d0d0d", "x", &[8000]);
                 squatter.labels.clear();
                 f.observed.containers.insert(squatter.name.clone(), squatter);
                 f.busy_ports.insert(8000, None);
             },
-            actions: vec![run(BACK, "container missing")],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            actions: holder_restarted("container missing", true),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED],
             blockers: vec!["port 8000 is published by container old-jarvis-backend"],
         },
         Case {
             name: "port published by a stopped container is not a conflict",
             options: DEFAULT,
             mutate: |f| {
-                f.observed.containers.remove(BACKEND);
-                let mut old = container("old-jarvis-backend", "backend", "0d0d0d", "x", 8000);
+                f.observed.containers.remove(PORTS);
+                let mut old = container("old-jarvis-backend", "backend", "0d0d0d", "x", &[8000]);
                 old.running = false;
                 old.state = "exited".into();
                 f.observed.containers.insert(old.name.clone(), old);
             },
-            actions: vec![run(BACK, "container missing")],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            actions: holder_restarted("container missing", true),
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED],
             blockers: vec![],
         },
         // Everything at once.
@@ -800,12 +861,10 @@ fn cases() -> Vec<Case> {
                 network(),
                 volume("jarvis-models"),
                 build(BACK, "requirements.txt changed"),
-                remove(BACKEND, "image rebuilt"),
-                remove(FRONTEND, "container config changed"),
-                run(BACK, "image rebuilt"),
-                run(FRONT, "container config changed"),
+                swap(BACK, "image rebuilt"),
+                swap(FRONT, "container config changed"),
             ],
-            unchanged: vec![FRONTEND_CACHED],
+            unchanged: vec![FRONTEND_CACHED, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -824,6 +883,8 @@ fn cases() -> Vec<Case> {
                 volume("jarvis-node-modules"),
                 build(BACK, "image missing"),
                 build(FRONT, "image missing"),
+                Action::Pull { service: HOLDER, reason: "image missing".into() },
+                run(HOLDER, "container missing"),
                 run(BACK, "container missing"),
                 run(FRONT, "container missing"),
             ],
@@ -838,10 +899,9 @@ fn cases() -> Vec<Case> {
                 Action::Fetch { image: BACK, reason: "requirements.txt changed".into() },
                 build(BACK, "requirements.txt changed"),
                 Action::Share { image: BACK },
-                Action::Remove { container: BACKEND.into(), reason: "image rebuilt".into() },
-                run(BACK, "image rebuilt"),
+                swap(BACK, "image rebuilt"),
             ],
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         // --offline: nothing that downloads may run; each such thing is a blocker.
@@ -850,7 +910,7 @@ fn cases() -> Vec<Case> {
             options: OFFLINE_RUN,
             mutate: |_| {},
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -858,7 +918,7 @@ fn cases() -> Vec<Case> {
             options: OFFLINE_RUN,
             mutate: |f| stop(f, BACKEND, "exited"),
             actions: backend_recreated("container was exited"),
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -867,10 +927,9 @@ fn cases() -> Vec<Case> {
             mutate: |f| set_file(f, BACK, "requirements.txt", "c0ffee99"),
             actions: vec![
                 offline_build(BACK, "requirements.txt changed"),
-                remove(BACKEND, "image rebuilt"),
-                run(BACK, "image rebuilt"),
+                swap(BACK, "image rebuilt"),
             ],
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![
                 "--offline: would have to fetch: an image build with network: localhost/jarvis-backend-dev \
                  (requirements.txt changed)",
@@ -883,12 +942,10 @@ fn cases() -> Vec<Case> {
             actions: vec![
                 offline_build(BACK, "--rebuild"),
                 offline_build(FRONT, "--rebuild"),
-                remove(BACKEND, "image rebuilt"),
-                remove(FRONTEND, "image rebuilt"),
-                run(BACK, "image rebuilt"),
-                run(FRONT, "image rebuilt"),
+                swap(BACK, "image rebuilt"),
+                swap(FRONT, "image rebuilt"),
             ],
-            unchanged: vec![],
+            unchanged: vec![PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -897,10 +954,9 @@ fn cases() -> Vec<Case> {
             mutate: |f| set_file(f, BACK, "requirements.txt", "c0ffee99"),
             actions: vec![
                 offline_build(BACK, "requirements.txt changed"),
-                remove(BACKEND, "image rebuilt"),
-                run(BACK, "image rebuilt"),
+                swap(BACK, "image rebuilt"),
             ],
-            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP],
+            unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec!["an image build with network: localhost/jarvis-backend-dev"],
         },
         Case {
@@ -908,7 +964,7 @@ fn cases() -> Vec<Case> {
             options: OFFLINE_RUN,
             mutate: |f| f.voices_recorded = false,
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec![
                 "--offline: would have to fetch: a voice: en_US-joe-medium.onnx (en_US-joe-medium) (63.2 MB)",
                 "a voice: en_US-joe-medium.onnx.json (en_US-joe-medium) (4.8 kB)",
@@ -919,7 +975,7 @@ fn cases() -> Vec<Case> {
             options: OFFLINE_RUN,
             mutate: |f| f.observed.volumes.retain(|v| v != "jarvis-models"),
             actions: vec![volume("jarvis-models")],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec!["(63.2 MB)", "(4.8 kB)"],
         },
         Case {
@@ -927,7 +983,7 @@ fn cases() -> Vec<Case> {
             options: DEFAULT,
             mutate: |f| f.voices_recorded = false,
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
         Case {
@@ -935,7 +991,7 @@ fn cases() -> Vec<Case> {
             options: SHARED,
             mutate: |_| {},
             actions: vec![],
-            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, FRONTEND_UP, PORTS_UP],
             blockers: vec![],
         },
     ]
@@ -950,6 +1006,7 @@ fn rank(action: &Action) -> u8 {
         Action::Fetch { .. } | Action::Build { .. } | Action::Share { .. } | Action::Pull { .. } => 2,
         Action::Remove { .. } => 3,
         Action::Run { .. } => 4,
+        Action::Swap { .. } => 5,
     }
 }
 
@@ -972,8 +1029,29 @@ fn invariants(stack: &Stack, facts: &Facts, plan: &Plan) -> Vec<String> {
         let runs_again = plan.actions.iter().any(
             |a| matches!(a, Action::Run { service, .. } if stack.services[*service].container == *container),
         );
-        if !runs_again {
+        let aside = container.ends_with(RETIRING_SUFFIX);
+        if !runs_again && !aside {
             problems.push(format!("removes {container} without running it again"));
+        }
+    }
+    // A holder run again takes what shares its namespace along: removed after them, run before.
+    let position = |wanted: &dyn Fn(&Action) -> bool| plan.actions.iter().position(|a| wanted(a));
+    for (index, holder) in stack.services.iter().enumerate().filter(|(_, s)| s.network == Network::HoldsPorts) {
+        let Some(holder_runs) = position(&|a| matches!(a, Action::Run { service, .. } if *service == index)) else {
+            continue;
+        };
+        let holder_removed = position(&|a| matches!(a, Action::Remove { container, .. } if *container == holder.container));
+        for shared in stack.sharing(holder) {
+            let name = &stack.services[shared].container;
+            let is_running = facts.observed.containers.get(name).is_some_and(|c| c.running);
+            let runs = position(&|a| matches!(a, Action::Run { service, .. } if *service == shared));
+            let removed = position(&|a| matches!(a, Action::Remove { container, .. } if container == name));
+            if runs.is_none_or(|r| r < holder_runs) {
+                problems.push(format!("{name} does not run after its holder does"));
+            }
+            if is_running && (removed.is_none() || holder_removed.is_some_and(|h| removed.is_some_and(|r| r > h))) {
+                problems.push(format!("{name} is not removed before its holder"));
+            }
         }
     }
     if plan.is_noop() != (plan.actions.is_empty() && plan.blockers.is_empty()) {
@@ -1041,7 +1119,8 @@ fn the_names_match_the_stack() {
     let images: Vec<_> = stack.images.iter().map(|i| i.reference.as_str()).collect();
     assert_eq!(images, [BACKEND_IMAGE, FRONTEND_IMAGE]);
     let containers: Vec<_> = stack.services.iter().map(|s| s.container.as_str()).collect();
-    assert_eq!(containers, [BACKEND, FRONTEND]);
+    assert_eq!(containers, [BACKEND, FRONTEND, PORTS]);
+    assert_eq!(stack.services[HOLDER].image, ServiceImage::Pulled(PORT_HOLDER_IMAGE.into()));
     assert_eq!(stack.services[BACK].image, ServiceImage::Built(BACK));
     assert_eq!(stack.services[FRONT].image, ServiceImage::Built(FRONT));
     assert_eq!(stack.network, NETWORK);
@@ -1120,7 +1199,7 @@ fn actions_as_json() {
         json(run(FRONT, "container missing")),
         json!({ "action": "run", "target": FRONTEND, "reason": "container missing" })
     );
-    for action in [build(BACK, "x"), network(), volume("v"), remove(BACKEND, "x"), run(BACK, "x")] {
+    for action in [build(BACK, "x"), network(), volume("v"), swap(BACK, "x")] {
         let value = json(action);
         let keys: Vec<_> = value.as_object().expect("an object").keys().cloned().collect();
         assert_eq!(keys, ["action", "reason", "target"], "{value}");
@@ -1137,12 +1216,13 @@ fn ollama_stack() -> Stack {
 fn ollama_baseline() -> Facts {
     let mut facts = baseline();
     facts.observed.volumes.push("jarvis-ollama-data".into());
-    facts.configs.push("cfg-llm-1".into());
+    // Its service stands before the port holder's, which stays last.
+    facts.configs.insert(OLLAMA, "cfg-llm-1".into());
     facts
         .observed
         .images
         .insert(OLLAMA_IMAGE.into(), ObservedImage { id: "0a0a0a".into(), labels: map(&[]) });
-    let mut llm = container(LLM, "llm", "0a0a0a", "cfg-llm-1", 0);
+    let mut llm = container(LLM, "llm", "0a0a0a", "cfg-llm-1", &[]);
     llm.host_ports.clear();
     facts.observed.containers.insert(LLM.into(), llm);
     facts
@@ -1155,7 +1235,7 @@ fn ollama_baseline_is_a_noop() {
     assert_eq!(stack.services[OLLAMA].image, ServiceImage::Pulled(OLLAMA_IMAGE.into()));
     let plan = plan(&stack, &ollama_baseline(), DEFAULT);
     assert!(plan.is_noop(), "{plan:?}");
-    assert_eq!(plan.unchanged.last().map(String::as_str), Some("llm container: running, up to date"));
+    assert!(plan.unchanged.iter().any(|l| l == "llm container: running, up to date"), "{plan:?}");
 }
 
 #[test]
@@ -1226,8 +1306,10 @@ fn offline_build_plans_alone_block_too() {
 /// images we do not build; no volume, no network.
 fn as_inspected(stack: &Stack, facts: &Facts) -> Facts {
     let mut seen = Observed::default();
-    for service in &stack.services {
-        let Some(c) = facts.observed.containers.get(&service.container) else { continue };
+    // The stack's containers, and those a swap may have left aside (`quick` asks for them too).
+    let aside = stack.services.iter().map(|s| format!("{}{RETIRING_SUFFIX}", s.container));
+    for name in stack.services.iter().map(|s| s.container.clone()).chain(aside) {
+        let Some(c) = facts.observed.containers.get(&name) else { continue };
         let mut c = c.clone();
         if let Some(image) = facts.observed.images.values().find(|i| i.id == c.image_id) {
             for (k, v) in &image.labels {
@@ -1298,10 +1380,8 @@ fn after_the_pulls_an_optional_service_whose_image_failed_is_not_started() {
     settle(&mut facts, &[]);
     let plan = plan(&stack, &facts, DEFAULT);
     assert_eq!(plan.actions, [], "no pull again, no run");
-    assert_eq!(
-        plan.unchanged.last().map(String::as_str),
-        Some("llm container: not started: its image docker.io/ollama/ollama:latest could not be pulled")
-    );
+    let not_started = "llm container: not started: its image docker.io/ollama/ollama:latest could not be pulled";
+    assert!(plan.unchanged.iter().any(|l| l == not_started), "{:?}", plan.unchanged);
     assert!(plan.blockers.is_empty(), "{:?}", plan.blockers);
 }
 

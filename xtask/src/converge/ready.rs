@@ -93,7 +93,7 @@ pub fn wait(job: Job, timeout: Duration, cancel: &Cancel) -> Result<(), String> 
 
 /// Whether the service answers: an HTTP response, not an accepted connection.
 fn ready(addr: &str, port: u16, readiness: Readiness) -> bool {
-    let Readiness::Http(path) = readiness;
+    let Readiness::Http(path) = readiness else { return true };
     crate::host::http::get(addr, port, path).is_some_and(|(status, _)| status == 200)
 }
 

@@ -5,7 +5,7 @@
 use crate::{
     engine::{Call, Engine, Run},
     inputs::fingerprint::sha256,
-    stack::{CONFIG_LABEL, Mount, SERVICE_LABEL, Service, ServiceImage, Stack},
+    stack::{CONFIG_LABEL, Mount, Network, SERVICE_LABEL, Service, ServiceImage, Stack},
 };
 
 /// The digest of everything that defines a service's container, labels excluded (the way
@@ -33,9 +33,17 @@ pub fn service_run(stack: &Stack, engine: &Engine, service: &Service, config: &s
 /// The `run` arguments that define a container, bar its labels: what the config digest
 /// covers, so that any change to them recreates the container.
 pub fn run_spec(stack: &Stack, engine: &Engine, service: &Service) -> Vec<String> {
-    let mut args = vec!["--network".to_string(), stack.network.clone()];
-    for (host, container) in &service.ports {
+    let mut args = match &service.network {
+        Network::Own | Network::HoldsPorts => vec!["--network".to_string(), stack.network.clone()],
+        Network::Shared { holder } => vec!["--network".to_string(), format!("container:{holder}")],
+    };
+    for (host, container) in stack.published(service) {
         args.extend(["-p".into(), format!("{}:{host}:{container}", stack.project.publish_addr)]);
+    }
+    if service.network == Network::HoldsPorts {
+        // Its namespace's queued connections move to another listener of the port when one
+        // closes. It holds nothing it could lose, so it stops at once.
+        args.extend(["--sysctl", "net.ipv4.tcp_migrate_req=1", "--stop-signal", "SIGKILL"].map(String::from));
     }
     let mut binds = false;
     for mount in &service.mounts {
@@ -56,12 +64,18 @@ pub fn run_spec(stack: &Stack, engine: &Engine, service: &Service) -> Vec<String
     for (key, value) in &service.env {
         args.extend(["-e".into(), format!("{key}={value}")]);
     }
-    args.extend(engine.host_alias_args());
+    // A shared namespace has its holder's hosts file (docker refuses `--add-host` there).
+    if !matches!(service.network, Network::Shared { .. }) {
+        args.extend(engine.host_alias_args());
+    }
     args.push(match (&service.image, stack.image_of(service)) {
         (_, Some(image)) => image.reference.clone(),
         (ServiceImage::Pulled(reference), None) => reference.clone(),
         (ServiceImage::Built(_), None) => unreachable!("a built service names one of the stack's images"),
     });
+    if service.network == Network::HoldsPorts {
+        args.extend(["sleep", "infinity"].map(String::from));
+    }
     args
 }
 
@@ -73,39 +87,47 @@ mod tests {
         stack::{Llm, test_project},
     };
 
-    /// Whether a change to the backend service gives its container another config digest.
+    /// Whether a change to the stack gives the backend's container, or the port holder's
+    /// whose network namespace it runs in, another config digest. (The planner recreates what
+    /// shares a recreated holder's namespace.)
     #[test]
     fn what_recreates_a_container() {
         let engine = Engine { kind: Kind::Podman, program: "podman".into() };
-        let digest = |stack: &Stack, labels: &[&str]| {
-            let mut run = service_run(stack, &engine, &stack.services[0], "");
+        let digest = |stack: &Stack, index: usize, labels: &[&str]| {
+            let mut run = service_run(stack, &engine, &stack.services[index], "");
             run.labels.extend(labels.iter().map(|l| l.to_string()));
             config_digest(&engine, &run, "inputs-1")
         };
         let base = Stack::dev(&test_project(), Llm::default(), engine.host_alias());
-        let before = digest(&base, &[]);
+        let holder = base.services.iter().position(|s| s.key == "ports").unwrap();
+        let before = (digest(&base, 0, &[]), digest(&base, holder, &[]));
         type Change = fn(&mut Stack);
-        let cases: [(&str, Change, bool); 5] = [
-            ("a port change recreates it", |s| s.services[0].ports[0].0 += 1, true),
-            ("an env change recreates it", |s| s.services[0].env.push(("X".into(), "1".into())), true),
+        // (what, the change, whether it recreates the backend, whether the holder)
+        let cases: [(&str, Change, bool, bool); 5] = [
+            ("a host port change recreates the holder", |s| s.project.backend_port += 1, false, true),
+            ("an env change recreates it", |s| s.services[0].env.push(("X".into(), "1".into())), true, false),
             (
                 "a mount change recreates it",
                 |s| {
                     s.services[0].mounts.pop();
                 },
                 true,
+                false,
             ),
-            ("another network recreates it", |s| s.network.push_str("-2"), true),
-            ("nothing changed keeps it", |_| {}, false),
+            ("another network recreates the holder", |s| s.network.push_str("-2"), false, true),
+            ("nothing changed keeps both", |_| {}, false, false),
         ];
-        for (name, change, recreates) in cases {
+        for (name, change, backend, holds) in cases {
             let mut stack = base.clone();
             change(&mut stack);
-            assert_eq!(digest(&stack, &[]) != before, recreates, "{name}");
+            let backend_port = stack.project.backend_port;
+            stack.services[0].ports[0].0 = backend_port;
+            let after = (digest(&stack, 0, &[]), digest(&stack, holder, &[]));
+            assert_eq!((after.0 != before.0, after.1 != before.1), (backend, holds), "{name}");
         }
-        assert_eq!(digest(&base, &["io.jarvis.extra=1"]), before, "a label-only change keeps it");
+        assert_eq!(digest(&base, 0, &["io.jarvis.extra=1"]), before.0, "a label-only change keeps it");
         let other_image =
             config_digest(&engine, &service_run(&base, &engine, &base.services[0], ""), "inputs-2");
-        assert_ne!(other_image, before, "other image inputs recreate it");
+        assert_ne!(other_image, before.0, "other image inputs recreate it");
     }
 }

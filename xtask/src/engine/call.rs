@@ -21,6 +21,11 @@ pub enum Call {
     RemoveContainers(Vec<String>),
     /// `stop`: stops containers, keeping them.
     Stop(Vec<String>),
+    /// `rename`: a container takes another name (a swap takes the old one aside).
+    Rename {
+        from: String,
+        to: String,
+    },
     /// `rmi`: removes image references; an image goes when its last reference does.
     RemoveImages(Vec<String>),
     /// Takes these names off their images; an image left without a name and without a
@@ -158,6 +163,7 @@ impl Engine {
                 Kind::Docker => vec![[vec![s("rm"), s("-f")], names.clone()].concat()],
             },
             Call::Stop(names) => vec![[vec![s("stop"), s("-t"), s("5")], names.clone()].concat()],
+            Call::Rename { from, to } => vec![vec![s("rename"), from.clone(), to.clone()]],
             Call::RemoveImages(references) => vec![[vec![s("rmi")], references.clone()].concat()],
             Call::Untag(names) => match self.kind {
                 Kind::Podman => names.iter().map(|n| vec![s("untag"), n.clone(), n.clone()]).collect(),

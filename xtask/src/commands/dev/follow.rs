@@ -101,7 +101,7 @@ pub(super) fn probe_health(stack: &Stack, tx: &Sender<Wake>, quit: &Arc<AtomicBo
         .services
         .iter()
         .filter_map(|s| {
-            let Readiness::Http(path) = s.readiness;
+            let Readiness::Http(path) = s.readiness else { return None };
             Some((s.key, s.ports.first()?.0, path))
         })
         .collect();

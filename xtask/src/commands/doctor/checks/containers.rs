@@ -14,6 +14,8 @@ pub fn containers_ports(p: &Probe) -> Vec<Finding> {
         for (host_port, _) in &service.ports {
             let port = *host_port;
             let subject = format!("{} {addr}:{port}", service.key);
+            // The container that publishes it: the service's own, or its port holder.
+            let publisher = p.dev.publisher(service).container.as_str();
             let variable =
                 if service.key == "backend" { "JARVIS_BACKEND_PORT" } else { "JARVIS_FRONTEND_PORT" };
             let by_container = facts.and_then(|f| {
@@ -30,9 +32,9 @@ pub fn containers_ports(p: &Probe) -> Vec<Finding> {
                         })
                     });
                     let its_service = c.labels.get(SERVICE_LABEL).map(String::as_str).unwrap_or("");
-                    if c.name == service.container && removed.is_none() {
+                    if c.name == publisher && removed.is_none() {
                         Finding::ok(format!("held by our container {}, running and current", c.name))
-                    } else if c.name == service.container {
+                    } else if c.name == publisher {
                         Finding::ok(format!(
                             "held by our container {}, which dev-fast recreates ({})",
                             c.name,
