@@ -490,7 +490,9 @@ impl Stack {
     /// The service whose container publishes `service`'s ports: its port holder, or itself.
     pub fn publisher<'a>(&'a self, service: &'a Service) -> &'a Service {
         match &service.network {
-            Network::Shared { holder } => self.services.iter().find(|s| s.container == *holder).unwrap_or(service),
+            Network::Shared { holder } => {
+                self.services.iter().find(|s| s.container == *holder).unwrap_or(service)
+            }
             _ => service,
         }
     }
@@ -547,9 +549,16 @@ mod tests {
         let stack = Stack::dev(&project(), Llm::Ollama, "host.containers.internal");
         assert_eq!(stack.network, "jarvis-dev-network");
         let containers: Vec<_> = stack.services.iter().map(|s| s.container.as_str()).collect();
-        assert_eq!(containers, ["jarvis-backend-dev", "jarvis-frontend-dev", "jarvis-lm-studio", "jarvis-ports-dev"]);
+        assert_eq!(
+            containers,
+            ["jarvis-backend-dev", "jarvis-frontend-dev", "jarvis-lm-studio", "jarvis-ports-dev"]
+        );
         let published: Vec<_> = stack.services.iter().map(|s| stack.published(s)).collect();
-        assert_eq!(published, [vec![], vec![], vec![], vec![(8000, 8000), (5173, 5173)]], "the holder publishes");
+        assert_eq!(
+            published,
+            [vec![], vec![], vec![], vec![(8000, 8000), (5173, 5173)]],
+            "the holder publishes"
+        );
         assert_eq!(stack.start_order(), [3, 0, 1, 2]);
         for v in ["jarvis-models", "jarvis-node-modules", "jarvis-ollama-data"] {
             assert!(stack.volumes.iter().any(|n| n == v), "{v}");

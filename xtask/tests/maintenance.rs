@@ -50,7 +50,8 @@ impl Drop for Forget {
             let label = label(project);
             let containers = cmd!(sh, "podman ps -aq --filter {label}").quiet().read().unwrap_or_default();
             for c in containers.lines() {
-                let _ = cmd!(sh, "podman rm -f -t 0 {c}").quiet().ignore_stdout().ignore_stderr().run();
+                let _ =
+                    cmd!(sh, "podman rm -f -t 0 --depend {c}").quiet().ignore_stdout().ignore_stderr().run();
             }
             let format = "{{.Repository}}:{{.Tag}}";
             let names = cmd!(sh, "podman images --format {format}").quiet().read().unwrap_or_default();

@@ -68,7 +68,7 @@ impl Drop for Inside {
     fn drop(&mut self) {
         let label = format!("label=io.jarvis.project={}", self.project);
         for c in self.podman(&["ps", "-aq", "--filter", &label]).lines() {
-            self.podman(&["rm", "-f", "-t", "0", c]);
+            self.podman(&["rm", "-f", "-t", "0", "--depend", c]);
         }
         for i in self.podman(&["images", "-aq", "--filter", &label]).lines() {
             self.podman(&["rmi", "-f", i]);

@@ -130,7 +130,7 @@ impl Drop for Forget<'_> {
             String::from_utf8_lossy(&out.stdout).into_owned()
         };
         for c in podman(&["ps", "-aq", "--filter", &label]).lines() {
-            podman(&["rm", "-f", "-t", "0", c]);
+            podman(&["rm", "-f", "-t", "0", "--depend", c]);
         }
         for i in podman(&["images", "-aq", "--filter", &label]).lines() {
             podman(&["rmi", "-f", i]);

@@ -8,7 +8,10 @@ use crate::{
     host::ports::{Holder, describe_conflict},
     inputs::cache::Record,
     inputs::fingerprint::Inputs,
-    stack::{CONFIG_LABEL, INPUTS_LABEL, Network, PROJECT_LABEL, RETIRING_SUFFIX, SERVICE_LABEL, ServiceImage, Stack},
+    stack::{
+        CONFIG_LABEL, INPUTS_LABEL, Network, PROJECT_LABEL, RETIRING_SUFFIX, SERVICE_LABEL, ServiceImage,
+        Stack,
+    },
 };
 
 /// Everything the planner needs that is not the stack itself, gathered by `observe`.
@@ -295,7 +298,13 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
                 .is_some_and(|h| matches!(fates[h], Some(Fate::Replace { .. }))),
             _ => false,
         };
-        fates[index] = Some(fate(stack, facts, &plan, &mut pulls, index, holder_restarts));
+        fates[index] = Some(fate(stack, facts, &plan, index, holder_restarts));
+        if let ServiceImage::Pulled(reference) = &service.image
+            && facts.settled.is_none()
+            && observed.image(reference).is_none()
+        {
+            pulls.push(Action::Pull { service: index, reason: "image missing".into() });
+        }
     }
     for (index, service) in stack.services.iter().enumerate() {
         let container = &service.container;
@@ -376,18 +385,16 @@ enum Fate {
     Blocked(String),
     /// Run anew for `reason`: after removing the old one (`remove`), or beside it, which
     /// then goes once the new one serves (`swap`).
-    Replace { reason: String, remove: bool, swap: bool },
+    Replace {
+        reason: String,
+        remove: bool,
+        swap: bool,
+    },
 }
 
-/// The fate of service `index`'s container; a pull it needs goes into `pulls`.
-fn fate(
-    stack: &Stack,
-    facts: &Facts,
-    plan: &Plan,
-    pulls: &mut Vec<Action>,
-    index: usize,
-    holder_restarts: bool,
-) -> Fate {
+/// The fate of service `index`'s container (a missing pulled image is pulled first: `plan`
+/// plans that).
+fn fate(stack: &Stack, facts: &Facts, plan: &Plan, index: usize, holder_restarts: bool) -> Fate {
     let observed = &facts.observed;
     let service = &stack.services[index];
     let renewed = |image: usize| facts.settled.as_ref().is_some_and(|s| s.renewed.contains(&image));
@@ -395,7 +402,6 @@ fn fate(
         ServiceImage::Built(i) if plan.rebuilds(i) => Some(IMAGE_REBUILT),
         ServiceImage::Pulled(ref reference) if observed.image(reference).is_none() => {
             if facts.settled.is_none() {
-                pulls.push(Action::Pull { service: index, reason: "image missing".into() });
                 Some("image pulled")
             } else if service.optional {
                 // Its pull failed (a warning): the stack runs without it.
@@ -446,7 +452,10 @@ fn fate(
     } else if expected_image.is_some_and(|id| !c.image_id.is_empty() && id != c.image_id) {
         Some(if renewed_image { IMAGE_REBUILT } else { "image changed" }.into())
     } else if !c.running {
-        return replace(format!("container was {}", if c.state.is_empty() { "stopped" } else { &c.state }), true);
+        return replace(
+            format!("container was {}", if c.state.is_empty() { "stopped" } else { &c.state }),
+            true,
+        );
     } else {
         None
     };

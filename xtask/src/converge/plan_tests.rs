@@ -111,13 +111,17 @@ fn baseline() -> Facts {
     let mut observed = Observed::default();
     observed.images.insert(BACKEND_IMAGE.into(), image("b0b0b0", &backend));
     observed.images.insert(FRONTEND_IMAGE.into(), image("f0f0f0", &frontend));
-    observed.images.insert(PORT_HOLDER_IMAGE.into(), ObservedImage { id: "9090".into(), labels: BTreeMap::new() });
+    observed
+        .images
+        .insert(PORT_HOLDER_IMAGE.into(), ObservedImage { id: "9090".into(), labels: BTreeMap::new() });
     // The holder publishes both ports; the services in its namespace publish none.
     observed.containers.insert(BACKEND.into(), container(BACKEND, "backend", "b0b0b0", &configs[BACK], &[]));
     observed
         .containers
         .insert(FRONTEND.into(), container(FRONTEND, "frontend", "f0f0f0", &configs[FRONT], &[]));
-    observed.containers.insert(PORTS.into(), container(PORTS, "ports", "9090", &configs[HOLDER], &[8000, 5173]));
+    observed
+        .containers
+        .insert(PORTS.into(), container(PORTS, "ports", "9090", &configs[HOLDER], &[8000, 5173]));
     observed.networks = vec!["podman".into(), NETWORK.into()];
     observed.volumes =
         ["models", "node-modules", "cargo-registry", "cargo-target"].map(|v| format!("jarvis-{v}")).to_vec();
@@ -466,10 +470,7 @@ fn cases() -> Vec<Case> {
             mutate: |f| {
                 f.observed.images.remove(FRONTEND_IMAGE);
             },
-            actions: vec![
-                build(FRONT, "image missing"),
-                swap(FRONT, "image rebuilt"),
-            ],
+            actions: vec![build(FRONT, "image missing"), swap(FRONT, "image rebuilt")],
             unchanged: vec![BACKEND_CACHED, BACKEND_UP, PORTS_UP],
             blockers: vec![],
         },
@@ -485,10 +486,7 @@ fn cases() -> Vec<Case> {
             name: "a new input file: \"X added\"",
             options: DEFAULT,
             mutate: |f| set_file(f, FRONT, "frontend/index.html", "f00d0004"),
-            actions: vec![
-                build(FRONT, "frontend/index.html added"),
-                swap(FRONT, "image rebuilt"),
-            ],
+            actions: vec![build(FRONT, "frontend/index.html added"), swap(FRONT, "image rebuilt")],
             unchanged: vec![BACKEND_CACHED, BACKEND_UP, PORTS_UP],
             blockers: vec![],
         },
@@ -678,9 +676,7 @@ fn cases() -> Vec<Case> {
             mutate: |f| {
                 observed_container(f, FRONTEND).labels.remove(CONFIG_LABEL);
             },
-            actions: vec![
-                swap(FRONT, "container config changed"),
-            ],
+            actions: vec![swap(FRONT, "container config changed")],
             unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, BACKEND_UP, PORTS_UP],
             blockers: vec![],
         },
@@ -925,10 +921,7 @@ fn cases() -> Vec<Case> {
             name: "offline and an input changed: the build is a blocker naming the image and why",
             options: OFFLINE_RUN,
             mutate: |f| set_file(f, BACK, "requirements.txt", "c0ffee99"),
-            actions: vec![
-                offline_build(BACK, "requirements.txt changed"),
-                swap(BACK, "image rebuilt"),
-            ],
+            actions: vec![offline_build(BACK, "requirements.txt changed"), swap(BACK, "image rebuilt")],
             unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec![
                 "--offline: would have to fetch: an image build with network: localhost/jarvis-backend-dev \
@@ -952,10 +945,7 @@ fn cases() -> Vec<Case> {
             name: "offline with a shared cache: the registry is neither asked nor pushed to",
             options: Options { from_registry: true, share: true, ..OFFLINE_RUN },
             mutate: |f| set_file(f, BACK, "requirements.txt", "c0ffee99"),
-            actions: vec![
-                offline_build(BACK, "requirements.txt changed"),
-                swap(BACK, "image rebuilt"),
-            ],
+            actions: vec![offline_build(BACK, "requirements.txt changed"), swap(BACK, "image rebuilt")],
             unchanged: vec![FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
             blockers: vec!["an image build with network: localhost/jarvis-backend-dev"],
         },
@@ -1035,12 +1025,15 @@ fn invariants(stack: &Stack, facts: &Facts, plan: &Plan) -> Vec<String> {
         }
     }
     // A holder run again takes what shares its namespace along: removed after them, run before.
-    let position = |wanted: &dyn Fn(&Action) -> bool| plan.actions.iter().position(|a| wanted(a));
-    for (index, holder) in stack.services.iter().enumerate().filter(|(_, s)| s.network == Network::HoldsPorts) {
-        let Some(holder_runs) = position(&|a| matches!(a, Action::Run { service, .. } if *service == index)) else {
+    let position = |wanted: &dyn Fn(&Action) -> bool| plan.actions.iter().position(wanted);
+    for (index, holder) in stack.services.iter().enumerate().filter(|(_, s)| s.network == Network::HoldsPorts)
+    {
+        let Some(holder_runs) = position(&|a| matches!(a, Action::Run { service, .. } if *service == index))
+        else {
             continue;
         };
-        let holder_removed = position(&|a| matches!(a, Action::Remove { container, .. } if *container == holder.container));
+        let holder_removed =
+            position(&|a| matches!(a, Action::Remove { container, .. } if *container == holder.container));
         for shared in stack.sharing(holder) {
             let name = &stack.services[shared].container;
             let is_running = facts.observed.containers.get(name).is_some_and(|c| c.running);
@@ -1049,7 +1042,9 @@ fn invariants(stack: &Stack, facts: &Facts, plan: &Plan) -> Vec<String> {
             if runs.is_none_or(|r| r < holder_runs) {
                 problems.push(format!("{name} does not run after its holder does"));
             }
-            if is_running && (removed.is_none() || holder_removed.is_some_and(|h| removed.is_some_and(|r| r > h))) {
+            if is_running
+                && (removed.is_none() || holder_removed.is_some_and(|h| removed.is_some_and(|r| r > h)))
+            {
                 problems.push(format!("{name} is not removed before its holder"));
             }
         }
@@ -1380,7 +1375,8 @@ fn after_the_pulls_an_optional_service_whose_image_failed_is_not_started() {
     settle(&mut facts, &[]);
     let plan = plan(&stack, &facts, DEFAULT);
     assert_eq!(plan.actions, [], "no pull again, no run");
-    let not_started = "llm container: not started: its image docker.io/ollama/ollama:latest could not be pulled";
+    let not_started =
+        "llm container: not started: its image docker.io/ollama/ollama:latest could not be pulled";
     assert!(plan.unchanged.iter().any(|l| l == not_started), "{:?}", plan.unchanged);
     assert!(plan.blockers.is_empty(), "{:?}", plan.blockers);
 }

@@ -17,7 +17,8 @@ pub enum Call {
         name: String,
         labels: Vec<String>,
     },
-    /// `rm -f`: stops (5 s grace on podman) and removes containers.
+    /// `rm -f`: stops (5 s grace on podman) and removes containers (and, on podman, those in
+    /// a removed container's network namespace).
     RemoveContainers(Vec<String>),
     /// `stop`: stops containers, keeping them.
     Stop(Vec<String>),
@@ -159,7 +160,11 @@ impl Engine {
             }
             // docker's `rm` has no grace period: `-f` kills at once.
             Call::RemoveContainers(names) => match self.kind {
-                Kind::Podman => vec![[vec![s("rm"), s("-f"), s("-t"), s("5")], names.clone()].concat()],
+                // `--depend`: podman refuses to remove a port holder before the containers in
+                // its network namespace, which a removal of the stack lists beside it.
+                Kind::Podman => {
+                    vec![[vec![s("rm"), s("-f"), s("-t"), s("5"), s("--depend")], names.clone()].concat()]
+                }
                 Kind::Docker => vec![[vec![s("rm"), s("-f")], names.clone()].concat()],
             },
             Call::Stop(names) => vec![[vec![s("stop"), s("-t"), s("5")], names.clone()].concat()],
@@ -276,7 +281,7 @@ mod tests {
     #[test]
     fn docker_rm_has_no_grace_period_flag() {
         let rm = Call::RemoveContainers(vec!["c".into()]);
-        assert_eq!(engine(Kind::Podman).calls(&rm), [["rm", "-f", "-t", "5", "c"]]);
+        assert_eq!(engine(Kind::Podman).calls(&rm), [["rm", "-f", "-t", "5", "--depend", "c"]]);
         assert_eq!(engine(Kind::Docker).calls(&rm), [["rm", "-f", "c"]]);
     }
 }

@@ -154,7 +154,7 @@ pub fn forget_project(sh: &Shell, project: &str) {
     let label = format!("label=io.jarvis.project={project}");
     let containers = cmd!(sh, "podman ps -aq --filter {label}").quiet().read().unwrap_or_default();
     for c in containers.lines() {
-        let _ = cmd!(sh, "podman rm -f -t 0 {c}").quiet().ignore_stdout().ignore_stderr().run();
+        let _ = cmd!(sh, "podman rm -f -t 0 --depend {c}").quiet().ignore_stdout().ignore_stderr().run();
     }
     let images = cmd!(sh, "podman images -aq --filter {label}").quiet().read().unwrap_or_default();
     for i in images.lines() {

@@ -66,7 +66,11 @@ pub(super) fn swap(job: Job, facts: &Facts, action: &Action) -> Result<Applied, 
     engine.call(sh, &remove, Progress::Quiet).map_err(|e| e.to_string())?;
     let mut record = Applied::new(action, stack, Status::Ok);
     record.seconds = Some(started.elapsed().as_secs_f64());
-    out.say(format!("{} container: replaced in {:.1}s, serving throughout", service.key, started.elapsed().as_secs_f64()));
+    out.say(format!(
+        "{} container: replaced in {:.1}s, serving throughout",
+        service.key,
+        started.elapsed().as_secs_f64()
+    ));
     Ok(record)
 }
 

@@ -18,8 +18,16 @@ pub fn containers_ports(p: &Probe) -> Vec<Finding> {
             let publisher = p.dev.publisher(service).container.as_str();
             let variable =
                 if service.key == "backend" { "JARVIS_BACKEND_PORT" } else { "JARVIS_FRONTEND_PORT" };
+            // podman lists a holder's ports on the containers in its namespace too: the
+            // publisher first.
             let by_container = facts.and_then(|f| {
-                f.observed.containers.values().find(|c| c.running && c.host_ports.contains(&port))
+                let publishes =
+                    |c: &&crate::engine::ObservedContainer| c.running && c.host_ports.contains(&port);
+                f.observed
+                    .containers
+                    .get(publisher)
+                    .filter(publishes)
+                    .or_else(|| f.observed.containers.values().find(publishes))
             });
             let finding = match by_container {
                 Some(c) if c.is_ours(&p.project.name) => {
