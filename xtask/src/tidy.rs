@@ -363,6 +363,25 @@ fn the_dev_entrypoint_stops_without_its_mount() {
 /// Nothing we build on is past its upstream end of life: every base image of our
 /// Containerfiles and every action of the workflow is in `.ci/eol.tsv` with a date that has
 /// not passed, and the workflow's Node and the Node stand-in's are the image's LTS line.
+/// A swap waits for the new container's "listening" line and gives up on its "cannot serve"
+/// line: the servers and entrypoints of the dev images must print exactly those.
+#[test]
+fn the_dev_servers_print_the_lines_a_swap_waits_for() {
+    use crate::stack::{CANNOT_SERVE_LINE, SERVING_LINE};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let read = |rel: &str| std::fs::read_to_string(root.join(rel)).unwrap();
+    // The backend's own line: `jarvis-backend 0.1.0 listening on http://...`.
+    assert!(read("crates/jarvis-backend/src/lib.rs").contains(&format!("{{}}{SERVING_LINE}{{}}")));
+    let frontend = read("docker/frontend-dev-server.mjs");
+    assert!(frontend.contains(&format!("vite{SERVING_LINE}${{host}}")), "the frontend's listening line");
+    assert!(frontend.contains(&format!("[jarvis-frontend-dev{CANNOT_SERVE_LINE}")));
+    assert!(
+        read("docker/backend-dev-entrypoint.sh")
+            .contains(&format!("log \"{}", CANNOT_SERVE_LINE.trim_start_matches("] ")))
+    );
+    assert!(read("docker/frontend.dev.Containerfile").contains("jarvis-dev-server.mjs"));
+}
+
 #[test]
 fn nothing_we_build_on_is_past_its_end_of_life() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();

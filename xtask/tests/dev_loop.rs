@@ -104,6 +104,9 @@ impl Drop for Dev {
     }
 }
 
+/// How many swaps the request loops run through (the measure).
+const SWAPS: usize = 10;
+
 fn is(event: &Value, kind: &str) -> bool {
     event["event"] == kind
 }
@@ -162,6 +165,46 @@ fn dev_follows_every_change_and_quitting_leaves_the_stack_running() {
         failures.len(),
         failures.first().map_or(String::new(), |f| format!(" (the first: {f})"))
     );
+    assert!(failures.is_empty(), "requests failed during the swap: {failures:?}");
+
+    // Ten more swaps of both containers (a new image each: a label added to both
+    // Containerfiles), with a request loop on each port: not one request may fail.
+    let (backend_requests, frontend_requests) = (RequestLoop::start(ports.0), RequestLoop::start(ports.1));
+    let started = Instant::now();
+    for swap in 1..=SWAPS {
+        let label = |t: String| {
+            let kept: String = t
+                .lines()
+                .filter(|l| !l.starts_with("LABEL io.jarvis.test.swap"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            format!("{kept}LABEL io.jarvis.test.swap=\"{swap}\"\n")
+        };
+        edit(&root, "docker/backend.dev.Containerfile", label);
+        edit(&root, "docker/frontend.dev.Containerfile", label);
+        let planned = dev.until("the swap's round", long, |e| is(e, "planned"));
+        let round = planned["round"].clone();
+        dev.until("the swap's round ready", long, |e| is(e, "ready") && e["round"] == round);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let swapped = started.elapsed();
+    for (what, requests) in [("backend", backend_requests), ("frontend", frontend_requests)] {
+        let (answered, failures, _) = requests.stop();
+        let _ = writeln!(
+            std::io::stderr(),
+            "dev loop: {SWAPS} swaps of both containers in {:.0} s: {what} port: {answered} requests answered, {} failed{}",
+            swapped.as_secs_f64(),
+            failures.len(),
+            failures.first().map_or(String::new(), |f| format!(" (the first: {f})"))
+        );
+        assert!(failures.is_empty(), "{what}: requests failed during the swaps: {failures:?}");
+    }
+    let after_swaps = container_id(&sh, &backend);
+    assert_ne!(after, after_swaps, "the swaps replaced the backend container");
+    for name in [&backend, &frontend] {
+        let aside = format!("{name}-retiring");
+        assert_eq!(container_id(&sh, &aside), "", "no container left aside by a swap");
+    }
 
     // A build that fails: the old container keeps serving, the error is an event.
     let serving = container_id(&sh, &backend);
