@@ -413,7 +413,6 @@ fn fate(stack: &Stack, facts: &Facts, plan: &Plan, index: usize, holder_restarts
                 return Fate::Blocked(format!("{} image {reference}: missing after its pull", service.key));
             }
         }
-        _ if holder_restarts => Some(HOLDER_RESTARTS),
         _ => None,
     };
     let renewed_image = match service.image {
@@ -456,6 +455,8 @@ fn fate(stack: &Stack, facts: &Facts, plan: &Plan, index: usize, holder_restarts
             format!("container was {}", if c.state.is_empty() { "stopped" } else { &c.state }),
             true,
         );
+    } else if holder_restarts {
+        Some(HOLDER_RESTARTS.into())
     } else {
         None
     };

@@ -270,6 +270,25 @@ fn cases() -> Vec<Case> {
             blockers: vec![],
         },
         Case {
+            name: "the stack stopped (`stop`): each container runs again for being stopped, holder first",
+            options: DEFAULT,
+            mutate: |f| {
+                for name in [BACKEND, FRONTEND, PORTS] {
+                    stop(f, name, "exited");
+                }
+            },
+            actions: vec![
+                remove(BACKEND, "container was exited"),
+                remove(FRONTEND, "container was exited"),
+                remove(PORTS, "container was exited"),
+                run(HOLDER, "container was exited"),
+                run(BACK, "container was exited"),
+                run(FRONT, "container was exited"),
+            ],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED],
+            blockers: vec![],
+        },
+        Case {
             name: "the holder's image changed (update-bases): it runs again, and what shares its namespace",
             options: DEFAULT,
             mutate: |f| observed_image(f, PORT_HOLDER_IMAGE).id = "9191".into(),
