@@ -444,8 +444,19 @@ fn fate(stack: &Stack, facts: &Facts, plan: &Plan, index: usize, holder_restarts
         (ServiceImage::Pulled(r), None) => observed.image(r).map(|i| i.id.as_str()),
         _ => None,
     };
+    // The inputs of the image it was created from (a container inherits its image's labels):
+    // after this run renewed that image, the rebuild is the reason, though the config digest
+    // (which covers the image's inputs) differs too.
+    let older_image = match service.image {
+        ServiceImage::Built(i) => {
+            c.labels.get(INPUTS_LABEL).is_some_and(|l| *l != facts.inputs[i].0.digest())
+        }
+        ServiceImage::Pulled(_) => false,
+    };
     let why = if let Some(r) = reason {
         Some(r.to_string())
+    } else if renewed_image && older_image {
+        Some(IMAGE_REBUILT.into())
     } else if c.labels.get(CONFIG_LABEL) != Some(&facts.configs[index]) {
         Some("container config changed".into())
     } else if expected_image.is_some_and(|id| !c.image_id.is_empty() && id != c.image_id) {

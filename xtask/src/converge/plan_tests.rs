@@ -337,6 +337,20 @@ fn cases() -> Vec<Case> {
             blockers: vec![],
         },
         Case {
+            name: "after the builds: a container of the old image is 'image rebuilt', though its config differs too",
+            options: DEFAULT,
+            mutate: |f| {
+                observed_image(f, BACKEND_IMAGE).id = "b1b1b1".into();
+                let c = observed_container(f, BACKEND);
+                c.labels.insert(INPUTS_LABEL.into(), "inputs-before-the-rebuild".into());
+                c.labels.insert(CONFIG_LABEL.into(), "cfg-backend-0".into());
+                settle(f, &[BACK]);
+            },
+            actions: backend_swapped("image rebuilt"),
+            unchanged: vec![FRONTEND_UP, PORTS_UP],
+            blockers: vec![],
+        },
+        Case {
             name: "after the builds: an image another run changed is 'image changed'",
             options: DEFAULT,
             mutate: |f| {
