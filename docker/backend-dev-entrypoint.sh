@@ -32,9 +32,10 @@ if [ "${JARVIS_SOCKET_HELD:-}" != 1 ]; then
   # change is tried again.
   trap 'exit 0' TERM INT
   while :; do
+    # Taken before the build: an edit saved while it runs starts the next try.
+    last=$(snapshot)
     cargo build -p jarvis-backend & wait $! && break
     log "cannot serve yet: the build failed; waiting for a source change"
-    last=$(snapshot)
     while [ "$(snapshot)" = "$last" ]; do sleep 1 & wait $!; done
   done
   trap - TERM INT
@@ -94,7 +95,12 @@ rebuild() {
   cargo build -p jarvis-backend 3<&- & builder=$!
   wait "$builder"; status=$?; builder=""
   if [ "$status" -ne 0 ]; then
-    log "build failed (exit $status); the previous server keeps running until the next change"
+    if [ -n "$server" ]; then
+      log "build failed (exit $status); the previous server keeps running until the next change"
+    else
+      # What a swap waits for gives up here: no server takes the connections this socket queues.
+      log "cannot serve yet: the build failed (exit $status); waiting for a source change"
+    fi
     return
   fi
   # The new process first, then the old one stops: both share the socket, so the old one
@@ -118,7 +124,7 @@ while :; do
     rebuild
     continue
   elif [ -n "$server" ] && ! kill -0 "$server" 2>/dev/null; then
-    wait "$server"; log "server exited with status $?; waiting for a source change"
+    wait "$server"; log "cannot serve yet: the server exited with status $?; waiting for a source change"
     server=""
   fi
   wait_for_change

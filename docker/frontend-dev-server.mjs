@@ -11,7 +11,11 @@ const port = Number(process.env.JARVIS_FRONTEND_PORT) || 5173;
 const http = createHttpServer();
 const vite = await createServer({
   appType: "spa",
+  // HMR's WebSocket on this server (Vite 8's `server.ws.server`), so on the page's port.
   server: { middlewareMode: true, ws: { server: http } },
+  // Its own optimized-deps cache: during a swap two servers run, and the shared
+  // node_modules/.vite of one must not be rewritten under the other.
+  cacheDir: "/tmp/vite",
 });
 http.on("request", vite.middlewares);
 http.on("error", (e) => {

@@ -35,7 +35,9 @@ pub const CANNOT_SERVE_LINE: &str = "] cannot serve yet: ";
 /// The name a container takes aside while its replacement starts beside it; one left by an
 /// interrupted swap is removed by the next plan.
 pub const RETIRING_SUFFIX: &str = "-retiring";
-/// The port holder's image: the frontend dev image's base, on every machine that built it.
+/// The port holder's image: the frontend dev image's base, which podman keeps wherever it
+/// built the frontend (docker's BuildKit keeps its bases apart: there it is pulled once, as
+/// the LLM's image is).
 pub const PORT_HOLDER_IMAGE: &str = "docker.io/library/node:24-bookworm-slim";
 /// How the production image checks its own health (HEALTHCHECK, compose and kube probes).
 pub const HEALTH_COMMAND: [&str; 2] = ["/usr/local/bin/jarvis-backend", "--health-check"];

@@ -360,9 +360,6 @@ fn the_dev_entrypoint_stops_without_its_mount() {
     assert!(!stdout.contains("building"), "it went on after the failed cd: {stdout}");
 }
 
-/// Nothing we build on is past its upstream end of life: every base image of our
-/// Containerfiles and every action of the workflow is in `.ci/eol.tsv` with a date that has
-/// not passed, and the workflow's Node and the Node stand-in's are the image's LTS line.
 /// A swap waits for the new container's "listening" line and gives up on its "cannot serve"
 /// line: the servers and entrypoints of the dev images must print exactly those.
 #[test]
@@ -382,6 +379,9 @@ fn the_dev_servers_print_the_lines_a_swap_waits_for() {
     assert!(read("docker/frontend.dev.Containerfile").contains("jarvis-dev-server.mjs"));
 }
 
+/// Nothing we build on is past its upstream end of life: every base image of our
+/// Containerfiles and every action of the workflow is in `.ci/eol.tsv` with a date that has
+/// not passed, and the workflow's Node and the Node stand-in's are the image's LTS line.
 #[test]
 fn nothing_we_build_on_is_past_its_end_of_life() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();

@@ -116,6 +116,22 @@ fn container_id(sh: &Shell, name: &str) -> String {
     cmd!(sh, "podman container inspect --format {format} {name}").quiet().read().unwrap_or_default()
 }
 
+/// The status line of a WebSocket upgrade as Vite's HMR client asks for it.
+fn hmr_upgrade(port: u16) -> String {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: vite-hmr\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).unwrap_or(0);
+    String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or("").to_string()
+}
+
 fn edit(root: &Path, rel: &str, f: impl FnOnce(String) -> String) {
     let path = root.join(rel);
     let text = std::fs::read_to_string(&path).unwrap();
@@ -141,6 +157,8 @@ fn dev_follows_every_change_and_quitting_leaves_the_stack_running() {
     let mut dev = Dev::start(&root, &project, ports);
     dev.until("the first round ready", long, |e| is(e, "ready") && e["round"] == 1);
     assert!(dev.seen.iter().any(|e| is(e, "planned") && e["trigger"][0] == "start"), "{}", dev.history());
+    // Vite's HMR WebSocket answers on the page's port (its client connects there).
+    assert_eq!(hmr_upgrade(ports.1), "HTTP/1.1 101 Switching Protocols", "the frontend's HMR socket");
 
     // A dependency added while the loop runs: rebuilt, swapped in, the reason on screen.
     let before = container_id(&sh, &backend);

@@ -33,6 +33,7 @@ impl Named {
             Action::Share { image: i } => ("share", image(i)),
             Action::Pull { service, .. } => ("pull", container(service)),
             Action::Remove { container, .. } => ("remove", container.clone()),
+            Action::Rename { from, .. } => ("rename", from.clone()),
             Action::Run { service, .. } => ("run", container(service)),
             Action::Swap { service, .. } => ("swap", container(service)),
         };
@@ -232,13 +233,26 @@ pub fn meter(applied: &[Applied], meter: &mut Meter) {
 /// read from their network namespaces (measured): the dev backend compiles its own crate at
 /// its first start (its dependencies come compiled in the image). The figure includes the
 /// readiness checks' requests, a few kB.
-/// Containers in a port holder's namespace are counted in the holder's, once.
+/// Containers in a port holder's namespace are counted in the holder's, once, when it started
+/// with them; one started (or swapped in) beside a holder that already ran shares counters
+/// with what is serving, so it is named as not measured.
 pub fn meter_started(sh: &Shell, engine: &Engine, stack: &Stack, applied: &[Applied], meter: &mut Meter) {
-    for record in applied.iter().filter(|r| r.is("run")) {
+    let network_of =
+        |container: &str| stack.services.iter().find(|s| s.container == container).map(|s| &s.network);
+    let holder_started = applied
+        .iter()
+        .any(|r| r.is("run") && network_of(&r.action.target) == Some(&crate::stack::Network::HoldsPorts));
+    for record in applied.iter().filter(|r| r.is("run") || r.is("swap")) {
         let container = &record.action.target;
-        let network = stack.services.iter().find(|s| s.container == *container).map(|s| &s.network);
-        let source = match network {
-            Some(crate::stack::Network::Shared { .. }) => continue,
+        let source = match network_of(container) {
+            Some(crate::stack::Network::Shared { .. }) if holder_started => continue,
+            Some(crate::stack::Network::Shared { .. }) => {
+                meter.not_measured(&format!(
+                    "container {container}, started in the port holder's network namespace, whose counters \
+                     the containers serving there share"
+                ));
+                continue;
+            }
             Some(crate::stack::Network::HoldsPorts) => {
                 format!("the network namespace of {container}, from its start until the services answered")
             }

@@ -78,6 +78,7 @@ pub fn call(stack: &Stack, engine: &Engine, facts: &Facts, action: &Action) -> C
             ServiceImage::Built(_) => unreachable!("only pulled images are pulled"),
         },
         Action::Remove { container, .. } => Call::RemoveContainers(vec![container.clone()]),
+        Action::Rename { from, to, .. } => Call::Rename { from: from.clone(), to: to.clone() },
         Action::Fetch { .. } | Action::Share { .. } => {
             unreachable!("registry actions are several engine calls: see `registry_action`")
         }
@@ -143,6 +144,17 @@ fn git_revision(root: &std::path::Path) -> String {
 /// optional action (the LLM's image) is a warning; any other failure stops the run with
 /// nothing recorded for what did not build.
 pub fn apply(job: Job, facts: &Facts, plan: &Plan) -> Result<Vec<Applied>, String> {
+    apply_until(job, facts, plan, None)
+}
+
+/// `apply`, where a swap that waits for its new container gives up (and rolls back) when
+/// `cancel` is set.
+fn apply_until(
+    job: Job,
+    facts: &Facts,
+    plan: &Plan,
+    cancel: Option<&Cancel>,
+) -> Result<Vec<Applied>, String> {
     let Job { sh, engine, stack, out, registry } = job;
     // What the engine cannot do at all (docker without BuildKit) stops the run before its
     // first action, rather than after the network and volumes are made.
@@ -172,7 +184,7 @@ pub fn apply(job: Job, facts: &Facts, plan: &Plan) -> Result<Vec<Applied>, Strin
                 let r = registry.expect("registry actions are planned only with a registry");
                 registry_action(job, facts, action, r)?
             }
-            Action::Swap { .. } if !out.dry_run => swap::swap(job, facts, action)?,
+            Action::Swap { .. } if !out.dry_run => swap::swap(job, facts, action, cancel)?,
             _ if out.dry_run => dry_run(job, facts, action),
             _ => run_action(job, facts, action)?,
         });
@@ -447,6 +459,6 @@ pub fn converge(
         }
         containers
     };
-    converged.applied.extend(apply(job, &facts, &containers)?);
+    converged.applied.extend(apply_until(job, &facts, &containers, Some(cancel))?);
     ready::wait(job, timeout, cancel)
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    engine::Observed,
+    engine::{Observed, ObservedContainer},
     host::ports::{Holder, describe_conflict},
     inputs::cache::Record,
     inputs::fingerprint::Inputs,
@@ -70,6 +70,10 @@ pub const HOLDER_RESTARTS: &str = "its port holder is started again";
 /// The reason of a container taken aside by a swap that did not finish.
 pub const INTERRUPTED_SWAP: &str = "an interrupted swap left it serving beside its replacement";
 
+/// The reason of the old container of an interrupted swap named back, and of the unproven new
+/// one removed for it: the old one served until the end.
+pub const SWAP_UNDONE: &str = "a swap was interrupted before the new container listened";
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// `--rebuild`: build every image even if its inputs match.
@@ -134,6 +138,12 @@ pub enum Action {
     },
     Remove {
         container: String,
+        reason: String,
+    },
+    /// Give a container its service's name back (the old one of an interrupted swap).
+    Rename {
+        from: String,
+        to: String,
         reason: String,
     },
     Run {
@@ -278,13 +288,19 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     let mut removes = Vec::new();
     let mut runs = Vec::new();
     let mut swaps = Vec::new();
-    // A container an interrupted swap left aside still serves beside its replacement.
-    for service in &stack.services {
-        let aside = format!("{}{RETIRING_SUFFIX}", service.container);
-        if observed.containers.get(&aside).is_some_and(|c| c.is_ours(&stack.project.name)) {
-            removes.push(Action::Remove { container: aside, reason: INTERRUPTED_SWAP.into() });
-        }
-    }
+    let mut renames = Vec::new();
+    // What an interrupted swap left: the plan goes on from the container that served.
+    let recovered = recover_swaps(stack, facts, &mut removes, &mut renames);
+    let facts = &recovered;
+    let observed = &facts.observed;
+    let recovery_removed: Vec<String> = removes
+        .iter()
+        .filter_map(|a| match a {
+            Action::Remove { container, .. } => Some(container.clone()),
+            _ => None,
+        })
+        .collect();
+    removed.extend(recovery_removed.iter().map(String::as_str));
     // Each container's fate, the port holders' first: what shares a holder's network
     // namespace is run again with it.
     let mut fates: Vec<Option<Fate>> = vec![None; stack.services.len()];
@@ -373,9 +389,46 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
     }
     plan.actions.extend(pulls);
     plan.actions.extend(removes);
+    plan.actions.extend(renames);
     plan.actions.extend(runs);
     plan.actions.extend(swaps);
     plan
+}
+
+/// The facts as they are once an interrupted swap is settled, and the actions that settle it.
+/// The old container (`<name>-retiring`) served until the swap stopped it, so it is the one
+/// to keep: alone, it is named back; beside a new one, the new one (never known to listen)
+/// goes and the old one is named back; stopped (the swap had stopped it, so the new one
+/// listened), it is removed. The service's fate is then planned from what stays.
+fn recover_swaps(
+    stack: &Stack,
+    facts: &Facts,
+    removes: &mut Vec<Action>,
+    renames: &mut Vec<Action>,
+) -> Facts {
+    let mut facts = facts.clone();
+    for service in &stack.services {
+        let name = &service.container;
+        let aside = format!("{name}{RETIRING_SUFFIX}");
+        let Some(old) = facts.observed.containers.get(&aside).filter(|c| c.is_ours(&stack.project.name))
+        else {
+            continue;
+        };
+        let old = old.clone();
+        let new = facts.observed.containers.get(name);
+        if new.is_some() && !old.running {
+            removes.push(Action::Remove { container: aside.clone(), reason: INTERRUPTED_SWAP.into() });
+            facts.observed.containers.remove(&aside);
+            continue;
+        }
+        if new.is_some() {
+            removes.push(Action::Remove { container: name.clone(), reason: SWAP_UNDONE.into() });
+        }
+        renames.push(Action::Rename { from: aside.clone(), to: name.clone(), reason: SWAP_UNDONE.into() });
+        facts.observed.containers.remove(&aside);
+        facts.observed.containers.insert(name.clone(), ObservedContainer { name: name.clone(), ..old });
+    }
+    facts
 }
 
 /// What becomes of one service's container.
@@ -504,6 +557,7 @@ impl Action {
             | Action::Pull { reason, .. }
             | Action::Remove { reason, .. }
             | Action::Run { reason, .. }
+            | Action::Rename { reason, .. }
             | Action::Swap { reason, .. } => reason,
         }
     }
@@ -526,6 +580,7 @@ impl Action {
                 format!("{} image: pulling: {reason}", stack.services[*service].key)
             }
             Action::Remove { container, reason } => format!("{container}: removing: {reason}"),
+            Action::Rename { from, to, reason } => format!("{from}: naming it {to} again: {reason}"),
             Action::Run { service, reason } => {
                 format!("{} container: starting: {reason}", stack.services[*service].key)
             }

@@ -191,6 +191,15 @@ fn run(service: usize, reason: &str) -> Action {
     Action::Run { service, reason: reason.into() }
 }
 
+/// The old container of an interrupted swap named `name` again.
+fn rename_back(name: &str) -> Action {
+    Action::Rename {
+        from: format!("{name}{RETIRING_SUFFIX}"),
+        to: name.into(),
+        reason: crate::converge::plan::SWAP_UNDONE.into(),
+    }
+}
+
 fn swap(service: usize, reason: &str) -> Action {
     Action::Swap { service, reason: reason.into() }
 }
@@ -258,11 +267,41 @@ fn cases() -> Vec<Case> {
         },
         // The port holder and swaps.
         Case {
-            name: "a container an interrupted swap left aside is removed, nothing else",
+            name: "an interrupted swap, both running: the new one goes, the old one is named back and swapped again",
             options: DEFAULT,
             mutate: |f| {
                 let aside = format!("{BACKEND}{RETIRING_SUFFIX}");
                 let old = container(&aside, "backend", "b0b0b0-old", "cfg-backend-0", &[]);
+                f.observed.containers.insert(aside, old);
+            },
+            actions: vec![
+                remove(BACKEND, crate::converge::plan::SWAP_UNDONE),
+                rename_back(BACKEND),
+                swap(BACK, "container config changed"),
+            ],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "an interrupted swap before the new one ran: the old one is named back and swapped again",
+            options: DEFAULT,
+            mutate: |f| {
+                let aside = format!("{BACKEND}{RETIRING_SUFFIX}");
+                let old = container(&aside, "backend", "b0b0b0-old", "cfg-backend-0", &[]);
+                f.observed.containers.remove(BACKEND);
+                f.observed.containers.insert(aside, old);
+            },
+            actions: vec![rename_back(BACKEND), swap(BACK, "container config changed")],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED, FRONTEND_UP, PORTS_UP],
+            blockers: vec![],
+        },
+        Case {
+            name: "an interrupted swap after the old one stopped: only the old one is removed",
+            options: DEFAULT,
+            mutate: |f| {
+                let aside = format!("{BACKEND}{RETIRING_SUFFIX}");
+                let mut old = container(&aside, "backend", "b0b0b0-old", "cfg-backend-0", &[]);
+                (old.running, old.state) = (false, "exited".into());
                 f.observed.containers.insert(aside, old);
             },
             actions: vec![remove("jarvis-backend-dev-retiring", crate::converge::plan::INTERRUPTED_SWAP)],
@@ -1028,8 +1067,9 @@ fn rank(action: &Action) -> u8 {
         Action::CreateVolume { .. } => 1,
         Action::Fetch { .. } | Action::Build { .. } | Action::Share { .. } | Action::Pull { .. } => 2,
         Action::Remove { .. } => 3,
-        Action::Run { .. } => 4,
-        Action::Swap { .. } => 5,
+        Action::Rename { .. } => 4,
+        Action::Run { .. } => 5,
+        Action::Swap { .. } => 6,
     }
 }
 
@@ -1053,7 +1093,9 @@ fn invariants(stack: &Stack, facts: &Facts, plan: &Plan) -> Vec<String> {
             |a| matches!(a, Action::Run { service, .. } if stack.services[*service].container == *container),
         );
         let aside = container.ends_with(RETIRING_SUFFIX);
-        if !runs_again && !aside {
+        let named_back =
+            plan.actions.iter().any(|a| matches!(a, Action::Rename { to, .. } if to == container));
+        if !runs_again && !aside && !named_back {
             problems.push(format!("removes {container} without running it again"));
         }
     }

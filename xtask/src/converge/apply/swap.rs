@@ -12,6 +12,7 @@ use crate::{
     converge::{
         applied::{Applied, Status},
         plan::{Action, Facts},
+        ready::Cancel,
     },
     engine::{Call, Progress},
     stack::{CANNOT_SERVE_LINE, RETIRING_SUFFIX, SERVING_LINE},
@@ -35,7 +36,12 @@ pub(super) fn calls(job: Job, facts: &Facts, action: &Action) -> [Call; 4] {
     ]
 }
 
-pub(super) fn swap(job: Job, facts: &Facts, action: &Action) -> Result<Applied, String> {
+pub(super) fn swap(
+    job: Job,
+    facts: &Facts,
+    action: &Action,
+    cancel: Option<&Cancel>,
+) -> Result<Applied, String> {
     let Job { sh, engine, stack, out, .. } = job;
     let Action::Swap { service, .. } = action else { unreachable!("only swaps are swapped") };
     let service = &stack.services[*service];
@@ -45,16 +51,24 @@ pub(super) fn swap(job: Job, facts: &Facts, action: &Action) -> Result<Applied, 
     let [rename, run, stop, remove] = calls(job, facts, action);
     let back = Call::Rename { from: aside.clone(), to: name.clone() };
     engine.call(sh, &rename, Progress::Quiet).map_err(|e| e.to_string())?;
+    // What undoes the swap: the new one removed, the old one (still serving) named again.
+    let undo = || -> Result<(), String> {
+        let _ = engine.call(sh, &Call::RemoveContainers(vec![name.clone()]), Progress::Quiet);
+        engine.call(sh, &back, Progress::Quiet).map(drop).map_err(|e| {
+            format!(
+                "{e}\n  the old {} container still serves, as {aside}: the next run names it back",
+                service.key
+            )
+        })
+    };
     if let Err(e) = engine.call(sh, &run, Progress::Quiet) {
         // A run that failed may still have left a container under the name.
-        let _ = engine.call(sh, &Call::RemoveContainers(vec![name.clone()]), Progress::Quiet);
-        let _ = engine.call(sh, &back, Progress::Quiet);
+        undo()?;
         return Err(format!("{e}\n  the {} container that was serving keeps serving", service.key));
     }
-    if let Err(why) = wait_listening(job, name) {
+    if let Err(why) = wait_listening(job, name, cancel) {
         let logs = engine.logs_tail(sh, name, 30);
-        let _ = engine.call(sh, &Call::RemoveContainers(vec![name.clone()]), Progress::Quiet);
-        engine.call(sh, &back, Progress::Quiet).map_err(|e| e.to_string())?;
+        undo()?;
         return Err(format!(
             "the new {} container {why}; it was removed, and the one that was serving keeps serving. \
              Its last log lines:\n{logs}",
@@ -74,11 +88,16 @@ pub(super) fn swap(job: Job, facts: &Facts, action: &Action) -> Result<Applied, 
     Ok(record)
 }
 
-/// Waits until `container`'s log says it listens; why not, when it stops or says it cannot.
-fn wait_listening(job: Job, container: &str) -> Result<(), String> {
+/// Waits until `container`'s log says it listens; why not, when it stops or says it cannot,
+/// or the run is interrupted. Each look is two engine calls: five a second at first, then
+/// one a second while a long first build runs.
+fn wait_listening(job: Job, container: &str, cancel: Option<&Cancel>) -> Result<(), String> {
     let Job { sh, engine, .. } = job;
     let started = Instant::now();
     loop {
+        if cancel.is_some_and(Cancel::is_cancelled) {
+            return Err("was interrupted before it listened".into());
+        }
         let log = engine.logs_tail(sh, container, 200);
         if log.contains(SERVING_LINE) {
             return Ok(());
@@ -93,6 +112,7 @@ fn wait_listening(job: Job, container: &str) -> Result<(), String> {
         if started.elapsed() > LISTEN_TIMEOUT {
             return Err(format!("did not listen within {}s", LISTEN_TIMEOUT.as_secs()));
         }
-        std::thread::sleep(Duration::from_millis(200));
+        let pause = if started.elapsed() < Duration::from_secs(5) { 200 } else { 1000 };
+        std::thread::sleep(Duration::from_millis(pause));
     }
 }
