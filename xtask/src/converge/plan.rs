@@ -333,7 +333,14 @@ pub fn plan(stack: &Stack, facts: &Facts, options: Options) -> Plan {
                     continue;
                 }
                 if remove {
-                    removes.push(Action::Remove { container: container.clone(), reason: reason.clone() });
+                    // One named back by the recovery is not, when it goes anyway: it goes by the
+                    // name it has.
+                    let named_back =
+                        renames.iter().any(|a| matches!(a, Action::Rename { to, .. } if to == container));
+                    renames.retain(|a| !matches!(a, Action::Rename { to, .. } if to == container));
+                    let target =
+                        if named_back { format!("{container}{RETIRING_SUFFIX}") } else { container.clone() };
+                    removes.push(Action::Remove { container: target, reason: reason.clone() });
                     removed.push(container);
                 }
                 runs.push(Action::Run { service: index, reason });

@@ -296,6 +296,27 @@ fn cases() -> Vec<Case> {
             blockers: vec![],
         },
         Case {
+            name: "an interrupted swap while the holder restarts: both containers go, the service runs once",
+            options: DEFAULT,
+            mutate: |f| {
+                let aside = format!("{BACKEND}{RETIRING_SUFFIX}");
+                let old = container(&aside, "backend", "b0b0b0-old", "cfg-backend-0", &[]);
+                f.observed.containers.insert(aside, old);
+                stop(f, PORTS, "exited");
+            },
+            actions: vec![
+                remove(BACKEND, crate::converge::plan::SWAP_UNDONE),
+                remove("jarvis-backend-dev-retiring", "container config changed"),
+                remove(FRONTEND, crate::converge::plan::HOLDER_RESTARTS),
+                remove(PORTS, "container was exited"),
+                run(HOLDER, "container was exited"),
+                run(BACK, "container config changed"),
+                run(FRONT, crate::converge::plan::HOLDER_RESTARTS),
+            ],
+            unchanged: vec![BACKEND_CACHED, FRONTEND_CACHED],
+            blockers: vec![],
+        },
+        Case {
             name: "an interrupted swap after the old one stopped: only the old one is removed",
             options: DEFAULT,
             mutate: |f| {
