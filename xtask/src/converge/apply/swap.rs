@@ -50,7 +50,13 @@ pub(super) fn swap(
     let started = Instant::now();
     let [rename, run, stop, remove] = calls(job, facts, action);
     let back = Call::Rename { from: aside.clone(), to: name.clone() };
-    engine.call(sh, &rename, Progress::Quiet).map_err(|e| e.to_string())?;
+    engine.call(sh, &rename, Progress::Quiet).map_err(|e| {
+        format!(
+            "taking the running {} container aside as {aside} failed, so nothing was replaced: {e}\n  \
+             if a container of that name is left from something else, remove it and run again",
+            service.key
+        )
+    })?;
     // What undoes the swap: the new one removed, the old one (still serving) named again.
     let undo = || -> Result<(), String> {
         let _ = engine.call(sh, &Call::RemoveContainers(vec![name.clone()]), Progress::Quiet);
@@ -76,8 +82,14 @@ pub(super) fn swap(
         ));
     }
     // Stopped first (the grace lets it drain; docker's `rm -f` would kill it), then removed.
-    engine.call(sh, &stop, Progress::Quiet).map_err(|e| e.to_string())?;
-    engine.call(sh, &remove, Progress::Quiet).map_err(|e| e.to_string())?;
+    let old_left = |e: crate::engine::EngineError| {
+        format!(
+            "the new {} container serves, but the old one, {aside}, is left: {e}\n  the next run settles it (removes it, or swaps again)",
+            service.key
+        )
+    };
+    engine.call(sh, &stop, Progress::Quiet).map_err(old_left)?;
+    engine.call(sh, &remove, Progress::Quiet).map_err(old_left)?;
     let mut record = Applied::new(action, stack, Status::Ok);
     record.seconds = Some(started.elapsed().as_secs_f64());
     out.say(format!(
