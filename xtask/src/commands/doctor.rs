@@ -175,6 +175,8 @@ pub const CHECKS: &[Check] = &[
         symptom: "\"Image not found\" at the FROM line of a build" },
     Check { group: "containers", name: "ports", run: checks::containers_ports,
         symptom: "\"Port already in use\" when dev-fast starts the stack" },
+    Check { group: "containers", name: "handover", run: checks::containers_handover,
+        symptom: "the dev stack's ports container fails to start: `sysctl net.ipv4.tcp_migrate_req` not found" },
     Check { group: "containers", name: "names", run: checks::containers_names,
         symptom: "dev-fast refuses to start: a container of that name is not this project's" },
     Check { group: "mounts", name: "selinux", run: checks::mounts_selinux,

@@ -153,3 +153,18 @@ pub fn containers_names(p: &Probe) -> Vec<Finding> {
     }
     findings
 }
+
+/// The dev stack's port holder sets `net.ipv4.tcp_migrate_req` in its network namespace (so a
+/// swapped container's queued connections move to its replacement): Linux 5.14 or later.
+pub fn containers_handover(_p: &Probe) -> Vec<Finding> {
+    let path = "/proc/sys/net/ipv4/tcp_migrate_req";
+    vec![if Path::new(path).exists() {
+        Finding::ok(format!("{path}: a container replaced while it serves hands its queue over"))
+    } else {
+        Finding::problem(
+            format!("{path} is missing: this kernel is older than Linux 5.14"),
+            "the dev stack's ports container cannot start here: use a kernel of 5.14 or later (Debian 12, \
+             Ubuntu 22.04 and Fedora have one), or `cargo xtask dev-local`",
+        )
+    }]
+}
