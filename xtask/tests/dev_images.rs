@@ -1,7 +1,8 @@
 //! The dev images on real podman: both build, the backend container serves `/health` from
 //! the mounted source, rebuilds and serves a source change, and the frontend container's
-//! Vite proxies `/api` to it across the dev network by name. The containers are started
-//! from the library's own run spec (`converge::spec`), as dev-fast starts them.
+//! Vite proxies `/api` to it on loopback, in the port holder's network namespace they share.
+//! The containers are started from the library's own run spec (`converge::spec`), as
+//! dev-fast starts them, the port holder first.
 
 #![allow(clippy::disallowed_methods, reason = "tests drive the real engine and the host's tools")]
 
@@ -49,6 +50,7 @@ fn dev_images_build_serve_and_reload_a_source_change() {
         service.container.clone()
     };
 
+    cleanup.container(&start("ports"));
     let backend = cleanup.container(&start("backend"));
     let backend_port = project.backend_port;
     let health = wait_for(&sh, &backend, (backend_port, "/health"), Duration::from_secs(900), |_| true);
@@ -82,7 +84,7 @@ fn dev_images_build_serve_and_reload_a_source_change() {
     std::fs::write(&lib, source.replace(line, r#"const HEALTH_STATUS: &str = "ok-edited";"#)).unwrap();
     wait_for(&sh, &backend, (backend_port, "/health"), Duration::from_secs(300), |b| b.contains("ok-edited"));
 
-    // The frontend container reaches the backend by its container name, through Vite's proxy.
+    // The frontend container reaches the backend through Vite's proxy.
     let frontend = cleanup.container(&start("frontend"));
     let frontend_port = project.frontend_port;
     let page = wait_for(&sh, &frontend, (frontend_port, "/"), Duration::from_secs(60), |_| true);

@@ -139,7 +139,8 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let sh = Shell::new().unwrap();
         for c in &self.containers {
-            let _ = cmd!(sh, "podman rm -f -t 0 {c}").quiet().ignore_stdout().ignore_stderr().run();
+            // `--depend`: a port holder goes with the containers in its namespace.
+            let _ = cmd!(sh, "podman rm -f -t 0 --depend {c}").quiet().ignore_stdout().ignore_stderr().run();
         }
         for n in &self.networks {
             let _ = cmd!(sh, "podman network rm -f {n}").quiet().ignore_stdout().ignore_stderr().run();
