@@ -414,6 +414,28 @@ fn spawn_logged(mut command: std::process::Command, log: &Path) -> Child {
     command.stdout(file.try_clone().unwrap()).stderr(file).stdin(Stdio::null()).spawn().unwrap()
 }
 
+/// The pid of the process running `sleep {seconds}`, when one does (a build step's).
+fn sleeping(seconds: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+        (args.len() == 2 && args[0].ends_with(b"sleep") && args[1] == seconds.as_bytes()).then_some(pid)
+    })
+}
+
+/// Whether `done` became true within `seconds`, looking every 200 ms.
+fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(seconds) {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
 /// Other engineers' builds run on this machine too, and defer image removal while they
 /// do: prune again until no build was running. All the runs' stdout, joined.
 fn prune_until_done(root: &Path, project: &str, first: &Output, args: &[&str]) -> String {
@@ -513,30 +535,50 @@ fn prune_takes_only_ours_and_never_breaks_a_running_build() {
     assert_eq!(listing(), before, "a dry run changes nothing");
 
     // Another project's build, by this tool, runs meanwhile: prune waits for it. Its slow
-    // step lasts long enough for prune's own engine calls on a loaded CI machine.
+    // step is a `sleep` of its own that this test ends (from the host: the build's processes
+    // are the machine's) once prune says it waits, so it lasts for as long as prune takes to
+    // get there, however loaded the machine (CI's prune once took 29 s before its lock).
     let b_root = dir.0.join("ws-b");
     copy_workspace(&b_root);
+    let gate = format!("599.{}", std::process::id() % 1000 + 1000);
     std::fs::write(
         b_root.join("docker/jarvis.Containerfile"),
-        format!("FROM {DEBIAN}\nRUN echo a0 > /v\nRUN sleep 25 && echo '{}' > /built\n", unique()),
+        format!("FROM {DEBIAN}\nRUN echo a0 > /v\nRUN sleep {gate}; echo '{}' > /built\n", unique()),
     )
     .unwrap();
     let b_log = dir.0.join("b-build.log");
     let mut b_build = spawn_logged(xtask_command(&b_root, b, &["build-prod"]), &b_log);
-    wait_until(60, "the other project's build to start its slow step", || {
-        std::fs::read_to_string(&b_log).unwrap_or_default().contains("RUN sleep 25")
-    });
+    wait_until(120, "the other project's build to start its slow step", || sleeping(&gate).is_some());
     let started = Instant::now();
-    let pruned = ok(&root, a, &["prune", "--yes"]);
-    let waited = started.elapsed();
-    prune_until_done(&root, a, &pruned, &["prune", "--yes"]);
+    let prune_log = dir.0.join("prune.log");
+    let mut prune = spawn_logged(xtask_command(&root, a, &["prune", "--yes"]), &prune_log);
+    let prune_said = || std::fs::read_to_string(&prune_log).unwrap_or_default();
+    let waits =
+        wait_for(300, || prune_said().contains("waiting for builds") || prune.try_wait().unwrap().is_some());
+    let waited_at = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2)); // prune stays waiting while the build runs
+    let still_waiting = prune.try_wait().unwrap().is_none();
+    if let Some(pid) = sleeping(&gate) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    let pruned_status = prune.wait().unwrap();
     assert!(
         b_build.wait().unwrap().success(),
         "the other build succeeded: {}",
         std::fs::read_to_string(&b_log).unwrap()
     );
-    assert!(text(&pruned.stderr).contains("waiting for builds"), "{}", text(&pruned.stderr));
-    assert!(waited > Duration::from_secs(3), "prune removed images only after the build ended ({waited:?})");
+    assert!(pruned_status.success(), "prune --yes: {}", prune_said());
+    assert!(
+        waits && prune_said().contains("waiting for builds") && still_waiting,
+        "prune waited for the other build ({waited_at:?} in): {}",
+        prune_said()
+    );
+    let pruned = Output {
+        status: pruned_status,
+        stdout: prune_said().into_bytes(),
+        stderr: prune_said().into_bytes(),
+    };
+    prune_until_done(&root, a, &pruned, &["prune", "--yes"]);
     assert!(exists(&sh, &format!("localhost/{b}:latest")), "the other project's new image is there");
 
     // What went, and what stayed.
