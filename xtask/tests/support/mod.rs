@@ -257,39 +257,50 @@ pub const RELOADS: usize = 20;
 /// answers, keeps every failure and each status the backends answered with.
 pub struct RequestLoop {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<(usize, Vec<String>, BTreeSet<String>)>,
+    seen: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
 }
 
 impl RequestLoop {
     pub fn start(port: u16) -> RequestLoop {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let seen = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let (flag, statuses) = (stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
-            let (mut answered, mut failures, mut seen) = (0, Vec::new(), BTreeSet::new());
+            let (mut answered, mut failures) = (0, Vec::new());
             while !flag.load(Ordering::Relaxed) {
                 match health_once(port) {
                     Ok(status) => {
                         answered += 1;
-                        seen.insert(status);
+                        statuses.lock().unwrap().insert(status);
                     }
                     Err(e) => failures.push(e),
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            (answered, failures, seen)
+            (answered, failures)
         });
-        RequestLoop { stop, thread }
+        RequestLoop { stop, seen, thread }
     }
 
     pub fn stop(self) -> (usize, Vec<String>, BTreeSet<String>) {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap()
+        let (answered, failures) = self.thread.join().unwrap();
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        (answered, failures, seen)
     }
 
     /// Stops the loop after `RELOADS` reloads to statuses `<prefix>1..`, each served `took`
     /// after its edit: prints the figures, and fails on any lost request or on a reload
     /// the loop never saw answered.
     pub fn finish(self, mut took: Vec<Duration>, what: &str, prefix: &str) {
+        // The test saw the last reload served; the loop's request in flight at that moment
+        // may still have gone to the one before, so give the loop a moment to see it too.
+        let last = format!("{prefix}{RELOADS}");
+        let start = Instant::now();
+        while !self.seen.lock().unwrap().contains(&last) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let (answered, failures, seen) = self.stop();
         took.sort();
         eprintln!(
