@@ -30,7 +30,11 @@ impl Engine {
             Kind::Docker => vec!["ps", "-a", "--format", json],
         };
         let (images, containers, volumes, networks) = std::thread::scope(|scope| {
-            let containers = scope.spawn(listing(ps));
+            let containers = scope.spawn(move || {
+                let sh = Shell::new()
+                    .map_err(|e| EngineError::not_run(self.name(), "ps", &std::io::Error::other(e)))?;
+                self.read_containers(&sh, &ps)
+            });
             let volumes = scope.spawn(listing(vec!["volume", "ls", "--format", json]));
             let networks = scope.spawn(listing(vec!["network", "ls", "--format", json]));
             let images = self.inspect_images(sh, images);
@@ -415,25 +419,37 @@ impl Engine {
 
     /// Every container, as one listing.
     pub fn all_containers(&self, sh: &Shell) -> Result<Vec<serde_json::Value>, EngineError> {
-        Ok(listing::json_items(&self.read(sh, &["ps", "-a", "--format", self.json_format()])?))
+        Ok(listing::json_items(&self.read_containers(sh, &["ps", "-a", "--format", self.json_format()])?))
     }
 
     /// The names of the working containers of builds running now: podman lists them with
     /// `ps --external` in state "storage" (docker's BuildKit keeps none: empty there).
-    /// A build that ends during the listing makes podman fail it, so it is asked again.
     pub fn build_containers(&self, sh: &Shell) -> Result<Vec<String>, EngineError> {
         if self.kind == Kind::Docker {
             return Ok(vec![]);
         }
-        let mut last = EngineError::new(self.name(), "ps", None, "no answer");
-        for _ in 0..5 {
-            match self.read(sh, &["ps", "-a", "--external", "--format", "json"]) {
-                Ok(text) => return Ok(listing::build_containers(&listing::json_items(&text))),
-                Err(e) => last = e,
+        let text = self.read_containers(sh, &["ps", "-a", "--external", "--format", "json"])?;
+        Ok(listing::build_containers(&listing::json_items(&text)))
+    }
+
+    /// A container listing. A build or a removal that ends while podman lists makes it fail
+    /// ("determining buildah container for container …: container not known"): a race of
+    /// that moment, so it is asked again, a few times; any other failure is the engine's.
+    fn read_containers(&self, sh: &Shell, args: &[&str]) -> Result<String, EngineError> {
+        let mut attempt = 0;
+        loop {
+            match self.read(sh, args) {
+                Err(e)
+                    if attempt < 5
+                        && (e.message.contains("container not known")
+                            || e.message.contains("no such container")) =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                result => return result,
             }
-            std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        Err(last)
     }
 
     /// One sample of `stats` for these running containers, in one call.
